@@ -1,0 +1,191 @@
+//! Load program for the walking skeleton (`cargo bench --bench pipeline`).
+//!
+//! 1. Store commit rate: events/s for one event per commit (one fsync each)
+//!    and for batches, in-process.
+//! 2. End to end: the release binary polls a simulated PLC with 20 part
+//!    counters that all change every poll, and delivers to the fake Odoo on
+//!    loopback. Reports offered, committed and delivered events/s, the time
+//!    to drain the backlog, the gateway's CPU time and memory (RSS), and
+//!    checks that Odoo holds exactly the parts produced.
+
+#[path = "../tests/support/fake_odoo.rs"]
+mod fake_odoo;
+
+use plantgate::demo::plc::{Registers, SimulatedPlc};
+use plantgate::model::{Event, EventBody, Millis, Production};
+use plantgate::store::Store;
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const COUNTERS: u16 = 20;
+const PRODUCE_FOR: Duration = Duration::from_secs(15);
+
+fn event(n: u64) -> Event {
+    Event {
+        id: format!("bench-r-{n}"),
+        rule: "r".into(),
+        time: Millis(n as i64),
+        body: EventBody::Production(Production {
+            workcenter: "WC".into(),
+            quantity: 1,
+            counter_from: n,
+            counter_to: n + 1,
+        }),
+    }
+}
+
+async fn store_commit_rate() {
+    for batch in [1usize, 64] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path(), &["odoo"]).expect("store");
+        let total = if batch == 1 { 2_000 } else { 64_000 };
+        let t = Instant::now();
+        let mut n = 0u64;
+        while (n as usize) < total {
+            let events: Vec<Event> = (0..batch as u64).map(|i| event(n + i)).collect();
+            store.commit(&events, &[]).await.expect("commit");
+            n += batch as u64;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "store commit, {batch:>2} event(s) per fsync: {:>9.0} events/s ({:.3} ms per commit)",
+            n as f64 / secs,
+            secs * 1000.0 / (n as f64 / batch as f64)
+        );
+    }
+}
+
+fn proc_status(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// utime + stime in clock ticks (100 Hz on Linux).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+async fn metric(status: &str, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{status}/metrics")).await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
+}
+
+async fn end_to_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let regs = Registers::default();
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone()).await.expect("plc");
+    let odoo = fake_odoo::FakeOdoo::start().await;
+    let key = dir.path().join("key");
+    std::fs::write(&key, fake_odoo::API_KEY).expect("key");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let status = format!("127.0.0.1:{port}");
+    let mut cfg = format!(
+        "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[status]\nlisten = \"{status}\"\n\
+         [[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"{}\"\npoll_interval = \"20ms\"\n",
+        dir.path().join("data").display(),
+        plc.addr
+    );
+    let mut workorders = Vec::new();
+    for i in 0..COUNTERS {
+        let wc = odoo.add_workcenter(&format!("WC{i}"), &format!("Line {i}"));
+        workorders.push(odoo.add_workorder(wc, &format!("WO{i}"), "progress"));
+        let _ = write!(
+            cfg,
+            "[[tags]]\nname = \"c{i}\"\nsource = \"plc\"\nregister = {}\ntype = \"u32\"\n\
+             [[events]]\nkind = \"production\"\nname = \"p{i}\"\ntag = \"c{i}\"\nworkcenter = \"WC{i}\"\n",
+            i * 2
+        );
+    }
+    let _ = write!(
+        cfg,
+        "[odoo]\nurl = \"{}\"\nallow_plaintext = true\ndatabase = \"{}\"\nlogin = \"{}\"\napi_key_file = \"{}\"\nretry_min = \"50ms\"\nretry_max = \"200ms\"\n",
+        odoo.url(),
+        fake_odoo::DB,
+        fake_odoo::LOGIN,
+        key.display()
+    );
+    let cfg_path = dir.path().join("bench.toml");
+    std::fs::write(&cfg_path, cfg).expect("cfg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plantgate"))
+        .args(["run", "--config"])
+        .arg(&cfg_path)
+        .env("PLANTGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let samples = format!("plantgate_samples_total{{source=\"plc\"}}");
+    while metric(&status, &samples).await.unwrap_or(0.0) < f64::from(COUNTERS) * 2.0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu0 = cpu_ticks(pid).unwrap_or(0);
+    let t0 = Instant::now();
+    let mut produced = 0u64;
+    while t0.elapsed() < PRODUCE_FOR {
+        for i in 0..COUNTERS {
+            regs.set_u32(i * 2, regs.get_u32(i * 2) + 1);
+        }
+        produced += u64::from(COUNTERS);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let produce_secs = t0.elapsed().as_secs_f64();
+    let committed = metric(&status, "plantgate_events_total{kind=\"production\"}").await.unwrap_or(0.0);
+    let delivered_at_stop = metric(&status, "plantgate_events_delivered_total{sink=\"odoo\"}").await.unwrap_or(0.0);
+    let rss = proc_status(pid, "VmRSS:").unwrap_or(0);
+    loop {
+        let depth = metric(&status, "plantgate_queue_depth").await.unwrap_or(1.0);
+        if depth == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drained_secs = t0.elapsed().as_secs_f64();
+    let delivered = metric(&status, "plantgate_events_delivered_total{sink=\"odoo\"}").await.unwrap_or(0.0);
+    let cpu = cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / 100.0;
+    let hwm = proc_status(pid, "VmHWM:").unwrap_or(0);
+    let in_odoo: f64 = workorders
+        .iter()
+        .filter_map(|w| odoo.workorder(*w))
+        .map(|w| w.qty_produced)
+        .sum();
+    let _ = child.kill();
+    let _ = child.wait();
+    println!("end to end, {COUNTERS} counters polled every 20 ms, Odoo on loopback:");
+    println!("  parts produced            : {produced} in {produce_secs:.1} s");
+    println!("  events committed          : {committed:.0} ({:.0}/s)", committed / produce_secs);
+    println!("  events delivered          : {delivered:.0}, {:.0}/s while producing, {:.0}/s overall", delivered_at_stop / produce_secs, delivered / drained_secs);
+    println!("  backlog drained after     : {:.1} s", drained_secs - produce_secs);
+    println!("  gateway CPU               : {cpu:.2} s over {drained_secs:.1} s ({:.0}% of one core)", cpu / drained_secs * 100.0);
+    println!("  gateway RSS               : {} KiB while loaded, peak {} KiB", rss, hwm);
+    println!("  parts in Odoo             : {in_odoo:.0} (expected {produced})");
+    assert_eq!(in_odoo, produced as f64, "Odoo must hold exactly the parts produced");
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument is not used here.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    plantgate::sinks::odoo::http::install_crypto_provider();
+    rt.block_on(async {
+        store_commit_rate().await;
+        end_to_end().await;
+    });
+}

@@ -1,0 +1,901 @@
+//! Configuration: the TOML file → a validated [`Config`].
+//!
+//! `raw` mirrors the file with positions; [`parse`] checks the whole file at
+//! once and reports every problem as `FILE:LINE:COL: what and how to fix`.
+
+mod diagnostic;
+mod raw;
+mod secret;
+
+pub use diagnostic::{ConfigError, Diagnostic};
+pub use secret::{Secret, SecretError, SecretSource};
+
+use raw::{RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9811";
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/plantgate";
+
+/// A validated configuration. Every reference in it resolves.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub gateway: GatewayConfig,
+    pub status: StatusConfig,
+    pub sources: Vec<SourceConfig>,
+    pub tags: Vec<TagConfig>,
+    pub events: Vec<EventRule>,
+    pub odoo: OdooConfig,
+}
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Part of every event id and Odoo external id: unique per gateway.
+    pub id: String,
+    pub data_dir: PathBuf,
+}
+
+#[derive(Clone, Debug)]
+pub struct StatusConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourceConfig {
+    pub name: String,
+    pub kind: SourceKind,
+}
+
+/// Closed set of source kinds: adding one is visible here and in `sources`.
+#[derive(Clone, Debug)]
+pub enum SourceKind {
+    ModbusTcp(ModbusTcpConfig),
+}
+
+#[derive(Clone, Debug)]
+pub struct ModbusTcpConfig {
+    /// `host:port`, resolved at each connect so DNS changes are picked up.
+    pub address: String,
+    pub unit: u8,
+    pub poll_interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct TagConfig {
+    pub name: String,
+    pub source: String,
+    /// 0-based holding register address (protocol address).
+    pub register: u16,
+    pub data_type: DataType,
+}
+
+/// Register encodings. Multi-register values are big-endian, high word first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataType {
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+}
+
+impl DataType {
+    const NAMES: &'static str = "u16, i16, u32, i32, f32";
+
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "u16" => DataType::U16,
+            "i16" => DataType::I16,
+            "u32" => DataType::U32,
+            "i32" => DataType::I32,
+            "f32" => DataType::F32,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::U16 => "u16",
+            DataType::I16 => "i16",
+            DataType::U32 => "u32",
+            DataType::I32 => "i32",
+            DataType::F32 => "f32",
+        }
+    }
+
+    /// Registers the type occupies.
+    pub fn registers(self) -> u16 {
+        match self {
+            DataType::U16 | DataType::I16 => 1,
+            DataType::U32 | DataType::I32 | DataType::F32 => 2,
+        }
+    }
+
+    /// Largest raw value, for counter wrap detection.
+    pub fn max_unsigned(self) -> Option<u64> {
+        match self {
+            DataType::U16 => Some(u64::from(u16::MAX)),
+            DataType::U32 => Some(u64::from(u32::MAX)),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum EventRule {
+    Production(ProductionRule),
+    Downtime(DowntimeRule),
+}
+
+impl EventRule {
+    pub fn name(&self) -> &str {
+        match self {
+            EventRule::Production(r) => &r.name,
+            EventRule::Downtime(r) => &r.name,
+        }
+    }
+
+    pub fn tag(&self) -> &str {
+        match self {
+            EventRule::Production(r) => &r.tag,
+            EventRule::Downtime(r) => &r.tag,
+        }
+    }
+}
+
+/// Parts produced from a monotonic counter.
+#[derive(Clone, Debug)]
+pub struct ProductionRule {
+    pub name: String,
+    pub tag: String,
+    pub workcenter: String,
+    /// Counter wrap point (from the tag's type), if it is unsigned.
+    pub wraps_at: Option<u64>,
+    /// A jump larger than this is not production (a PLC swap, a preset):
+    /// the counter is re-based and the jump is logged instead of posted.
+    pub max_step: Option<u64>,
+}
+
+/// Downtime intervals from a machine-state value.
+#[derive(Clone, Debug)]
+pub struct DowntimeRule {
+    pub name: String,
+    pub tag: String,
+    pub workcenter: String,
+    pub min_duration: Duration,
+    /// State values that mean the machine is producing.
+    pub running: Vec<i64>,
+    pub reasons: Vec<Reason>,
+    pub default_loss: String,
+    pub default_description: String,
+}
+
+impl DowntimeRule {
+    /// The loss and text for a stop state.
+    pub fn reason_for(&self, state: i64) -> (&str, String) {
+        match self.reasons.iter().find(|r| r.state == state) {
+            Some(r) => (&r.loss, r.description.clone()),
+            None => (
+                &self.default_loss,
+                format!("{} (state {state})", self.default_description),
+            ),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Reason {
+    pub state: i64,
+    /// External id of an `mrp.workcenter.productivity.loss`, e.g. `mrp.block_reason1`.
+    pub loss: String,
+    pub description: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct OdooConfig {
+    /// Print the calls instead of sending them (commissioning).
+    pub dry_run: bool,
+    pub url: String,
+    pub database: String,
+    pub login: String,
+    pub api_key: Option<SecretSource>,
+    pub ca_file: Option<PathBuf>,
+    pub allow_plaintext: bool,
+    pub timeout: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+/// Read and validate a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, path)
+}
+
+/// Validate config text; `path` names the file in messages and anchors
+/// relative paths.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let invalid = |diagnostics| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        diagnostics,
+    };
+    let raw: RawConfig = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(e) => {
+            let span = e.span().unwrap_or(0..0);
+            let message = e.message().trim().replace('\n', " ");
+            let hint = if message.starts_with("unknown field") {
+                " (check the spelling; firmware-config/gateway.toml lists every key)"
+            } else {
+                ""
+            };
+            return Err(invalid(vec![Diagnostic::at(
+                text,
+                span,
+                format!("{message}{hint}"),
+            )]));
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut v = Validator {
+        text,
+        base,
+        errors: Vec::new(),
+    };
+    let config = v.config(raw);
+    if v.errors.is_empty() {
+        if let Some(config) = config {
+            return Ok(config);
+        }
+    }
+    v.errors.sort_by_key(|d| (d.line, d.col));
+    Err(invalid(v.errors))
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    base: &'a Path,
+    errors: Vec<Diagnostic>,
+}
+
+/// Names that go into event ids and Odoo external ids: keep them plain.
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl<'a> Validator<'a> {
+    fn err<T>(&mut self, at: &S<T>, message: impl Into<String>) {
+        self.errors
+            .push(Diagnostic::at(self.text, at.span(), message.into()));
+    }
+
+    fn require<'v, T, U>(
+        &mut self,
+        section: &S<T>,
+        value: &'v Option<S<U>>,
+        key: &str,
+        hint: &str,
+    ) -> Option<&'v S<U>> {
+        if value.is_none() {
+            self.err(section, format!("missing key `{key}`: {hint}"));
+        }
+        value.as_ref()
+    }
+
+    fn duration(&mut self, value: &Option<S<String>>, default: Duration) -> Duration {
+        let Some(v) = value else { return default };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                self.err(
+                    v,
+                    "duration must be greater than zero, like \"500ms\" or \"30s\"",
+                );
+                default
+            }
+            Err(_) => {
+                self.err(
+                    v,
+                    format!(
+                        "bad duration {:?}: write a number and a unit, like \"500ms\", \"30s\", \"5m\"",
+                        v.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn plain_name(&mut self, value: &S<String>, what: &str) -> String {
+        if !is_plain_name(value.get_ref()) {
+            self.err(
+                value,
+                format!(
+                    "{what} {:?} may hold only letters, digits, `_` and `-` (1 to 64 characters)",
+                    value.get_ref()
+                ),
+            );
+        }
+        value.get_ref().clone()
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let gateway = self.gateway(&raw);
+        let status = self.status(&raw);
+        let sources = self.sources(&raw.sources);
+        let tags = self.tags(&raw.tags, &sources);
+        let events = self.events(&raw.events, &tags);
+        let odoo = self.odoo(raw.odoo.as_ref());
+        Some(Config {
+            gateway: gateway?,
+            status,
+            sources,
+            tags,
+            events,
+            odoo: odoo?,
+        })
+    }
+
+    fn gateway(&mut self, raw: &RawConfig) -> Option<GatewayConfig> {
+        let Some(g) = &raw.gateway else {
+            self.errors.push(Diagnostic::at(
+                self.text,
+                0..0,
+                "missing [gateway] section: add one with `id = \"line1_gw\"`",
+            ));
+            return None;
+        };
+        let id = self
+            .require(
+                g,
+                &g.get_ref().id,
+                "id",
+                "name this gateway, e.g. id = \"line1_gw\"",
+            )
+            .cloned()
+            .map(|id| self.plain_name(&id, "gateway id"))?;
+        let data_dir = match &g.get_ref().data_dir {
+            Some(d) if d.get_ref().is_empty() => {
+                self.err(d, "data_dir is empty: give a directory for the event store");
+                PathBuf::from(DEFAULT_DATA_DIR)
+            }
+            Some(d) => self.base.join(d.get_ref()),
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+        Some(GatewayConfig { id, data_dir })
+    }
+
+    fn status(&mut self, raw: &RawConfig) -> StatusConfig {
+        let default: SocketAddr = ([127, 0, 0, 1], 9811).into();
+        let listen = match raw
+            .status
+            .as_ref()
+            .and_then(|s| s.get_ref().listen.as_ref())
+        {
+            Some(l) => match l.get_ref().parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.err(
+                        l,
+                        format!(
+                            "bad listen address {:?}: write IP:PORT, like \"{DEFAULT_STATUS_LISTEN}\"",
+                            l.get_ref()
+                        ),
+                    );
+                    default
+                }
+            },
+            None => default,
+        };
+        StatusConfig { listen }
+    }
+
+    fn sources(&mut self, raw: &[S<RawSource>]) -> Vec<SourceConfig> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for s in raw {
+            let r = s.get_ref();
+            let Some(name) = self.require(s, &r.name, "name", "every source needs a name") else {
+                continue;
+            };
+            let name_str = self.plain_name(name, "source name");
+            if !seen.insert(name_str.clone()) {
+                self.err(name, format!("source {name_str:?} is defined twice"));
+            }
+            let Some(kind) = self.require(s, &r.kind, "kind", "kind = \"modbus_tcp\"") else {
+                continue;
+            };
+            match kind.get_ref().as_str() {
+                "modbus_tcp" => {
+                    if let Some(cfg) = self.modbus_tcp(s) {
+                        out.push(SourceConfig {
+                            name: name_str,
+                            kind: SourceKind::ModbusTcp(cfg),
+                        });
+                    }
+                }
+                other => self.err(
+                    kind,
+                    format!("unknown source kind {other:?}: this gateway reads \"modbus_tcp\""),
+                ),
+            }
+        }
+        out
+    }
+
+    fn modbus_tcp(&mut self, s: &S<RawSource>) -> Option<ModbusTcpConfig> {
+        let r = s.get_ref();
+        let address = self.require(
+            s,
+            &r.address,
+            "address",
+            "the device's HOST:PORT, e.g. address = \"192.168.10.20:502\"",
+        )?;
+        let addr = address.get_ref();
+        let port_ok = addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !port_ok {
+            self.err(
+                address,
+                format!("bad address {addr:?}: write HOST:PORT, like \"192.168.10.20:502\""),
+            );
+        }
+        let unit = match &r.unit {
+            Some(u) if !(0..=255).contains(u.get_ref()) => {
+                self.err(
+                    u,
+                    format!("unit id {} is out of range 0..=255", u.get_ref()),
+                );
+                1
+            }
+            Some(u) => *u.get_ref() as u8,
+            None => 1,
+        };
+        Some(ModbusTcpConfig {
+            address: addr.clone(),
+            unit,
+            poll_interval: self.duration(&r.poll_interval, Duration::from_secs(1)),
+            timeout: self.duration(&r.timeout, Duration::from_secs(1)),
+        })
+    }
+
+    fn tags(&mut self, raw: &[S<RawTag>], sources: &[SourceConfig]) -> Vec<TagConfig> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        for t in raw {
+            let r = t.get_ref();
+            let Some(name) = self.require(t, &r.name, "name", "every tag needs a name") else {
+                continue;
+            };
+            let name_str = self.plain_name(name, "tag name");
+            if !seen.insert(name_str.clone()) {
+                self.err(name, format!("tag {name_str:?} is defined twice"));
+            }
+            let Some(source) = self.require(t, &r.source, "source", "name the [[sources]] entry")
+            else {
+                continue;
+            };
+            if !sources.iter().any(|s| &s.name == source.get_ref()) {
+                let known: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+                self.err(
+                    source,
+                    format!(
+                        "tag {name_str:?} names source {:?}, which is not defined; defined sources: {}",
+                        source.get_ref(),
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                );
+            }
+            let data_type = match &r.data_type {
+                Some(ty) => match DataType::parse(ty.get_ref()) {
+                    Some(d) => d,
+                    None => {
+                        self.err(
+                            ty,
+                            format!(
+                                "unknown type {:?}: use one of {}",
+                                ty.get_ref(),
+                                DataType::NAMES
+                            ),
+                        );
+                        DataType::U16
+                    }
+                },
+                None => DataType::U16,
+            };
+            let Some(reg) = self.require(
+                t,
+                &r.register,
+                "register",
+                "the 0-based holding register address, e.g. register = 100",
+            ) else {
+                continue;
+            };
+            let last = reg
+                .get_ref()
+                .saturating_add(i64::from(data_type.registers()) - 1);
+            if *reg.get_ref() < 0 || last > 65535 {
+                self.err(
+                    reg,
+                    format!(
+                        "register {} is out of range: a {} tag starts at a register in 0..={} (0-based protocol address)",
+                        reg.get_ref(),
+                        data_type.name(),
+                        65536 - i64::from(data_type.registers())
+                    ),
+                );
+            }
+            out.push(TagConfig {
+                name: name_str,
+                source: source.get_ref().clone(),
+                register: u16::try_from(*reg.get_ref()).unwrap_or(0),
+                data_type,
+            });
+        }
+        out
+    }
+
+    fn events(&mut self, raw: &[S<RawEvent>], tags: &[TagConfig]) -> Vec<EventRule> {
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        let by_name: HashMap<&str, &TagConfig> =
+            tags.iter().map(|t| (t.name.as_str(), t)).collect();
+        for e in raw {
+            let r = e.get_ref();
+            let Some(name) = self.require(e, &r.name, "name", "every event rule needs a name")
+            else {
+                continue;
+            };
+            let name_str = self.plain_name(name, "event name");
+            if !seen.insert(name_str.clone()) {
+                self.err(name, format!("event rule {name_str:?} is defined twice"));
+            }
+            let Some(kind) = self.require(e, &r.kind, "kind", "\"production\" or \"downtime\"")
+            else {
+                continue;
+            };
+            let tag = self
+                .require(e, &r.tag, "tag", "name the [[tags]] entry it reads")
+                .cloned();
+            let tag_cfg = tag.as_ref().and_then(|t| {
+                let found = by_name.get(t.get_ref().as_str()).copied();
+                if found.is_none() {
+                    self.err(
+                        t,
+                        format!(
+                            "event {name_str:?} reads tag {:?}, which is not defined in [[tags]]",
+                            t.get_ref()
+                        ),
+                    );
+                }
+                found
+            });
+            let workcenter = self
+                .require(
+                    e,
+                    &r.workcenter,
+                    "workcenter",
+                    "the Odoo work center code, e.g. workcenter = \"PRESS1\"",
+                )
+                .map(|w| w.get_ref().clone());
+            let (Some(tag_cfg), Some(workcenter)) = (tag_cfg, workcenter) else {
+                continue;
+            };
+            match kind.get_ref().as_str() {
+                "production" => {
+                    self.forbid(e, &r.min_duration, "min_duration", "downtime");
+                    self.forbid(e, &r.running, "running", "downtime");
+                    self.forbid(e, &r.default_loss, "default_loss", "downtime");
+                    if let Some(first) = r.reason.first() {
+                        self.err(first, "[[events.reason]] belongs to kind = \"downtime\"");
+                    }
+                    let max_step = r.max_step.as_ref().and_then(|m| {
+                        if *m.get_ref() <= 0 {
+                            self.err(m, "max_step must be a positive count of parts");
+                            None
+                        } else {
+                            Some(*m.get_ref() as u64)
+                        }
+                    });
+                    out.push(EventRule::Production(ProductionRule {
+                        name: name_str,
+                        tag: tag_cfg.name.clone(),
+                        workcenter,
+                        wraps_at: tag_cfg.data_type.max_unsigned(),
+                        max_step,
+                    }));
+                }
+                "downtime" => {
+                    self.forbid(e, &r.max_step, "max_step", "production");
+                    if let Some(rule) = self.downtime(e, name_str, tag_cfg, workcenter) {
+                        out.push(EventRule::Downtime(rule));
+                    }
+                }
+                other => self.err(
+                    kind,
+                    format!("unknown event kind {other:?}: use \"production\" or \"downtime\""),
+                ),
+            }
+        }
+        out
+    }
+
+    fn forbid<T, U>(&mut self, _section: &S<T>, value: &Option<S<U>>, key: &str, kind: &str) {
+        if let Some(v) = value {
+            self.err(v, format!("`{key}` belongs to kind = \"{kind}\""));
+        }
+    }
+
+    fn loss(&mut self, value: &S<String>) -> String {
+        let v = value.get_ref();
+        let ok = v
+            .split_once('.')
+            .is_some_and(|(m, n)| is_plain_name(m) && is_plain_name(n));
+        if !ok {
+            self.err(
+                value,
+                format!(
+                    "loss {v:?} is not an external id: write MODULE.NAME of an mrp.workcenter.productivity.loss, like \"mrp.block_reason1\""
+                ),
+            );
+        }
+        v.clone()
+    }
+
+    fn downtime(
+        &mut self,
+        e: &S<RawEvent>,
+        name: String,
+        tag: &TagConfig,
+        workcenter: String,
+    ) -> Option<DowntimeRule> {
+        let r = e.get_ref();
+        let running = self
+            .require(
+                e,
+                &r.running,
+                "running",
+                "the state values that mean producing, e.g. running = [1]",
+            )?
+            .get_ref()
+            .clone();
+        let default_loss = match &r.default_loss {
+            Some(l) => self.loss(l),
+            None => "mrp.block_reason1".to_string(),
+        };
+        let mut reasons = Vec::new();
+        for reason in &r.reason {
+            let rr = reason.get_ref();
+            let state = self.require(
+                reason,
+                &rr.state,
+                "state",
+                "the state value, e.g. state = 2",
+            );
+            let loss = self.require(
+                reason,
+                &rr.loss,
+                "loss",
+                "an Odoo loss external id, e.g. loss = \"mrp.block_reason1\"",
+            );
+            let (Some(state), Some(loss)) = (state, loss) else {
+                continue;
+            };
+            if running.contains(state.get_ref()) {
+                self.err(
+                    state,
+                    format!(
+                        "state {} is listed in `running` too: a state is either running or a stop",
+                        state.get_ref()
+                    ),
+                );
+            }
+            if reasons.iter().any(|x: &Reason| x.state == *state.get_ref()) {
+                self.err(state, format!("state {} has two reasons", state.get_ref()));
+            }
+            let loss = self.loss(loss);
+            reasons.push(Reason {
+                state: *state.get_ref(),
+                loss,
+                description: rr.description.as_ref().map_or_else(
+                    || format!("state {}", state.get_ref()),
+                    |d| d.get_ref().clone(),
+                ),
+            });
+        }
+        Some(DowntimeRule {
+            name,
+            tag: tag.name.clone(),
+            workcenter,
+            min_duration: self.duration(&r.min_duration, Duration::from_secs(30)),
+            running,
+            reasons,
+            default_loss,
+            default_description: r
+                .default_description
+                .as_ref()
+                .map_or_else(|| "Stopped".to_string(), |d| d.get_ref().clone()),
+        })
+    }
+
+    fn odoo(&mut self, raw: Option<&S<RawOdoo>>) -> Option<OdooConfig> {
+        let Some(o) = raw else {
+            self.errors.push(Diagnostic::at(
+                self.text,
+                0..0,
+                "missing [odoo] section: add url, database, login and api_key_file, or dry_run = true to only print the calls",
+            ));
+            return None;
+        };
+        let r = o.get_ref();
+        let dry_run = r.dry_run.as_ref().is_some_and(|d| *d.get_ref());
+        let allow_plaintext = r.allow_plaintext.as_ref().is_some_and(|d| *d.get_ref());
+        let timeout = self.duration(&r.timeout, Duration::from_secs(10));
+        let retry_min = self.duration(&r.retry_min, Duration::from_secs(1));
+        let retry_max = self.duration(&r.retry_max, Duration::from_secs(300));
+        if retry_max < retry_min {
+            if let Some(m) = &r.retry_max {
+                self.err(m, "retry_max is shorter than retry_min");
+            }
+        }
+        let ca_file = r.ca_file.as_ref().map(|c| self.base.join(c.get_ref()));
+        let api_key = match (&r.api_key_file, &r.api_key_credential) {
+            (Some(f), Some(_)) => {
+                self.err(
+                    f,
+                    "give either api_key_file or api_key_credential, not both",
+                );
+                None
+            }
+            (Some(f), None) => Some(SecretSource::File(self.base.join(f.get_ref()))),
+            (None, Some(c)) => Some(SecretSource::Credential(c.get_ref().clone())),
+            (None, None) => None,
+        };
+        let text =
+            |v: &Option<S<String>>| v.as_ref().map(|v| v.get_ref().clone()).unwrap_or_default();
+        if !dry_run {
+            let url = self.require(
+                o,
+                &r.url,
+                "url",
+                "Odoo's base URL, e.g. url = \"https://erp.example.com\"",
+            );
+            if let Some(url) = url {
+                let u = url.get_ref();
+                if u.starts_with("http://") && !allow_plaintext {
+                    self.err(url, "plain http to Odoo is refused: use https://, or set allow_plaintext = true if this link is protected otherwise");
+                } else if !u.starts_with("https://") && !u.starts_with("http://") {
+                    self.err(url, format!("bad url {u:?}: write https://HOST[:PORT]"));
+                }
+            }
+            self.require(o, &r.database, "database", "the Odoo database name");
+            self.require(o, &r.login, "login", "the Odoo user the gateway posts as");
+            if api_key.is_none() {
+                self.err(o, "missing key `api_key_file` (a file holding the user's API key) or `api_key_credential` (a systemd credential name)");
+            }
+        }
+        Some(OdooConfig {
+            dry_run,
+            url: text(&r.url).trim_end_matches('/').to_string(),
+            database: text(&r.database),
+            login: text(&r.login),
+            api_key,
+            ca_file,
+            allow_plaintext,
+            timeout,
+            retry_min,
+            retry_max,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[gateway]
+id = "gw1"
+data_dir = "data"
+
+[[sources]]
+name = "press1"
+kind = "modbus_tcp"
+address = "127.0.0.1:502"
+
+[[tags]]
+name = "parts"
+source = "press1"
+register = 100
+type = "u32"
+
+[[tags]]
+name = "state"
+source = "press1"
+register = 102
+
+[[events]]
+kind = "production"
+name = "parts_made"
+tag = "parts"
+workcenter = "PRESS1"
+
+[[events]]
+kind = "downtime"
+name = "stops"
+tag = "state"
+workcenter = "PRESS1"
+min_duration = "2s"
+running = [1]
+[[events.reason]]
+state = 2
+loss = "mrp.block_reason1"
+description = "Hydraulic fault"
+
+[odoo]
+dry_run = true
+"#;
+
+    fn errors(text: &str) -> Vec<Diagnostic> {
+        match parse(text, Path::new("t.toml")) {
+            Err(ConfigError::Invalid { diagnostics, .. }) => diagnostics,
+            other => panic!("expected errors, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_config_validates() {
+        let c = parse(GOOD, Path::new("/etc/plantgate/t.toml")).expect("valid");
+        assert_eq!(c.gateway.data_dir, PathBuf::from("/etc/plantgate/data"));
+        assert_eq!(c.tags[0].data_type, DataType::U32);
+        assert_eq!(c.events.len(), 2);
+        let EventRule::Downtime(d) = &c.events[1] else {
+            panic!("downtime")
+        };
+        assert_eq!(d.min_duration, Duration::from_secs(2));
+        assert_eq!(d.reason_for(2).0, "mrp.block_reason1");
+        assert_eq!(d.reason_for(7).1, "Stopped (state 7)");
+    }
+
+    #[test]
+    fn reports_all_errors_with_positions() {
+        let bad = GOOD
+            .replace("register = 100", "register = 65535")
+            .replace("min_duration = \"2s\"", "min_duration = \"2 fortnights\"")
+            .replace(
+                "source = \"press1\"\nregister = 102",
+                "source = \"press9\"\nregister = 102",
+            );
+        let errs = errors(&bad);
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        assert!(errs[0].message.contains("register 65535 is out of range"));
+        assert_eq!((errs[0].line, errs[0].col), (14, 12));
+        assert!(errs[1].message.contains("press9"));
+        assert!(errs[2].message.contains("bad duration"));
+    }
+
+    #[test]
+    fn plaintext_odoo_needs_explicit_consent() {
+        let text = GOOD.replace(
+            "dry_run = true",
+            "url = \"http://erp\"\ndatabase = \"d\"\nlogin = \"l\"\napi_key_file = \"k\"",
+        );
+        let errs = errors(&text);
+        assert!(
+            errs[0].message.contains("plain http to Odoo is refused"),
+            "{errs:?}"
+        );
+        let ok = text.replace("api_key_file", "allow_plaintext = true\napi_key_file");
+        assert!(parse(&ok, Path::new("t.toml")).is_ok());
+    }
+}

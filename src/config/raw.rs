@@ -1,0 +1,98 @@
+//! The config file as written: serde structs that keep each value's place in
+//! the file, so validation can point at it. Nothing here checks meaning;
+//! `config::validate` turns these into the typed `Config`.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub gateway: Option<S<RawGateway>>,
+    pub status: Option<S<RawStatus>>,
+    #[serde(default)]
+    pub sources: Vec<S<RawSource>>,
+    #[serde(default)]
+    pub tags: Vec<S<RawTag>>,
+    #[serde(default)]
+    pub events: Vec<S<RawEvent>>,
+    pub odoo: Option<S<RawOdoo>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub id: Option<S<String>>,
+    pub data_dir: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatus {
+    pub listen: Option<S<String>>,
+}
+
+/// One flat struct for every source kind: the validator says which keys a
+/// kind takes, with a better message than an untagged enum could give.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    pub name: Option<S<String>>,
+    pub kind: Option<S<String>>,
+    pub address: Option<S<String>>,
+    pub unit: Option<S<i64>>,
+    pub poll_interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTag {
+    pub name: Option<S<String>>,
+    pub source: Option<S<String>>,
+    pub register: Option<S<i64>>,
+    #[serde(rename = "type")]
+    pub data_type: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent {
+    pub kind: Option<S<String>>,
+    pub name: Option<S<String>>,
+    pub tag: Option<S<String>>,
+    pub workcenter: Option<S<String>>,
+    pub max_step: Option<S<i64>>,
+    pub min_duration: Option<S<String>>,
+    pub running: Option<S<Vec<i64>>>,
+    pub default_loss: Option<S<String>>,
+    pub default_description: Option<S<String>>,
+    #[serde(default)]
+    pub reason: Vec<S<RawReason>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReason {
+    pub state: Option<S<i64>>,
+    pub loss: Option<S<String>>,
+    pub description: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOdoo {
+    pub url: Option<S<String>>,
+    pub database: Option<S<String>>,
+    pub login: Option<S<String>>,
+    pub api_key_file: Option<S<String>>,
+    pub api_key_credential: Option<S<String>>,
+    pub ca_file: Option<S<String>>,
+    pub allow_plaintext: Option<S<bool>>,
+    pub dry_run: Option<S<bool>>,
+    pub timeout: Option<S<String>>,
+    pub retry_min: Option<S<String>>,
+    pub retry_max: Option<S<String>>,
+}

@@ -1,0 +1,30 @@
+//! plantgate: an edge gateway that reads machine signals and forwards the
+//! business events they mean to Odoo, with store-and-forward.
+//!
+//! ```text
+//!  sources/ ──Sample──▶ edge/ ──Event──▶ store/ ──▶ sinks/ ──▶ Odoo
+//!  (Modbus)   bounded     (rules)  commit   (sled)  per-sink   (JSON-RPC,
+//!             channel              + flush          cursor     or dry run)
+//!                          status/ ◀── every stage reports here
+//! ```
+//!
+//! - [`config`]: the TOML tag map → a validated [`config::Config`].
+//! - [`model`]: [`model::Sample`] and [`model::Event`].
+//! - [`sources`]: device readers, one task per connection.
+//! - [`edge`]: rules that turn samples into events (pure, no I/O).
+//! - [`store`]: the durable queue; its module doc states the invariants.
+//! - [`sinks`]: delivery with acks, retries and set-aside.
+//! - [`status`]: health, metrics and status over HTTP.
+//! - [`pipeline`]: wires the stages and owns shutdown.
+//! - [`demo`]: the embedded default (`plantgate demo`).
+
+pub mod backoff;
+pub mod config;
+pub mod demo;
+pub mod edge;
+pub mod model;
+pub mod pipeline;
+pub mod sinks;
+pub mod sources;
+pub mod status;
+pub mod store;

@@ -1,0 +1,195 @@
+//! The two values that flow through the gateway: a [`Sample`] read from a
+//! device, and an [`Event`] the edge derived from samples for the business.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Milliseconds since the Unix epoch, UTC. Plain integer so it is cheap to
+/// store and compare; formatting happens only at the edges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Millis(pub i64);
+
+impl Millis {
+    pub fn now() -> Self {
+        Millis(chrono::Utc::now().timestamp_millis())
+    }
+
+    /// Odoo's datetime form: naive UTC `YYYY-MM-DD HH:MM:SS`.
+    pub fn odoo_datetime(self) -> String {
+        match chrono::DateTime::from_timestamp_millis(self.0) {
+            Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            None => "1970-01-01 00:00:00".to_string(),
+        }
+    }
+
+    /// RFC 3339 for logs and the status page.
+    pub fn rfc3339(self) -> String {
+        match chrono::DateTime::from_timestamp_millis(self.0) {
+            Some(t) => t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            None => String::new(),
+        }
+    }
+
+    pub fn saturating_sub(self, other: Millis) -> i64 {
+        self.0.saturating_sub(other.0)
+    }
+}
+
+/// A value as read from a device, before any business meaning.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Value {
+    Bool(bool),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Text(String),
+}
+
+impl Value {
+    /// The value as an unsigned integer, when it is one without loss.
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::UInt(v) => Some(v),
+            Value::Int(v) => u64::try_from(v).ok(),
+            Value::Bool(b) => Some(u64::from(b)),
+            Value::Float(f) if f >= 0.0 && f.fract() == 0.0 && f <= u64::MAX as f64 => {
+                Some(f as u64)
+            }
+            _ => None,
+        }
+    }
+
+    /// The value as a signed integer, when it is one without loss.
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::Int(v) => Some(v),
+            Value::UInt(v) => i64::try_from(v).ok(),
+            Value::Bool(b) => Some(i64::from(b)),
+            Value::Float(f) if f.fract() == 0.0 && f.abs() <= i64::MAX as f64 => Some(f as i64),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Bool(v) => write!(f, "{v}"),
+            Value::Int(v) => write!(f, "{v}"),
+            Value::UInt(v) => write!(f, "{v}"),
+            Value::Float(v) => write!(f, "{v}"),
+            Value::Text(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
+/// How far a sample can be trusted. Bad samples still flow (so the edge and
+/// the status page see the gap) but rules never turn them into events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Quality {
+    Good,
+    Uncertain(String),
+    Bad(String),
+}
+
+/// One reading of one tag.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    pub tag: String,
+    pub value: Value,
+    pub quality: Quality,
+    /// When the value was valid at the device (or when it was read).
+    pub time: Millis,
+}
+
+/// How fast an event kind must reach the business. The store reports the age
+/// of the oldest undelivered event per class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LatencyClass {
+    /// Seconds: a stopped machine.
+    Critical,
+    /// Minutes: produced quantities.
+    Normal,
+    /// Hours: bulk measurements.
+    Bulk,
+}
+
+impl LatencyClass {
+    pub const ALL: [LatencyClass; 3] = [
+        LatencyClass::Critical,
+        LatencyClass::Normal,
+        LatencyClass::Bulk,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LatencyClass::Critical => "critical",
+            LatencyClass::Normal => "normal",
+            LatencyClass::Bulk => "bulk",
+        }
+    }
+}
+
+/// A business event. Its `id` is deterministic (derived from the rule and
+/// the event's own time), so a replay carries the same id and Odoo can
+/// recognise it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: String,
+    /// The `[[events]]` rule that produced it.
+    pub rule: String,
+    /// Event time: when it happened at the machine.
+    pub time: Millis,
+    pub body: EventBody,
+}
+
+impl Event {
+    pub fn class(&self) -> LatencyClass {
+        match self.body {
+            EventBody::DowntimeStarted(_) | EventBody::DowntimeEnded(_) => LatencyClass::Critical,
+            EventBody::Production(_) => LatencyClass::Normal,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self.body {
+            EventBody::Production(_) => "production",
+            EventBody::DowntimeStarted(_) => "downtime_started",
+            EventBody::DowntimeEnded(_) => "downtime_ended",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum EventBody {
+    Production(Production),
+    /// A stop held for the minimum duration: Odoo gets an open time log now.
+    DowntimeStarted(Downtime),
+    /// The stop ended: the same time log (same `downtime_id`) gets its end.
+    DowntimeEnded(Downtime),
+}
+
+/// Parts counted by a machine counter between two readings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Production {
+    pub workcenter: String,
+    pub quantity: u64,
+    /// Counter readings the quantity was derived from, for audit.
+    pub counter_from: u64,
+    pub counter_to: u64,
+}
+
+/// One downtime interval of a work center.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Downtime {
+    pub workcenter: String,
+    /// Shared by the start and end events of one interval.
+    pub downtime_id: String,
+    /// The machine-state value that caused it.
+    pub state: i64,
+    /// External id of the Odoo loss reason (`mrp.workcenter.productivity.loss`).
+    pub loss: String,
+    pub description: String,
+    pub start: Millis,
+    pub end: Option<Millis>,
+}

@@ -1,0 +1,251 @@
+//! What the gateway knows about itself: Prometheus metrics plus the few
+//! facts the status page needs in words (why a device is not read, why
+//! delivery fails). Every stage reports here; only `status` reads it.
+
+use crate::model::Millis;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+
+type Labels = Vec<(&'static str, String)>;
+
+pub struct Telemetry {
+    registry: Registry,
+    samples: Family<Labels, Counter>,
+    connected: Family<Labels, Gauge>,
+    events: Family<Labels, Counter>,
+    delivered: Family<Labels, Counter>,
+    delivery_errors: Family<Labels, Counter>,
+    rejected: Family<Labels, Counter>,
+    pub(crate) queue_depth: Gauge,
+    pub(crate) queue_oldest_age: Gauge<f64, AtomicU64>,
+    pub(crate) lane_oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
+    pub(crate) aside: Gauge,
+    board: Mutex<Board>,
+    pub started: Millis,
+}
+
+/// The words behind the numbers.
+#[derive(Clone, Debug, Default)]
+pub struct Board {
+    pub sources: BTreeMap<String, SourceStatus>,
+    pub sinks: BTreeMap<String, SinkStatus>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SourceStatus {
+    pub connected: bool,
+    pub last_error: Option<String>,
+    pub last_sample: Option<Millis>,
+    pub samples: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SinkStatus {
+    pub delivered: u64,
+    pub last_delivery: Option<Millis>,
+    pub last_error: Option<String>,
+    pub retrying: bool,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let samples = Family::<Labels, Counter>::default();
+        let connected = Family::<Labels, Gauge>::default();
+        let events = Family::<Labels, Counter>::default();
+        let delivered = Family::<Labels, Counter>::default();
+        let delivery_errors = Family::<Labels, Counter>::default();
+        let rejected = Family::<Labels, Counter>::default();
+        let queue_depth = Gauge::default();
+        let queue_oldest_age = Gauge::<f64, AtomicU64>::default();
+        let lane_oldest_age = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        let aside = Gauge::default();
+        registry.register(
+            "plantgate_samples",
+            "Samples read, per source",
+            samples.clone(),
+        );
+        registry.register(
+            "plantgate_source_connected",
+            "1 when the source's device answers, else 0",
+            connected.clone(),
+        );
+        registry.register(
+            "plantgate_events",
+            "Business events committed to the store, per kind",
+            events.clone(),
+        );
+        registry.register(
+            "plantgate_events_delivered",
+            "Events a destination confirmed, per sink",
+            delivered.clone(),
+        );
+        registry.register(
+            "plantgate_delivery_errors",
+            "Failed delivery attempts (retried or set aside), per sink",
+            delivery_errors.clone(),
+        );
+        registry.register(
+            "plantgate_events_rejected",
+            "Events a destination refused for good and that were set aside, per sink",
+            rejected.clone(),
+        );
+        registry.register(
+            "plantgate_queue_depth",
+            "Events not yet delivered",
+            queue_depth.clone(),
+        );
+        registry.register(
+            "plantgate_queue_oldest_age_seconds",
+            "Age of the oldest undelivered event (event time), 0 when none",
+            queue_oldest_age.clone(),
+        );
+        registry.register(
+            "plantgate_lane_oldest_age_seconds",
+            "Age of the oldest undelivered event, per latency class",
+            lane_oldest_age.clone(),
+        );
+        registry.register(
+            "plantgate_events_aside",
+            "Events kept aside after a refusal",
+            aside.clone(),
+        );
+        Telemetry {
+            registry,
+            samples,
+            connected,
+            events,
+            delivered,
+            delivery_errors,
+            rejected,
+            queue_depth,
+            queue_oldest_age,
+            lane_oldest_age,
+            aside,
+            board: Mutex::new(Board::default()),
+            started: Millis::now(),
+        }
+    }
+
+    fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+        // A poisoned lock only means a panic elsewhere mid-update of plain data.
+        self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn snapshot(&self) -> Board {
+        self.board().clone()
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn source_added(&self, source: &str) {
+        self.connected
+            .get_or_create(&vec![("source", source.to_string())])
+            .set(0);
+        let _ = self
+            .samples
+            .get_or_create(&vec![("source", source.to_string())]);
+        self.board().sources.entry(source.to_string()).or_default();
+    }
+
+    pub fn sample(&self, source: &str, at: Millis) {
+        self.samples
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc();
+        let mut b = self.board();
+        let s = b.sources.entry(source.to_string()).or_default();
+        s.samples += 1;
+        s.last_sample = Some(at);
+    }
+
+    pub fn source_up(&self, source: &str) {
+        self.connected
+            .get_or_create(&vec![("source", source.to_string())])
+            .set(1);
+        let mut b = self.board();
+        let s = b.sources.entry(source.to_string()).or_default();
+        s.connected = true;
+        s.last_error = None;
+    }
+
+    pub fn source_down(&self, source: &str, error: &str) {
+        self.connected
+            .get_or_create(&vec![("source", source.to_string())])
+            .set(0);
+        let mut b = self.board();
+        let s = b.sources.entry(source.to_string()).or_default();
+        s.connected = false;
+        s.last_error = Some(error.to_string());
+    }
+
+    /// A tag-level problem on a source that stays connected.
+    pub fn source_error(&self, source: &str, error: &str) {
+        let mut b = self.board();
+        b.sources.entry(source.to_string()).or_default().last_error = Some(error.to_string());
+    }
+
+    pub fn event(&self, kind: &str) {
+        self.events
+            .get_or_create(&vec![("kind", kind.to_string())])
+            .inc();
+    }
+
+    pub fn sink_added(&self, sink: &str) {
+        let l = vec![("sink", sink.to_string())];
+        let _ = self.delivered.get_or_create(&l);
+        let _ = self.delivery_errors.get_or_create(&l);
+        let _ = self.rejected.get_or_create(&l);
+        self.board().sinks.entry(sink.to_string()).or_default();
+    }
+
+    pub fn delivered(&self, sink: &str) {
+        self.delivered
+            .get_or_create(&vec![("sink", sink.to_string())])
+            .inc();
+        let mut b = self.board();
+        let s = b.sinks.entry(sink.to_string()).or_default();
+        s.delivered += 1;
+        s.last_delivery = Some(Millis::now());
+        s.retrying = false;
+    }
+
+    pub fn delivery_error(&self, sink: &str, error: &str) {
+        self.delivery_errors
+            .get_or_create(&vec![("sink", sink.to_string())])
+            .inc();
+        let mut b = self.board();
+        let s = b.sinks.entry(sink.to_string()).or_default();
+        s.last_error = Some(error.to_string());
+        s.retrying = true;
+    }
+
+    pub fn rejected(&self, sink: &str, error: &str) {
+        self.delivery_errors
+            .get_or_create(&vec![("sink", sink.to_string())])
+            .inc();
+        self.rejected
+            .get_or_create(&vec![("sink", sink.to_string())])
+            .inc();
+        let mut b = self.board();
+        let s = b.sinks.entry(sink.to_string()).or_default();
+        s.last_error = Some(error.to_string());
+        s.retrying = false;
+    }
+}
