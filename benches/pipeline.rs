@@ -75,7 +75,12 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 }
 
 async fn metric(status: &str, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{status}/metrics")).await.ok()?.text().await.ok()?;
+    let text = reqwest::get(format!("http://{status}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     text.lines().find_map(|l| {
         let (name, value) = l.rsplit_once(' ')?;
         (name == series).then(|| value.parse().ok()).flatten()
@@ -85,7 +90,9 @@ async fn metric(status: &str, series: &str) -> Option<f64> {
 async fn end_to_end() {
     let dir = tempfile::tempdir().expect("tempdir");
     let regs = Registers::default();
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone()).await.expect("plc");
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
+        .await
+        .expect("plc");
     let odoo = fake_odoo::FakeOdoo::start().await;
     let key = dir.path().join("key");
     std::fs::write(&key, fake_odoo::API_KEY).expect("key");
@@ -129,8 +136,8 @@ async fn end_to_end() {
         .spawn()
         .expect("spawn");
     let pid = child.id();
-    let samples = format!("plantgate_samples_total{{source=\"plc\"}}");
-    while metric(&status, &samples).await.unwrap_or(0.0) < f64::from(COUNTERS) * 2.0 {
+    let samples = "plantgate_samples_total{source=\"plc\"}";
+    while metric(&status, samples).await.unwrap_or(0.0) < f64::from(COUNTERS) * 2.0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu0 = cpu_ticks(pid).unwrap_or(0);
@@ -144,18 +151,26 @@ async fn end_to_end() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let produce_secs = t0.elapsed().as_secs_f64();
-    let committed = metric(&status, "plantgate_events_total{kind=\"production\"}").await.unwrap_or(0.0);
-    let delivered_at_stop = metric(&status, "plantgate_events_delivered_total{sink=\"odoo\"}").await.unwrap_or(0.0);
+    let committed = metric(&status, "plantgate_events_total{kind=\"production\"}")
+        .await
+        .unwrap_or(0.0);
+    let delivered_at_stop = metric(&status, "plantgate_events_delivered_total{sink=\"odoo\"}")
+        .await
+        .unwrap_or(0.0);
     let rss = proc_status(pid, "VmRSS:").unwrap_or(0);
     loop {
-        let depth = metric(&status, "plantgate_queue_depth").await.unwrap_or(1.0);
+        let depth = metric(&status, "plantgate_queue_depth")
+            .await
+            .unwrap_or(1.0);
         if depth == 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drained_secs = t0.elapsed().as_secs_f64();
-    let delivered = metric(&status, "plantgate_events_delivered_total{sink=\"odoo\"}").await.unwrap_or(0.0);
+    let delivered = metric(&status, "plantgate_events_delivered_total{sink=\"odoo\"}")
+        .await
+        .unwrap_or(0.0);
     let cpu = cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / 100.0;
     let hwm = proc_status(pid, "VmHWM:").unwrap_or(0);
     let in_odoo: f64 = workorders
@@ -167,13 +182,32 @@ async fn end_to_end() {
     let _ = child.wait();
     println!("end to end, {COUNTERS} counters polled every 20 ms, Odoo on loopback:");
     println!("  parts produced            : {produced} in {produce_secs:.1} s");
-    println!("  events committed          : {committed:.0} ({:.0}/s)", committed / produce_secs);
-    println!("  events delivered          : {delivered:.0}, {:.0}/s while producing, {:.0}/s overall", delivered_at_stop / produce_secs, delivered / drained_secs);
-    println!("  backlog drained after     : {:.1} s", drained_secs - produce_secs);
-    println!("  gateway CPU               : {cpu:.2} s over {drained_secs:.1} s ({:.0}% of one core)", cpu / drained_secs * 100.0);
-    println!("  gateway RSS               : {} KiB while loaded, peak {} KiB", rss, hwm);
+    println!(
+        "  events committed          : {committed:.0} ({:.0}/s)",
+        committed / produce_secs
+    );
+    println!(
+        "  events delivered          : {delivered:.0}, {:.0}/s while producing, {:.0}/s overall",
+        delivered_at_stop / produce_secs,
+        delivered / drained_secs
+    );
+    println!(
+        "  backlog drained after     : {:.1} s",
+        drained_secs - produce_secs
+    );
+    println!(
+        "  gateway CPU               : {cpu:.2} s over {drained_secs:.1} s ({:.0}% of one core)",
+        cpu / drained_secs * 100.0
+    );
+    println!(
+        "  gateway RSS               : {} KiB while loaded, peak {} KiB",
+        rss, hwm
+    );
     println!("  parts in Odoo             : {in_odoo:.0} (expected {produced})");
-    assert_eq!(in_odoo, produced as f64, "Odoo must hold exactly the parts produced");
+    assert_eq!(
+        in_odoo, produced as f64,
+        "Odoo must hold exactly the parts produced"
+    );
 }
 
 fn main() {

@@ -51,5 +51,8 @@ fn shipped_configs_are_valid() {
 fn a_missing_file_is_an_error_not_a_panic() {
     let (code, _, stderr) = check(Path::new("/nonexistent/plantgate.toml"));
     assert_eq!(code, 1);
-    assert!(stderr.contains("/nonexistent/plantgate.toml: cannot read"), "{stderr}");
+    assert!(
+        stderr.contains("/nonexistent/plantgate.toml: cannot read"),
+        "{stderr}"
+    );
 }

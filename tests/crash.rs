@@ -40,13 +40,19 @@ async fn kill_9_loses_nothing_and_doubles_nothing() {
     let start = 5000u32;
     regs.set_u32(COUNTER, start);
     regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone()).await.expect("plc");
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
+        .await
+        .expect("plc");
     let odoo = FakeOdoo::start().await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let wo = odoo.add_workorder(wc, "WO/00007", "progress");
     let status = format!("127.0.0.1:{}", free_port());
     let cfg = dir.path().join("gw.toml");
-    std::fs::write(&cfg, press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), &status)).expect("cfg");
+    std::fs::write(
+        &cfg,
+        press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), &status),
+    )
+    .expect("cfg");
 
     let mut child = spawn(&cfg);
     eventually(Duration::from_secs(20), "gateway polling", || {
@@ -94,16 +100,27 @@ async fn kill_9_loses_nothing_and_doubles_nothing() {
     .await;
     eventually(Duration::from_secs(10), "the stop closed", || {
         let logs = odoo.productivity();
-        async move { logs.iter().all(|p| p.date_end.is_some()).then_some(()).filter(|_| !logs.is_empty()) }
+        async move {
+            logs.iter()
+                .all(|p| p.date_end.is_some())
+                .then_some(())
+                .filter(|_| !logs.is_empty())
+        }
     })
     .await;
     // Nothing arrives twice, even after time for any duplicate to show.
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(odoo.workorder(wo).map(|w| w.qty_produced), Some(expected));
     let logs = odoo.productivity();
-    assert_eq!(logs.len(), 1, "one stop across two restarts, one record: {logs:?}");
+    assert_eq!(
+        logs.len(),
+        1,
+        "one stop across two restarts, one record: {logs:?}"
+    );
     assert_eq!(logs[0].loss_xmlid.as_deref(), Some("mrp.block_reason1"));
-    let m = get(&format!("http://{status}/metrics")).await.expect("metrics");
+    let m = get(&format!("http://{status}/metrics"))
+        .await
+        .expect("metrics");
     assert_eq!(metric(&m, "plantgate_queue_depth"), Some(0.0));
     child.kill().expect("kill");
     child.wait().expect("reap");

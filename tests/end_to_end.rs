@@ -24,21 +24,40 @@ async fn rig() -> Rig {
     let regs = Registers::default();
     regs.set_u32(COUNTER, 1000);
     regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs).await.expect("plc");
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs)
+        .await
+        .expect("plc");
     let odoo = FakeOdoo::start().await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let workorder = odoo.add_workorder(wc, "WO/00042", "progress");
-    let text = press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), "127.0.0.1:0");
+    let text = press_config(
+        dir.path(),
+        &plc.addr.to_string(),
+        &odoo.url(),
+        "127.0.0.1:0",
+    );
     let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
     let gateway = Gateway::start(cfg).await.expect("start");
     // The first reading is the counter's baseline; parts count from there.
     let t = gateway.telemetry.clone();
     eventually(Duration::from_secs(10), "first samples", || {
         let t = t.clone();
-        async move { t.snapshot().sources.get("press1").filter(|s| s.samples >= 4).map(|_| ()) }
+        async move {
+            t.snapshot()
+                .sources
+                .get("press1")
+                .filter(|s| s.samples >= 4)
+                .map(|_| ())
+        }
     })
     .await;
-    Rig { plc, odoo, gateway, workorder, _dir: dir }
+    Rig {
+        plc,
+        odoo,
+        gateway,
+        workorder,
+        _dir: dir,
+    }
 }
 
 async fn produce(regs: &Registers, steps: &[u32]) -> u32 {
@@ -63,7 +82,13 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     let regs = &r.plc.registers;
     let steps = [1, 3, 1, 1, 7, 2, 1, 1, 4, 1, 1, 2, 5, 1, 1, 1, 3, 1, 2, 1];
     let total = produce(regs, &steps).await;
-    wait_qty(&r.odoo, r.workorder, f64::from(total), "all parts in the work order").await;
+    wait_qty(
+        &r.odoo,
+        r.workorder,
+        f64::from(total),
+        "all parts in the work order",
+    )
+    .await;
 
     // A hydraulic fault held for 1 s, longer than min_duration (300 ms).
     regs.set_u16(STATE, 2);
@@ -78,18 +103,28 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     assert_eq!(logs.len(), 1, "one stop, one record: {logs:?}");
     assert_eq!(log.loss_xmlid.as_deref(), Some("mrp.block_reason1"));
     assert_eq!(log.description, "Hydraulic fault");
-    let start = chrono::NaiveDateTime::parse_from_str(&log.date_start, "%Y-%m-%d %H:%M:%S").expect("start");
-    let end = chrono::NaiveDateTime::parse_from_str(log.date_end.as_deref().unwrap_or(""), "%Y-%m-%d %H:%M:%S")
-        .expect("end");
+    let start =
+        chrono::NaiveDateTime::parse_from_str(&log.date_start, "%Y-%m-%d %H:%M:%S").expect("start");
+    let end = chrono::NaiveDateTime::parse_from_str(
+        log.date_end.as_deref().unwrap_or(""),
+        "%Y-%m-%d %H:%M:%S",
+    )
+    .expect("end");
     let secs = (end - start).num_seconds();
-    assert!((0..=2).contains(&secs), "about 1 s of downtime, got {secs} s");
+    assert!(
+        (0..=2).contains(&secs),
+        "about 1 s of downtime, got {secs} s"
+    );
     let loads = r
         .odoo
         .calls()
         .iter()
         .filter(|c| c.model_method.as_deref() == Some("load"))
         .count();
-    assert_eq!(loads, 2, "opened when it reached min_duration, closed when it ended");
+    assert_eq!(
+        loads, 2,
+        "opened when it reached min_duration, closed when it ended"
+    );
 
     // A short stop (under 300 ms) is not downtime.
     regs.set_u16(STATE, 2);
@@ -97,22 +132,68 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     regs.set_u16(STATE, 1);
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(r.odoo.productivity().len(), 1);
-    assert_eq!(r.odoo.workorder(r.workorder).map(|w| w.qty_produced), Some(f64::from(total)));
+    assert_eq!(
+        r.odoo.workorder(r.workorder).map(|w| w.qty_produced),
+        Some(f64::from(total))
+    );
 
     // What the operator sees on the status endpoint.
     let base = format!("http://{}", r.gateway.status_addr);
-    assert_eq!(get(&format!("{base}/healthz")).await.as_deref(), Some("ok\n"));
+    assert_eq!(
+        get(&format!("{base}/healthz")).await.as_deref(),
+        Some("ok\n")
+    );
     let m = get(&format!("{base}/metrics")).await.expect("metrics");
-    assert!(metric(&m, "plantgate_samples_total{source=\"press1\"}").is_some_and(|v| v > 10.0), "{m}");
-    assert_eq!(metric(&m, "plantgate_source_connected{source=\"press1\"}"), Some(1.0));
+    assert!(
+        metric(&m, "plantgate_samples_total{source=\"press1\"}").is_some_and(|v| v > 10.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "plantgate_source_connected{source=\"press1\"}"),
+        Some(1.0)
+    );
     assert_eq!(metric(&m, "plantgate_queue_depth"), Some(0.0));
     assert_eq!(metric(&m, "plantgate_queue_oldest_age_seconds"), Some(0.0));
-    let delivered = metric(&m, "plantgate_events_delivered_total{sink=\"odoo\"}").expect("delivered");
+    let delivered =
+        metric(&m, "plantgate_events_delivered_total{sink=\"odoo\"}").expect("delivered");
     assert!(delivered >= 3.0, "{m}");
-    assert_eq!(metric(&m, "plantgate_delivery_errors_total{sink=\"odoo\"}"), Some(0.0));
-    let status: serde_json::Value = serde_json::from_str(&get(&format!("{base}/status")).await.expect("status")).expect("json");
+    assert_eq!(
+        metric(&m, "plantgate_delivery_errors_total{sink=\"odoo\"}"),
+        Some(0.0)
+    );
+    let status: serde_json::Value =
+        serde_json::from_str(&get(&format!("{base}/status")).await.expect("status")).expect("json");
     assert_eq!(status["sources"]["press1"]["connected"], true);
     assert_eq!(status["queue"]["depth"], 0);
+    r.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_reply_is_lost_is_not_counted_twice() {
+    let r = rig().await;
+    let regs = &r.plc.registers;
+    // Odoo commits each of the next three writes, but the proxy in front
+    // answers 504: the gateway cannot know they landed and must retry them.
+    r.odoo.set_fault(Fault::ReplyLost {
+        model: "mrp.workorder".into(),
+        method: "write".into(),
+        count: 3,
+    });
+    let total = produce(regs, &[4, 1, 2, 6, 1]).await;
+    wait_qty(&r.odoo, r.workorder, f64::from(total), "all parts, once").await;
+    let lost = r
+        .odoo
+        .calls()
+        .iter()
+        .filter(|c| c.outcome == "http:504")
+        .count();
+    assert_eq!(lost, 3, "the fault fired");
+    // A late duplicate would show up after the backlog is empty.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        r.odoo.workorder(r.workorder).map(|w| w.qty_produced),
+        Some(f64::from(total))
+    );
     r.gateway.stop().await;
 }
 
@@ -135,7 +216,10 @@ async fn outage_is_retried_and_a_refused_event_is_set_aside() {
         }
     })
     .await;
-    assert!(metric(&m, "plantgate_queue_oldest_age_seconds").is_some_and(|a| a > 0.0), "{m}");
+    assert!(
+        metric(&m, "plantgate_queue_oldest_age_seconds").is_some_and(|a| a > 0.0),
+        "{m}"
+    );
     let status = get(&format!("{base}/status")).await.expect("status");
     assert!(status.contains("cannot reach Odoo"), "{status}");
 
@@ -148,11 +232,20 @@ async fn outage_is_retried_and_a_refused_event_is_set_aside() {
         async move { calls.iter().any(|c| c.outcome == "http:502").then_some(()) }
     })
     .await;
-    assert_eq!(r.odoo.workorder(r.workorder).map(|w| w.qty_produced), Some(0.0));
+    assert_eq!(
+        r.odoo.workorder(r.workorder).map(|w| w.qty_produced),
+        Some(0.0)
+    );
 
     // 3. Odoo is back: everything arrives, in order, exactly once.
     r.odoo.set_fault(Fault::None);
-    wait_qty(&r.odoo, r.workorder, f64::from(total), "backlog delivered after the outage").await;
+    wait_qty(
+        &r.odoo,
+        r.workorder,
+        f64::from(total),
+        "backlog delivered after the outage",
+    )
+    .await;
 
     // 4. Odoo refuses one write with a ValidationError: that event is set
     //    aside and counted, and the ones behind it still flow.
@@ -162,25 +255,45 @@ async fn outage_is_retried_and_a_refused_event_is_set_aside() {
         count: 1,
     });
     let refused = produce(regs, &[5]).await;
-    eventually(Duration::from_secs(10), "the refused event kept aside", || {
-        let n = r.gateway.store.aside_count();
-        async move { (n == 1).then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the refused event kept aside",
+        || {
+            let n = r.gateway.store.aside_count();
+            async move { (n == 1).then_some(()) }
+        },
+    )
     .await;
     let aside = r.gateway.store.aside_entries().expect("aside");
-    assert!(aside[0].reason.contains("ValidationError"), "{:?}", aside[0].reason);
+    assert!(
+        aside[0].reason.contains("ValidationError"),
+        "{:?}",
+        aside[0].reason
+    );
     let kept = aside[0].event.as_ref().map(|e| e.event.body.clone());
     assert!(
         matches!(kept, Some(plantgate::model::EventBody::Production(ref p)) if p.quantity == u64::from(refused)),
         "{kept:?}"
     );
     total += produce(regs, &[2, 2]).await;
-    wait_qty(&r.odoo, r.workorder, f64::from(total), "events behind the refused one").await;
+    wait_qty(
+        &r.odoo,
+        r.workorder,
+        f64::from(total),
+        "events behind the refused one",
+    )
+    .await;
     let m = get(&format!("{base}/metrics")).await.expect("metrics");
-    assert_eq!(metric(&m, "plantgate_events_rejected_total{sink=\"odoo\"}"), Some(1.0));
+    assert_eq!(
+        metric(&m, "plantgate_events_rejected_total{sink=\"odoo\"}"),
+        Some(1.0)
+    );
     assert_eq!(metric(&m, "plantgate_events_aside"), Some(1.0));
     assert_eq!(metric(&m, "plantgate_queue_depth"), Some(0.0));
     // The refused parts are not silently in Odoo either: they wait aside.
-    assert_eq!(r.odoo.workorder(r.workorder).map(|w| w.qty_produced), Some(f64::from(total)));
+    assert_eq!(
+        r.odoo.workorder(r.workorder).map(|w| w.qty_produced),
+        Some(f64::from(total))
+    );
     r.gateway.stop().await;
 }
