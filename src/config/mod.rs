@@ -4,12 +4,14 @@
 //! once and reports every problem as `FILE:LINE:COL: what and how to fix`.
 
 mod diagnostic;
+pub mod modbus;
 mod raw;
 mod secret;
 
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use secret::{Secret, SecretError, SecretSource};
 
+use modbus::ModbusSource;
 use raw::{RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -51,75 +53,35 @@ pub struct SourceConfig {
 /// Closed set of source kinds: adding one is visible here and in `sources`.
 #[derive(Clone, Debug)]
 pub enum SourceKind {
-    ModbusTcp(ModbusTcpConfig),
-}
-
-#[derive(Clone, Debug)]
-pub struct ModbusTcpConfig {
-    /// `host:port`, resolved at each connect so DNS changes are picked up.
-    pub address: String,
-    pub unit: u8,
-    pub poll_interval: Duration,
-    pub timeout: Duration,
+    /// Modbus TCP or RTU.
+    Modbus(ModbusSource),
 }
 
 #[derive(Clone, Debug)]
 pub struct TagConfig {
     pub name: String,
     pub source: String,
-    /// 0-based holding register address (protocol address).
-    pub register: u16,
-    pub data_type: DataType,
+    pub point: TagPoint,
+    /// value × scale + offset, applied to numbers before the edge sees them.
+    pub scale: Option<f64>,
+    pub offset: Option<f64>,
+    pub engineering_unit: Option<String>,
 }
 
-/// Register encodings. Multi-register values are big-endian, high word first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DataType {
-    U16,
-    I16,
-    U32,
-    I32,
-    F32,
+/// Where a tag is read, per source kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TagPoint {
+    Modbus(modbus::ModbusTag),
 }
 
-impl DataType {
-    const NAMES: &'static str = "u16, i16, u32, i32, f32";
-
-    fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "u16" => DataType::U16,
-            "i16" => DataType::I16,
-            "u32" => DataType::U32,
-            "i32" => DataType::I32,
-            "f32" => DataType::F32,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DataType::U16 => "u16",
-            DataType::I16 => "i16",
-            DataType::U32 => "u32",
-            DataType::I32 => "i32",
-            DataType::F32 => "f32",
+impl TagConfig {
+    /// Wrap point of the raw value, for counter rules (unscaled unsigned tags).
+    pub fn wraps_at(&self) -> Option<u64> {
+        if self.scale.is_some() || self.offset.is_some() {
+            return None;
         }
-    }
-
-    /// Registers the type occupies.
-    pub fn registers(self) -> u16 {
-        match self {
-            DataType::U16 | DataType::I16 => 1,
-            DataType::U32 | DataType::I32 | DataType::F32 => 2,
-        }
-    }
-
-    /// Largest raw value, for counter wrap detection.
-    pub fn max_unsigned(self) -> Option<u64> {
-        match self {
-            DataType::U16 => Some(u64::from(u16::MAX)),
-            DataType::U32 => Some(u64::from(u32::MAX)),
-            _ => None,
+        match &self.point {
+            TagPoint::Modbus(m) => m.data_type.wraps_at(),
         }
     }
 }
@@ -247,6 +209,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         text,
         base,
         errors: Vec::new(),
+        declared_sources: HashSet::new(),
+        declared_tags: HashSet::new(),
     };
     let config = v.config(raw);
     if v.errors.is_empty() {
@@ -262,7 +226,13 @@ struct Validator<'a> {
     text: &'a str,
     base: &'a Path,
     errors: Vec<Diagnostic>,
+    /// Every name declared, valid or not, so one bad entry does not also
+    /// make each reference to it an error.
+    declared_sources: HashSet<String>,
+    declared_tags: HashSet<String>,
 }
+
+const SOURCE_KINDS: &str = "\"modbus_tcp\" or \"modbus_rtu\"";
 
 /// Names that go into event ids and Odoo external ids: keep them plain.
 fn is_plain_name(s: &str) -> bool {
@@ -411,135 +381,77 @@ impl<'a> Validator<'a> {
             if !seen.insert(name_str.clone()) {
                 self.err(name, format!("source {name_str:?} is defined twice"));
             }
-            let Some(kind) = self.require(s, &r.kind, "kind", "kind = \"modbus_tcp\"") else {
+            self.declared_sources.insert(name_str.clone());
+            let Some(kind) = self.require(s, &r.kind, "kind", SOURCE_KINDS) else {
                 continue;
             };
-            match kind.get_ref().as_str() {
-                "modbus_tcp" => {
-                    if let Some(cfg) = self.modbus_tcp(s) {
-                        out.push(SourceConfig {
-                            name: name_str,
-                            kind: SourceKind::ModbusTcp(cfg),
-                        });
-                    }
+            let kind = match kind.get_ref().as_str() {
+                "modbus_tcp" => self.modbus_source(s, false).map(SourceKind::Modbus),
+                "modbus_rtu" => self.modbus_source(s, true).map(SourceKind::Modbus),
+                other => {
+                    self.err(
+                        kind,
+                        format!("unknown source kind {other:?}: use {SOURCE_KINDS}"),
+                    );
+                    None
                 }
-                other => self.err(
+            };
+            if let Some(kind) = kind {
+                out.push(SourceConfig {
+                    name: name_str,
                     kind,
-                    format!("unknown source kind {other:?}: this gateway reads \"modbus_tcp\""),
-                ),
+                });
             }
         }
         out
     }
 
-    fn modbus_tcp(&mut self, s: &S<RawSource>) -> Option<ModbusTcpConfig> {
-        let r = s.get_ref();
-        let address = self.require(
-            s,
-            &r.address,
-            "address",
-            "the device's HOST:PORT, e.g. address = \"192.168.10.20:502\"",
-        )?;
-        let addr = address.get_ref();
-        let port_ok = addr
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-        if !port_ok {
-            self.err(
-                address,
-                format!("bad address {addr:?}: write HOST:PORT, like \"192.168.10.20:502\""),
-            );
-        }
-        let unit = match &r.unit {
-            Some(u) if !(0..=255).contains(u.get_ref()) => {
-                self.err(
-                    u,
-                    format!("unit id {} is out of range 0..=255", u.get_ref()),
-                );
-                1
-            }
-            Some(u) => *u.get_ref() as u8,
-            None => 1,
-        };
-        Some(ModbusTcpConfig {
-            address: addr.clone(),
-            unit,
-            poll_interval: self.duration(&r.poll_interval, Duration::from_secs(1)),
-            timeout: self.duration(&r.timeout, Duration::from_secs(1)),
-        })
-    }
-
     fn tags(&mut self, raw: &[S<RawTag>], sources: &[SourceConfig]) -> Vec<TagConfig> {
         let mut out = Vec::new();
-        let mut seen = HashSet::new();
         for t in raw {
             let r = t.get_ref();
             let Some(name) = self.require(t, &r.name, "name", "every tag needs a name") else {
                 continue;
             };
             let name_str = self.plain_name(name, "tag name");
-            if !seen.insert(name_str.clone()) {
+            if !self.declared_tags.insert(name_str.clone()) {
                 self.err(name, format!("tag {name_str:?} is defined twice"));
             }
             let Some(source) = self.require(t, &r.source, "source", "name the [[sources]] entry")
             else {
                 continue;
             };
-            if !sources.iter().any(|s| &s.name == source.get_ref()) {
-                let known: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-                self.err(
-                    source,
-                    format!(
-                        "tag {name_str:?} names source {:?}, which is not defined; defined sources: {}",
-                        source.get_ref(),
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                    ),
-                );
-            }
-            let data_type = match &r.data_type {
-                Some(ty) => match DataType::parse(ty.get_ref()) {
-                    Some(d) => d,
-                    None => {
-                        self.err(
-                            ty,
-                            format!(
-                                "unknown type {:?}: use one of {}",
-                                ty.get_ref(),
-                                DataType::NAMES
-                            ),
-                        );
-                        DataType::U16
-                    }
-                },
-                None => DataType::U16,
-            };
-            let Some(reg) = self.require(
-                t,
-                &r.register,
-                "register",
-                "the 0-based holding register address, e.g. register = 100",
-            ) else {
+            let Some(src) = sources.iter().find(|s| &s.name == source.get_ref()) else {
+                // A source that is declared but invalid was reported already.
+                if !self.declared_sources.contains(source.get_ref()) {
+                    let known: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+                    self.err(
+                        source,
+                        format!(
+                            "tag {name_str:?} names source {:?}, which is not defined; defined sources: {}",
+                            source.get_ref(),
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    );
+                }
                 continue;
             };
-            let last = reg
-                .get_ref()
-                .saturating_add(i64::from(data_type.registers()) - 1);
-            if *reg.get_ref() < 0 || last > 65535 {
-                self.err(
-                    reg,
-                    format!(
-                        "register {} is out of range: a {} tag starts at a register in 0..={} (0-based protocol address)",
-                        reg.get_ref(),
-                        data_type.name(),
-                        65536 - i64::from(data_type.registers())
-                    ),
-                );
+            let point = match &src.kind {
+                SourceKind::Modbus(m) => self.modbus_tag(t, m).map(TagPoint::Modbus),
+            };
+            let Some(point) = point else { continue };
+            if let Some(s) = &r.scale {
+                if *s.get_ref() == 0.0 || !s.get_ref().is_finite() {
+                    self.err(s, "scale must be a finite number other than 0");
+                }
             }
             out.push(TagConfig {
                 name: name_str,
-                source: source.get_ref().clone(),
-                register: u16::try_from(*reg.get_ref()).unwrap_or(0),
-                data_type,
+                source: src.name.clone(),
+                point,
+                scale: r.scale.as_ref().map(|v| *v.get_ref()),
+                offset: r.offset.as_ref().map(|v| *v.get_ref()),
+                engineering_unit: r.engineering_unit.as_ref().map(|v| v.get_ref().clone()),
             });
         }
         out
@@ -569,7 +481,7 @@ impl<'a> Validator<'a> {
                 .cloned();
             let tag_cfg = tag.as_ref().and_then(|t| {
                 let found = by_name.get(t.get_ref().as_str()).copied();
-                if found.is_none() {
+                if found.is_none() && !self.declared_tags.contains(t.get_ref()) {
                     self.err(
                         t,
                         format!(
@@ -588,9 +500,12 @@ impl<'a> Validator<'a> {
                     "the Odoo work center code, e.g. workcenter = \"PRESS1\"",
                 )
                 .map(|w| w.get_ref().clone());
-            let (Some(tag_cfg), Some(workcenter)) = (tag_cfg, workcenter) else {
-                continue;
-            };
+            // Validate the rest even when the tag is bad, so every problem
+            // shows at once; the rule is kept only when all of it is valid.
+            let tag_name = tag_cfg.map(|t| t.name.clone()).unwrap_or_default();
+            let wraps_at = tag_cfg.and_then(|t| t.wraps_at());
+            let complete = tag_cfg.is_some();
+            let workcenter = workcenter.unwrap_or_default();
             match kind.get_ref().as_str() {
                 "production" => {
                     self.forbid(e, &r.min_duration, "min_duration", "downtime");
@@ -609,15 +524,15 @@ impl<'a> Validator<'a> {
                     });
                     out.push(EventRule::Production(ProductionRule {
                         name: name_str,
-                        tag: tag_cfg.name.clone(),
+                        tag: tag_name,
                         workcenter,
-                        wraps_at: tag_cfg.data_type.max_unsigned(),
+                        wraps_at,
                         max_step,
                     }));
                 }
                 "downtime" => {
                     self.forbid(e, &r.max_step, "max_step", "production");
-                    if let Some(rule) = self.downtime(e, name_str, tag_cfg, workcenter) {
+                    if let Some(rule) = self.downtime(e, name_str, tag_name, workcenter) {
                         out.push(EventRule::Downtime(rule));
                     }
                 }
@@ -625,6 +540,9 @@ impl<'a> Validator<'a> {
                     kind,
                     format!("unknown event kind {other:?}: use \"production\" or \"downtime\""),
                 ),
+            }
+            if !complete && out.last().is_some_and(|r| r.name() == name.get_ref()) {
+                out.pop();
             }
         }
         out
@@ -656,7 +574,7 @@ impl<'a> Validator<'a> {
         &mut self,
         e: &S<RawEvent>,
         name: String,
-        tag: &TagConfig,
+        tag: String,
         workcenter: String,
     ) -> Option<DowntimeRule> {
         let r = e.get_ref();
@@ -715,7 +633,7 @@ impl<'a> Validator<'a> {
         }
         Some(DowntimeRule {
             name,
-            tag: tag.name.clone(),
+            tag,
             workcenter,
             min_duration: self.duration(&r.min_duration, Duration::from_secs(30)),
             running,
@@ -857,7 +775,8 @@ dry_run = true
     fn good_config_validates() {
         let c = parse(GOOD, Path::new("/etc/plantgate/t.toml")).expect("valid");
         assert_eq!(c.gateway.data_dir, PathBuf::from("/etc/plantgate/data"));
-        assert_eq!(c.tags[0].data_type, DataType::U32);
+        let TagPoint::Modbus(m) = &c.tags[0].point;
+        assert_eq!(m.data_type, modbus::DataType::U32);
         assert_eq!(c.events.len(), 2);
         let EventRule::Downtime(d) = &c.events[1] else {
             panic!("downtime")

@@ -41,10 +41,22 @@ pub struct RawStatus {
 pub struct RawSource {
     pub name: Option<S<String>>,
     pub kind: Option<S<String>>,
+    // Modbus TCP
     pub address: Option<S<String>>,
+    // Modbus RTU
+    pub device: Option<S<String>>,
+    pub baud: Option<S<i64>>,
+    pub parity: Option<S<String>>,
+    pub data_bits: Option<S<i64>>,
+    pub stop_bits: Option<S<i64>>,
+    // Modbus, both transports
     pub unit: Option<S<i64>>,
+    pub max_gap: Option<S<i64>>,
+    pub poll_groups: Option<S<std::collections::BTreeMap<String, S<String>>>>,
+    // Every kind
     pub poll_interval: Option<S<String>>,
     pub timeout: Option<S<String>>,
+    pub backoff_max: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,9 +64,21 @@ pub struct RawSource {
 pub struct RawTag {
     pub name: Option<S<String>>,
     pub source: Option<S<String>>,
+    // Modbus
+    pub table: Option<S<String>>,
     pub register: Option<S<i64>>,
+    pub address: Option<S<String>>,
     #[serde(rename = "type")]
     pub data_type: Option<S<String>>,
+    pub order: Option<S<String>>,
+    pub bit: Option<S<i64>>,
+    pub length: Option<S<i64>>,
+    pub unit_id: Option<S<i64>>,
+    pub poll_group: Option<S<String>>,
+    // Every kind
+    pub scale: Option<S<f64>>,
+    pub offset: Option<S<f64>>,
+    pub engineering_unit: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,11 +1,10 @@
-//! Sources read devices and emit [`Sample`](crate::model::Sample)s into the
-//! edge's channel. One task per device connection, so a dead device cannot
-//! stall the others.
+//! Sources read devices and emit [`Sample`]s into the edge's channel. One
+//! task per device connection, so a dead device cannot stall the others.
 
 pub mod modbus;
 
-use crate::config::{Config, SourceKind};
-use crate::model::Sample;
+use crate::config::{Config, SourceKind, TagConfig};
+use crate::model::{Sample, Value};
 use crate::status::Telemetry;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
@@ -20,7 +19,7 @@ pub fn spawn_all(
     tasks: &mut JoinSet<()>,
 ) {
     for source in &config.sources {
-        let tags: Vec<_> = config
+        let tags: Vec<TagConfig> = config
             .tags
             .iter()
             .filter(|t| t.source == source.name)
@@ -28,16 +27,31 @@ pub fn spawn_all(
             .collect();
         telemetry.source_added(&source.name);
         match &source.kind {
-            SourceKind::ModbusTcp(cfg) => {
-                let poller = modbus::Poller {
-                    name: source.name.clone(),
-                    config: cfg.clone(),
+            SourceKind::Modbus(cfg) => {
+                let poller = modbus::Poller::new(
+                    source.name.clone(),
+                    cfg.clone(),
                     tags,
-                    tx: tx.clone(),
-                    telemetry: telemetry.clone(),
-                };
+                    tx.clone(),
+                    telemetry.clone(),
+                );
                 tasks.spawn(poller.run(shutdown.clone()));
             }
         }
     }
+}
+
+/// Apply a tag's linear scaling (`value × scale + offset`) to a number.
+/// Unscaled tags keep their exact integer value.
+pub fn condition(tag: &TagConfig, value: Value) -> Value {
+    if tag.scale.is_none() && tag.offset.is_none() {
+        return value;
+    }
+    let x = match value {
+        Value::Int(v) => v as f64,
+        Value::UInt(v) => v as f64,
+        Value::Float(v) => v,
+        other => return other,
+    };
+    Value::Float(x * tag.scale.unwrap_or(1.0) + tag.offset.unwrap_or(0.0))
 }

@@ -126,9 +126,16 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
         .sources
         .iter()
         .map(|(name, s)| {
+            let bad_tags: serde_json::Map<_, _> = board
+                .bad_tags
+                .iter()
+                .filter(|((src, _), _)| src == name)
+                .map(|((_, tag), why)| (tag.clone(), serde_json::Value::from(why.as_str())))
+                .collect();
             (
                 name.clone(),
                 serde_json::json!({
+                    "bad_tags": bad_tags,
                     "connected": s.connected,
                     "samples": s.samples,
                     "last_sample": s.last_sample.map(Millis::rfc3339),

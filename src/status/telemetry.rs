@@ -7,6 +7,7 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -26,6 +27,8 @@ pub struct Telemetry {
     pub(crate) queue_oldest_age: Gauge<f64, AtomicU64>,
     pub(crate) lane_oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
     pub(crate) aside: Gauge,
+    modbus_requests: Family<Labels, Counter>,
+    modbus_seconds: Family<Labels, Histogram>,
     board: Mutex<Board>,
     pub started: Millis,
 }
@@ -34,6 +37,8 @@ pub struct Telemetry {
 #[derive(Clone, Debug, Default)]
 pub struct Board {
     pub sources: BTreeMap<String, SourceStatus>,
+    /// Tags whose last reading failed, with why: (source, tag) → reason.
+    pub bad_tags: BTreeMap<(String, String), String>,
     pub sinks: BTreeMap<String, SinkStatus>,
 }
 
@@ -72,6 +77,22 @@ impl Telemetry {
         let queue_oldest_age = Gauge::<f64, AtomicU64>::default();
         let lane_oldest_age = Family::<Labels, Gauge<f64, AtomicU64>>::default();
         let aside = Gauge::default();
+        let modbus_requests = Family::<Labels, Counter>::default();
+        let modbus_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
+        });
+        registry.register(
+            "plantgate_modbus_requests",
+            "Modbus read requests, per source and result (ok, exception, timeout, error)",
+            modbus_requests.clone(),
+        );
+        registry.register(
+            "plantgate_modbus_response_seconds",
+            "Modbus response time, per source",
+            modbus_seconds.clone(),
+        );
         registry.register(
             "plantgate_samples",
             "Samples read, per source",
@@ -134,6 +155,8 @@ impl Telemetry {
             queue_oldest_age,
             lane_oldest_age,
             aside,
+            modbus_requests,
+            modbus_seconds,
             board: Mutex::new(Board::default()),
             started: Millis::now(),
         }
@@ -165,14 +188,41 @@ impl Telemetry {
         self.board().sources.entry(source.to_string()).or_default();
     }
 
-    pub fn sample(&self, source: &str, at: Millis) {
+    /// `n` good samples read from a source.
+    pub fn samples(&self, source: &str, n: u64, at: Millis) {
         self.samples
             .get_or_create(&vec![("source", source.to_string())])
-            .inc();
+            .inc_by(n);
         let mut b = self.board();
         let s = b.sources.entry(source.to_string()).or_default();
-        s.samples += 1;
+        s.samples += n;
         s.last_sample = Some(at);
+    }
+
+    /// A tag turned bad (`Some(reason)`) or good again (`None`).
+    pub fn tag_quality(&self, source: &str, tag: &str, bad: Option<&str>) {
+        let key = (source.to_string(), tag.to_string());
+        let mut b = self.board();
+        match bad {
+            Some(why) => {
+                b.bad_tags.insert(key, why.to_string());
+            }
+            None => {
+                b.bad_tags.remove(&key);
+            }
+        }
+    }
+
+    pub fn modbus_request(&self, source: &str, result: &str, seconds: f64) {
+        self.modbus_requests
+            .get_or_create(&vec![
+                ("source", source.to_string()),
+                ("result", result.to_string()),
+            ])
+            .inc();
+        self.modbus_seconds
+            .get_or_create(&vec![("source", source.to_string())])
+            .observe(seconds);
     }
 
     pub fn source_up(&self, source: &str) {
