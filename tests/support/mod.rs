@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fake_odoo;
+pub mod faulty_device;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};

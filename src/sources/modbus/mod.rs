@@ -329,7 +329,11 @@ impl Poller {
         };
         let outcome = match result {
             Err(_) => Outcome::Timeout,
-            Ok(Err(e)) => Outcome::Broken(format!("{}: {e}", self.config.transport.describe())),
+            Ok(Err(e)) => Outcome::Broken(format!(
+                "{}: {}",
+                self.config.transport.describe(),
+                describe(&e)
+            )),
             Ok(Ok(Err(code))) => Outcome::Exception(code),
             Ok(Ok(Ok(data))) => {
                 let n = match &data {
@@ -416,6 +420,35 @@ impl Poller {
         // A closed channel means the gateway is stopping; the shutdown
         // signal ends this task right after.
         let _ = self.tx.send(sample).await;
+    }
+}
+
+/// tokio-modbus's errors in the words an engineer needs. When the device
+/// closes the stream, tokio-modbus reports whatever errno was last set
+/// (often 0 or EAGAIN), so those mean "closed" here.
+fn describe(e: &tokio_modbus::Error) -> String {
+    use std::io::ErrorKind;
+    match e {
+        tokio_modbus::Error::Transport(io)
+            if matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::UnexpectedEof) =>
+        {
+            format!("garbled answer: {io}")
+        }
+        tokio_modbus::Error::Transport(io)
+            if matches!(io.raw_os_error(), Some(0) | Some(11))
+                || matches!(
+                    io.kind(),
+                    ErrorKind::ConnectionReset
+                        | ErrorKind::ConnectionAborted
+                        | ErrorKind::BrokenPipe
+                        | ErrorKind::NotConnected
+                        | ErrorKind::WouldBlock
+                ) =>
+        {
+            "connection closed by the device".to_string()
+        }
+        tokio_modbus::Error::Protocol(p) => format!("garbled answer: {p}"),
+        other => other.to_string(),
     }
 }
 
