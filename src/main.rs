@@ -33,6 +33,16 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Commissioning tools for Modbus devices.
+    Modbus {
+        #[command(subcommand)]
+        command: ModbusCommand,
+    },
+    /// Tag map tools.
+    Tags {
+        #[command(subcommand)]
+        command: TagsCommand,
+    },
     /// Run a simulated press through the whole pipeline, printing the Odoo calls it would make.
     Demo {
         /// Status listener address (default 127.0.0.1:9811; a free port if that is taken).
@@ -41,6 +51,52 @@ enum Command {
         /// Stop after this long (e.g. "30s"); default: until Ctrl-C.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ModbusCommand {
+    /// Read registers or bits from a live device, decoded as the gateway would.
+    ///
+    /// Example: plantgate modbus read tcp://10.0.0.5:502 --unit 1 holding:100 --count 10 --type f32 --order CDAB
+    Read {
+        /// tcp://HOST:PORT or rtu:///dev/ttyUSB0
+        target: String,
+        /// holding:N, input:N, coil:N, discrete:N (0-based), or Modicon 40101 (1-based)
+        item: String,
+        #[arg(long, default_value_t = 1)]
+        unit: u8,
+        /// Number of values (of --type; registers or bits without one).
+        #[arg(long, default_value_t = 1)]
+        count: u16,
+        /// bool, u16, i16, u32, i32, u64, i64, f32, f64, string
+        #[arg(long = "type")]
+        data_type: Option<String>,
+        /// ABCD, CDAB, BADC or DCBA
+        #[arg(long)]
+        order: Option<String>,
+        /// Registers per string, with --type string.
+        #[arg(long, default_value_t = 0)]
+        length: u16,
+        /// Serial line speed (rtu://).
+        #[arg(long, default_value_t = 9600)]
+        baud: u32,
+        /// none, even or odd (rtu://).
+        #[arg(long, default_value = "even")]
+        parity: String,
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum TagsCommand {
+    /// Turn a CSV tag list (plantgate's columns or a Kepware export) into [[tags]] entries on stdout.
+    Import {
+        file: PathBuf,
+        /// The [[sources]] name the tags belong to.
+        #[arg(long, default_value = "plc1")]
+        source: String,
     },
 }
 
@@ -93,8 +149,73 @@ async fn run(config_path: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+async fn modbus_read(cmd: ModbusCommand) -> ExitCode {
+    use plantgate::config::modbus::Parity;
+    use plantgate::sources::modbus::probe::{self, Probe};
+    let ModbusCommand::Read {
+        target,
+        item,
+        unit,
+        count,
+        data_type,
+        order,
+        length,
+        baud,
+        parity,
+        timeout,
+    } = cmd;
+    let parity = match parity.as_str() {
+        "none" => Parity::None,
+        "even" => Parity::Even,
+        "odd" => Parity::Odd,
+        other => {
+            eprintln!("plantgate: parity {other:?}: use none, even or odd");
+            return ExitCode::from(2);
+        }
+    };
+    let p = Probe {
+        target,
+        unit,
+        item,
+        count,
+        data_type,
+        order,
+        length,
+        baud,
+        parity,
+        timeout,
+    };
+    match probe::run(&p).await {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plantgate modbus read: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Tags {
+        command: TagsCommand::Import { file, source },
+    } = &cli.command
+    {
+        return match plantgate::config::import::import_file(file, source) {
+            Ok(toml) => {
+                print!("{toml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if let Command::Check { config: path } = &cli.command {
         return match config::load(path) {
             Ok(c) => {
@@ -138,7 +259,8 @@ fn main() -> ExitCode {
                     }
                 }
             }
-            Command::Check { .. } => ExitCode::SUCCESS,
+            Command::Modbus { command } => modbus_read(command).await,
+            Command::Check { .. } | Command::Tags { .. } => ExitCode::SUCCESS,
         }
     })
 }

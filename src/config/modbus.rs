@@ -201,6 +201,15 @@ impl ByteOrder {
         })
     }
 
+    pub fn name(self) -> &'static str {
+        match self {
+            ByteOrder::Abcd => "ABCD",
+            ByteOrder::Cdab => "CDAB",
+            ByteOrder::Badc => "BADC",
+            ByteOrder::Dcba => "DCBA",
+        }
+    }
+
     pub fn swaps_words(self) -> bool {
         matches!(self, ByteOrder::Cdab | ByteOrder::Dcba)
     }

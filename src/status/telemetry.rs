@@ -29,6 +29,7 @@ pub struct Telemetry {
     pub(crate) aside: Gauge,
     modbus_requests: Family<Labels, Counter>,
     modbus_seconds: Family<Labels, Histogram>,
+    modbus_cycle: Family<Labels, Gauge<f64, AtomicU64>>,
     board: Mutex<Board>,
     pub started: Millis,
 }
@@ -87,6 +88,12 @@ impl Telemetry {
             "plantgate_modbus_requests",
             "Modbus read requests, per source and result (ok, exception, timeout, error)",
             modbus_requests.clone(),
+        );
+        let modbus_cycle = Family::<Labels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "plantgate_modbus_cycle_seconds",
+            "Duration of the last full read of a poll group, per source and group",
+            modbus_cycle.clone(),
         );
         registry.register(
             "plantgate_modbus_response_seconds",
@@ -157,6 +164,7 @@ impl Telemetry {
             aside,
             modbus_requests,
             modbus_seconds,
+            modbus_cycle,
             board: Mutex::new(Board::default()),
             started: Millis::now(),
         }
@@ -211,6 +219,15 @@ impl Telemetry {
                 b.bad_tags.remove(&key);
             }
         }
+    }
+
+    pub fn modbus_cycle(&self, source: &str, group: &str, seconds: f64) {
+        self.modbus_cycle
+            .get_or_create(&vec![
+                ("source", source.to_string()),
+                ("group", group.to_string()),
+            ])
+            .set(seconds);
     }
 
     pub fn modbus_request(&self, source: &str, result: &str, seconds: f64) {

@@ -21,6 +21,7 @@
 pub mod codec;
 mod link;
 pub mod plan;
+pub mod probe;
 
 use super::condition;
 use crate::backoff::Backoff;
@@ -72,6 +73,7 @@ enum Leave {
 }
 
 struct Group {
+    name: String,
     every: Duration,
     blocks: Vec<Block>,
     due: Instant,
@@ -126,6 +128,7 @@ impl Poller {
         by_group
             .into_iter()
             .map(|(name, tags)| Group {
+                name: name.to_string(),
                 every: self
                     .config
                     .poll_groups
@@ -205,6 +208,7 @@ impl Poller {
             }
             let now = Instant::now();
             for g in groups.iter_mut().filter(|g| g.due <= now) {
+                let started = Instant::now();
                 let mut queue: VecDeque<Block> = std::mem::take(&mut g.blocks).into();
                 let mut done = Vec::with_capacity(queue.len());
                 let mut leave = None;
@@ -275,6 +279,8 @@ impl Poller {
                 }
                 g.blocks = done;
                 g.due = (g.due + g.every).max(now);
+                self.telemetry
+                    .modbus_cycle(&self.name, &g.name, started.elapsed().as_secs_f64());
                 if let Some(l) = leave {
                     return l;
                 }

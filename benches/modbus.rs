@@ -1,0 +1,155 @@
+//! Load program for the Modbus source (`cargo bench --bench modbus`).
+//!
+//! The release gateway polls 10,000 holding registers (u16 tags, contiguous)
+//! from a tokio-modbus server on loopback, once a second, for 20 s. Reports
+//! requests per cycle, the cycle time (first request to last answer of the
+//! poll group) and the gateway's CPU use.
+
+use plantgate::demo::plc::{Registers, SimulatedPlc};
+use std::fmt::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TAGS: u16 = 10_000;
+const RUN_FOR: Duration = Duration::from_secs(20);
+
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+async fn metrics(status: &str) -> String {
+    match reqwest::get(format!("http://{status}/metrics")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (name, v) = l.rsplit_once(' ')?;
+        (name == series).then(|| v.parse().ok()).flatten()
+    })
+}
+
+async fn run() {
+    let regs = Registers::default();
+    let words: Vec<u16> = (0..TAGS).collect();
+    regs.set_holding(0, &words);
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs)
+        .await
+        .expect("plc");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let status = format!("127.0.0.1:{port}");
+    let mut cfg = format!(
+        "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[status]\nlisten = \"{status}\"\n[odoo]\ndry_run = true\n\
+         [[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"{}\"\npoll_interval = \"1s\"\n",
+        dir.path().join("data").display(),
+        plc.addr
+    );
+    for i in 0..TAGS {
+        let _ = write!(
+            cfg,
+            "[[tags]]\nname = \"r{i}\"\nsource = \"plc\"\nregister = {i}\n"
+        );
+    }
+    let path = dir.path().join("bench.toml");
+    std::fs::write(&path, cfg).expect("cfg");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plantgate"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("PLANTGATE_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id();
+    let ok = "plantgate_modbus_requests_total{source=\"plc\",result=\"ok\"}";
+    let samples = "plantgate_samples_total{source=\"plc\"}";
+    // Let the first cycles and start-up pass before measuring.
+    loop {
+        if value(&metrics(&status).await, samples).unwrap_or(0.0) >= f64::from(TAGS) * 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let m0 = metrics(&status).await;
+    let (req0, s0, cpu0, t0) = (
+        value(&m0, ok).unwrap_or(0.0),
+        value(&m0, samples).unwrap_or(0.0),
+        cpu_ticks(pid).unwrap_or(0),
+        Instant::now(),
+    );
+    let mut worst: f64 = 0.0;
+    let mut cycle_times = Vec::new();
+    while t0.elapsed() < RUN_FOR {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let m = metrics(&status).await;
+        if let Some(c) = value(
+            &m,
+            "plantgate_modbus_cycle_seconds{source=\"plc\",group=\"default\"}",
+        ) {
+            worst = worst.max(c);
+            cycle_times.push(c);
+        }
+    }
+    let m1 = metrics(&status).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / 100.0;
+    let (req, smp) = (
+        value(&m1, ok).unwrap_or(0.0) - req0,
+        value(&m1, samples).unwrap_or(0.0) - s0,
+    );
+    let cycles = smp / f64::from(TAGS);
+    let rss = rss_kib(pid).unwrap_or(0);
+    let _ = child.kill();
+    let _ = child.wait();
+    cycle_times.sort_by(f64::total_cmp);
+    let median = cycle_times
+        .get(cycle_times.len() / 2)
+        .copied()
+        .unwrap_or(0.0);
+    println!(
+        "modbus: {TAGS} holding registers, 1 s poll, tokio-modbus server on loopback, {secs:.0} s"
+    );
+    println!(
+        "  requests per cycle : {:.1} (minimum {})",
+        req / cycles,
+        TAGS.div_ceil(125)
+    );
+    println!(
+        "  cycle time         : median {:.1} ms, worst {:.1} ms",
+        median * 1000.0,
+        worst * 1000.0
+    );
+    println!(
+        "  gateway CPU        : {:.2} % of one core",
+        cpu / secs * 100.0
+    );
+    println!("  gateway RSS        : {rss} KiB");
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    plantgate::sinks::odoo::http::install_crypto_provider();
+    rt.block_on(run());
+}
