@@ -5,44 +5,16 @@
 //! requests per cycle, the cycle time (first request to last answer of the
 //! poll group) and the gateway's CPU use.
 
+mod support;
+
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{cpu_ticks, free_port, metrics, proc_kib, value};
 
 const TAGS: u16 = 10_000;
 const RUN_FOR: Duration = Duration::from_secs(20);
-
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-async fn metrics(status: &str) -> String {
-    match reqwest::get(format!("http://{status}/metrics")).await {
-        Ok(r) => r.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let (name, v) = l.rsplit_once(' ')?;
-        (name == series).then(|| v.parse().ok()).flatten()
-    })
-}
 
 async fn run() {
     let regs = Registers::default();
@@ -52,11 +24,7 @@ async fn run() {
         .await
         .expect("plc");
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let status = format!("127.0.0.1:{port}");
+    let status = format!("127.0.0.1:{}", free_port());
     let mut cfg = format!(
         "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[status]\nlisten = \"{status}\"\n[odoo]\ndry_run = true\n\
          [[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"{}\"\npoll_interval = \"1s\"\n",
@@ -116,7 +84,7 @@ async fn run() {
         value(&m1, samples).unwrap_or(0.0) - s0,
     );
     let cycles = smp / f64::from(TAGS);
-    let rss = rss_kib(pid).unwrap_or(0);
+    let rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
     let _ = child.kill();
     let _ = child.wait();
     cycle_times.sort_by(f64::total_cmp);

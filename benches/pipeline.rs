@@ -10,6 +10,7 @@
 
 #[path = "../tests/support/fake_odoo.rs"]
 mod fake_odoo;
+mod support;
 
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use plantgate::model::{Event, EventBody, Millis, Production};
@@ -17,6 +18,7 @@ use plantgate::store::Store;
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{cpu_ticks, free_port, metrics, proc_kib, value};
 
 const COUNTERS: u16 = 20;
 const PRODUCE_FOR: Duration = Duration::from_secs(15);
@@ -56,37 +58,6 @@ async fn store_commit_rate() {
     }
 }
 
-fn proc_status(pid: u32, key: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(key))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// utime + stime in clock ticks (100 Hz on Linux).
-fn cpu_ticks(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-}
-
-async fn metric(status: &str, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{status}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines().find_map(|l| {
-        let (name, value) = l.rsplit_once(' ')?;
-        (name == series).then(|| value.parse().ok()).flatten()
-    })
-}
-
 async fn end_to_end() {
     let dir = tempfile::tempdir().expect("tempdir");
     let regs = Registers::default();
@@ -96,11 +67,7 @@ async fn end_to_end() {
     let odoo = fake_odoo::FakeOdoo::start().await;
     let key = dir.path().join("key");
     std::fs::write(&key, fake_odoo::API_KEY).expect("key");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let status = format!("127.0.0.1:{port}");
+    let status = format!("127.0.0.1:{}", free_port());
     let mut cfg = format!(
         "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[status]\nlisten = \"{status}\"\n\
          [[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"{}\"\npoll_interval = \"20ms\"\n",
@@ -137,7 +104,7 @@ async fn end_to_end() {
         .expect("spawn");
     let pid = child.id();
     let samples = "plantgate_samples_total{source=\"plc\"}";
-    while metric(&status, samples).await.unwrap_or(0.0) < f64::from(COUNTERS) * 2.0 {
+    while value(&metrics(&status).await, samples).unwrap_or(0.0) < f64::from(COUNTERS) * 2.0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let cpu0 = cpu_ticks(pid).unwrap_or(0);
@@ -151,28 +118,32 @@ async fn end_to_end() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let produce_secs = t0.elapsed().as_secs_f64();
-    let committed = metric(&status, "plantgate_events_total{kind=\"production\"}")
-        .await
-        .unwrap_or(0.0);
-    let delivered_at_stop = metric(&status, "plantgate_events_delivered_total{sink=\"odoo\"}")
-        .await
-        .unwrap_or(0.0);
-    let rss = proc_status(pid, "VmRSS:").unwrap_or(0);
+    let committed = value(
+        &metrics(&status).await,
+        "plantgate_events_total{kind=\"production\"}",
+    )
+    .unwrap_or(0.0);
+    let delivered_at_stop = value(
+        &metrics(&status).await,
+        "plantgate_events_delivered_total{sink=\"odoo\"}",
+    )
+    .unwrap_or(0.0);
+    let rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
     loop {
-        let depth = metric(&status, "plantgate_queue_depth")
-            .await
-            .unwrap_or(1.0);
+        let depth = value(&metrics(&status).await, "plantgate_queue_depth").unwrap_or(1.0);
         if depth == 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drained_secs = t0.elapsed().as_secs_f64();
-    let delivered = metric(&status, "plantgate_events_delivered_total{sink=\"odoo\"}")
-        .await
-        .unwrap_or(0.0);
+    let delivered = value(
+        &metrics(&status).await,
+        "plantgate_events_delivered_total{sink=\"odoo\"}",
+    )
+    .unwrap_or(0.0);
     let cpu = cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / 100.0;
-    let hwm = proc_status(pid, "VmHWM:").unwrap_or(0);
+    let hwm = proc_kib(pid, "VmHWM:").unwrap_or(0);
     let in_odoo: f64 = workorders
         .iter()
         .filter_map(|w| odoo.workorder(*w))

@@ -164,14 +164,9 @@ async fn modbus_read(cmd: ModbusCommand) -> ExitCode {
         parity,
         timeout,
     } = cmd;
-    let parity = match parity.as_str() {
-        "none" => Parity::None,
-        "even" => Parity::Even,
-        "odd" => Parity::Odd,
-        other => {
-            eprintln!("plantgate: parity {other:?}: use none, even or odd");
-            return ExitCode::from(2);
-        }
+    let Some(parity) = Parity::parse(&parity) else {
+        eprintln!("plantgate: parity {parity:?}: use none, even or odd");
+        return ExitCode::from(2);
     };
     let p = Probe {
         target,

@@ -348,6 +348,26 @@ fn pymodbus(args: &[&str], data: &Path) -> Peer {
     Peer(child)
 }
 
+/// Two connected pseudo-terminals (a null-modem cable), made by socat.
+async fn pty_pair(dir: &Path) -> (Peer, std::path::PathBuf, std::path::PathBuf) {
+    let (a, b) = (dir.join("ttyA"), dir.join("ttyB"));
+    let socat = Command::new("socat")
+        .arg(format!("pty,raw,echo=0,link={}", a.display()))
+        .arg(format!("pty,raw,echo=0,link={}", b.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (.ci/run installs it)");
+    let peer = Peer(socat);
+    let (ca, cb) = (a.clone(), b.clone());
+    eventually(Duration::from_secs(5), "socat's pty pair", || {
+        let ok = ca.exists() && cb.exists();
+        async move { ok.then_some(()) }
+    })
+    .await;
+    (peer, a, b)
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -381,20 +401,7 @@ async fn every_type_and_order_against_pymodbus_tcp() {
 async fn every_type_and_order_against_pymodbus_rtu_over_a_pty_pair() {
     let cases = cases();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
-    let socat = Command::new("socat")
-        .arg(format!("pty,raw,echo=0,link={}", a.display()))
-        .arg(format!("pty,raw,echo=0,link={}", b.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("socat (.ci/run installs it)");
-    let _socat = Peer(socat);
-    eventually(Duration::from_secs(5), "socat's pty pair", || {
-        let ok = a.exists() && b.exists();
-        async move { ok.then_some(()) }
-    })
-    .await;
+    let (_socat, a, b) = pty_pair(dir.path()).await;
     let data = dir.path().join("data.json");
     std::fs::write(&data, pymodbus_data(&cases).to_string()).expect("data");
     let _peer = pymodbus(&["--rtu", &a.display().to_string(), "--unit", "7"], &data);
@@ -639,20 +646,7 @@ async fn each_fault_is_reported_contained_and_recovered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_unit_on_a_serial_line_does_not_stall_the_live_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (a, b) = (dir.path().join("ttyA"), dir.path().join("ttyB"));
-    let socat = Command::new("socat")
-        .arg(format!("pty,raw,echo=0,link={}", a.display()))
-        .arg(format!("pty,raw,echo=0,link={}", b.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("socat");
-    let _socat = Peer(socat);
-    eventually(Duration::from_secs(5), "socat's pty pair", || {
-        let ok = a.exists() && b.exists();
-        async move { ok.then_some(()) }
-    })
-    .await;
+    let (_socat, a, b) = pty_pair(dir.path()).await;
     let data = dir.path().join("data.json");
     std::fs::write(&data, r#"{"holding": [[0, [11, 12]]]}"#).expect("data");
     let _peer = pymodbus(

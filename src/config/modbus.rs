@@ -65,6 +65,17 @@ pub enum Parity {
     Odd,
 }
 
+impl Parity {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "none" => Parity::None,
+            "even" => Parity::Even,
+            "odd" => Parity::Odd,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Table {
     Coil,
@@ -306,18 +317,14 @@ impl Validator<'_> {
                 None => 9600,
             };
             let parity = match &r.parity {
-                Some(p) => match p.get_ref().as_str() {
-                    "none" => Parity::None,
-                    "even" => Parity::Even,
-                    "odd" => Parity::Odd,
-                    other => {
-                        self.err(
-                            p,
-                            format!("parity {other:?}: use \"none\", \"even\" or \"odd\""),
-                        );
-                        Parity::Even
-                    }
-                },
+                Some(p) => Parity::parse(p.get_ref()).unwrap_or_else(|| {
+                    let msg = format!(
+                        "parity {:?}: use \"none\", \"even\" or \"odd\"",
+                        p.get_ref()
+                    );
+                    self.err(p, msg);
+                    Parity::Even
+                }),
                 // The Modbus serial line spec's default.
                 None => Parity::Even,
             };
