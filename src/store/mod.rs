@@ -29,6 +29,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use tokio::sync::watch;
 
+/// Queued records `oldest_age` reads at most per call.
+const AGE_SCAN: usize = 10_000;
+
 /// sled's page cache; the default (1 GiB) is far more than a gateway has.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -384,12 +387,14 @@ impl Store {
 
     /// Age, at `now`, of the oldest undelivered event of each latency class
     /// for a sink (event time, so it says how late the business hears of it).
+    /// Looks at the first `AGE_SCAN` queued records only, so a scrape stays
+    /// cheap with a deep backlog; a class first seen further back is absent.
     pub fn oldest_age(&self, sink: &str, now: Millis) -> HashMap<LatencyClass, f64> {
         let mut out = HashMap::new();
         let Ok(cursor) = self.cursor(sink) else {
             return out;
         };
-        for item in self.events.range(key(cursor + 1)..) {
+        for item in self.events.range(key(cursor + 1)..).take(AGE_SCAN) {
             let Ok((_, v)) = item else { break };
             if let Ok(ev) = postcard::from_bytes::<StoredEvent>(&v) {
                 out.entry(ev.event.class())
