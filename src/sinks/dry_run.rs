@@ -15,8 +15,8 @@ impl DryRunSink {
         let e = &ev.event;
         let line = match plan::plan(e) {
             Plan::AddProduced { workcenter, quantity } => format!(
-                "odoo dry-run: mrp.workorder write {{\"qty_produced\": <current> + {quantity}}} on the work order in progress at work center {workcenter:?} (event {}, {} parts)",
-                e.id, quantity
+                "odoo dry-run: mrp.workorder write {{\"qty_produced\": <current> + {quantity}}} on the work order in progress at work center {workcenter:?} (event {})",
+                e.id
             ),
             Plan::UpsertTimeLog {
                 xmlid,
