@@ -29,6 +29,7 @@ pub struct Telemetry {
     pub(crate) aside: Gauge,
     modbus_requests: Family<Labels, Counter>,
     modbus_seconds: Family<Labels, Histogram>,
+    opcua_reconnects: Family<Labels, Counter>,
     board: Mutex<Board>,
     pub started: Millis,
 }
@@ -92,6 +93,12 @@ impl Telemetry {
             "plantgate_modbus_response_seconds",
             "Modbus response time, per source",
             modbus_seconds.clone(),
+        );
+        let opcua_reconnects = Family::<Labels, Counter>::default();
+        registry.register(
+            "plantgate_opcua_reconnects",
+            "OPC UA sessions re-established after a lost connection, per source",
+            opcua_reconnects.clone(),
         );
         registry.register(
             "plantgate_samples",
@@ -157,6 +164,7 @@ impl Telemetry {
             aside,
             modbus_requests,
             modbus_seconds,
+            opcua_reconnects,
             board: Mutex::new(Board::default()),
             started: Millis::now(),
         }
@@ -223,6 +231,20 @@ impl Telemetry {
         self.modbus_seconds
             .get_or_create(&vec![("source", source.to_string())])
             .observe(seconds);
+    }
+
+    /// Show the reconnect counter of an OPC UA source from the start, at 0.
+    pub fn opcua_added(&self, source: &str) {
+        let _ = self
+            .opcua_reconnects
+            .get_or_create(&vec![("source", source.to_string())]);
+    }
+
+    /// An OPC UA session came back after its connection was lost.
+    pub fn opcua_reconnect(&self, source: &str) {
+        self.opcua_reconnects
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc();
     }
 
     pub fn source_up(&self, source: &str) {

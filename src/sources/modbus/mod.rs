@@ -98,7 +98,6 @@ impl Poller {
                     let m = m.clone();
                     Some((t, m))
                 }
-                #[allow(unreachable_patterns)]
                 _ => None,
             })
             .unzip();
