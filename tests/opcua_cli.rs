@@ -92,7 +92,7 @@ async fn browse_prints_a_tree_and_paste_ready_tags() {
         .iter()
         .find(|t| t["node"].as_str() == Some(&format!("nsu={NS_URI};s=Press.Counter")))
         .expect("counter entry");
-    assert_eq!(counter["name"].as_str(), Some("press_counter"));
+    assert_eq!(counter["name"].as_str(), Some("counter"));
     assert_eq!(counter["source"].as_str(), Some("oven1"));
 
     // Pasted under a source of that name, the entries are a valid tag map.
@@ -172,6 +172,7 @@ dry_run = true
     let mut child = Command::new(support::bin())
         .args(["run", "--config"])
         .arg(&config)
+        .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)

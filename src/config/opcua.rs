@@ -186,6 +186,10 @@ impl Validator<'_> {
                 format!("bad endpoint {url:?}: write opc.tcp://HOST:PORT, like \"opc.tcp://192.168.10.30:4840\""),
             );
         }
+        let policy_known = r
+            .security_policy
+            .as_ref()
+            .is_none_or(|p| SecurityPolicy::parse(p.get_ref()).is_some());
         let security_policy = match &r.security_policy {
             Some(p) => SecurityPolicy::parse(p.get_ref()).unwrap_or_else(|| {
                 self.err(
@@ -209,7 +213,8 @@ impl Validator<'_> {
             Some(m) => match SecurityMode::parse(m.get_ref()) {
                 Some(mode) => {
                     let none_policy = security_policy == SecurityPolicy::None;
-                    if none_policy != (mode == SecurityMode::None) {
+                    // An unknown policy was reported already; no second guess.
+                    if policy_known && none_policy != (mode == SecurityMode::None) {
                         self.err(m, format!(
                             "security_mode {:?} does not fit security_policy {:?}: policy \"None\" goes with mode \"None\", any other policy with \"Sign\" or \"SignAndEncrypt\"",
                             mode.name(), security_policy.name()

@@ -37,7 +37,7 @@ pub enum NodeRefError {
     Notation(String),
     #[error("node id {0:?}: namespace index must be 0..=65535")]
     NamespaceIndex(String),
-    #[error("node id {0:?}: a numeric identifier (i=) must be 0..=4294967295")]
+    #[error("node id {0:?}: a numeric identifier (i=) is a whole number 0..=4294967295")]
     Numeric(String),
     #[error(
         "node id {0:?}: the guid (g=) is not of the form 09094ac2-5c3e-4d4e-8c2a-7a9a2f5b6e01"
