@@ -204,6 +204,16 @@ mode = "poll"
         .await;
     let board = src.telemetry.snapshot();
     assert!(board.sources["press"].connected);
+    let last = board.sources["press"]
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        ["tag ghost:", "tag elsewhere:", "tag ghost_polled:"]
+            .iter()
+            .any(|t| last.starts_with(t)),
+        "the source's last error names the tag: {last}"
+    );
     let bad: Vec<&str> = board.bad_tags.keys().map(|(_, t)| t.as_str()).collect();
     assert_eq!(bad, vec!["elsewhere", "ghost", "ghost_polled"]);
     // A bad tag is reported once, not on every publish.
@@ -313,4 +323,63 @@ async fn a_server_without_the_configured_security_is_refused_by_name() {
     // The gateway generated its application certificate for secure policies.
     assert!(dir.path().join("data/opcua/own/cert.der").exists());
     src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_security_policy_and_user_identity_reads_values_once_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let user_cert = dir.path().join("user/cert.der");
+    let user_key = dir.path().join("user/key.pem");
+    let mut x509 = opcua::crypto::X509Data::sample_cert();
+    x509.common_name = "plantgate line user".into();
+    opcua::crypto::CertificateStore::create_certificate_and_key(&x509, true, &user_cert, &user_key)
+        .expect("user certificate");
+    let pki = dir.path().join("server");
+    let server = TestServer::start_secure(&pki, &user_cert).await;
+    std::fs::write(dir.path().join("op.password"), "op-password\n").expect("password");
+    let trusted = dir.path().join("trusted");
+    std::fs::create_dir_all(&trusted).expect("trust dir");
+    std::fs::copy(pki.join("own/cert.der"), trusted.join("server.der")).expect("trust server");
+    let cases = [
+        ("Basic256Sha256", "Sign", String::new()),
+        (
+            "Aes128_Sha256_RsaOaep",
+            "SignAndEncrypt",
+            "user = \"op\"\npassword_file = \"op.password\"".to_string(),
+        ),
+        (
+            "Aes256_Sha256_RsaPss",
+            "SignAndEncrypt",
+            format!(
+                "user_certificate = \"{}\"\nuser_private_key = \"{}\"",
+                user_cert.display(),
+                user_key.display()
+            ),
+        ),
+    ];
+    for (n, (policy, mode, identity)) in cases.iter().enumerate() {
+        let extra = format!(
+            "security_policy = \"{policy}\"\nsecurity_mode = \"{mode}\"\ntrust_dir = \"{}\"\n{identity}",
+            trusted.display()
+        );
+        let tags = format!(
+            "[[tags]]\nname = \"counter\"\nsource = \"press\"\nnode = \"nsu={NS_URI};s=Press.Counter\"\n"
+        );
+        let text = gateway_config(dir.path(), &opcua_source(&server.url(), &extra), &tags);
+        let mut src = start_sources(dir.path(), &text);
+        let value = 100 + n as u32;
+        let feed = async {
+            for _ in 0..50 {
+                server.set(&server.node("Press.Counter"), value);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let wait = src.next("counter", |s| s.value == Value::UInt(u64::from(value)));
+        let got = tokio::select! {
+            s = wait => s,
+            _ = feed => panic!("no value over {policy}/{mode}"),
+        };
+        assert_eq!(got.quality, Quality::Good, "{policy}/{mode}");
+        src.stop().await;
+    }
 }

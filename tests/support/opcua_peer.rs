@@ -6,7 +6,7 @@
 use opcua::crypto::SecurityPolicy;
 use opcua::server::diagnostics::NamespaceMetadata;
 use opcua::server::node_manager::memory::{simple_node_manager, SimpleNodeManager};
-use opcua::server::{ServerBuilder, ServerHandle, ANONYMOUS_USER_TOKEN_ID};
+use opcua::server::{ServerBuilder, ServerHandle, ServerUserToken, ANONYMOUS_USER_TOKEN_ID};
 use opcua::types::{DataValue, MessageSecurityMode, NodeId, Variant};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -37,6 +37,16 @@ impl TestServer {
     /// Start on `port`. `shift` registers a namespace before NS_URI, so its
     /// index differs from an unshifted server's (as after a server update).
     pub async fn start(port: u16, pki: &Path, shift: bool) -> TestServer {
+        Self::start_with(port, pki, shift, None).await
+    }
+
+    /// Also offer every supported secure policy in Sign and SignAndEncrypt,
+    /// with the logins `op`/`op-password` and the X.509 user `user_cert`.
+    pub async fn start_secure(pki: &Path, user_cert: &Path) -> TestServer {
+        Self::start_with(0, pki, false, Some(user_cert)).await
+    }
+
+    async fn start_with(port: u16, pki: &Path, shift: bool, secure: Option<&Path>) -> TestServer {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");
@@ -61,6 +71,33 @@ impl TestServer {
                     &[ANONYMOUS_USER_TOKEN_ID] as &[&str],
                 ),
             );
+        if let Some(user_cert) = secure {
+            let tokens = [ANONYMOUS_USER_TOKEN_ID, "op", "x509"];
+            builder = builder
+                .add_user_token("op", ServerUserToken::user_pass("op", "op-password"))
+                .add_user_token("x509", ServerUserToken::x509("x509", user_cert));
+            for (i, policy) in [
+                SecurityPolicy::Basic256Sha256,
+                SecurityPolicy::Aes128Sha256RsaOaep,
+                SecurityPolicy::Aes256Sha256RsaPss,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                for (j, mode) in [
+                    MessageSecurityMode::Sign,
+                    MessageSecurityMode::SignAndEncrypt,
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    builder = builder.add_endpoint(
+                        format!("secure{i}{j}"),
+                        ("/", policy, mode, &tokens as &[&str]),
+                    );
+                }
+            }
+        }
         if shift {
             builder = builder.with_node_manager(simple_node_manager(
                 NamespaceMetadata {

@@ -97,7 +97,17 @@ impl OpcUaReader {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let all: Vec<usize> = (0..self.tags.len()).collect();
         self.telemetry.opcua_added(&self.name);
-        let link = match client::Link::new(&self.config) {
+        // Making the application certificate (RSA key generation on first
+        // start) takes a while: keep it off the async workers.
+        let cfg = self.config.clone();
+        let made = tokio::task::spawn_blocking(move || client::Link::new(&cfg)).await;
+        let made = made.unwrap_or_else(|e| {
+            Err(client::ConnectError::Setup {
+                endpoint: self.config.endpoint.clone(),
+                reason: format!("client setup failed: {e}"),
+            })
+        });
+        let link = match made {
             Ok(l) => l,
             Err(e) => {
                 // Setup errors (unwritable data dir) do not heal by retrying.
@@ -151,6 +161,8 @@ impl OpcUaReader {
 
     /// Subscribe and poll on one session until it ends.
     async fn serve(&mut self, mut conn: Connection, shutdown: &mut watch::Receiver<bool>) -> Leave {
+        // Up first, so the refusals below stay the source's last error.
+        self.telemetry.source_up(&self.name);
         // Bind each tag to this server's namespace table.
         let mut nodes: Vec<Option<NodeId>> = Vec::with_capacity(self.points.len());
         let mut refused = Vec::new();
@@ -166,6 +178,9 @@ impl OpcUaReader {
         for (i, why) in refused {
             self.tag_refused(i, &why).await;
         }
+        // Unbounded because the stack's callback cannot wait; this task
+        // drains it in batches into the bounded sample channel, so it only
+        // grows while the edge is slower than the server's changes.
         let (dtx, mut drx) = mpsc::unbounded_channel::<(u32, DataValue)>();
         let subscribed: Vec<usize> = (0..self.points.len())
             .filter(|i| nodes[*i].is_some() && self.points[*i].mode == Mode::Subscribe)
@@ -180,7 +195,6 @@ impl OpcUaReader {
             .filter(|i| self.points[*i].mode == Mode::Poll)
             .filter_map(|i| nodes[i].clone().map(|n| (i, n)))
             .collect();
-        self.telemetry.source_up(&self.name);
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::with_capacity(CHANGE_BATCH);
@@ -358,6 +372,12 @@ impl OpcUaReader {
         let v = dv.value.as_ref().map(value::value);
         match (quality, v) {
             (Quality::Bad(why), _) => {
+                if self.last_bad[i].as_deref() != Some(why.as_str()) {
+                    let why = format!("node {}: {why}", self.points[i].node);
+                    tracing::warn!(source = %self.name, tag = %self.tags[i].name, error = %why, "OPC UA tag is bad");
+                    self.telemetry
+                        .source_error(&self.name, &format!("tag {}: {why}", self.tags[i].name));
+                }
                 self.mark_bad(&[i], &why).await;
                 false
             }
