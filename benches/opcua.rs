@@ -42,7 +42,7 @@ async fn server(dir: &Path) -> Bench {
         .await
         .expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let (server, handle) = ServerBuilder::new()
+    let mut builder = ServerBuilder::new()
         .application_name("bench server")
         .application_uri("urn:plantgate:bench-server")
         .create_sample_keypair(true)
@@ -76,9 +76,12 @@ async fn server(dir: &Path) -> Bench {
                 ..Default::default()
             },
             "bench",
-        ))
-        .build()
-        .expect("server");
+        ));
+    let limits = builder.limits_mut();
+    limits.subscriptions.max_monitored_items_per_sub = 0;
+    limits.subscriptions.max_queued_notifications = 0;
+    limits.subscriptions.max_monitored_item_queue_size = 100;
+    let (server, handle) = builder.build().expect("server");
     let nm = handle
         .node_managers()
         .get_of_type::<SimpleNodeManager>()
@@ -228,14 +231,16 @@ async fn load(b: Arc<Bench>, dir: &Path) {
         source_config(dir, b.port, false, ITEMS, Some(status)),
     )
     .expect("config");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plantgate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_plantgate"))
         .args(["run", "--config"])
         .arg(&config)
         .env("PLANTGATE_LOG", "warn")
+        .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .spawn()
         .expect("gateway");
-    let pid = child.id();
+    let child = Gateway(child);
+    let pid = child.0.id();
     let t = Instant::now();
     loop {
         if samples(status).await.unwrap_or(0.0) >= ITEMS as f64 {
@@ -303,8 +308,17 @@ async fn load(b: Arc<Bench>, dir: &Path) {
             rss_kb(pid).unwrap_or(0) / 1024
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
+}
+
+/// The gateway process, stopped when the load program ends or panics.
+struct Gateway(std::process::Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn main() {

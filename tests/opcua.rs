@@ -383,3 +383,38 @@ async fn each_security_policy_and_user_identity_reads_values_once_trusted() {
         src.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_limits_monitored_items_refuses_those_tags_and_polled_ones_flow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_limited(&dir.path().join("server"), 2).await;
+    let mut tags = String::new();
+    for name in ["Counter", "State", "Temperature"] {
+        tags += &format!(
+            "[[tags]]\nname = \"{}\"\nsource = \"press\"\nnode = \"nsu={NS_URI};s=Press.{name}\"\n",
+            name.to_lowercase()
+        );
+    }
+    tags += &format!(
+        "[[tags]]\nname = \"oven\"\nsource = \"press\"\nnode = \"nsu={NS_URI};i=1001\"\nmode = \"poll\"\n"
+    );
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+    let refused = src.next("counter", |s| s.quality != Quality::Good).await;
+    let Quality::Bad(why) = &refused.quality else {
+        panic!("{refused:?}")
+    };
+    assert!(why.contains("BadTooManyMonitoredItems"), "{why}");
+    assert!(why.contains("set mode = \"poll\""), "{why}");
+    server.set(&server.node(1001u32), 200.5f64);
+    src.next("oven", |s| good(s) && s.value == Value::Float(200.5))
+        .await;
+    assert!(src.telemetry.snapshot().sources["press"].connected);
+    let m = src.telemetry.encode();
+    assert_eq!(
+        metric(&m, "plantgate_opcua_reconnects_total{source=\"press\"}"),
+        Some(0.0),
+        "a refusal is not a lost connection: {m}"
+    );
+    src.stop().await;
+}

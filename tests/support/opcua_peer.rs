@@ -37,16 +37,27 @@ impl TestServer {
     /// Start on `port`. `shift` registers a namespace before NS_URI, so its
     /// index differs from an unshifted server's (as after a server update).
     pub async fn start(port: u16, pki: &Path, shift: bool) -> TestServer {
-        Self::start_with(port, pki, shift, None).await
+        Self::start_with(port, pki, shift, None, 0).await
+    }
+
+    /// A server that allows at most `max_items` monitored items per subscription.
+    pub async fn start_limited(pki: &Path, max_items: usize) -> TestServer {
+        Self::start_with(0, pki, false, None, max_items).await
     }
 
     /// Also offer every supported secure policy in Sign and SignAndEncrypt,
     /// with the logins `op`/`op-password` and the X.509 user `user_cert`.
     pub async fn start_secure(pki: &Path, user_cert: &Path) -> TestServer {
-        Self::start_with(0, pki, false, Some(user_cert)).await
+        Self::start_with(0, pki, false, Some(user_cert), 0).await
     }
 
-    async fn start_with(port: u16, pki: &Path, shift: bool, secure: Option<&Path>) -> TestServer {
+    async fn start_with(
+        port: u16,
+        pki: &Path,
+        shift: bool,
+        secure: Option<&Path>,
+        max_items: usize,
+    ) -> TestServer {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .expect("bind");
@@ -71,6 +82,10 @@ impl TestServer {
                     &[ANONYMOUS_USER_TOKEN_ID] as &[&str],
                 ),
             );
+        builder
+            .limits_mut()
+            .subscriptions
+            .max_monitored_items_per_sub = max_items;
         if let Some(user_cert) = secure {
             let tokens = [ANONYMOUS_USER_TOKEN_ID, "op", "x509"];
             builder = builder

@@ -78,7 +78,7 @@ impl Sources {
     pub async fn next(&mut self, tag: &str, pred: impl Fn(&Sample) -> bool) -> Sample {
         if let Some(i) = self.kept.iter().position(|s| s.tag == tag && pred(s)) {
             // Samples of this tag before the match are passed over.
-            let s = self.kept.remove(i).unwrap_or_else(|| unreachable!());
+            let s = self.kept.remove(i).expect("position found above");
             self.kept.retain(|k| k.tag != tag);
             return s;
         }

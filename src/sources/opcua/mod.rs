@@ -33,7 +33,7 @@ use opcua::client::DataChangeCallback;
 use opcua::types::{
     AttributeId, DataChangeFilter, DataChangeTrigger, DataValue, ExtensionObject,
     MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId, ReadValueId,
-    TimestampsToReturn,
+    StatusCode, TimestampsToReturn,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -269,20 +269,39 @@ impl OpcUaReader {
                 .iter()
                 .filter_map(|&i| nodes[i].clone().map(|n| self.item_request(i, n)))
                 .collect();
-            let results = tokio::time::timeout(
+            let sent = tokio::time::timeout(
                 self.config.timeout * 4,
                 conn.session
                     .create_monitored_items(sub, TimestampsToReturn::Both, requests),
             )
             .await
-            .map_err(|_| "creating monitored items timed out".to_string())?
-            .map_err(|e| format!("cannot create monitored items: {e}"))?;
+            .map_err(|_| "creating monitored items timed out".to_string())?;
+            let results = match sent {
+                Ok(r) => r,
+                // A refusal of the whole request (a server that limits
+                // monitored items) is about these tags, not the connection:
+                // they are bad, the others keep flowing.
+                Err(e) if !is_connection_error(e.status()) => {
+                    let status = e.status();
+                    for &i in chunk {
+                        let why = format!(
+                            "node {}: server refused to monitor it: {status}{}",
+                            self.points[i].node,
+                            limit_hint(status)
+                        );
+                        self.tag_refused(i, &why).await;
+                    }
+                    continue;
+                }
+                Err(e) => return Err(format!("cannot create monitored items: {e}")),
+            };
             for (&i, r) in chunk.iter().zip(results.iter()) {
                 let status = r.result.status_code;
                 if !status.is_good() {
                     let why = format!(
-                        "node {}: server refused to monitor it: {status}",
-                        self.points[i].node
+                        "node {}: server refused to monitor it: {status}{}",
+                        self.points[i].node,
+                        limit_hint(status)
                     );
                     self.tag_refused(i, &why).await;
                 }
@@ -422,5 +441,30 @@ impl OpcUaReader {
         };
         // A closed channel means the gateway is stopping.
         let _ = self.tx.send(sample).await;
+    }
+}
+
+/// Status codes that mean the session or channel is gone, not a refusal.
+fn is_connection_error(status: StatusCode) -> bool {
+    matches!(
+        status,
+        StatusCode::BadConnectionClosed
+            | StatusCode::BadNotConnected
+            | StatusCode::BadCommunicationError
+            | StatusCode::BadSecureChannelClosed
+            | StatusCode::BadSessionClosed
+            | StatusCode::BadSessionIdInvalid
+            | StatusCode::BadTimeout
+            | StatusCode::BadServerNotConnected
+            | StatusCode::BadSubscriptionIdInvalid
+    )
+}
+
+/// What to do when a server limits monitored items.
+fn limit_hint(status: StatusCode) -> &'static str {
+    if status == StatusCode::BadTooManyMonitoredItems {
+        " (the server limits monitored items: set mode = \"poll\" on some tags)"
+    } else {
+        ""
     }
 }
