@@ -418,3 +418,31 @@ async fn a_server_that_limits_monitored_items_refuses_those_tags_and_polled_ones
     );
     src.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_items_on_one_subscription_all_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(0, &dir.path().join("server"), false).await;
+    const N: usize = 2500;
+    server.add_many(N);
+    let mut tags = String::new();
+    for i in 0..N {
+        tags += &format!(
+            "[[tags]]\nname = \"m{i}\"\nsource = \"press\"\nnode = \"nsu={NS_URI};s=Many.{i}\"\n"
+        );
+    }
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+    let mut seen = std::collections::BTreeSet::new();
+    let all = async {
+        while seen.len() < N {
+            let s = src.rx.recv().await.expect("sample");
+            assert_eq!(s.quality, Quality::Good, "{s:?}");
+            seen.insert(s.tag);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("a first value of every item");
+    src.stop().await;
+}

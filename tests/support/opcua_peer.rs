@@ -263,3 +263,21 @@ impl TestServer {
             .expect("set value");
     }
 }
+
+impl TestServer {
+    /// Add `n` Double variables `Many.0` … under the Press folder.
+    pub fn add_many(&self, n: usize) {
+        let mut space = self.nm.address_space().write();
+        let vars = (0..n)
+            .map(|i| {
+                opcua::nodes::Variable::new(
+                    &NodeId::new(self.ns, format!("Many.{i}")),
+                    format!("Many{i}"),
+                    format!("Many{i}"),
+                    i as f64,
+                )
+            })
+            .collect();
+        space.add_variables(vars, &NodeId::new(self.ns, "Press"));
+    }
+}

@@ -111,6 +111,10 @@ impl Link {
             .keep_alive_interval(keep_alive)
             .max_failed_keep_alive_count(2)
             .session_timeout(60_000)
+            // A publish with the first values of thousands of monitored items,
+            // or a large browse, holds arrays far above the stack's default
+            // limit of 1000 elements.
+            .max_array_length(1_000_000)
             .client()
             .map_err(|e| setup(e.join("; ")))?;
         if config.security_policy != SecurityPolicy::None

@@ -43,6 +43,10 @@ use tokio::sync::{mpsc, watch};
 /// operations per call, and 1000 stays under common limits.
 const ITEMS_PER_REQUEST: usize = 1000;
 
+/// Notifications per Publish response: keeps each message moderate when
+/// thousands of items change at once (the rest follow in the next ones).
+const MAX_NOTIFICATIONS_PER_PUBLISH: u32 = 2000;
+
 /// Data changes taken from the subscription per wake-up.
 const CHANGE_BATCH: usize = 1024;
 
@@ -250,7 +254,7 @@ impl OpcUaReader {
                 publishing,
                 30,
                 10,
-                0,
+                MAX_NOTIFICATIONS_PER_PUBLISH,
                 0,
                 true,
                 DataChangeCallback::new(move |dv, item| {
