@@ -40,7 +40,11 @@ fn each_bad_config_is_reported_at_its_line_and_column() {
 #[test]
 fn shipped_configs_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-config");
-    for name in ["gateway.toml", "examples/press-line.toml"] {
+    for name in [
+        "gateway.toml",
+        "examples/press-line.toml",
+        "examples/oven-opcua.toml",
+    ] {
         let (code, stdout, stderr) = check(&root.join(name));
         assert_eq!(code, 0, "{name}: {stderr}");
         assert!(stdout.contains("valid"), "{stdout}");

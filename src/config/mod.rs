@@ -6,6 +6,7 @@
 mod diagnostic;
 pub mod import;
 pub mod modbus;
+pub mod opcua;
 mod raw;
 mod secret;
 
@@ -13,6 +14,7 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use secret::{Secret, SecretError, SecretSource};
 
 use modbus::ModbusSource;
+use opcua::OpcUaSource;
 use raw::{RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -56,6 +58,8 @@ pub struct SourceConfig {
 pub enum SourceKind {
     /// Modbus TCP or RTU.
     Modbus(ModbusSource),
+    /// An OPC UA server.
+    OpcUa(OpcUaSource),
 }
 
 #[derive(Clone, Debug)]
@@ -73,6 +77,7 @@ pub struct TagConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TagPoint {
     Modbus(modbus::ModbusTag),
+    OpcUa(opcua::OpcUaTag),
 }
 
 impl TagConfig {
@@ -83,6 +88,8 @@ impl TagConfig {
         }
         match &self.point {
             TagPoint::Modbus(m) => m.data_type.wraps_at(),
+            // The server reports the type with each value, not up front.
+            TagPoint::OpcUa(_) => None,
         }
     }
 }
@@ -210,6 +217,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         text,
         base,
         errors: Vec::new(),
+        data_dir: PathBuf::from(DEFAULT_DATA_DIR),
         declared_sources: HashSet::new(),
         declared_tags: HashSet::new(),
     };
@@ -227,13 +235,15 @@ struct Validator<'a> {
     text: &'a str,
     base: &'a Path,
     errors: Vec<Diagnostic>,
+    /// The gateway's data dir, for defaults under it (OPC UA certificates).
+    data_dir: PathBuf,
     /// Every name declared, valid or not, so one bad entry does not also
     /// make each reference to it an error.
     declared_sources: HashSet<String>,
     declared_tags: HashSet<String>,
 }
 
-const SOURCE_KINDS: &str = "\"modbus_tcp\" or \"modbus_rtu\"";
+const SOURCE_KINDS: &str = "\"modbus_tcp\", \"modbus_rtu\" or \"opcua\"";
 
 /// Names that go into event ids and Odoo external ids: keep them plain.
 fn is_plain_name(s: &str) -> bool {
@@ -301,6 +311,9 @@ impl<'a> Validator<'a> {
 
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let gateway = self.gateway(&raw);
+        if let Some(g) = &gateway {
+            self.data_dir = g.data_dir.clone();
+        }
         let status = self.status(&raw);
         let sources = self.sources(&raw.sources);
         let tags = self.tags(&raw.tags, &sources);
@@ -389,6 +402,7 @@ impl<'a> Validator<'a> {
             let kind = match kind.get_ref().as_str() {
                 "modbus_tcp" => self.modbus_source(s, false).map(SourceKind::Modbus),
                 "modbus_rtu" => self.modbus_source(s, true).map(SourceKind::Modbus),
+                "opcua" => self.opcua_source(s).map(SourceKind::OpcUa),
                 other => {
                     self.err(
                         kind,
@@ -439,6 +453,7 @@ impl<'a> Validator<'a> {
             };
             let point = match &src.kind {
                 SourceKind::Modbus(m) => self.modbus_tag(t, m).map(TagPoint::Modbus),
+                SourceKind::OpcUa(_) => self.opcua_tag(t).map(TagPoint::OpcUa),
             };
             let Some(point) = point else { continue };
             if let Some(s) = &r.scale {
@@ -776,7 +791,9 @@ dry_run = true
     fn good_config_validates() {
         let c = parse(GOOD, Path::new("/etc/plantgate/t.toml")).expect("valid");
         assert_eq!(c.gateway.data_dir, PathBuf::from("/etc/plantgate/data"));
-        let TagPoint::Modbus(m) = &c.tags[0].point;
+        let TagPoint::Modbus(m) = &c.tags[0].point else {
+            panic!("modbus tag")
+        };
         assert_eq!(m.data_type, modbus::DataType::U32);
         assert_eq!(c.events.len(), 2);
         let EventRule::Downtime(d) = &c.events[1] else {

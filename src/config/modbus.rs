@@ -386,6 +386,23 @@ impl Validator<'_> {
                 address: addr.clone(),
             }
         };
+        for (v, key) in [
+            (&r.endpoint, "endpoint"),
+            (&r.security_policy, "security_policy"),
+            (&r.security_mode, "security_mode"),
+            (&r.user, "user"),
+            (&r.password_file, "password_file"),
+            (&r.user_certificate, "user_certificate"),
+            (&r.user_private_key, "user_private_key"),
+            (&r.trust_dir, "trust_dir"),
+            (&r.certificate, "certificate"),
+            (&r.private_key, "private_key"),
+            (&r.publishing_interval, "publishing_interval"),
+        ] {
+            if let Some(v) = v {
+                self.err(v, format!("`{key}` belongs to kind = \"opcua\""));
+            }
+        }
         let unit = self.unit_id(&r.unit).unwrap_or(1);
         let max_gap = match &r.max_gap {
             Some(g) if !(0..=124).contains(g.get_ref()) => {
@@ -436,6 +453,28 @@ impl Validator<'_> {
 
     pub(super) fn modbus_tag(&mut self, t: &S<RawTag>, source: &ModbusSource) -> Option<ModbusTag> {
         let r = t.get_ref();
+        for (v, key) in [
+            (r.node.as_ref().map(|v| v.span()), "node"),
+            (r.mode.as_ref().map(|v| v.span()), "mode"),
+            (
+                r.sampling_interval.as_ref().map(|v| v.span()),
+                "sampling_interval",
+            ),
+            (r.queue_size.as_ref().map(|v| v.span()), "queue_size"),
+            (
+                r.discard_oldest.as_ref().map(|v| v.span()),
+                "discard_oldest",
+            ),
+            (r.deadband.as_ref().map(|v| v.span()), "deadband"),
+        ] {
+            if let Some(span) = v {
+                self.errors.push(super::Diagnostic::at(
+                    self.text,
+                    span,
+                    format!("`{key}` belongs to a tag of an OPC UA source"),
+                ));
+            }
+        }
         let (table, address) = match (&r.register, &r.address) {
             (Some(reg), Some(addr)) => {
                 self.err(addr, "give either `register` (0-based) or `address` (Modicon, like \"40101\"), not both");

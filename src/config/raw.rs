@@ -53,6 +53,18 @@ pub struct RawSource {
     pub unit: Option<S<i64>>,
     pub max_gap: Option<S<i64>>,
     pub poll_groups: Option<S<std::collections::BTreeMap<String, S<String>>>>,
+    // OPC UA
+    pub endpoint: Option<S<String>>,
+    pub security_policy: Option<S<String>>,
+    pub security_mode: Option<S<String>>,
+    pub user: Option<S<String>>,
+    pub password_file: Option<S<String>>,
+    pub user_certificate: Option<S<String>>,
+    pub user_private_key: Option<S<String>>,
+    pub trust_dir: Option<S<String>>,
+    pub certificate: Option<S<String>>,
+    pub private_key: Option<S<String>>,
+    pub publishing_interval: Option<S<String>>,
     // Every kind
     pub poll_interval: Option<S<String>>,
     pub timeout: Option<S<String>>,
@@ -75,10 +87,25 @@ pub struct RawTag {
     pub length: Option<S<i64>>,
     pub unit_id: Option<S<i64>>,
     pub poll_group: Option<S<String>>,
+    // OPC UA
+    pub node: Option<S<String>>,
+    pub mode: Option<S<String>>,
+    pub sampling_interval: Option<S<String>>,
+    pub queue_size: Option<S<i64>>,
+    pub discard_oldest: Option<S<bool>>,
+    pub deadband: Option<S<RawDeadband>>,
     // Every kind
     pub scale: Option<S<f64>>,
     pub offset: Option<S<f64>>,
     pub engineering_unit: Option<S<String>>,
+}
+
+/// `deadband = { kind = "absolute", value = 0.5 }` on an OPC UA tag.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadband {
+    pub kind: Option<S<String>>,
+    pub value: Option<S<f64>>,
 }
 
 #[derive(Debug, Deserialize)]

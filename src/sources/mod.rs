@@ -2,6 +2,7 @@
 //! task per device connection, so a dead device cannot stall the others.
 
 pub mod modbus;
+pub mod opcua;
 
 use crate::config::{Config, SourceKind, TagConfig};
 use crate::model::{Sample, Value};
@@ -36,6 +37,16 @@ pub fn spawn_all(
                     telemetry.clone(),
                 );
                 tasks.spawn(poller.run(shutdown.clone()));
+            }
+            SourceKind::OpcUa(cfg) => {
+                let reader = opcua::OpcUaReader::new(
+                    source.name.clone(),
+                    cfg.clone(),
+                    tags,
+                    tx.clone(),
+                    telemetry.clone(),
+                );
+                tasks.spawn(reader.run(shutdown.clone()));
             }
         }
     }

@@ -30,6 +30,7 @@ pub struct Telemetry {
     modbus_requests: Family<Labels, Counter>,
     modbus_seconds: Family<Labels, Histogram>,
     modbus_cycle: Family<Labels, Gauge<f64, AtomicU64>>,
+    opcua_reconnects: Family<Labels, Counter>,
     board: Mutex<Board>,
     pub started: Millis,
 }
@@ -100,6 +101,12 @@ impl Telemetry {
             "Modbus response time, per source",
             modbus_seconds.clone(),
         );
+        let opcua_reconnects = Family::<Labels, Counter>::default();
+        registry.register(
+            "plantgate_opcua_reconnects",
+            "OPC UA sessions re-established after a lost connection, per source",
+            opcua_reconnects.clone(),
+        );
         registry.register(
             "plantgate_samples",
             "Samples read, per source",
@@ -165,6 +172,7 @@ impl Telemetry {
             modbus_requests,
             modbus_seconds,
             modbus_cycle,
+            opcua_reconnects,
             board: Mutex::new(Board::default()),
             started: Millis::now(),
         }
@@ -240,6 +248,20 @@ impl Telemetry {
         self.modbus_seconds
             .get_or_create(&vec![("source", source.to_string())])
             .observe(seconds);
+    }
+
+    /// Show the reconnect counter of an OPC UA source from the start, at 0.
+    pub fn opcua_added(&self, source: &str) {
+        let _ = self
+            .opcua_reconnects
+            .get_or_create(&vec![("source", source.to_string())]);
+    }
+
+    /// An OPC UA session came back after its connection was lost.
+    pub fn opcua_reconnect(&self, source: &str) {
+        self.opcua_reconnects
+            .get_or_create(&vec![("source", source.to_string())])
+            .inc();
     }
 
     pub fn source_up(&self, source: &str) {

@@ -100,7 +100,6 @@ impl Poller {
                     let m = m.clone();
                     Some((t, m))
                 }
-                #[allow(unreachable_patterns)]
                 _ => None,
             })
             .unzip();

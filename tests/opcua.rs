@@ -1,0 +1,448 @@
+//! The OPC UA source against an async-opcua server in-process on a loopback
+//! port: value changes arrive through a subscription (and by polling), the
+//! server applies deadbands, every node id notation resolves, the gateway
+//! survives a server restart with its namespace indexes changed, and bad
+//! tags or a server without the configured security are reported by name
+//! while the rest keeps running.
+
+#[path = "support/opcua_peer.rs"]
+mod opcua_peer;
+#[path = "support/opcua_rig.rs"]
+mod opcua_rig;
+mod support;
+
+use opcua::types::{DataValue, DateTime, Variant};
+use opcua_peer::{free_port, TestServer, NS_URI};
+use opcua_rig::{gateway_config, good, opcua_source, start_sources};
+use plantgate::model::{Quality, Value};
+use std::time::Duration;
+use support::{eventually, metric};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_changes_arrive_by_subscription_and_by_polling_in_every_notation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(0, &dir.path().join("server"), false).await;
+    let ns = server.ns;
+    let tags = format!(
+        r#"
+[[tags]]
+name = "counter"
+source = "press"
+node = "ns={ns};s=Press.Counter"
+sampling_interval = "100ms"
+
+[[tags]]
+name = "oven"
+source = "press"
+node = "ns={ns};i=1001"
+
+[[tags]]
+name = "recipe"
+source = "press"
+node = "nsu={NS_URI};s=Press.Recipe"
+
+[[tags]]
+name = "state"
+source = "press"
+node = "nsu={NS_URI};s=Press.State"
+mode = "poll"
+"#
+    );
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+
+    // Initial values, one per notation.
+    let oven = src.next("oven", good).await;
+    assert_eq!(oven.value, Value::Float(180.0));
+    let recipe = src.next("recipe", good).await;
+    assert_eq!(recipe.value, Value::Text("R-100".into()));
+    let state = src.next("state", good).await;
+    assert_eq!(state.value, Value::Int(1));
+    src.next("counter", |s| good(s) && s.value == Value::UInt(0))
+        .await;
+
+    // Each change arrives, in order, with the source timestamp it carries.
+    // (The PLC's clock runs an hour ahead: the sample keeps the PLC's time.
+    // Each step is more than the sampling interval, else the server would
+    // shift it to its next sample.)
+    let counter = server.node("Press.Counter");
+    let plc_clock = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    for n in 1..=5u32 {
+        let mut dv = DataValue::new_now(Variant::UInt32(n));
+        let at = plc_clock + i64::from(n) * 1000;
+        dv.source_timestamp = Some(DateTime::from(
+            chrono::DateTime::from_timestamp_millis(at).expect("time"),
+        ));
+        server.set_data_value(&counter, dv);
+        let s = src.next("counter", good).await;
+        assert_eq!(s.value, Value::UInt(u64::from(n)));
+        assert_eq!(s.time.0, at);
+    }
+
+    // The polled tag follows within its poll interval.
+    server.set(&server.node("Press.State"), 2i32);
+    src.next("state", |s| good(s) && s.value == Value::Int(2))
+        .await;
+
+    let board = src.telemetry.snapshot();
+    assert!(board.sources["press"].connected);
+    assert!(board.bad_tags.is_empty(), "{:?}", board.bad_tags);
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_applies_an_absolute_deadband() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(0, &dir.path().join("server"), false).await;
+    let tags = format!(
+        r#"
+[[tags]]
+name = "temp"
+source = "press"
+node = "nsu={NS_URI};s=Press.Temperature"
+sampling_interval = "100ms"
+queue_size = 100
+deadband = {{ kind = "absolute", value = 5.0 }}
+
+[[tags]]
+name = "temp_all"
+source = "press"
+node = "nsu={NS_URI};s=Press.Temperature"
+sampling_interval = "100ms"
+queue_size = 100
+"#
+    );
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+    src.next("temp", |s| good(s) && s.value == Value::Float(20.0))
+        .await;
+    src.next("temp_all", |s| good(s) && s.value == Value::Float(20.0))
+        .await;
+    let temp = server.node("Press.Temperature");
+    let feed = async {
+        for n in 21..=40 {
+            server.set(&temp, f64::from(n));
+            // Slower than the 100 ms sampling, so every change is sampled.
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    };
+    let mut filtered = Vec::new();
+    let mut all = Vec::new();
+    let collect = async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+        while let Ok(Some(s)) = tokio::time::timeout_at(deadline, src.rx.recv()).await {
+            match s.tag.as_str() {
+                "temp" => filtered.push(s.value),
+                "temp_all" => all.push(s.value),
+                _ => {}
+            }
+        }
+    };
+    tokio::join!(feed, collect);
+    // Only changes of more than 5 from the last reported value pass.
+    assert_eq!(
+        filtered,
+        vec![Value::Float(26.0), Value::Float(32.0), Value::Float(38.0)]
+    );
+    assert_eq!(
+        all.len(),
+        20,
+        "without a deadband every change arrives: {all:?}"
+    );
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_nodes_are_bad_and_named_while_the_rest_keeps_flowing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(0, &dir.path().join("server"), false).await;
+    let ns = server.ns;
+    let tags = format!(
+        r#"
+[[tags]]
+name = "counter"
+source = "press"
+node = "ns={ns};s=Press.Counter"
+
+[[tags]]
+name = "ghost"
+source = "press"
+node = "ns={ns};s=Press.Ghost"
+
+[[tags]]
+name = "elsewhere"
+source = "press"
+node = "nsu=urn:not-on-this-server;s=Press.Counter"
+
+[[tags]]
+name = "ghost_polled"
+source = "press"
+node = "ns={ns};i=4242"
+mode = "poll"
+"#
+    );
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+    let ghost = src.next("ghost", |s| s.quality != Quality::Good).await;
+    assert!(
+        matches!(&ghost.quality, Quality::Bad(why) if why.contains("BadNodeIdUnknown")),
+        "{ghost:?}"
+    );
+    let elsewhere = src.next("elsewhere", |s| s.quality != Quality::Good).await;
+    assert!(
+        matches!(&elsewhere.quality, Quality::Bad(why) if why.contains("urn:not-on-this-server") && why.contains("namespace array")),
+        "{elsewhere:?}"
+    );
+    let polled = src
+        .next("ghost_polled", |s| s.quality != Quality::Good)
+        .await;
+    assert_eq!(polled.quality, Quality::Bad("BadNodeIdUnknown".into()));
+
+    // The good tag is unaffected.
+    server.set(&server.node("Press.Counter"), 7u32);
+    src.next("counter", |s| good(s) && s.value == Value::UInt(7))
+        .await;
+    let board = src.telemetry.snapshot();
+    assert!(board.sources["press"].connected);
+    let last = board.sources["press"]
+        .last_error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        ["tag ghost:", "tag elsewhere:", "tag ghost_polled:"]
+            .iter()
+            .any(|t| last.starts_with(t)),
+        "the source's last error names the tag: {last}"
+    );
+    let bad: Vec<&str> = board.bad_tags.keys().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(bad, vec!["elsewhere", "ghost", "ghost_polled"]);
+    // A bad tag is reported once, not on every publish.
+    let repeats = src.samples_for("ghost", Duration::from_millis(500)).await;
+    assert!(repeats.is_empty(), "{repeats:?}");
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_server_restart_values_continue_and_the_gap_is_bad() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let pki = dir.path().join("server");
+    let server = TestServer::start(port, &pki, false).await;
+    let ns_before = server.ns;
+    let tags = format!(
+        r#"
+[[tags]]
+name = "counter"
+source = "press"
+node = "nsu={NS_URI};s=Press.Counter"
+"#
+    );
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+    let counter = server.node("Press.Counter");
+    server.set(&counter, 1u32);
+    src.next("counter", |s| good(s) && s.value == Value::UInt(1))
+        .await;
+
+    server.stop().await;
+    let gap = src.next("counter", |s| s.quality != Quality::Good).await;
+    assert!(matches!(gap.quality, Quality::Bad(_)), "{gap:?}");
+    let t = src.telemetry.clone();
+    eventually(Duration::from_secs(5), "source marked disconnected", || {
+        let down = !t.snapshot().sources["press"].connected;
+        async move { down.then_some(()) }
+    })
+    .await;
+    // Nothing is invented while the server is away.
+    let gap = src.samples_for("counter", Duration::from_millis(700)).await;
+    assert!(
+        gap.iter().all(|s| matches!(s.quality, Quality::Bad(_))),
+        "{gap:?}"
+    );
+
+    // Back on the same port, with the namespace at another index.
+    let server = TestServer::start(port, &pki, true).await;
+    assert_ne!(server.ns, ns_before);
+    let counter = server.node("Press.Counter");
+    let feed = async {
+        for n in 100..130u32 {
+            server.set(&counter, n);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let (_, seen) = tokio::join!(feed, src.values_for("counter", Duration::from_secs(3)));
+    let distinct: std::collections::BTreeSet<u64> = seen
+        .iter()
+        .filter_map(|v| v.as_u64())
+        .filter(|v| *v >= 100)
+        .collect();
+    assert!(
+        distinct.len() >= 10,
+        "values keep changing after the restart: {seen:?}"
+    );
+    let m = src.telemetry.encode();
+    assert_eq!(
+        metric(&m, "plantgate_opcua_reconnects_total{source=\"press\"}"),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "plantgate_source_connected{source=\"press\"}"),
+        Some(1.0)
+    );
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_the_configured_security_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(0, &dir.path().join("server"), false).await;
+    let source = opcua_source(
+        &server.url(),
+        "security_policy = \"Basic256Sha256\"\nsecurity_mode = \"SignAndEncrypt\"",
+    );
+    let tags = format!(
+        "[[tags]]\nname = \"counter\"\nsource = \"press\"\nnode = \"nsu={NS_URI};s=Press.Counter\"\n"
+    );
+    let text = gateway_config(dir.path(), &source, &tags);
+    let mut src = start_sources(dir.path(), &text);
+    let s = src.next("counter", |s| s.quality != Quality::Good).await;
+    let Quality::Bad(why) = &s.quality else {
+        panic!("{s:?}")
+    };
+    assert!(
+        why.contains("offers no endpoint with security policy Basic256Sha256 and mode SignAndEncrypt; it offers: None/None"),
+        "{why}"
+    );
+    let board = src.telemetry.snapshot();
+    assert!(!board.sources["press"].connected);
+    assert_eq!(
+        board.sources["press"].last_error.as_deref(),
+        Some(why.as_str())
+    );
+    // The gateway generated its application certificate for secure policies.
+    assert!(dir.path().join("data/opcua/own/cert.der").exists());
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_security_policy_and_user_identity_reads_values_once_trusted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let user_cert = dir.path().join("user/cert.der");
+    let user_key = dir.path().join("user/key.pem");
+    let mut x509 = opcua::crypto::X509Data::sample_cert();
+    x509.common_name = "plantgate line user".into();
+    opcua::crypto::CertificateStore::create_certificate_and_key(&x509, true, &user_cert, &user_key)
+        .expect("user certificate");
+    let pki = dir.path().join("server");
+    let server = TestServer::start_secure(&pki, &user_cert).await;
+    std::fs::write(dir.path().join("op.password"), "op-password\n").expect("password");
+    let trusted = dir.path().join("trusted");
+    std::fs::create_dir_all(&trusted).expect("trust dir");
+    std::fs::copy(pki.join("own/cert.der"), trusted.join("server.der")).expect("trust server");
+    let cases = [
+        ("Basic256Sha256", "Sign", String::new()),
+        (
+            "Aes128_Sha256_RsaOaep",
+            "SignAndEncrypt",
+            "user = \"op\"\npassword_file = \"op.password\"".to_string(),
+        ),
+        (
+            "Aes256_Sha256_RsaPss",
+            "SignAndEncrypt",
+            format!(
+                "user_certificate = \"{}\"\nuser_private_key = \"{}\"",
+                user_cert.display(),
+                user_key.display()
+            ),
+        ),
+    ];
+    for (n, (policy, mode, identity)) in cases.iter().enumerate() {
+        let extra = format!(
+            "security_policy = \"{policy}\"\nsecurity_mode = \"{mode}\"\ntrust_dir = \"{}\"\n{identity}",
+            trusted.display()
+        );
+        let tags = format!(
+            "[[tags]]\nname = \"counter\"\nsource = \"press\"\nnode = \"nsu={NS_URI};s=Press.Counter\"\n"
+        );
+        let text = gateway_config(dir.path(), &opcua_source(&server.url(), &extra), &tags);
+        let mut src = start_sources(dir.path(), &text);
+        let value = 100 + n as u32;
+        let feed = async {
+            for _ in 0..50 {
+                server.set(&server.node("Press.Counter"), value);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let wait = src.next("counter", |s| s.value == Value::UInt(u64::from(value)));
+        let got = tokio::select! {
+            s = wait => s,
+            _ = feed => panic!("no value over {policy}/{mode}"),
+        };
+        assert_eq!(got.quality, Quality::Good, "{policy}/{mode}");
+        src.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_limits_monitored_items_refuses_those_tags_and_polled_ones_flow() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_limited(&dir.path().join("server"), 2).await;
+    let mut tags = String::new();
+    for name in ["Counter", "State", "Temperature"] {
+        tags += &format!(
+            "[[tags]]\nname = \"{}\"\nsource = \"press\"\nnode = \"nsu={NS_URI};s=Press.{name}\"\n",
+            name.to_lowercase()
+        );
+    }
+    tags += &format!(
+        "[[tags]]\nname = \"oven\"\nsource = \"press\"\nnode = \"nsu={NS_URI};i=1001\"\nmode = \"poll\"\n"
+    );
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+    let refused = src.next("counter", |s| s.quality != Quality::Good).await;
+    let Quality::Bad(why) = &refused.quality else {
+        panic!("{refused:?}")
+    };
+    assert!(why.contains("BadTooManyMonitoredItems"), "{why}");
+    assert!(why.contains("set mode = \"poll\""), "{why}");
+    server.set(&server.node(1001u32), 200.5f64);
+    src.next("oven", |s| good(s) && s.value == Value::Float(200.5))
+        .await;
+    assert!(src.telemetry.snapshot().sources["press"].connected);
+    let m = src.telemetry.encode();
+    assert_eq!(
+        metric(&m, "plantgate_opcua_reconnects_total{source=\"press\"}"),
+        Some(0.0),
+        "a refusal is not a lost connection: {m}"
+    );
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_items_on_one_subscription_all_report() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(0, &dir.path().join("server"), false).await;
+    const N: usize = 2500;
+    server.add_many(N);
+    let mut tags = String::new();
+    for i in 0..N {
+        tags += &format!(
+            "[[tags]]\nname = \"m{i}\"\nsource = \"press\"\nnode = \"nsu={NS_URI};s=Many.{i}\"\n"
+        );
+    }
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+    let mut seen = std::collections::BTreeSet::new();
+    let all = async {
+        while seen.len() < N {
+            let s = src.rx.recv().await.expect("sample");
+            assert_eq!(s.quality, Quality::Good, "{s:?}");
+            seen.insert(s.tag);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), all)
+        .await
+        .expect("a first value of every item");
+    src.stop().await;
+}
