@@ -199,7 +199,9 @@ impl Run {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for s in &cfg.sources {
-            let SourceKind::Modbus(m) = &s.kind;
+            let SourceKind::Modbus(m) = &s.kind else {
+                panic!("{} is not a Modbus source", s.name)
+            };
             let tags = cfg
                 .tags
                 .iter()

@@ -195,7 +195,7 @@ dry_run = true
     let mut produced = Vec::new();
     let read = async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("parts)") {
+            if line.contains("mrp.workorder write") {
                 produced.push(line);
                 if produced.len() == 2 {
                     return;
@@ -207,10 +207,10 @@ dry_run = true
         .await
         .expect("two production events printed");
     assert!(
-        produced[0].contains("PRESS1") && produced[0].contains("3 parts"),
+        produced[0].contains("PRESS1") && produced[0].contains("<current> + 3}"),
         "{produced:?}"
     );
-    assert!(produced[1].contains("4 parts"), "{produced:?}");
+    assert!(produced[1].contains("<current> + 4}"), "{produced:?}");
     let _ = child.start_kill();
     let _ = child.wait().await;
     let mut stderr = String::new();
