@@ -446,3 +446,23 @@ async fn thousands_of_items_on_one_subscription_all_report() {
         .expect("a first value of every item");
     src.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_of_only_polled_tags_stays_connected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(0, &dir.path().join("server"), false).await;
+    let tags = format!(
+        "[[tags]]\nname = \"state\"\nsource = \"press\"\nnode = \"nsu={NS_URI};s=Press.State\"\nmode = \"poll\"\n"
+    );
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let mut src = start_sources(dir.path(), &text);
+    for n in 2..=4i32 {
+        server.set(&server.node("Press.State"), n);
+        src.next("state", |s| good(s) && s.value == Value::Int(i64::from(n)))
+            .await;
+    }
+    let later = src.samples_for("state", Duration::from_millis(500)).await;
+    assert!(later.iter().all(good), "{later:?}");
+    assert!(src.telemetry.snapshot().sources["press"].connected);
+    src.stop().await;
+}

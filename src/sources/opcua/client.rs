@@ -115,6 +115,9 @@ impl Link {
             // or a large browse, holds arrays far above the stack's default
             // limit of 1000 elements.
             .max_array_length(1_000_000)
+            // Room for those publishes: up to 16 MiB in 64 KiB chunks.
+            .max_chunk_count(256)
+            .max_message_size(256 * 65_535)
             .client()
             .map_err(|e| setup(e.join("; ")))?;
         if config.security_policy != SecurityPolicy::None

@@ -45,7 +45,7 @@ const ITEMS_PER_REQUEST: usize = 1000;
 
 /// Notifications per Publish response: keeps each message moderate when
 /// thousands of items change at once (the rest follow in the next ones).
-const MAX_NOTIFICATIONS_PER_PUBLISH: u32 = 2000;
+const MAX_NOTIFICATIONS_PER_PUBLISH: u32 = 10_000;
 
 /// Data changes taken from the subscription per wake-up.
 const CHANGE_BATCH: usize = 1024;
@@ -208,7 +208,8 @@ impl OpcUaReader {
                     conn.close(self.config.timeout).await;
                     return Leave::Shutdown;
                 }
-                n = drx.recv_many(&mut batch, CHANGE_BATCH) => {
+                // Without subscribed tags no callback holds the sender.
+                n = drx.recv_many(&mut batch, CHANGE_BATCH), if !subscribed.is_empty() => {
                     if n == 0 {
                         return Leave::Lost("subscription ended".to_string());
                     }
