@@ -98,8 +98,11 @@ pub struct Sample {
     pub tag: String,
     pub value: Value,
     pub quality: Quality,
-    /// When the value was valid at the device (or when it was read).
+    /// When the value was valid at the device: its source timestamp when the
+    /// protocol gives one, else when it was read.
     pub time: Millis,
+    /// When the server saw it (OPC UA's server timestamp), if given.
+    pub server_time: Option<Millis>,
 }
 
 /// How fast an event kind must reach the business. The store reports the age

@@ -95,6 +95,7 @@ mod tests {
             value: crate::model::Value::UInt(value),
             quality: Quality::Good,
             time: Millis(at),
+            server_time: None,
         }
     }
 

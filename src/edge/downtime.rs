@@ -140,6 +140,7 @@ mod tests {
             value: Value::Int(value),
             quality: Quality::Good,
             time: Millis(secs * 1000),
+            server_time: None,
         };
         d.on_sample("gw", &s, &mut ev);
         ev

@@ -421,6 +421,7 @@ impl Poller {
             value,
             quality,
             time,
+            server_time: None,
         };
         // A closed channel means the gateway is stopping; the shutdown
         // signal ends this task right after.

@@ -392,6 +392,7 @@ impl OpcUaReader {
     /// Send one reported value; true when it was good.
     async fn on_value(&mut self, i: usize, dv: &DataValue) -> bool {
         let time = value::time(dv);
+        let server_time = value::server_time(dv);
         let quality = value::quality(dv.status());
         let v = dv.value.as_ref().map(value::value);
         match (quality, v) {
@@ -416,7 +417,7 @@ impl OpcUaReader {
                 }
                 let value = condition(&self.tags[i], v);
                 let good = q == Quality::Good;
-                self.send(i, value, q, time).await;
+                self.send(i, value, q, time, server_time).await;
                 good
             }
         }
@@ -432,17 +433,25 @@ impl OpcUaReader {
             self.last_bad[i] = Some(why.to_string());
             self.telemetry
                 .tag_quality(&self.name, &self.tags[i].name, Some(why));
-            self.send(i, Value::Int(0), Quality::Bad(why.to_string()), time)
+            self.send(i, Value::Int(0), Quality::Bad(why.to_string()), time, None)
                 .await;
         }
     }
 
-    async fn send(&self, i: usize, value: Value, quality: Quality, time: Millis) {
+    async fn send(
+        &self,
+        i: usize,
+        value: Value,
+        quality: Quality,
+        time: Millis,
+        server_time: Option<Millis>,
+    ) {
         let sample = Sample {
             tag: self.tags[i].name.clone(),
             value,
             quality,
             time,
+            server_time,
         };
         // A closed channel means the gateway is stopping.
         let _ = self.tx.send(sample).await;

@@ -51,6 +51,11 @@ pub fn time(dv: &DataValue) -> Millis {
         .unwrap_or_else(Millis::now)
 }
 
+/// The server timestamp, when the server gives one.
+pub fn server_time(dv: &DataValue) -> Option<Millis> {
+    dv.server_timestamp.as_ref().and_then(millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +81,7 @@ mod tests {
         dv.source_timestamp = Some(src);
         dv.server_timestamp = Some(srv);
         assert_eq!(time(&dv), Millis(1_000_000));
+        assert_eq!(server_time(&dv), Some(Millis(2_000_000)));
         dv.source_timestamp = None;
         assert_eq!(time(&dv), Millis(2_000_000));
         assert_eq!(value(&Variant::UInt32(7)), Value::UInt(7));
