@@ -1,6 +1,7 @@
 //! Sources read devices and emit [`Sample`]s into the edge's channel. One
 //! task per device connection, so a dead device cannot stall the others.
 
+mod emit;
 pub mod modbus;
 pub mod opcua;
 

@@ -23,7 +23,7 @@ mod link;
 pub mod plan;
 pub mod probe;
 
-use super::condition;
+use super::emit::Emitter;
 use crate::backoff::Backoff;
 use crate::config::modbus::{ModbusSource, ModbusTag, Table};
 use crate::config::{TagConfig, TagPoint};
@@ -42,13 +42,10 @@ use tokio_modbus::{ExceptionCode, Slave};
 pub struct Poller {
     pub name: String,
     pub config: ModbusSource,
-    /// Tags of this source, with their Modbus addresses at the same index.
-    tags: Vec<TagConfig>,
+    /// Sends this source's tags; their Modbus addresses are at the same index.
+    out: Emitter,
     points: Vec<ModbusTag>,
-    tx: mpsc::Sender<Sample>,
     telemetry: Arc<Telemetry>,
-    /// Last quality sent per tag, so only changes are reported.
-    last_bad: Vec<Option<String>>,
 }
 
 /// How one block read ended.
@@ -103,15 +100,12 @@ impl Poller {
                 _ => None,
             })
             .unzip();
-        let last_bad = vec![None; tags.len()];
         Poller {
+            out: Emitter::new(&name, tags, tx, telemetry.clone()),
             name,
             config,
-            tags,
             points,
-            tx,
             telemetry,
-            last_bad,
         }
     }
 
@@ -143,7 +137,7 @@ impl Poller {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut groups = self.plan_groups();
         let requests: usize = groups.iter().map(|g| g.blocks.len()).sum();
-        tracing::info!(source = %self.name, link = %self.config.transport.describe(), tags = self.tags.len(),
+        tracing::info!(source = %self.name, link = %self.config.transport.describe(), tags = self.out.tag_count(),
             requests, "modbus poll plan");
         let mut units: BTreeMap<u8, Unit> = BTreeMap::new();
         let mut link_backoff = Backoff::new(Duration::from_millis(200), self.config.backoff_max);
@@ -179,8 +173,8 @@ impl Poller {
             };
             tracing::warn!(source = %self.name, error = %why, "cannot connect; retrying");
             self.telemetry.source_down(&self.name, &why);
-            let all: Vec<usize> = (0..self.tags.len()).collect();
-            self.mark_bad(&all, &why).await;
+            let all: Vec<usize> = (0..self.out.tag_count()).collect();
+            self.out.bad(&all, &why).await;
             tokio::select! {
                 _ = tokio::time::sleep(link_backoff.next_delay()) => {}
                 _ = shutdown.changed() => return,
@@ -254,7 +248,7 @@ impl Poller {
                                     block.start,
                                     block.unit
                                 );
-                                self.mark_bad(&block.tags, &why).await;
+                                self.out.bad(&block.tags, &why).await;
                                 done.push(block);
                             }
                         },
@@ -270,7 +264,7 @@ impl Poller {
                         }
                         Outcome::Broken(why) => {
                             self.telemetry.source_down(&self.name, &why);
-                            self.mark_bad(&block.tags, &why).await;
+                            self.out.bad(&block.tags, &why).await;
                             leave = Some(Leave::Reconnect(why));
                             done.push(block);
                         }
@@ -293,7 +287,7 @@ impl Poller {
         let tags: Vec<usize> = (0..self.points.len())
             .filter(|i| self.points[*i].unit == block.unit)
             .collect();
-        self.mark_bad(&tags, why).await;
+        self.out.bad(&tags, why).await;
         let now = Instant::now();
         if units.values().all(|u| u.retry_at.is_some_and(|t| t > now)) {
             self.telemetry.source_down(&self.name, why);
@@ -385,47 +379,12 @@ impl Poller {
                 }
             };
             match decoded {
-                Ok(v) => {
-                    let value = condition(&self.tags[i], v);
-                    if self.last_bad[i].take().is_some() {
-                        self.telemetry
-                            .tag_quality(&self.name, &self.tags[i].name, None);
-                    }
-                    self.send(i, value, Quality::Good, time).await;
-                }
-                Err(why) => self.mark_bad(&[i], &why).await,
+                Ok(v) => self.out.value(i, v, Quality::Good, time, None).await,
+                Err(why) => self.out.bad(&[i], &why).await,
             }
         }
         self.telemetry
             .samples(&self.name, block.tags.len() as u64, time);
-    }
-
-    /// Report tags as bad once per change of reason.
-    async fn mark_bad(&mut self, tags: &[usize], why: &str) {
-        let time = Millis::now();
-        for &i in tags {
-            if self.last_bad[i].as_deref() == Some(why) {
-                continue;
-            }
-            self.last_bad[i] = Some(why.to_string());
-            self.telemetry
-                .tag_quality(&self.name, &self.tags[i].name, Some(why));
-            self.send(i, Value::Int(0), Quality::Bad(why.to_string()), time)
-                .await;
-        }
-    }
-
-    async fn send(&self, i: usize, value: Value, quality: Quality, time: Millis) {
-        let sample = Sample {
-            tag: self.tags[i].name.clone(),
-            value,
-            quality,
-            time,
-            server_time: None,
-        };
-        // A closed channel means the gateway is stopping; the shutdown
-        // signal ends this task right after.
-        let _ = self.tx.send(sample).await;
     }
 }
 

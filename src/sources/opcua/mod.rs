@@ -22,11 +22,11 @@ pub mod node_id;
 pub mod security;
 pub mod value;
 
-use super::condition;
+use super::emit::Emitter;
 use crate::backoff::Backoff;
 use crate::config::opcua::{Deadband, Mode, OpcUaSource, OpcUaTag};
 use crate::config::{TagConfig, TagPoint};
-use crate::model::{Millis, Quality, Sample, Value};
+use crate::model::{Millis, Quality, Sample};
 use crate::status::Telemetry;
 use client::{Connection, LinkEvent};
 use opcua::client::DataChangeCallback;
@@ -53,13 +53,10 @@ const CHANGE_BATCH: usize = 1024;
 pub struct OpcUaReader {
     pub name: String,
     pub config: OpcUaSource,
-    /// Tags of this source, with their OPC UA points at the same index.
-    tags: Vec<TagConfig>,
+    /// Sends this source's tags; their OPC UA points are at the same index.
+    out: Emitter,
     points: Vec<OpcUaTag>,
-    tx: mpsc::Sender<Sample>,
     telemetry: Arc<Telemetry>,
-    /// Last bad reason sent per tag, so only changes are reported.
-    last_bad: Vec<Option<String>>,
 }
 
 /// Why a session ended.
@@ -86,20 +83,17 @@ impl OpcUaReader {
                 _ => None,
             })
             .unzip();
-        let last_bad = vec![None; tags.len()];
         OpcUaReader {
+            out: Emitter::new(&name, tags, tx, telemetry.clone()),
             name,
             config,
-            tags,
             points,
-            tx,
             telemetry,
-            last_bad,
         }
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let all: Vec<usize> = (0..self.tags.len()).collect();
+        let all: Vec<usize> = (0..self.out.tag_count()).collect();
         self.telemetry.opcua_added(&self.name);
         // Making the application certificate (RSA key generation on first
         // start) takes a while: keep it off the async workers.
@@ -118,14 +112,14 @@ impl OpcUaReader {
                 let why = e.to_string();
                 tracing::error!(source = %self.name, error = %why, "OPC UA source cannot start");
                 self.telemetry.source_down(&self.name, &why);
-                self.mark_bad(&all, &why).await;
+                self.out.bad(&all, &why).await;
                 let _ = shutdown.changed().await;
                 return;
             }
         };
         tracing::info!(source = %self.name, endpoint = %self.config.endpoint,
             policy = self.config.security_policy.name(), mode = self.config.security_mode.name(),
-            tags = self.tags.len(), "OPC UA source");
+            tags = self.out.tag_count(), "OPC UA source");
         let mut backoff = Backoff::new(Duration::from_millis(500), self.config.backoff_max);
         let mut lost_before = false;
         loop {
@@ -155,7 +149,7 @@ impl OpcUaReader {
             };
             tracing::warn!(source = %self.name, error = %why, "OPC UA server not available; retrying");
             self.telemetry.source_down(&self.name, &why);
-            self.mark_bad(&all, &why).await;
+            self.out.bad(&all, &why).await;
             tokio::select! {
                 _ = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = shutdown.changed() => return,
@@ -216,7 +210,7 @@ impl OpcUaReader {
                     let mut good = 0;
                     for (handle, dv) in batch.drain(..) {
                         // Client handles are tag index + 1 (0 means "unset" to the stack).
-                        if let Some(i) = (handle as usize).checked_sub(1).filter(|i| *i < self.tags.len()) {
+                        if let Some(i) = (handle as usize).checked_sub(1).filter(|i| *i < self.out.tag_count()) {
                             good += u64::from(self.on_value(i, &dv).await);
                         }
                     }
@@ -383,10 +377,10 @@ impl OpcUaReader {
 
     /// A tag this server cannot serve: say which and why, keep the rest.
     async fn tag_refused(&mut self, i: usize, why: &str) {
-        tracing::error!(source = %self.name, tag = %self.tags[i].name, error = %why, "OPC UA tag cannot be read");
+        tracing::error!(source = %self.name, tag = %self.out.tag(i).name, error = %why, "OPC UA tag cannot be read");
         self.telemetry
-            .source_error(&self.name, &format!("tag {}: {why}", self.tags[i].name));
-        self.mark_bad(&[i], why).await;
+            .source_error(&self.name, &format!("tag {}: {why}", self.out.tag(i).name));
+        self.out.bad(&[i], why).await;
     }
 
     /// Send one reported value; true when it was good.
@@ -397,64 +391,25 @@ impl OpcUaReader {
         let v = dv.value.as_ref().map(value::value);
         match (quality, v) {
             (Quality::Bad(why), _) => {
-                if self.last_bad[i].as_deref() != Some(why.as_str()) {
+                if !self.out.is_bad_for(i, &why) {
                     let why = format!("node {}: {why}", self.points[i].node);
-                    tracing::warn!(source = %self.name, tag = %self.tags[i].name, error = %why, "OPC UA tag is bad");
+                    tracing::warn!(source = %self.name, tag = %self.out.tag(i).name, error = %why, "OPC UA tag is bad");
                     self.telemetry
-                        .source_error(&self.name, &format!("tag {}: {why}", self.tags[i].name));
+                        .source_error(&self.name, &format!("tag {}: {why}", self.out.tag(i).name));
                 }
-                self.mark_bad(&[i], &why).await;
+                self.out.bad(&[i], &why).await;
                 false
             }
             (_, None) => {
-                self.mark_bad(&[i], "no value").await;
+                self.out.bad(&[i], "no value").await;
                 false
             }
             (q, Some(v)) => {
-                if self.last_bad[i].take().is_some() {
-                    self.telemetry
-                        .tag_quality(&self.name, &self.tags[i].name, None);
-                }
-                let value = condition(&self.tags[i], v);
                 let good = q == Quality::Good;
-                self.send(i, value, q, time, server_time).await;
+                self.out.value(i, v, q, time, server_time).await;
                 good
             }
         }
-    }
-
-    /// Report tags as bad once per change of reason.
-    async fn mark_bad(&mut self, tags: &[usize], why: &str) {
-        let time = Millis::now();
-        for &i in tags {
-            if self.last_bad[i].as_deref() == Some(why) {
-                continue;
-            }
-            self.last_bad[i] = Some(why.to_string());
-            self.telemetry
-                .tag_quality(&self.name, &self.tags[i].name, Some(why));
-            self.send(i, Value::Int(0), Quality::Bad(why.to_string()), time, None)
-                .await;
-        }
-    }
-
-    async fn send(
-        &self,
-        i: usize,
-        value: Value,
-        quality: Quality,
-        time: Millis,
-        server_time: Option<Millis>,
-    ) {
-        let sample = Sample {
-            tag: self.tags[i].name.clone(),
-            value,
-            quality,
-            time,
-            server_time,
-        };
-        // A closed channel means the gateway is stopping.
-        let _ = self.tx.send(sample).await;
     }
 }
 

@@ -1,0 +1,103 @@
+//! What every source does with a reading: condition it, send it to the edge
+//! as a sample, and report a tag's bad quality once per change of reason
+//! (so a dead device does not flood the edge or the status page).
+
+use super::condition;
+use crate::config::TagConfig;
+use crate::model::{Millis, Quality, Sample, Value};
+use crate::status::Telemetry;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+pub struct Emitter {
+    source: String,
+    tags: Vec<TagConfig>,
+    /// Last bad reason sent per tag; `None` while good.
+    last_bad: Vec<Option<String>>,
+    tx: mpsc::Sender<Sample>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Emitter {
+    pub fn new(
+        source: &str,
+        tags: Vec<TagConfig>,
+        tx: mpsc::Sender<Sample>,
+        telemetry: Arc<Telemetry>,
+    ) -> Self {
+        let last_bad = vec![None; tags.len()];
+        Emitter {
+            source: source.to_string(),
+            tags,
+            last_bad,
+            tx,
+            telemetry,
+        }
+    }
+
+    pub fn tag_count(&self) -> usize {
+        self.tags.len()
+    }
+
+    pub fn tag(&self, i: usize) -> &TagConfig {
+        &self.tags[i]
+    }
+
+    /// The tag is already reported bad for this reason.
+    pub fn is_bad_for(&self, i: usize, why: &str) -> bool {
+        self.last_bad[i].as_deref() == Some(why)
+    }
+
+    /// A reading the device vouches for (good or uncertain): scaled and sent;
+    /// a tag that was bad is reported good again.
+    pub async fn value(
+        &mut self,
+        i: usize,
+        raw: Value,
+        quality: Quality,
+        time: Millis,
+        server_time: Option<Millis>,
+    ) {
+        if self.last_bad[i].take().is_some() {
+            self.telemetry
+                .tag_quality(&self.source, &self.tags[i].name, None);
+        }
+        let value = condition(&self.tags[i], raw);
+        self.send(i, value, quality, time, server_time).await;
+    }
+
+    /// Tags that could not be read: one bad sample each per change of reason.
+    pub async fn bad(&mut self, tags: &[usize], why: &str) {
+        let time = Millis::now();
+        for &i in tags {
+            if self.is_bad_for(i, why) {
+                continue;
+            }
+            self.last_bad[i] = Some(why.to_string());
+            self.telemetry
+                .tag_quality(&self.source, &self.tags[i].name, Some(why));
+            self.send(i, Value::Int(0), Quality::Bad(why.to_string()), time, None)
+                .await;
+        }
+    }
+
+    async fn send(
+        &self,
+        i: usize,
+        value: Value,
+        quality: Quality,
+        time: Millis,
+        server_time: Option<Millis>,
+    ) {
+        let sample = Sample {
+            tag: self.tags[i].name.clone(),
+            value,
+            quality,
+            time,
+            server_time,
+        };
+        // A closed channel means the gateway is stopping; the shutdown
+        // signal ends the source right after.
+        let _ = self.tx.send(sample).await;
+    }
+}
