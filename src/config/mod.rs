@@ -272,6 +272,20 @@ impl<'a> Validator<'a> {
         value.as_ref()
     }
 
+    /// Report each key that is present where it does not belong.
+    fn misplaced(
+        &mut self,
+        keys: &[(Option<std::ops::Range<usize>>, &str)],
+        why: impl Fn(&str) -> String,
+    ) {
+        for (span, key) in keys {
+            if let Some(span) = span {
+                self.errors
+                    .push(Diagnostic::at(self.text, span.clone(), why(key)));
+            }
+        }
+    }
+
     fn duration(&mut self, value: &Option<S<String>>, default: Duration) -> Duration {
         let Some(v) = value else { return default };
         match humantime::parse_duration(v.get_ref()) {

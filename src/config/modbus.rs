@@ -453,28 +453,23 @@ impl Validator<'_> {
 
     pub(super) fn modbus_tag(&mut self, t: &S<RawTag>, source: &ModbusSource) -> Option<ModbusTag> {
         let r = t.get_ref();
-        for (v, key) in [
-            (r.node.as_ref().map(|v| v.span()), "node"),
-            (r.mode.as_ref().map(|v| v.span()), "mode"),
-            (
-                r.sampling_interval.as_ref().map(|v| v.span()),
-                "sampling_interval",
-            ),
-            (r.queue_size.as_ref().map(|v| v.span()), "queue_size"),
-            (
-                r.discard_oldest.as_ref().map(|v| v.span()),
-                "discard_oldest",
-            ),
-            (r.deadband.as_ref().map(|v| v.span()), "deadband"),
-        ] {
-            if let Some(span) = v {
-                self.errors.push(super::Diagnostic::at(
-                    self.text,
-                    span,
-                    format!("`{key}` belongs to a tag of an OPC UA source"),
-                ));
-            }
-        }
+        self.misplaced(
+            &[
+                (r.node.as_ref().map(|v| v.span()), "node"),
+                (r.mode.as_ref().map(|v| v.span()), "mode"),
+                (
+                    r.sampling_interval.as_ref().map(|v| v.span()),
+                    "sampling_interval",
+                ),
+                (r.queue_size.as_ref().map(|v| v.span()), "queue_size"),
+                (
+                    r.discard_oldest.as_ref().map(|v| v.span()),
+                    "discard_oldest",
+                ),
+                (r.deadband.as_ref().map(|v| v.span()), "deadband"),
+            ],
+            |key| format!("`{key}` belongs to a tag of an OPC UA source"),
+        );
         let (table, address) = match (&r.register, &r.address) {
             (Some(reg), Some(addr)) => {
                 self.err(addr, "give either `register` (0-based) or `address` (Modicon, like \"40101\"), not both");

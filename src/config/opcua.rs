@@ -320,7 +320,7 @@ impl Validator<'_> {
 
     pub(super) fn opcua_tag(&mut self, t: &S<RawTag>) -> Option<OpcUaTag> {
         let r = t.get_ref();
-        for (v, key) in [
+        self.misplaced(&[
             (r.table.as_ref().map(|v| v.span()), "table"),
             (r.register.as_ref().map(|v| v.span()), "register"),
             (r.address.as_ref().map(|v| v.span()), "address"),
@@ -330,15 +330,7 @@ impl Validator<'_> {
             (r.length.as_ref().map(|v| v.span()), "length"),
             (r.unit_id.as_ref().map(|v| v.span()), "unit_id"),
             (r.poll_group.as_ref().map(|v| v.span()), "poll_group"),
-        ] {
-            if let Some(span) = v {
-                self.errors.push(super::Diagnostic::at(
-                    self.text,
-                    span,
-                    format!("`{key}` belongs to a Modbus tag; an OPC UA tag has `node` (the server reports the type)"),
-                ));
-            }
-        }
+        ], |key| format!("`{key}` belongs to a Modbus tag; an OPC UA tag has `node` (the server reports the type)"));
         let node = self.require(
             t,
             &r.node,
@@ -367,7 +359,7 @@ impl Validator<'_> {
             None => Mode::Subscribe,
         };
         if mode == Mode::Poll {
-            for (v, key) in [
+            self.misplaced(&[
                 (
                     r.sampling_interval.as_ref().map(|v| v.span()),
                     "sampling_interval",
@@ -378,15 +370,7 @@ impl Validator<'_> {
                     "discard_oldest",
                 ),
                 (r.deadband.as_ref().map(|v| v.span()), "deadband"),
-            ] {
-                if let Some(span) = v {
-                    self.errors.push(super::Diagnostic::at(
-                        self.text,
-                        span,
-                        format!("`{key}` is for mode = \"subscribe\"; a polled tag is read every poll_interval of its source"),
-                    ));
-                }
-            }
+            ], |key| format!("`{key}` is for mode = \"subscribe\"; a polled tag is read every poll_interval of its source"));
         }
         let sampling_interval = r
             .sampling_interval
