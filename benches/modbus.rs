@@ -9,9 +9,8 @@ mod support;
 
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{cpu_ticks, free_port, metrics, proc_kib, value};
+use support::{cpu_ticks, free_port, metrics, proc_kib, spawn_gateway, value};
 
 const TAGS: u16 = 10_000;
 const RUN_FOR: Duration = Duration::from_secs(20);
@@ -39,13 +38,7 @@ async fn run() {
     }
     let path = dir.path().join("bench.toml");
     std::fs::write(&path, cfg).expect("cfg");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plantgate"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("PLANTGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_gateway(&path);
     let pid = child.id();
     let ok = "plantgate_modbus_requests_total{source=\"plc\",result=\"ok\"}";
     let samples = "plantgate_samples_total{source=\"plc\"}";

@@ -16,9 +16,8 @@ use plantgate::demo::plc::{Registers, SimulatedPlc};
 use plantgate::model::{Event, EventBody, Millis, Production};
 use plantgate::store::Store;
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{cpu_ticks, free_port, metrics, proc_kib, value};
+use support::{cpu_ticks, free_port, metrics, proc_kib, spawn_gateway, value};
 
 const COUNTERS: u16 = 20;
 const PRODUCE_FOR: Duration = Duration::from_secs(15);
@@ -95,13 +94,7 @@ async fn end_to_end() {
     );
     let cfg_path = dir.path().join("bench.toml");
     std::fs::write(&cfg_path, cfg).expect("cfg");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plantgate"))
-        .args(["run", "--config"])
-        .arg(&cfg_path)
-        .env("PLANTGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_gateway(&cfg_path);
     let pid = child.id();
     let samples = "plantgate_samples_total{source=\"plc\"}";
     while value(&metrics(&status).await, samples).unwrap_or(0.0) < f64::from(COUNTERS) * 2.0 {

@@ -42,3 +42,14 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .unwrap_or(19811)
 }
+
+/// Run the release gateway on a config file, quiet but for warnings.
+pub fn spawn_gateway(config: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_plantgate"))
+        .args(["run", "--config"])
+        .arg(config)
+        .env("PLANTGATE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the gateway")
+}

@@ -352,20 +352,16 @@ impl Validator<'_> {
                 stop_bits,
             })
         } else {
-            for (v, key) in [(&r.device, "device"), (&r.parity, "parity")] {
-                if let Some(v) = v {
-                    self.err(v, format!("`{key}` belongs to kind = \"modbus_rtu\""));
-                }
-            }
-            for (v, key) in [
-                (&r.baud, "baud"),
-                (&r.data_bits, "data_bits"),
-                (&r.stop_bits, "stop_bits"),
-            ] {
-                if let Some(v) = v {
-                    self.err(v, format!("`{key}` belongs to kind = \"modbus_rtu\""));
-                }
-            }
+            self.misplaced(
+                &[
+                    (r.device.as_ref().map(|v| v.span()), "device"),
+                    (r.parity.as_ref().map(|v| v.span()), "parity"),
+                    (r.baud.as_ref().map(|v| v.span()), "baud"),
+                    (r.data_bits.as_ref().map(|v| v.span()), "data_bits"),
+                    (r.stop_bits.as_ref().map(|v| v.span()), "stop_bits"),
+                ],
+                |key| format!("`{key}` belongs to kind = \"modbus_rtu\""),
+            );
             let address = self.require(
                 s,
                 &r.address,

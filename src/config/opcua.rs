@@ -152,20 +152,17 @@ impl Validator<'_> {
                 );
             }
         }
-        for (v, key) in [
-            (&r.baud, "baud"),
-            (&r.data_bits, "data_bits"),
-            (&r.stop_bits, "stop_bits"),
-            (&r.unit, "unit"),
-            (&r.max_gap, "max_gap"),
-        ] {
-            if let Some(v) = v {
-                self.err(v, format!("`{key}` belongs to {MODBUS_SOURCE_KEYS}"));
-            }
-        }
-        if let Some(g) = &r.poll_groups {
-            self.err(g, format!("`poll_groups` belongs to {MODBUS_SOURCE_KEYS}"));
-        }
+        self.misplaced(
+            &[
+                (r.baud.as_ref().map(|v| v.span()), "baud"),
+                (r.data_bits.as_ref().map(|v| v.span()), "data_bits"),
+                (r.stop_bits.as_ref().map(|v| v.span()), "stop_bits"),
+                (r.unit.as_ref().map(|v| v.span()), "unit"),
+                (r.max_gap.as_ref().map(|v| v.span()), "max_gap"),
+                (r.poll_groups.as_ref().map(|v| v.span()), "poll_groups"),
+            ],
+            |key| format!("`{key}` belongs to {MODBUS_SOURCE_KEYS}"),
+        );
         let endpoint = self.require(
             s,
             &r.endpoint,

@@ -5,7 +5,7 @@ mod emit;
 pub mod modbus;
 pub mod opcua;
 
-use crate::config::{Config, SourceKind, TagConfig};
+use crate::config::{Config, SourceKind, TagConfig, TagPoint};
 use crate::model::{Sample, Value};
 use crate::status::Telemetry;
 use std::sync::Arc;
@@ -51,6 +51,20 @@ pub fn spawn_all(
             }
         }
     }
+}
+
+/// A source's tags with their kind-specific points at the same index; tags
+/// of another kind are left out.
+pub(crate) fn split_points<P: Clone>(
+    tags: Vec<TagConfig>,
+    pick: impl Fn(&TagPoint) -> Option<&P>,
+) -> (Vec<TagConfig>, Vec<P>) {
+    tags.into_iter()
+        .filter_map(|t| {
+            let p = pick(&t.point)?.clone();
+            Some((t, p))
+        })
+        .unzip()
 }
 
 /// Apply a tag's linear scaling (`value × scale + offset`) to a number.

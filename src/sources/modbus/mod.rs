@@ -24,6 +24,7 @@ pub mod plan;
 pub mod probe;
 
 use super::emit::Emitter;
+use super::split_points;
 use crate::backoff::Backoff;
 use crate::config::modbus::{ModbusSource, ModbusTag, Table};
 use crate::config::{TagConfig, TagPoint};
@@ -90,16 +91,10 @@ impl Poller {
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
     ) -> Self {
-        let (tags, points): (Vec<_>, Vec<_>) = tags
-            .into_iter()
-            .filter_map(|t| match &t.point {
-                TagPoint::Modbus(m) => {
-                    let m = m.clone();
-                    Some((t, m))
-                }
-                _ => None,
-            })
-            .unzip();
+        let (tags, points) = split_points(tags, |p| match p {
+            TagPoint::Modbus(x) => Some(x),
+            _ => None,
+        });
         Poller {
             out: Emitter::new(&name, tags, tx, telemetry.clone()),
             name,

@@ -23,6 +23,7 @@ pub mod security;
 pub mod value;
 
 use super::emit::Emitter;
+use super::split_points;
 use crate::backoff::Backoff;
 use crate::config::opcua::{Deadband, Mode, OpcUaSource, OpcUaTag};
 use crate::config::{TagConfig, TagPoint};
@@ -73,16 +74,10 @@ impl OpcUaReader {
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
     ) -> Self {
-        let (tags, points): (Vec<_>, Vec<_>) = tags
-            .into_iter()
-            .filter_map(|t| match &t.point {
-                TagPoint::OpcUa(p) => {
-                    let p = p.clone();
-                    Some((t, p))
-                }
-                _ => None,
-            })
-            .unzip();
+        let (tags, points) = split_points(tags, |p| match p {
+            TagPoint::OpcUa(x) => Some(x),
+            _ => None,
+        });
         OpcUaReader {
             out: Emitter::new(&name, tags, tx, telemetry.clone()),
             name,
