@@ -173,7 +173,7 @@ async fn connect_to_first_value(b: &Bench, dir: &Path, secure: bool) -> Duration
     let mut times = Vec::new();
     for _ in 0..7 {
         let (tx, mut rx) = mpsc::channel(1000);
-        let telemetry = Arc::new(Telemetry::new());
+        let telemetry = Arc::new(Telemetry::default());
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let t = Instant::now();

@@ -1,8 +1,6 @@
 //! Load program for the walking skeleton (`cargo bench --bench pipeline`).
 //!
-//! 1. Store commit rate: events/s for one event per commit (one fsync each)
-//!    and for batches, in-process.
-//! 2. End to end: the release binary polls a simulated PLC with 20 part
+//! End to end (the store alone is measured by `cargo bench --bench store`): the release binary polls a simulated PLC with 20 part
 //!    counters that all change every poll, and delivers to the fake Odoo on
 //!    loopback. Reports offered, committed and delivered events/s, the time
 //!    to drain the backlog, the gateway's CPU time and memory (RSS), and
@@ -13,49 +11,12 @@ mod fake_odoo;
 mod support;
 
 use plantgate::demo::plc::{Registers, SimulatedPlc};
-use plantgate::model::{Event, EventBody, Millis, Production};
-use plantgate::store::Store;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 use support::{cpu_ticks, free_port, metrics, proc_kib, spawn_gateway, value};
 
 const COUNTERS: u16 = 20;
 const PRODUCE_FOR: Duration = Duration::from_secs(15);
-
-fn event(n: u64) -> Event {
-    Event {
-        id: format!("bench-r-{n}"),
-        rule: "r".into(),
-        time: Millis(n as i64),
-        body: EventBody::Production(Production {
-            workcenter: "WC".into(),
-            quantity: 1,
-            counter_from: n,
-            counter_to: n + 1,
-        }),
-    }
-}
-
-async fn store_commit_rate() {
-    for batch in [1usize, 64] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &["odoo"]).expect("store");
-        let total = if batch == 1 { 2_000 } else { 64_000 };
-        let t = Instant::now();
-        let mut n = 0u64;
-        while (n as usize) < total {
-            let events: Vec<Event> = (0..batch as u64).map(|i| event(n + i)).collect();
-            store.commit(&events, &[]).await.expect("commit");
-            n += batch as u64;
-        }
-        let secs = t.elapsed().as_secs_f64();
-        println!(
-            "store commit, {batch:>2} event(s) per fsync: {:>9.0} events/s ({:.3} ms per commit)",
-            n as f64 / secs,
-            secs * 1000.0 / (n as f64 / batch as f64)
-        );
-    }
-}
 
 async fn end_to_end() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -123,7 +84,7 @@ async fn end_to_end() {
     .unwrap_or(0.0);
     let rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
     loop {
-        let depth = value(&metrics(&status).await, "plantgate_queue_depth").unwrap_or(1.0);
+        let depth = value(&metrics(&status).await, "plantgate_queue_depth{sink=\"odoo\",lane=\"normal\"}").unwrap_or(1.0);
         if depth == 0.0 {
             break;
         }
@@ -183,7 +144,6 @@ fn main() {
         .expect("runtime");
     plantgate::sinks::odoo::http::install_crypto_provider();
     rt.block_on(async {
-        store_commit_rate().await;
         end_to_end().await;
     });
 }

@@ -12,18 +12,22 @@
 //! - [`model`]: [`model::Sample`] and [`model::Event`].
 //! - [`sources`]: device readers, one task per connection.
 //! - [`edge`]: rules that turn samples into events (pure, no I/O).
-//! - [`store`]: the durable queue; its module doc states the invariants.
+//! - [`records`]: events as store records (lane, key, payload), and reading older stores.
+//! - [`store`]: the durable queue: lanes, group commit, dead letters, quotas; its module doc states the invariants.
+//! - [`admin`]: dead-letter and queue commands, on a stopped or a running gateway.
 //! - [`sinks`]: delivery with acks, retries and set-aside.
 //! - [`status`]: health, metrics and status over HTTP.
 //! - [`pipeline`]: wires the stages and owns shutdown.
 //! - [`demo`]: the embedded default (`plantgate demo`).
 
+pub mod admin;
 pub mod backoff;
 pub mod config;
 pub mod demo;
 pub mod edge;
 pub mod model;
 pub mod pipeline;
+pub mod records;
 pub mod sinks;
 pub mod sources;
 pub mod status;

@@ -3,6 +3,7 @@
 
 use clap::{Parser, Subcommand};
 use plantgate::config::opcua::{Identity, OpcUaSource, SecurityMode, SecurityPolicy};
+use plantgate::admin;
 use plantgate::config::{self, ConfigError};
 use plantgate::pipeline::Gateway;
 use plantgate::sources::opcua::{browse, commission, security};
@@ -50,6 +51,16 @@ enum Command {
         #[command(subcommand)]
         command: OpcuaCommand,
     },
+    /// Dead letters: events a destination refused for good. Works on a stopped or a running gateway.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// The event queue: depth, bytes and oldest age per sink and lane.
+    Queue {
+        #[command(subcommand)]
+        command: QueueCommand,
+    },
     /// Run a simulated press through the whole pipeline, printing the Odoo calls it would make.
     Demo {
         /// Status listener address (default 127.0.0.1:9811; a free port if that is taken).
@@ -58,6 +69,65 @@ enum Command {
         /// Stop after this long (e.g. "30s"); default: until Ctrl-C.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
+    },
+}
+
+/// The config file of the gateway whose store the command works on.
+#[derive(clap::Args)]
+struct StoreArgs {
+    #[arg(long, short, default_value = DEFAULT_CONFIG)]
+    config: PathBuf,
+}
+
+const DEFAULT_CONFIG: &str = "/etc/plantgate/gateway.toml";
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// One line per dead letter: id, sink, lane, kind, key, event time, attempts, reason.
+    List {
+        #[arg(long)]
+        sink: Option<String>,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Everything about one dead letter, with the event, as JSON.
+    Show {
+        id: u64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Put dead letters back into their lane, to be delivered again once the cause is fixed.
+    Replay {
+        /// The dead letter's id (see `dlq list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<u64>,
+        /// Every dead letter (of --sink, if given).
+        #[arg(long)]
+        all: bool,
+        #[arg(long, requires = "all")]
+        sink: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Delete a dead letter for good.
+    Drop {
+        id: u64,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum QueueCommand {
+    /// Per sink and lane: depth, bytes, oldest age against the lane's target, and dead letters.
+    Stats {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
     },
 }
 
@@ -350,6 +420,88 @@ async fn run(config_path: PathBuf) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+fn store_target(config: &std::path::Path) -> Result<admin::Target, ExitCode> {
+    let cfg = config::load(config).map_err(|e| report_config_error(&e))?;
+    admin::target(&cfg).map_err(|e| {
+        eprintln!("plantgate: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn print_result(
+    result: Result<serde_json::Value, admin::AdminError>,
+    render: impl Fn(&serde_json::Value) -> String,
+) -> ExitCode {
+    match result {
+        Ok(v) => {
+            print!("{}", render(&v));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plantgate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
+}
+
+async fn dlq_command(command: DlqCommand) -> ExitCode {
+    let path = match &command {
+        DlqCommand::List { store, .. }
+        | DlqCommand::Show { store, .. }
+        | DlqCommand::Replay { store, .. }
+        | DlqCommand::Drop { store, .. } => store.config.clone(),
+    };
+    let target = match store_target(&path) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    match command {
+        DlqCommand::List { sink, json, .. } => {
+            let r = target.list(sink.as_deref()).await;
+            if json {
+                print_result(r, pretty)
+            } else {
+                print_result(r, admin::dlq_table)
+            }
+        }
+        DlqCommand::Show { id, .. } => print_result(target.show(id).await, pretty),
+        DlqCommand::Replay { id, sink, .. } => {
+            print_result(target.replay(id, sink.as_deref()).await, |v| {
+                let ids: Vec<String> = v["replayed"]
+                    .as_array()
+                    .map(|a| a.iter().map(|x| x.to_string()).collect())
+                    .unwrap_or_default();
+                if ids.is_empty() {
+                    "no dead letters to replay\n".to_string()
+                } else {
+                    format!("replayed into their lanes: {}\n", ids.join(", "))
+                }
+            })
+        }
+        DlqCommand::Drop { id, .. } => {
+            print_result(target.drop_letter(id).await, |_| format!("dropped dead letter {id}\n"))
+        }
+    }
+}
+
+async fn queue_command(command: QueueCommand) -> ExitCode {
+    let QueueCommand::Stats { json, store } = command;
+    let target = match store_target(&store.config) {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let r = target.stats().await;
+    if json {
+        print_result(r, pretty)
+    } else {
+        print_result(r, admin::stats_table)
+    }
+}
+
 async fn modbus_read(cmd: ModbusCommand) -> ExitCode {
     use plantgate::config::modbus::Parity;
     use plantgate::sources::modbus::probe::{self, Probe};
@@ -457,6 +609,8 @@ fn main() -> ExitCode {
             }
             Command::Modbus { command } => modbus_read(command).await,
             Command::Opcua { command } => opcua_command(command).await,
+            Command::Dlq { command } => dlq_command(command).await,
+            Command::Queue { command } => queue_command(command).await,
             Command::Check { .. } | Command::Tags { .. } => ExitCode::SUCCESS,
         }
     })

@@ -105,34 +105,6 @@ pub struct Sample {
     pub server_time: Option<Millis>,
 }
 
-/// How fast an event kind must reach the business. The store reports the age
-/// of the oldest undelivered event per class.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum LatencyClass {
-    /// Seconds: a stopped machine.
-    Critical,
-    /// Minutes: produced quantities.
-    Normal,
-    /// Hours: bulk measurements.
-    Bulk,
-}
-
-impl LatencyClass {
-    pub const ALL: [LatencyClass; 3] = [
-        LatencyClass::Critical,
-        LatencyClass::Normal,
-        LatencyClass::Bulk,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LatencyClass::Critical => "critical",
-            LatencyClass::Normal => "normal",
-            LatencyClass::Bulk => "bulk",
-        }
-    }
-}
-
 /// A business event. Its `id` is deterministic (derived from the rule and
 /// the event's own time), so a replay carries the same id and Odoo can
 /// recognise it.
@@ -147,13 +119,6 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn class(&self) -> LatencyClass {
-        match self.body {
-            EventBody::DowntimeStarted(_) | EventBody::DowntimeEnded(_) => LatencyClass::Critical,
-            EventBody::Production(_) => LatencyClass::Normal,
-        }
-    }
-
     pub fn kind(&self) -> &'static str {
         match self.body {
             EventBody::Production(_) => "production",
@@ -161,6 +126,45 @@ impl Event {
             EventBody::DowntimeEnded(_) => "downtime_ended",
         }
     }
+
+    /// What the event is about (a work center): events of one key are
+    /// delivered in order.
+    pub fn key(&self) -> &str {
+        match &self.body {
+            EventBody::Production(p) => &p.workcenter,
+            EventBody::DowntimeStarted(d) | EventBody::DowntimeEnded(d) => &d.workcenter,
+        }
+    }
+
+    /// The stored form: a version byte, then postcard. When `Event` changes,
+    /// the previous shape is frozen as a copy and decoded under its version.
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut out = vec![EVENT_V1];
+        out.extend(postcard::to_stdvec(self)?);
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Event, PayloadError> {
+        match bytes.split_first() {
+            Some((&EVENT_V1, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&v, _)) => Err(PayloadError::Version(v)),
+            None => Err(PayloadError::Empty),
+        }
+    }
+}
+
+/// Version byte of [`Event::encode`].
+const EVENT_V1: u8 = 1;
+
+/// Why stored bytes are not a value of this release.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("empty payload")]
+    Empty,
+    #[error("payload version {0} is not one this release reads")]
+    Version(u8),
+    #[error("damaged payload: {0}")]
+    Postcard(#[from] postcard::Error),
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -4,8 +4,9 @@
 //! the edge drains what the sources already sent before it stops.
 
 use crate::config::Config;
-use crate::edge::{Edge, Output};
-use crate::model::Sample;
+use crate::edge::{self, Edge, Output};
+use crate::model::{Millis, Sample};
+use crate::records::{FormatZero, Lanes};
 use crate::sinks::{self, dry_run::DryRunSink, odoo::OdooSink, Sink};
 use crate::sources;
 use crate::status::{self, StatusContext, Telemetry};
@@ -24,8 +25,17 @@ pub const ODOO_SINK: &str = "odoo";
 /// pollers rather than dropping readings.
 const SAMPLE_CHANNEL: usize = 4096;
 
-/// Samples the edge applies before one commit (one fsync).
+/// Samples the edge applies before one commit.
 const EDGE_BATCH: usize = 512;
+
+/// How often lanes with a TTL are swept.
+const EXPIRE_EVERY: Duration = Duration::from_secs(5);
+
+/// The sinks that read the store, by name; every command that opens the
+/// store names the same ones.
+pub fn sink_names(_config: &Config) -> Vec<&'static str> {
+    vec![ODOO_SINK]
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -66,11 +76,14 @@ impl Gateway {
                 source,
             }
         })?;
-        let store = Arc::new(Store::open(
+        let lanes = Lanes::new(&config.events);
+        let store = Arc::new(Store::open_or_quarantine(
             &config.gateway.data_dir.join("store"),
-            &[ODOO_SINK],
+            &sink_names(&config),
+            &config.store,
+            &FormatZero(&lanes),
         )?);
-        let telemetry = Arc::new(Telemetry::new());
+        let telemetry = Arc::new(Telemetry::new(|r| store.metrics.register(r)));
         let sink = if config.odoo.dry_run {
             Sink::DryRun(DryRunSink)
         } else {
@@ -107,11 +120,16 @@ impl Gateway {
         };
         tasks.spawn(runner.run(shutdown_rx.clone()));
 
-        let edge = Edge::new(&config.gateway.id, &config.events, store.rule_states()?);
+        tasks.spawn(expire(store.clone(), shutdown_rx.clone()));
+        let edge = Edge::new(
+            &config.gateway.id,
+            &config.events,
+            edge::restore(store.rule_states()?),
+        );
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL);
         sources::spawn_all(&config, &tx, &telemetry, &shutdown_rx, &mut tasks);
         drop(tx);
-        let edge = tokio::spawn(run_edge(edge, rx, store.clone(), telemetry.clone()));
+        let edge = tokio::spawn(run_edge(edge, lanes, rx, store.clone(), telemetry.clone()));
         tracing::info!(gateway = %config.gateway.id, status = %status_addr, "gateway started");
         Ok(Gateway {
             status_addr,
@@ -129,15 +147,20 @@ impl Gateway {
         // Sources stop and drop their senders; the edge then drains and ends.
         while self.tasks.join_next().await.is_some() {}
         let _ = self.edge.await;
+        if let Err(e) = self.store.sync().await {
+            tracing::error!(error = %e, "cannot flush the event store at stop");
+        }
         tracing::info!("gateway stopped");
     }
 }
 
 /// The edge task: apply samples in batches and commit each batch's events
-/// and rule states in one transaction. A failed commit is retried with the
-/// same output; the sources wait meanwhile (bounded channel).
+/// and rule states in one transaction. A failed commit (disk, or a store
+/// full of critical events) is retried with the same output; the sources
+/// wait meanwhile (bounded channel), so nothing is dropped.
 async fn run_edge(
     mut edge: Edge,
+    lanes: Lanes,
     mut rx: mpsc::Receiver<Sample>,
     store: Arc<Store>,
     telemetry: Arc<Telemetry>,
@@ -151,10 +174,29 @@ async fn run_edge(
         if out.is_empty() {
             continue;
         }
+        let encoded = out
+            .events
+            .iter()
+            .map(|e| lanes.record(e))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|r| out.encoded_states().map(|s| (r, s)));
+        let (records, states) = match encoded {
+            Ok(x) => x,
+            Err(e) => {
+                // Encoding plain data cannot fail short of a bug; say so loudly.
+                tracing::error!(error = %e, events = out.events.len(), "cannot encode events; they are lost");
+                continue;
+            }
+        };
         let mut wait = Duration::from_millis(200);
         loop {
-            match store.commit(&out.events, &out.states).await {
+            match store.commit(&records, &states).await {
                 Ok(_) => break,
+                Err(e @ StoreError::Full { .. }) => {
+                    tracing::warn!(error = %e, "store full: holding the sources back");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
                 Err(e) => {
                     tracing::error!(error = %e, events = out.events.len(), "cannot commit events; retrying");
                     tokio::time::sleep(wait).await;
@@ -165,6 +207,24 @@ async fn run_edge(
         for e in &out.events {
             tracing::debug!(event = %e.id, kind = e.kind(), "event committed");
             telemetry.event(e.kind());
+        }
+    }
+}
+
+/// Sweep lanes with a TTL until shutdown.
+async fn expire(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+    if store.options().lanes.iter().all(|l| l.ttl.is_none()) {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EXPIRE_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+        let store = store.clone();
+        let swept = tokio::task::spawn_blocking(move || store.expire(Millis::now())).await;
+        if let Ok(Err(e)) = swept {
+            tracing::error!(error = %e, "cannot expire old events");
         }
     }
 }

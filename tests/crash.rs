@@ -121,7 +121,7 @@ async fn kill_9_loses_nothing_and_doubles_nothing() {
     let m = get(&format!("http://{status}/metrics"))
         .await
         .expect("metrics");
-    assert_eq!(metric(&m, "plantgate_queue_depth"), Some(0.0));
+    assert_eq!(metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#), Some(0.0));
     child.kill().expect("kill");
     child.wait().expect("reap");
 }

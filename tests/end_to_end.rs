@@ -152,8 +152,8 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
         metric(&m, "plantgate_source_connected{source=\"press1\"}"),
         Some(1.0)
     );
-    assert_eq!(metric(&m, "plantgate_queue_depth"), Some(0.0));
-    assert_eq!(metric(&m, "plantgate_queue_oldest_age_seconds"), Some(0.0));
+    assert_eq!(metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#), Some(0.0));
+    assert_eq!(metric(&m, r#"plantgate_queue_oldest_age_seconds{sink="odoo",lane="normal"}"#), Some(0.0));
     let delivered =
         metric(&m, "plantgate_events_delivered_total{sink=\"odoo\"}").expect("delivered");
     assert!(delivered >= 3.0, "{m}");
@@ -164,7 +164,7 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     let status: serde_json::Value =
         serde_json::from_str(&get(&format!("{base}/status")).await.expect("status")).expect("json");
     assert_eq!(status["sources"]["press1"]["connected"], true);
-    assert_eq!(status["queue"]["depth"], 0);
+    assert_eq!(status["queue"]["sinks"]["odoo"]["depth"], 0);
     r.gateway.stop().await;
 }
 
@@ -198,7 +198,7 @@ async fn a_write_whose_reply_is_lost_is_not_counted_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outage_is_retried_and_a_refused_event_is_set_aside() {
+async fn outage_is_retried_and_a_refused_event_is_dead_lettered() {
     let r = rig().await;
     let regs = &r.plc.registers;
     let base = format!("http://{}", r.gateway.status_addr);
@@ -211,13 +211,13 @@ async fn outage_is_retried_and_a_refused_event_is_set_aside() {
         async move {
             let m = get(&format!("{base}/metrics")).await?;
             let errors = metric(&m, "plantgate_delivery_errors_total{sink=\"odoo\"}")?;
-            let depth = metric(&m, "plantgate_queue_depth")?;
+            let depth = metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#)?;
             (errors >= 2.0 && depth >= 1.0).then_some(m)
         }
     })
     .await;
     assert!(
-        metric(&m, "plantgate_queue_oldest_age_seconds").is_some_and(|a| a > 0.0),
+        metric(&m, r#"plantgate_queue_oldest_age_seconds{sink="odoo",lane="normal"}"#).is_some_and(|a| a > 0.0),
         "{m}"
     );
     let status = get(&format!("{base}/status")).await.expect("status");
@@ -259,18 +259,20 @@ async fn outage_is_retried_and_a_refused_event_is_set_aside() {
         Duration::from_secs(10),
         "the refused event kept aside",
         || {
-            let n = r.gateway.store.aside_count();
+            let n = r.gateway.store.dead_letters(None).map_or(0, |d| d.len());
             async move { (n == 1).then_some(()) }
         },
     )
     .await;
-    let aside = r.gateway.store.aside_entries().expect("aside");
+    let aside = r.gateway.store.dead_letters(None).expect("dead letters");
     assert!(
         aside[0].reason.contains("ValidationError"),
         "{:?}",
         aside[0].reason
     );
-    let kept = aside[0].event.as_ref().map(|e| e.event.body.clone());
+    let kept = plantgate::model::Event::decode(&aside[0].payload)
+        .ok()
+        .map(|e| e.body);
     assert!(
         matches!(kept, Some(plantgate::model::EventBody::Production(ref p)) if p.quantity == u64::from(refused)),
         "{kept:?}"
@@ -288,8 +290,8 @@ async fn outage_is_retried_and_a_refused_event_is_set_aside() {
         metric(&m, "plantgate_events_rejected_total{sink=\"odoo\"}"),
         Some(1.0)
     );
-    assert_eq!(metric(&m, "plantgate_events_aside"), Some(1.0));
-    assert_eq!(metric(&m, "plantgate_queue_depth"), Some(0.0));
+    assert_eq!(metric(&m, r#"plantgate_dlq_depth{sink="odoo"}"#), Some(1.0));
+    assert_eq!(metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#), Some(0.0));
     // The refused parts are not silently in Odoo either: they wait aside.
     assert_eq!(
         r.odoo.workorder(r.workorder).map(|w| w.qty_produced),

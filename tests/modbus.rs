@@ -194,7 +194,7 @@ struct Run {
 impl Run {
     fn start(text: &str) -> Run {
         let cfg = config::parse(text, Path::new("t.toml")).expect("valid tag map");
-        let telemetry = Arc::new(Telemetry::new());
+        let telemetry = Arc::new(Telemetry::default());
         let (tx, mut rx) = mpsc::channel::<Sample>(10_000);
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();

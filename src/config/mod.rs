@@ -7,6 +7,7 @@ mod diagnostic;
 pub mod import;
 pub mod modbus;
 pub mod opcua;
+pub mod store;
 mod raw;
 mod secret;
 
@@ -33,6 +34,7 @@ pub struct Config {
     pub tags: Vec<TagConfig>,
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
+    pub store: crate::store::StoreOptions,
 }
 
 #[derive(Clone, Debug)]
@@ -114,6 +116,14 @@ impl EventRule {
             EventRule::Downtime(r) => &r.tag,
         }
     }
+
+    /// The configured lane, when the rule overrides its kind's default.
+    pub fn lane(&self) -> Option<crate::store::Lane> {
+        match self {
+            EventRule::Production(r) => r.lane,
+            EventRule::Downtime(r) => r.lane,
+        }
+    }
 }
 
 /// Parts produced from a monotonic counter.
@@ -127,6 +137,8 @@ pub struct ProductionRule {
     /// A jump larger than this is not production (a PLC swap, a preset):
     /// the counter is re-based and the jump is logged instead of posted.
     pub max_step: Option<u64>,
+    /// Overrides the kind's lane (`normal`).
+    pub lane: Option<crate::store::Lane>,
 }
 
 /// Downtime intervals from a machine-state value.
@@ -141,6 +153,8 @@ pub struct DowntimeRule {
     pub reasons: Vec<Reason>,
     pub default_loss: String,
     pub default_description: String,
+    /// Overrides the kind's lane (`critical`).
+    pub lane: Option<crate::store::Lane>,
 }
 
 impl DowntimeRule {
@@ -333,7 +347,9 @@ impl<'a> Validator<'a> {
         let tags = self.tags(&raw.tags, &sources);
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref());
+        let store = self.store(raw.store.as_ref());
         Some(Config {
+            store,
             gateway: gateway?,
             status,
             sources,
@@ -536,6 +552,7 @@ impl<'a> Validator<'a> {
             let wraps_at = tag_cfg.and_then(|t| t.wraps_at());
             let complete = tag_cfg.is_some();
             let workcenter = workcenter.unwrap_or_default();
+            let lane = self.lane(&r.lane);
             match kind.get_ref().as_str() {
                 "production" => {
                     self.forbid(e, &r.min_duration, "min_duration", "downtime");
@@ -558,11 +575,13 @@ impl<'a> Validator<'a> {
                         workcenter,
                         wraps_at,
                         max_step,
+                        lane,
                     }));
                 }
                 "downtime" => {
                     self.forbid(e, &r.max_step, "max_step", "production");
-                    if let Some(rule) = self.downtime(e, name_str, tag_name, workcenter) {
+                    if let Some(mut rule) = self.downtime(e, name_str, tag_name, workcenter) {
+                        rule.lane = lane;
                         out.push(EventRule::Downtime(rule));
                     }
                 }
@@ -673,6 +692,7 @@ impl<'a> Validator<'a> {
                 .default_description
                 .as_ref()
                 .map_or_else(|| "Stopped".to_string(), |d| d.get_ref().clone()),
+            lane: None,
         })
     }
 

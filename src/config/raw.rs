@@ -19,6 +19,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub events: Vec<S<RawEvent>>,
     pub odoo: Option<S<RawOdoo>>,
+    pub store: Option<S<super::store::RawStore>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -120,6 +121,7 @@ pub struct RawEvent {
     pub running: Option<S<Vec<i64>>>,
     pub default_loss: Option<S<String>>,
     pub default_description: Option<S<String>>,
+    pub lane: Option<S<String>>,
     #[serde(default)]
     pub reason: Vec<S<RawReason>>,
 }

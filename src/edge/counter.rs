@@ -107,6 +107,7 @@ mod tests {
                 workcenter: "WC".into(),
                 wraps_at,
                 max_step,
+                lane: None,
             },
             state: CounterState::default(),
         }

@@ -128,6 +128,7 @@ mod tests {
                 }],
                 default_loss: "mrp.block_reason0".into(),
                 default_description: "Stopped".into(),
+                lane: None,
             },
             state: DowntimeState::default(),
         }

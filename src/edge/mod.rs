@@ -12,7 +12,7 @@ pub use counter::CounterState;
 pub use downtime::DowntimeState;
 
 use crate::config::EventRule;
-use crate::model::{Event, Sample};
+use crate::model::{Event, PayloadError, Sample};
 use counter::{Counter, Step};
 use downtime::Downtime;
 use serde::{Deserialize, Serialize};
@@ -58,6 +58,54 @@ impl Output {
     pub fn is_empty(&self) -> bool {
         self.events.is_empty() && self.states.is_empty()
     }
+
+    /// The states as the store keeps them.
+    pub fn encoded_states(&self) -> Result<Vec<(String, Vec<u8>)>, postcard::Error> {
+        self.states
+            .iter()
+            .map(|(n, s)| Ok((n.clone(), s.encode()?)))
+            .collect()
+    }
+}
+
+/// Version byte of [`RuleState::encode`]. Version 0 is format 0's
+/// unversioned state (carried over by the store's migration), which still
+/// has today's shape; when `RuleState` changes, freeze a copy of the old
+/// shape and decode each version with its own.
+const STATE_V1: u8 = 1;
+const STATE_V0: u8 = crate::store::migrate::LEGACY_PAYLOAD;
+
+impl RuleState {
+    pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut out = vec![STATE_V1];
+        out.extend(postcard::to_stdvec(self)?);
+        Ok(out)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<RuleState, PayloadError> {
+        match bytes.split_first() {
+            Some((&STATE_V1 | &STATE_V0, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&v, _)) => Err(PayloadError::Version(v)),
+            None => Err(PayloadError::Empty),
+        }
+    }
+}
+
+/// Decode stored rule states; an unreadable one is logged and its rule
+/// starts fresh (a counter then takes a new baseline: no parts invented).
+pub fn restore(stored: Vec<(String, Vec<u8>)>) -> HashMap<String, RuleState> {
+    let mut out = HashMap::new();
+    for (name, bytes) in stored {
+        match RuleState::decode(&bytes) {
+            Ok(s) => {
+                out.insert(name, s);
+            }
+            Err(e) => {
+                tracing::warn!(rule = %name, error = %e, "stored rule state unreadable; the rule starts fresh")
+            }
+        }
+    }
+    out
 }
 
 pub struct Edge {

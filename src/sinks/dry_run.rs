@@ -3,7 +3,7 @@
 
 use super::odoo::plan::{self, Plan};
 use super::DeliveryError;
-use crate::store::StoredEvent;
+use crate::model::Event;
 use serde_json::json;
 use std::io::Write;
 
@@ -11,8 +11,7 @@ use std::io::Write;
 pub struct DryRunSink;
 
 impl DryRunSink {
-    pub fn deliver(&mut self, ev: &StoredEvent) -> Result<(), DeliveryError> {
-        let e = &ev.event;
+    pub fn deliver(&mut self, e: &Event) -> Result<(), DeliveryError> {
         let line = match plan::plan(e) {
             Plan::AddProduced { workcenter, quantity } => format!(
                 "odoo dry-run: mrp.workorder write {{\"qty_produced\": <current> + {quantity}}} on the work order in progress at work center {workcenter:?} (event {})",

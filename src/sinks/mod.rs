@@ -1,17 +1,28 @@
-//! Sinks take events from the store and deliver them, each from its own read
-//! position. A sink acknowledges an event only after its destination
-//! confirmed it; a refusal for good sets the event aside; anything else is
-//! retried with backoff, in order.
+//! Sinks take events from the store and deliver them, each from its own
+//! position in every lane. A sink acknowledges an event only after its
+//! destination confirmed it; a refusal for good moves it to the dead
+//! letters; anything else is retried with backoff, holding back only the
+//! events of the same lane and key ([`schedule`]).
 
 pub mod dry_run;
 pub mod odoo;
+pub mod schedule;
 
-use crate::backoff::Backoff;
+use crate::model::Event;
 use crate::status::Telemetry;
-use crate::store::{Queued, Store, StoredEvent};
+use crate::store::{Lane, Queued, Store, StoreError};
+use schedule::Schedule;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Entries looked at per lane for a ready event before giving up for this
+/// round; bounds the work when many entries of blocked keys are in front.
+const SCAN_BUDGET: usize = 10_000;
+
+/// Entries read from the store at a time while scanning.
+const SCAN_CHUNK: usize = 256;
 
 /// How a delivery attempt failed, which decides what happens next.
 #[derive(Debug, thiserror::Error)]
@@ -20,10 +31,14 @@ pub enum DeliveryError {
     /// HTTP 5xx, login refused): keep the event and retry later.
     #[error("{0}")]
     Retry(String),
-    /// The destination refused this event for good (validation): set it
-    /// aside so the events behind it can flow.
+    /// The destination refused this event for good (validation): move it to
+    /// the dead letters so the events behind it can flow.
     #[error("{0}")]
     Reject(String),
+    /// Going on could be wrong (a delivery record cannot be read, so a write
+    /// might be repeated): the sink stops and reports until restarted.
+    #[error("{0}")]
+    Halt(String),
 }
 
 /// The closed set of destinations.
@@ -37,7 +52,7 @@ impl Sink {
         &mut self,
         store: &Store,
         name: &str,
-        ev: &StoredEvent,
+        ev: &Event,
     ) -> Result<(), DeliveryError> {
         match self {
             Sink::Odoo(s) => s.deliver(store, name, ev).await,
@@ -56,88 +71,167 @@ pub struct Runner {
     pub retry_max: Duration,
 }
 
+/// Where scanning each lane resumes: every entry before it is of a key that
+/// was blocked when it was looked at.
+#[derive(Default)]
+struct Positions {
+    from: [u64; 3],
+}
+
 impl Runner {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let mut committed = self.store.subscribe();
-        let mut backoff = Backoff::new(self.retry_min, self.retry_max);
+        let mut work = self.store.subscribe();
+        let mut schedule = Schedule::new(self.retry_min, self.retry_max);
+        let mut pos = Positions::default();
+        let mut last_check = Instant::now();
         self.telemetry.sink_added(&self.name);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let next = match self.store.next(&self.name) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::error!(sink = %self.name, error = %e, "cannot read the event store");
-                    if sleep_or_stop(backoff.next_delay(), &mut shutdown).await {
-                        return;
+            work.borrow_and_update();
+            let now = Instant::now();
+            for lane in schedule.expired(now, last_check) {
+                pos.from[lane.index()] = 0;
+            }
+            last_check = now;
+            let mut ready: [Option<Queued>; 3] = [None, None, None];
+            let mut failed = false;
+            for lane in Lane::ALL {
+                match self.find_ready(lane, &schedule, &mut pos, now) {
+                    Ok(q) => ready[lane.index()] = q,
+                    Err(e) => {
+                        tracing::error!(sink = %self.name, error = %e, "cannot read the event store");
+                        failed = true;
                     }
-                    continue;
                 }
-            };
-            let Some(queued) = next else {
-                // Idle until something is committed (or shutdown).
-                committed.borrow_and_update();
-                if self.store.next(&self.name).ok().flatten().is_some() {
-                    continue;
+            }
+            if failed {
+                if sleep_or_stop(self.retry_max.min(Duration::from_secs(5)), &mut shutdown).await {
+                    return;
                 }
+                continue;
+            }
+            let Some(lane) = schedule.choose(ready.each_ref().map(Option::is_some)) else {
+                // Nothing ready: wait for new work, a retry time, or shutdown.
+                let retry = schedule.next_retry(now);
                 tokio::select! {
-                    _ = committed.changed() => {}
+                    _ = work.changed() => {}
+                    _ = async {
+                        match retry {
+                            Some(t) => tokio::time::sleep_until(t).await,
+                            None => std::future::pending().await,
+                        }
+                    } => {}
                     _ = shutdown.changed() => return,
                 }
                 continue;
             };
-            let outcome = match &queued.record {
+            let Some(queued) = ready[lane.index()].take() else {
+                continue;
+            };
+            let decoded = match &queued.entry {
+                Ok(entry) => Event::decode(&entry.payload)
+                    .map_err(|e| format!("stored event {} cannot be read: {e}", entry.id)),
+                Err((_, why)) => Err(format!("undecodable queue record: {why}")),
+            };
+            let outcome = match &decoded {
                 Ok(ev) => {
                     tokio::select! {
                         r = self.sink.deliver(&self.store, &self.name, ev) => r,
                         _ = shutdown.changed() => return,
                     }
                 }
-                Err((_, why)) => Err(DeliveryError::Reject(format!("undecodable record: {why}"))),
+                Err(why) => Err(DeliveryError::Reject(why.clone())),
             };
-            let wait = match self.finish(&queued, outcome, &mut backoff).await {
-                Ok(retry) => retry,
-                Err(e) => {
-                    tracing::error!(sink = %self.name, error = %e, "cannot record the delivery in the event store");
-                    true
+            if let Err(e) = self.finish(&queued, outcome, &mut schedule).await {
+                tracing::error!(sink = %self.name, error = %e, "cannot record the delivery in the event store");
+                if sleep_or_stop(Duration::from_secs(1), &mut shutdown).await {
+                    return;
                 }
-            };
-            if wait && sleep_or_stop(backoff.next_delay(), &mut shutdown).await {
+            }
+            if self.halted(&mut shutdown).await {
                 return;
             }
         }
     }
 
+    /// The first entry of a lane whose key is not held back.
+    fn find_ready(
+        &self,
+        lane: Lane,
+        schedule: &Schedule,
+        pos: &mut Positions,
+        now: Instant,
+    ) -> Result<Option<Queued>, StoreError> {
+        let mut looked = 0usize;
+        let mut from = pos.from[lane.index()];
+        while looked < SCAN_BUDGET {
+            let chunk = self.store.scan(&self.name, lane, from, SCAN_CHUNK)?;
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            for q in chunk {
+                looked += 1;
+                from = q.seq + 1;
+                let blocked = q.key().is_some_and(|k| schedule.is_blocked(lane, k, now));
+                if !blocked {
+                    pos.from[lane.index()] = q.seq;
+                    return Ok(Some(q));
+                }
+            }
+            pos.from[lane.index()] = from;
+        }
+        Ok(None)
+    }
+
     async fn finish(
         &self,
-        queued: &Queued,
+        q: &Queued,
         outcome: Result<(), DeliveryError>,
-        backoff: &mut Backoff,
-    ) -> Result<bool, crate::store::StoreError> {
-        let event_id = queued.record.as_ref().ok().map(|e| e.event.id.as_str());
+        schedule: &mut Schedule,
+    ) -> Result<(), StoreError> {
+        let key = q.key().unwrap_or("").to_string();
+        let event_id = q.event_id().unwrap_or("?");
         match outcome {
             Ok(()) => {
-                self.store.ack(&self.name, queued.seq, event_id).await?;
+                self.store.ack(&self.name, q)?;
+                schedule.done(q.lane, &key);
                 self.telemetry.delivered(&self.name);
-                backoff.reset();
             }
             Err(DeliveryError::Reject(why)) => {
-                tracing::error!(sink = %self.name, seq = queued.seq, event = event_id.unwrap_or("?"), reason = %why,
-                    "destination refused the event; kept aside");
-                self.store
-                    .set_aside(&self.name, queued, &why, event_id)
-                    .await?;
+                let mut attempts = schedule.done(q.lane, &key);
+                let at = crate::model::Millis::now();
+                attempts.count += 1;
+                attempts.first.get_or_insert(at);
+                attempts.last = Some(at);
+                let id = self.store.dead_letter(&self.name, q, &why, &attempts).await?;
+                tracing::error!(sink = %self.name, lane = %q.lane, key = %key, event = event_id, dead_letter = id, reason = %why,
+                    "destination refused the event; kept as dead letter #{id}: fix the cause, then `plantgate dlq replay {id}`");
                 self.telemetry.rejected(&self.name, &why);
             }
             Err(DeliveryError::Retry(why)) => {
-                tracing::warn!(sink = %self.name, seq = queued.seq, event = event_id.unwrap_or("?"), error = %why,
-                    "delivery failed; will retry");
+                let wait = schedule.failed(q.lane, &key, &why, Instant::now());
+                tracing::warn!(sink = %self.name, lane = %q.lane, key = %key, event = event_id, error = %why,
+                    retry_in = ?wait, "delivery failed; will retry (other keys keep flowing)");
                 self.telemetry.delivery_error(&self.name, &why);
-                return Ok(true);
+            }
+            Err(DeliveryError::Halt(why)) => {
+                tracing::error!(sink = %self.name, event = event_id, reason = %why,
+                    "sink stopped: nothing more is delivered to it until the cause is fixed and the gateway restarted");
+                self.telemetry.halted(&self.name, &why);
             }
         }
-        Ok(false)
+        Ok(())
+    }
+
+    /// A halted sink waits for shutdown only.
+    async fn halted(&self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        if !self.telemetry.is_halted(&self.name) {
+            return false;
+        }
+        let _ = shutdown.changed().await;
+        true
     }
 }
 

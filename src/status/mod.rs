@@ -1,11 +1,16 @@
-//! The local status listener: `GET /healthz`, `/metrics` (Prometheus text)
-//! and `/status` (JSON). Bound to loopback unless configured otherwise.
+//! The local status listener: `GET /healthz`, `/metrics` (Prometheus text),
+//! `/status` and `/queue` (JSON), and the dead letters (`GET /dlq`,
+//! `GET /dlq/ID`, `POST /dlq/ID/replay`, `POST /dlq/replay[?sink=S]`,
+//! `POST /dlq/ID/drop`) that `plantgate dlq` uses on a running gateway.
+//! Bound to loopback unless configured otherwise.
 
 mod telemetry;
 
 pub use telemetry::{Board, SinkStatus, SourceStatus, Telemetry};
 
-use crate::model::{LatencyClass, Millis};
+use crate::admin;
+use crate::model::Millis;
+use crate::store::{Lane, StoreError};
 use crate::store::Store;
 use http_body_util::Full;
 use hyper::body::Bytes;
@@ -49,7 +54,7 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&req, &ctx)) }
+                async move { Ok::<_, Infallible>(route(&req, &ctx).await) }
             });
             if let Err(e) = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -70,58 +75,105 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     resp
 }
 
-fn route<B>(req: &Request<B>, ctx: &StatusContext) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET {
-        return respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "GET only\n".into(),
-        );
-    }
-    match req.uri().path() {
-        "/healthz" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/metrics" => {
-            refresh_queue_gauges(ctx);
+fn json_response(status: StatusCode, body: serde_json::Value) -> Response<Full<Bytes>> {
+    respond(status, "application/json", body.to_string())
+}
+
+fn store_error(e: &StoreError) -> Response<Full<Bytes>> {
+    let status = match e {
+        StoreError::NoDeadLetter(_) => StatusCode::NOT_FOUND,
+        StoreError::UnknownSink(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    json_response(status, serde_json::json!({ "error": e.to_string() }))
+}
+
+fn query_sink<B>(req: &Request<B>) -> Option<String> {
+    req.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("sink=").map(str::to_string))
+    })
+}
+
+async fn route<B>(req: &Request<B>, ctx: &StatusContext) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let store = &ctx.store;
+    match (req.method(), parts.as_slice()) {
+        (&Method::GET, ["healthz"]) => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, ["metrics"]) => {
+            store.refresh_age_metrics(Millis::now());
             respond(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 ctx.telemetry.encode(),
             )
         }
-        "/status" => respond(
+        (&Method::GET, ["status"]) => json_response(StatusCode::OK, status_json(ctx)),
+        (&Method::GET, ["queue"]) => json_response(
             StatusCode::OK,
-            "application/json",
-            status_json(ctx).to_string(),
+            admin::stats_json(&store.stats(), Millis::now()),
         ),
-        _ => respond(
+        (&Method::GET, ["dlq"]) => match store.dead_letters(query_sink(req).as_deref()) {
+            Ok(list) => json_response(
+                StatusCode::OK,
+                serde_json::Value::Array(list.iter().map(admin::dead_letter_json).collect()),
+            ),
+            Err(e) => store_error(&e),
+        },
+        (&Method::POST, ["dlq", "replay"]) => {
+            match admin::replay_all(store, query_sink(req).as_deref()).await {
+                Ok(ids) => json_response(StatusCode::OK, serde_json::json!({ "replayed": ids })),
+                Err(e) => store_error(&e),
+            }
+        }
+        (method, ["dlq", id, rest @ ..]) => {
+            let Ok(id) = id.parse::<u64>() else {
+                return json_response(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({ "error": format!("{id:?} is not a dead letter id") }),
+                );
+            };
+            let result = match (method, rest) {
+                (&Method::GET, []) => store
+                    .dead_letter_get(id)
+                    .map(|d| admin::dead_letter_json(&d)),
+                (&Method::POST, ["replay"]) => store
+                    .replay(id)
+                    .await
+                    .map(|_| serde_json::json!({ "replayed": [id] })),
+                (&Method::POST, ["drop"]) => store
+                    .drop_dead_letter(id)
+                    .await
+                    .map(|d| serde_json::json!({ "dropped": admin::dead_letter_json(&d) })),
+                _ => {
+                    return respond(
+                        StatusCode::NOT_FOUND,
+                        "text/plain",
+                        "not found: GET /dlq/ID, POST /dlq/ID/replay, POST /dlq/ID/drop\n".into(),
+                    )
+                }
+            };
+            match result {
+                Ok(v) => json_response(StatusCode::OK, v),
+                Err(e) => store_error(&e),
+            }
+        }
+        (&Method::GET, _) => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /healthz, /metrics or /status\n".into(),
+            "not found: try /healthz, /metrics, /status, /queue or /dlq\n".into(),
+        ),
+        _ => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "GET, or POST on /dlq/…\n".into(),
         ),
     }
-}
-
-fn refresh_queue_gauges(ctx: &StatusContext) {
-    let t = &ctx.telemetry;
-    let sink = &ctx.primary_sink;
-    t.queue_depth.set(ctx.store.depth(sink) as i64);
-    t.aside.set(ctx.store.aside_count() as i64);
-    let ages = ctx.store.oldest_age(sink, Millis::now());
-    let mut oldest = 0.0f64;
-    for class in LatencyClass::ALL {
-        let age = ages.get(&class).copied().unwrap_or(0.0);
-        oldest = oldest.max(age);
-        t.lane_oldest_age
-            .get_or_create(&vec![("class", class.as_str().to_string())])
-            .set(age);
-    }
-    t.queue_oldest_age.set(oldest);
 }
 
 fn status_json(ctx: &StatusContext) -> serde_json::Value {
     let board = ctx.telemetry.snapshot();
-    let sink = &ctx.primary_sink;
-    let ages = ctx.store.oldest_age(sink, Millis::now());
     let sources: serde_json::Map<_, _> = board
         .sources
         .iter()
@@ -152,6 +204,7 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
                 name.clone(),
                 serde_json::json!({
                     "queue_depth": ctx.store.depth(name),
+                    "halted": s.halted,
                     "delivered": s.delivered,
                     "last_delivery": s.last_delivery.map(Millis::rfc3339),
                     "retrying": s.retrying,
@@ -160,12 +213,18 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
             )
         })
         .collect();
-    let lanes: serde_json::Map<_, _> = LatencyClass::ALL
+    let stats = ctx.store.stats();
+    let now = Millis::now();
+    let ages = ctx.store.oldest_age(&ctx.primary_sink, now);
+    let lanes: serde_json::Map<_, _> = Lane::ALL
         .iter()
-        .map(|c| {
+        .map(|l| {
             (
-                c.as_str().to_string(),
-                serde_json::json!({ "oldest_undelivered_age_seconds": ages.get(c).copied().unwrap_or(0.0) }),
+                l.as_str().to_string(),
+                serde_json::json!({
+                    "oldest_undelivered_age_seconds": ages[l.index()].map_or(0.0, |d| d.as_secs_f64()),
+                    "target_seconds": stats.targets[l.index()].as_secs_f64(),
+                }),
             )
         })
         .collect();
@@ -176,9 +235,6 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
         "sources": sources,
         "sinks": sinks,
         "lanes": lanes,
-        "queue": {
-            "depth": ctx.store.depth(sink),
-            "aside": ctx.store.aside_count(),
-        },
+        "queue": admin::stats_json(&stats, now),
     })
 }

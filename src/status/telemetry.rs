@@ -23,10 +23,6 @@ pub struct Telemetry {
     delivered: Family<Labels, Counter>,
     delivery_errors: Family<Labels, Counter>,
     rejected: Family<Labels, Counter>,
-    pub(crate) queue_depth: Gauge,
-    pub(crate) queue_oldest_age: Gauge<f64, AtomicU64>,
-    pub(crate) lane_oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
-    pub(crate) aside: Gauge,
     modbus_requests: Family<Labels, Counter>,
     modbus_seconds: Family<Labels, Histogram>,
     modbus_cycle: Family<Labels, Gauge<f64, AtomicU64>>,
@@ -58,16 +54,19 @@ pub struct SinkStatus {
     pub last_delivery: Option<Millis>,
     pub last_error: Option<String>,
     pub retrying: bool,
+    /// Why the sink stopped delivering, if it did.
+    pub halted: Option<String>,
 }
 
 impl Default for Telemetry {
     fn default() -> Self {
-        Self::new()
+        Self::new(|_| {})
     }
 }
 
 impl Telemetry {
-    pub fn new() -> Self {
+    /// `components` registers the metric sets that components own (the store's).
+    pub fn new(components: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::default();
         let samples = Family::<Labels, Counter>::default();
         let connected = Family::<Labels, Gauge>::default();
@@ -75,10 +74,6 @@ impl Telemetry {
         let delivered = Family::<Labels, Counter>::default();
         let delivery_errors = Family::<Labels, Counter>::default();
         let rejected = Family::<Labels, Counter>::default();
-        let queue_depth = Gauge::default();
-        let queue_oldest_age = Gauge::<f64, AtomicU64>::default();
-        let lane_oldest_age = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        let aside = Gauge::default();
         let modbus_requests = Family::<Labels, Counter>::default();
         let modbus_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new([
@@ -137,26 +132,7 @@ impl Telemetry {
             "Events a destination refused for good and that were set aside, per sink",
             rejected.clone(),
         );
-        registry.register(
-            "plantgate_queue_depth",
-            "Events not yet delivered",
-            queue_depth.clone(),
-        );
-        registry.register(
-            "plantgate_queue_oldest_age_seconds",
-            "Age of the oldest undelivered event (event time), 0 when none",
-            queue_oldest_age.clone(),
-        );
-        registry.register(
-            "plantgate_lane_oldest_age_seconds",
-            "Age of the oldest undelivered event, per latency class",
-            lane_oldest_age.clone(),
-        );
-        registry.register(
-            "plantgate_events_aside",
-            "Events kept aside after a refusal",
-            aside.clone(),
-        );
+        components(&mut registry);
         Telemetry {
             registry,
             samples,
@@ -165,10 +141,6 @@ impl Telemetry {
             delivered,
             delivery_errors,
             rejected,
-            queue_depth,
-            queue_oldest_age,
-            lane_oldest_age,
-            aside,
             modbus_requests,
             modbus_seconds,
             modbus_cycle,
@@ -336,5 +308,20 @@ impl Telemetry {
         let s = b.sinks.entry(sink.to_string()).or_default();
         s.last_error = Some(error.to_string());
         s.retrying = false;
+    }
+
+    pub fn halted(&self, sink: &str, why: &str) {
+        let mut b = self.board();
+        let s = b.sinks.entry(sink.to_string()).or_default();
+        s.last_error = Some(why.to_string());
+        s.halted = Some(why.to_string());
+        s.retrying = false;
+    }
+
+    pub fn is_halted(&self, sink: &str) -> bool {
+        self.board()
+            .sinks
+            .get(sink)
+            .is_some_and(|s| s.halted.is_some())
     }
 }

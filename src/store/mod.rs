@@ -1,50 +1,94 @@
 //! The durable event queue, in a sled database under the data directory.
 //!
 //! Invariants:
-//! - An event is *accepted* only once [`Store::commit`] returned: the event
-//!   and the edge-rule state that produced it are written in one transaction
-//!   and flushed to disk. A crash before that loses the sample, never half an
-//!   event; a crash after keeps both, so the rule does not emit it again.
-//! - Events are numbered by a gap-free sequence (`meta/next_seq`), in commit
-//!   order. Keys are big-endian so sled iterates them in that order.
-//! - Each sink has its own read position (`cursors/<sink>`): the highest
-//!   sequence it has finished with, delivered or set aside. Sinks acknowledge
-//!   independently; an event is deleted only when every sink is past it.
-//! - A sink moves its cursor only after the destination confirmed. Between
-//!   the destination's confirmation and the cursor flush a crash makes the
-//!   sink deliver the event again, so sinks must deliver idempotently; the
-//!   `ledger` tree lets a sink record its delivery intent (e.g. the absolute
-//!   value it is about to write) before it acts, and is cleared on ack.
-//! - An event a destination refuses for good is copied to `aside` with the
-//!   reason, and the sink moves on. Nothing leaves the store silently.
-//! - A record that cannot be decoded is set aside too, as raw bytes.
+//! - **Accepted means durable.** [`Store::commit`] returns only after the
+//!   fsync that covers its write ([`flush`]: group commit, at most one fsync
+//!   per `flush_interval`). Events and the rule states that produced them are
+//!   written in one transaction, so a crash loses the sample, never half an
+//!   event, and a rule never emits an event twice.
+//! - **Sequences** are assigned inside the commit, under the writer lock, gap
+//!   free and in commit order. One process writes a data directory ([`lock`]).
+//! - **Lanes.** Every event goes to one lane (critical, normal, bulk) of every
+//!   sink's queue. Each sink reads each lane from its own position; an event
+//!   leaves a sink's lane only when that sink acknowledged it ([`Store::ack`])
+//!   or moved it to the dead letters ([`Store::dead_letter`]).
+//! - **Nothing leaves silently.** An event leaves otherwise only by quota
+//!   eviction (bulk, then normal; critical never) or a lane's TTL, each
+//!   counted and logged. A record that cannot be decoded is dead-lettered as
+//!   raw bytes.
+//! - **Opaque payloads.** The store orders and accounts events by
+//!   [`Record`]'s metadata; events, rule states and ledger entries are bytes
+//!   versioned by their owners. The store's own records are versioned
+//!   envelopes ([`format`]), and the layout has a version: a newer one is
+//!   refused, never written; an older one is migrated ([`migrate`]).
+//! - **Damage** is contained: a store sled cannot open is moved aside and a
+//!   fresh one started ([`Store::open_or_quarantine`]).
+//! - **Counters in memory** mirror the queue (depth, bytes, oldest event per
+//!   sink and lane), so metrics never scan it.
 
-use crate::edge::RuleState;
-use crate::model::{Event, LatencyClass, Millis};
-use serde::{Deserialize, Serialize};
+pub mod flush;
+pub mod format;
+pub mod lock;
+pub mod metrics;
+pub mod migrate;
+
+pub use format::{DeadLetter, Lane, QueueEntry, Record};
+pub use migrate::Upgrade;
+
+use crate::model::Millis;
+use flush::Flusher;
+use format::{decode, encode, lane_range, ledger_key, parse_queue_key, queue_key, u64_key, u64_of};
+use metrics::StoreMetrics;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::Transactional;
-use std::collections::HashMap;
-use std::path::Path;
+use sled::{Transactional, Tree};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 use tokio::sync::watch;
 
-/// Queued records `oldest_age` reads at most per call.
-const AGE_SCAN: usize = 10_000;
+/// sled's page cache. Small: the queue is read at its front and written at
+/// its end, so a big cache only costs a gateway memory.
+const CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// sled's page cache; the default (1 GiB) is far more than a gateway has.
-const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+/// sled's log segment size: smaller segments are rewritten (space
+/// reclaimed) sooner in a queue workload.
+const SEGMENT_BYTES: usize = 256 * 1024;
+
+/// A plain file beside sled's, so a newer store is refused before sled
+/// touches it.
+const FORMAT_FILE: &str = "plantgate-format";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the event store in {path}: {source}")]
     Open { path: String, source: sled::Error },
+    #[error("the event store in {path} has format {found}, newer than this release reads ({supported}); it was written by a newer plantgate and is left untouched: run that release, or point data_dir elsewhere")]
+    NewerFormat {
+        path: String,
+        found: u32,
+        supported: u32,
+    },
+    #[error("the event store in {path} is damaged: {why}")]
+    Damaged { path: String, why: String },
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("event store I/O: {0}")]
     Io(#[from] sled::Error),
+    #[error("event store file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot encode a record: {0}")]
     Encode(#[from] postcard::Error),
+    #[error("cannot flush the event store to disk: {0}")]
+    Flush(String),
     #[error("unknown sink {0:?}")]
     UnknownSink(String),
+    #[error("no dead letter #{0}")]
+    NoDeadLetter(u64),
+    #[error("event store full: {used} bytes kept, {max} allowed, and only critical events and dead letters are left; sources are slowed until the destination takes events again (or raise [store] max_disk)")]
+    Full { used: u64, max: u64 },
 }
 
 impl From<TransactionError<StoreError>> for StoreError {
@@ -56,436 +100,992 @@ impl From<TransactionError<StoreError>> for StoreError {
     }
 }
 
-/// An event as kept in the queue.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StoredEvent {
-    pub event: Event,
-    /// When the gateway accepted it.
-    pub accepted: Millis,
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+/// One lane's delivery target and retention.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LaneOptions {
+    /// The oldest undelivered event should be younger than this.
+    pub target: Duration,
+    /// Events older than this (since accepted) are dropped, counted.
+    pub ttl: Option<Duration>,
 }
 
-/// An event (or undecodable record) a sink set aside, with why.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct AsideEntry {
-    pub seq: u64,
-    pub sink: String,
-    pub reason: String,
-    pub at: Millis,
-    /// `None` when the record could not be decoded; `raw` then holds it.
-    pub event: Option<StoredEvent>,
-    pub raw: Vec<u8>,
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoreOptions {
+    /// Longest a commit waits for others to share its fsync.
+    pub flush_interval: Duration,
+    /// Bytes of queued events and dead letters kept at most.
+    pub max_bytes: Option<u64>,
+    /// Indexed by [`Lane::index`].
+    pub lanes: [LaneOptions; 3],
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        let lane = |secs| LaneOptions {
+            target: Duration::from_secs(secs),
+            ttl: None,
+        };
+        StoreOptions {
+            flush_interval: Duration::from_millis(5),
+            max_bytes: None,
+            lanes: [lane(10), lane(300), lane(3600)],
+        }
+    }
 }
 
 /// One queued record as a sink reads it.
+#[derive(Clone, Debug)]
 pub struct Queued {
     pub seq: u64,
-    pub record: Result<StoredEvent, (Vec<u8>, String)>,
+    pub lane: Lane,
+    /// Stored size, for accounting.
+    pub bytes: usize,
+    /// The entry, or its raw bytes and why they could not be decoded.
+    pub entry: Result<QueueEntry, (Vec<u8>, String)>,
+}
+
+impl Queued {
+    pub fn key(&self) -> Option<&str> {
+        self.entry.as_ref().ok().map(|e| e.key.as_str())
+    }
+    pub fn event_id(&self) -> Option<&str> {
+        self.entry.as_ref().ok().map(|e| e.id.as_str())
+    }
+}
+
+/// What a delivery attempt history was when a sink gave up on an event.
+#[derive(Clone, Debug, Default)]
+pub struct Attempts {
+    pub count: u32,
+    pub first: Option<Millis>,
+    pub last: Option<Millis>,
+}
+
+/// A store moved aside at open because it could not be read.
+#[derive(Clone, Debug)]
+pub struct Quarantine {
+    pub moved_to: PathBuf,
+    pub reason: String,
+}
+
+/// Per sink and lane, kept as the queue changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LaneStats {
+    pub depth: u64,
+    pub bytes: u64,
+    /// Sequence and event time of the lane's first entry.
+    pub head: Option<(u64, Millis)>,
+}
+
+/// A snapshot for `queue stats`, `/status` and the metrics.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    pub sinks: Vec<SinkStats>,
+    pub targets: [Duration; 3],
+    pub max_bytes: Option<u64>,
+    pub used_bytes: u64,
+    pub backpressure: bool,
+    pub quarantine: Option<Quarantine>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SinkStats {
+    pub sink: String,
+    pub lanes: [LaneStats; 3],
+    pub dead_letters: u64,
+}
+
+impl SinkStats {
+    pub fn depth(&self) -> u64 {
+        self.lanes.iter().map(|l| l.depth).sum()
+    }
+}
+
+struct SinkQueue {
+    name: String,
+    tree: Tree,
+}
+
+struct State {
+    next_seq: u64,
+    next_dlq: u64,
+    /// Per sink (same order as `Store::sinks`), per lane.
+    lanes: Vec<[LaneStats; 3]>,
+    /// Dead letters per sink, and their bytes.
+    dead: Vec<u64>,
+    dead_bytes: u64,
+    backpressure: bool,
+}
+
+impl State {
+    fn used(&self) -> u64 {
+        self.lanes
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|l| l.bytes)
+            .sum::<u64>()
+            + self.dead_bytes
+    }
 }
 
 pub struct Store {
     db: sled::Db,
-    events: sled::Tree,
-    cursors: sled::Tree,
-    rules: sled::Tree,
-    aside: sled::Tree,
-    ledger: sled::Tree,
-    meta: sled::Tree,
-    /// In-memory mirror of the durable counters, for cheap metrics.
-    state: Mutex<Counters>,
-    /// Highest committed sequence; sinks wait on it for new work.
-    committed: watch::Sender<u64>,
-}
-
-struct Counters {
-    next_seq: u64,
-    cursors: HashMap<String, u64>,
-    aside: u64,
-}
-
-fn key(seq: u64) -> [u8; 8] {
-    seq.to_be_bytes()
-}
-
-fn seq_of(bytes: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = bytes.len().min(8);
-    b[..n].copy_from_slice(&bytes[..n]);
-    u64::from_be_bytes(b)
+    dir: PathBuf,
+    meta: Tree,
+    rules: Tree,
+    ledger: Tree,
+    dlq: Tree,
+    sinks: Vec<SinkQueue>,
+    state: Mutex<State>,
+    opts: StoreOptions,
+    flusher: Flusher,
+    /// Bumped when a sink may have new work (commit, replay).
+    work: watch::Sender<u64>,
+    pub metrics: StoreMetrics,
+    quarantine: Option<Quarantine>,
+    // Last: released after everything above is closed.
+    _lock: lock::StoreLock,
 }
 
 impl Store {
-    /// Open (or create) the store with the names of the sinks that read it.
-    pub fn open(dir: &Path, sinks: &[&str]) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
-        let events = db.open_tree("events")?;
-        let cursors = db.open_tree("cursors")?;
-        let rules = db.open_tree("rules")?;
-        let aside = db.open_tree("aside")?;
-        let ledger = db.open_tree("ledger")?;
-        let meta = db.open_tree("meta")?;
-        let last_event = events.last()?.map(|(k, _)| seq_of(&k));
-        let stored_next = meta.get("next_seq")?.map(|v| seq_of(&v));
-        let next_seq = stored_next
-            .unwrap_or(1)
-            .max(last_event.map_or(1, |s| s + 1));
-        let mut cursor_map = HashMap::new();
-        for sink in sinks {
-            let cursor = match cursors.get(sink.as_bytes())? {
-                Some(v) => seq_of(&v),
-                // A new sink starts at the oldest event still kept.
-                None => events
-                    .first()?
-                    .map_or(next_seq - 1, |(k, _)| seq_of(&k) - 1),
-            };
-            cursor_map.insert(sink.to_string(), cursor);
+    /// Open (or create) the store for the named sinks. A store that cannot
+    /// be read is an error; see [`Store::open_or_quarantine`].
+    pub fn open(
+        dir: &Path,
+        sinks: &[&str],
+        opts: &StoreOptions,
+        upgrade: &dyn Upgrade,
+    ) -> Result<Store, StoreError> {
+        let lock = lock::acquire(dir)?;
+        Self::open_locked(dir, sinks, opts, upgrade, lock, None).map_err(|(_, e)| e)
+    }
+
+    /// Open the store; if its files are damaged, move them aside into
+    /// `<dir>.damaged-<time>` and start a fresh store, so the gateway keeps
+    /// running and the damage is reported (not a restart loop).
+    pub fn open_or_quarantine(
+        dir: &Path,
+        sinks: &[&str],
+        opts: &StoreOptions,
+        upgrade: &dyn Upgrade,
+    ) -> Result<Store, StoreError> {
+        let lock = lock::acquire(dir)?;
+        let (lock, why) = match Self::open_locked(dir, sinks, opts, upgrade, lock, None) {
+            Ok(store) => return Ok(store),
+            Err((lock, e)) if is_damage(&e) => (lock, e),
+            Err((_, e)) => return Err(e),
+        };
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        let mut moved = dir.as_os_str().to_owned();
+        moved.push(format!(".damaged-{stamp}"));
+        let moved = PathBuf::from(moved);
+        std::fs::rename(dir, &moved).map_err(|source| StoreError::File {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        tracing::error!(store = %dir.display(), moved_to = %moved.display(), reason = %why,
+            "event store damaged: moved aside for inspection, started a fresh one");
+        let q = Quarantine {
+            moved_to: moved,
+            reason: why.to_string(),
+        };
+        Self::open_locked(dir, sinks, opts, upgrade, lock, Some(q)).map_err(|(_, e)| e)
+    }
+
+    fn open_locked(
+        dir: &Path,
+        sinks: &[&str],
+        opts: &StoreOptions,
+        upgrade: &dyn Upgrade,
+        lock: lock::StoreLock,
+        quarantine: Option<Quarantine>,
+    ) -> Result<Store, (lock::StoreLock, StoreError)> {
+        // sled panics on some damaged files instead of returning an error.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            Self::open_parts(dir, sinks, opts, upgrade)
+        }));
+        let parts = match opened {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Err((lock, e)),
+            Err(panic) => {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "the storage engine failed while reading it".into());
+                return Err((
+                    lock,
+                    StoreError::Damaged {
+                        path: dir.display().to_string(),
+                        why,
+                    },
+                ));
+            }
+        };
+        let Parts {
+            db,
+            meta,
+            rules,
+            ledger,
+            dlq,
+            sinks,
+            state,
+        } = parts;
+        let metrics = StoreMetrics::new(&sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), opts);
+        let hist = metrics.flush_seconds.clone();
+        let flusher = Flusher::start(
+            db.clone(),
+            opts.flush_interval,
+            Box::new(move |s| hist.observe(s)),
+        );
+        let (work, _) = watch::channel(0);
+        if quarantine.is_some() {
+            metrics.quarantined.set(1);
         }
-        let aside_count = aside.len() as u64;
-        let (committed, _) = watch::channel(next_seq - 1);
         let store = Store {
             db,
-            events,
-            cursors,
-            rules,
-            aside,
-            ledger,
+            dir: dir.to_path_buf(),
             meta,
-            state: Mutex::new(Counters {
-                next_seq,
-                cursors: cursor_map,
-                aside: aside_count,
-            }),
-            committed,
+            rules,
+            ledger,
+            dlq,
+            sinks,
+            state: Mutex::new(state),
+            opts: opts.clone(),
+            flusher,
+            work,
+            metrics,
+            quarantine,
+            _lock: lock,
         };
-        store.collect_garbage()?;
+        store.publish(&store.state());
         Ok(store)
     }
 
-    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
-        // A poisoned lock only means another thread panicked mid-update of
-        // plain integers; the values are still usable.
+    fn open_parts(
+        dir: &Path,
+        sink_names: &[&str],
+        opts: &StoreOptions,
+        upgrade: &dyn Upgrade,
+    ) -> Result<Parts, StoreError> {
+        let path = dir.display().to_string();
+        let format_file = dir.join(FORMAT_FILE);
+        let file_format = match std::fs::read_to_string(&format_file) {
+            Ok(s) => Some(s.trim().parse::<u32>().map_err(|_| StoreError::Damaged {
+                path: path.clone(),
+                why: format!("{} holds {:?}, not a format number", format_file.display(), s.trim()),
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(source) => {
+                return Err(StoreError::File {
+                    path: format_file.display().to_string(),
+                    source,
+                })
+            }
+        };
+        if let Some(found) = file_format.filter(|f| *f > format::FORMAT) {
+            return Err(StoreError::NewerFormat {
+                path,
+                found,
+                supported: format::FORMAT,
+            });
+        }
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .segment_size(SEGMENT_BYTES)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        let meta = db.open_tree("meta")?;
+        let found = meta.get("format")?.map(|v| u64_of(&v) as u32);
+        match found {
+            Some(f) if f > format::FORMAT => {
+                return Err(StoreError::NewerFormat {
+                    path,
+                    found: f,
+                    supported: format::FORMAT,
+                })
+            }
+            Some(_) => {}
+            None => {
+                let dlq = db.open_tree("dlq")?;
+                let trees: Vec<Tree> = sink_names
+                    .iter()
+                    .map(|s| db.open_tree(format::queue_tree(s)))
+                    .collect::<Result<_, _>>()?;
+                migrate::from_unversioned(&db, &meta, &dlq, sink_names, &trees, upgrade)?;
+                db.flush()?;
+            }
+        }
+        std::fs::write(&format_file, format!("{}\n", format::FORMAT)).map_err(|source| {
+            StoreError::File {
+                path: format_file.display().to_string(),
+                source,
+            }
+        })?;
+        let rules = db.open_tree("rules")?;
+        let ledger = db.open_tree("ledger")?;
+        let dlq = db.open_tree("dlq")?;
+        let mut sinks = Vec::new();
+        for name in sink_names {
+            sinks.push(SinkQueue {
+                name: name.to_string(),
+                tree: db.open_tree(format::queue_tree(name))?,
+            });
+        }
+        for name in db.tree_names() {
+            let name = String::from_utf8_lossy(&name).to_string();
+            if let Some(sink) = name.strip_prefix("queue/") {
+                if !sink_names.contains(&sink) {
+                    let n = db.open_tree(&name)?.len();
+                    if n > 0 {
+                        tracing::warn!(sink, events = n,
+                            "the store holds events for a sink that is no longer configured; they are kept");
+                    }
+                }
+            }
+        }
+        let mut lanes = Vec::new();
+        for s in &sinks {
+            lanes.push(scan_lanes(&s.tree)?);
+        }
+        let mut dead = vec![0u64; sinks.len()];
+        let mut dead_bytes = 0;
+        for item in dlq.iter() {
+            let (_, v) = item?;
+            dead_bytes += v.len() as u64;
+            if let Ok(d) = decode::<DeadLetter>(&v) {
+                if let Some(i) = sinks.iter().position(|s| s.name == d.sink) {
+                    dead[i] += 1;
+                }
+            }
+        }
+        let last_queued = sinks
+            .iter()
+            .filter_map(|s| s.tree.iter().keys().filter_map(Result::ok).filter_map(|k| parse_queue_key(&k)).map(|(_, seq)| seq).max())
+            .max()
+            .unwrap_or(0);
+        let next_seq = meta
+            .get("next_seq")?
+            .map_or(1, |v| u64_of(&v))
+            .max(last_queued + 1);
+        let next_dlq = meta
+            .get("next_dlq")?
+            .map_or(1, |v| u64_of(&v))
+            .max(dlq.last()?.map_or(1, |(k, _)| u64_of(&k) + 1));
+        let _ = opts;
+        Ok(Parts {
+            db,
+            meta,
+            rules,
+            ledger,
+            dlq,
+            sinks,
+            state: State {
+                next_seq,
+                next_dlq,
+                lanes,
+                dead,
+                dead_bytes,
+                backpressure: false,
+            },
+        })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A poisoned lock only means another thread panicked between plain
+        // counter updates; the store on disk is the truth and is consistent.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rule states saved by earlier commits, to resume the edge.
-    pub fn rule_states(&self) -> Result<HashMap<String, RuleState>, StoreError> {
-        let mut out = HashMap::new();
-        for item in self.rules.iter() {
-            let (k, v) = item?;
-            let name = String::from_utf8_lossy(&k).to_string();
-            match postcard::from_bytes::<RuleState>(&v) {
-                Ok(state) => {
-                    out.insert(name, state);
-                }
-                Err(e) => {
-                    tracing::warn!(rule = %name, error = %e, "stored rule state unreadable; the rule starts fresh");
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Append events and save rule states atomically, then flush to disk.
-    /// Returns the sequences given to the events.
-    pub async fn commit(
-        &self,
-        events: &[Event],
-        states: &[(String, RuleState)],
-    ) -> Result<Vec<u64>, StoreError> {
-        if events.is_empty() && states.is_empty() {
-            return Ok(Vec::new());
-        }
-        let accepted = Millis::now();
-        let encoded_events = events
+    fn sink_index(&self, sink: &str) -> Result<usize, StoreError> {
+        self.sinks
             .iter()
-            .map(|e| {
-                postcard::to_stdvec(&StoredEvent {
-                    event: e.clone(),
-                    accepted,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let encoded_states = states
-            .iter()
-            .map(|(n, s)| Ok((n.as_bytes().to_vec(), postcard::to_stdvec(s)?)))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        let first = self.counters().next_seq;
-        (&self.events, &self.rules, &self.meta).transaction(|(ev, ru, me)| {
-            for (i, bytes) in encoded_events.iter().enumerate() {
-                ev.insert(&key(first + i as u64), bytes.as_slice())?;
-            }
-            for (name, bytes) in &encoded_states {
-                ru.insert(name.as_slice(), bytes.as_slice())?;
-            }
-            me.insert("next_seq", &key(first + encoded_events.len() as u64))?;
-            Ok::<_, ConflictableTransactionError<StoreError>>(())
-        })?;
-        self.db.flush_async().await?;
-        let last = first + events.len() as u64;
-        self.counters().next_seq = last;
-        if !events.is_empty() {
-            self.committed.send_replace(last - 1);
-        }
-        Ok((first..last).collect())
-    }
-
-    /// Wait handle that changes when new events are committed.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.committed.subscribe()
-    }
-
-    fn cursor(&self, sink: &str) -> Result<u64, StoreError> {
-        self.counters()
-            .cursors
-            .get(sink)
-            .copied()
+            .position(|s| s.name == sink)
             .ok_or_else(|| StoreError::UnknownSink(sink.to_string()))
     }
 
-    /// The oldest record the sink has not finished with.
-    pub fn next(&self, sink: &str) -> Result<Option<Queued>, StoreError> {
-        let cursor = self.cursor(sink)?;
-        let Some((k, v)) = self.events.range(key(cursor + 1)..).next().transpose()? else {
-            return Ok(None);
-        };
-        let record =
-            postcard::from_bytes::<StoredEvent>(&v).map_err(|e| (v.to_vec(), e.to_string()));
-        Ok(Some(Queued {
-            seq: seq_of(&k),
-            record,
-        }))
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
-    /// The sink is done with `seq` (delivered and confirmed): move its cursor,
-    /// clear its ledger entry for the event, flush, and drop events every
-    /// sink is past.
-    pub async fn ack(
-        &self,
-        sink: &str,
-        seq: u64,
-        ledger_key: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.cursor(sink)?;
-        let lkey = ledger_key.map(|k| ledger_key_bytes(sink, k));
-        (&self.cursors, &self.ledger).transaction(|(cu, le)| {
-            cu.insert(sink.as_bytes(), &key(seq))?;
-            if let Some(k) = &lkey {
-                le.remove(k.as_slice())?;
-            }
-            Ok::<_, ConflictableTransactionError<StoreError>>(())
-        })?;
-        self.db.flush_async().await?;
-        self.counters().cursors.insert(sink.to_string(), seq);
-        self.collect_garbage()
+    pub fn options(&self) -> &StoreOptions {
+        &self.opts
     }
 
-    /// The destination refused the record for good: keep it aside with the
-    /// reason and move the sink past it, in one transaction.
-    pub async fn set_aside(
-        &self,
-        sink: &str,
-        queued: &Queued,
-        reason: &str,
-        ledger_key: Option<&str>,
-    ) -> Result<(), StoreError> {
-        self.cursor(sink)?;
-        let (event, raw) = match &queued.record {
-            Ok(ev) => (Some(ev.clone()), Vec::new()),
-            Err((raw, _)) => (None, raw.clone()),
-        };
-        let entry = AsideEntry {
-            seq: queued.seq,
-            sink: sink.to_string(),
-            reason: reason.to_string(),
-            at: Millis::now(),
-            event,
-            raw,
-        };
-        let bytes = postcard::to_stdvec(&entry)?;
-        let lkey = ledger_key.map(|k| ledger_key_bytes(sink, k));
-        let mut aside_key = key(queued.seq).to_vec();
-        aside_key.extend_from_slice(sink.as_bytes());
-        (&self.cursors, &self.aside, &self.ledger).transaction(|(cu, asd, le)| {
-            asd.insert(aside_key.as_slice(), bytes.as_slice())?;
-            cu.insert(sink.as_bytes(), &key(queued.seq))?;
-            if let Some(k) = &lkey {
-                le.remove(k.as_slice())?;
-            }
-            Ok::<_, ConflictableTransactionError<StoreError>>(())
-        })?;
-        self.db.flush_async().await?;
-        {
-            let mut c = self.counters();
-            c.cursors.insert(sink.to_string(), queued.seq);
-            c.aside += 1;
-        }
-        self.collect_garbage()
+    pub fn sink_names(&self) -> Vec<String> {
+        self.sinks.iter().map(|s| s.name.clone()).collect()
     }
 
-    /// Events set aside so far (oldest first).
-    pub fn aside_entries(&self) -> Result<Vec<AsideEntry>, StoreError> {
+    /// Rule states saved by earlier commits (opaque bytes, by rule name).
+    pub fn rule_states(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.aside.iter() {
-            let (_, v) = item?;
-            if let Ok(e) = postcard::from_bytes::<AsideEntry>(&v) {
-                out.push(e);
+        for item in self.rules.iter() {
+            let (k, v) = item?;
+            out.push((String::from_utf8_lossy(&k).to_string(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Append events to every sink's lane and save rule states atomically;
+    /// returns once durable, with the sequences given to the events.
+    ///
+    /// With a quota, room is made first by evicting bulk, then normal events
+    /// (oldest first; new ones of those lanes too if nothing older is left).
+    /// If critical events alone do not fit, nothing is written and
+    /// [`StoreError::Full`] is returned: the caller slows its sources.
+    pub async fn commit(
+        &self,
+        records: &[Record],
+        states: &[(String, Vec<u8>)],
+    ) -> Result<Vec<u64>, StoreError> {
+        if records.is_empty() && states.is_empty() {
+            return Ok(Vec::new());
+        }
+        let accepted = Millis::now();
+        let mut encoded = Vec::with_capacity(records.len());
+        for r in records {
+            let entry = QueueEntry {
+                id: r.id.clone(),
+                kind: r.kind.clone(),
+                key: r.key.clone(),
+                time: r.time,
+                accepted,
+                payload: r.payload.clone(),
+            };
+            encoded.push((r.lane, encode(&entry)?));
+        }
+        let seqs = {
+            let mut st = self.state();
+            let keep = self.make_room(&mut st, &encoded)?;
+            let first = st.next_seq;
+            let kept: Vec<(u64, Lane, &Vec<u8>, Millis)> = encoded
+                .iter()
+                .zip(records)
+                .zip(keep.iter())
+                .filter(|(_, k)| **k)
+                .enumerate()
+                .map(|(i, (((lane, bytes), r), _))| (first + i as u64, *lane, bytes, r.time))
+                .collect();
+            let next = first + kept.len() as u64;
+            let mut trees: Vec<Tree> = vec![self.meta.clone(), self.rules.clone()];
+            trees.extend(self.sinks.iter().map(|s| s.tree.clone()));
+            trees.as_slice().transaction(|t| -> TxResult<()> {
+                for (seq, lane, bytes, _) in &kept {
+                    for q in &t[2..] {
+                        q.insert(&queue_key(*lane, *seq), bytes.as_slice())?;
+                    }
+                }
+                for (name, bytes) in states {
+                    t[1].insert(name.as_bytes(), bytes.as_slice())?;
+                }
+                t[0].insert("next_seq", &u64_key(next))?;
+                Ok(())
+            })?;
+            st.next_seq = next;
+            for lanes in st.lanes.iter_mut() {
+                for (seq, lane, bytes, time) in &kept {
+                    let l = &mut lanes[lane.index()];
+                    l.depth += 1;
+                    l.bytes += bytes.len() as u64;
+                    if l.head.is_none() {
+                        l.head = Some((*seq, *time));
+                    }
+                }
+            }
+            self.publish(&st);
+            kept.iter().map(|(s, _, _, _)| *s).collect::<Vec<_>>()
+        };
+        let ticket = self.flusher.ticket();
+        self.flusher
+            .durable(ticket)
+            .await
+            .map_err(StoreError::Flush)?;
+        if !seqs.is_empty() {
+            self.work.send_modify(|n| *n += 1);
+        }
+        Ok(seqs)
+    }
+
+    /// Decide which of the new records are kept, evicting older bulk and
+    /// normal events as needed. Called under the state lock.
+    fn make_room(&self, st: &mut State, new: &[(Lane, Vec<u8>)]) -> Result<Vec<bool>, StoreError> {
+        let mut keep = vec![true; new.len()];
+        let Some(max) = self.opts.max_bytes else {
+            st.backpressure = false;
+            return Ok(keep);
+        };
+        let copies = self.sinks.len().max(1) as u64;
+        let incoming = |keep: &[bool]| -> u64 {
+            new.iter()
+                .zip(keep)
+                .filter(|(_, k)| **k)
+                .map(|((_, b), _)| b.len() as u64 * copies)
+                .sum()
+        };
+        for lane in [Lane::Bulk, Lane::Normal] {
+            if st.used() + incoming(&keep) <= max {
+                break;
+            }
+            let need = st.used() + incoming(&keep) - max;
+            let freed = self.evict_oldest(st, lane, need)?;
+            if freed < need {
+                // Nothing older left in this lane: the new ones of it go.
+                let mut dropped = 0u64;
+                for (i, (l, _)) in new.iter().enumerate() {
+                    if *l == lane && keep[i] && st.used() + incoming(&keep) > max {
+                        keep[i] = false;
+                        dropped += 1;
+                    }
+                }
+                if dropped > 0 {
+                    self.metrics.evicted(lane, "quota", dropped);
+                    tracing::warn!(lane = %lane, events = dropped, max_bytes = max,
+                        "event store full: new events of this lane dropped");
+                }
+            }
+        }
+        let full = st.used() + incoming(&keep) > max;
+        if full != st.backpressure {
+            st.backpressure = full;
+            self.metrics.backpressure.set(i64::from(full));
+            if full {
+                tracing::error!(used = st.used(), max_bytes = max,
+                    "event store full of critical events and dead letters: slowing the sources");
+            } else {
+                tracing::info!("event store has room again: sources resume");
+            }
+        }
+        if full {
+            return Err(StoreError::Full {
+                used: st.used(),
+                max,
+            });
+        }
+        Ok(keep)
+    }
+
+    /// Remove the oldest events of `lane` from every sink until `need` bytes
+    /// are freed; returns the bytes freed.
+    fn evict_oldest(&self, st: &mut State, lane: Lane, need: u64) -> Result<u64, StoreError> {
+        let mut freed = 0u64;
+        let mut count = 0u64;
+        for (i, s) in self.sinks.iter().enumerate() {
+            let mut batch = sled::Batch::default();
+            for item in s.tree.range(lane_range(lane, 0)) {
+                if freed >= need {
+                    break;
+                }
+                let (k, v) = item?;
+                batch.remove(k);
+                freed += v.len() as u64;
+                count += 1;
+                let l = &mut st.lanes[i][lane.index()];
+                l.depth = l.depth.saturating_sub(1);
+                l.bytes = l.bytes.saturating_sub(v.len() as u64);
+            }
+            s.tree.apply_batch(batch)?;
+            st.lanes[i][lane.index()].head = lane_head(&s.tree, lane, 0)?;
+        }
+        if count > 0 {
+            self.metrics.evicted(lane, "quota", count);
+            tracing::warn!(lane = %lane, events = count, bytes = freed,
+                "event store full: evicted the oldest events of this lane");
+        }
+        Ok(freed)
+    }
+
+    /// Drop events older than their lane's TTL (since accepted); returns how
+    /// many per lane. Call it periodically.
+    pub fn expire(&self, now: Millis) -> Result<[u64; 3], StoreError> {
+        let mut out = [0u64; 3];
+        let mut st = self.state();
+        for lane in Lane::ALL {
+            let Some(ttl) = self.opts.lanes[lane.index()].ttl else {
+                continue;
+            };
+            let cutoff = now.0 - ttl.as_millis() as i64;
+            for (i, s) in self.sinks.iter().enumerate() {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for item in s.tree.range(lane_range(lane, 0)) {
+                    let (k, v) = item?;
+                    let old = decode::<QueueEntry>(&v).map_or(true, |e| e.accepted.0 < cutoff);
+                    if !old {
+                        break;
+                    }
+                    batch.remove(k);
+                    n += 1;
+                    let l = &mut st.lanes[i][lane.index()];
+                    l.depth = l.depth.saturating_sub(1);
+                    l.bytes = l.bytes.saturating_sub(v.len() as u64);
+                }
+                if n > 0 {
+                    s.tree.apply_batch(batch)?;
+                    st.lanes[i][lane.index()].head = lane_head(&s.tree, lane, 0)?;
+                    out[lane.index()] += n;
+                    tracing::warn!(sink = %s.name, lane = %lane, events = n, ttl = %humantime::format_duration(ttl),
+                        "events older than their lane's TTL dropped");
+                }
+            }
+            if out[lane.index()] > 0 {
+                self.metrics.evicted(lane, "ttl", out[lane.index()]);
+            }
+        }
+        self.publish(&st);
+        Ok(out)
+    }
+
+    /// Wait handle that changes when a sink may have new work.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.work.subscribe()
+    }
+
+    /// Up to `limit` entries of a sink's lane, from sequence `from` on.
+    pub fn scan(&self, sink: &str, lane: Lane, from: u64, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        let i = self.sink_index(sink)?;
+        let mut out = Vec::new();
+        for item in self.sinks[i].tree.range(lane_range(lane, from)).take(limit) {
+            let (k, v) = item?;
+            let Some((lane, seq)) = parse_queue_key(&k) else {
+                continue;
+            };
+            out.push(Queued {
+                seq,
+                lane,
+                bytes: v.len(),
+                entry: decode::<QueueEntry>(&v).map_err(|e| (v.to_vec(), e.to_string())),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The sink is done with an event (its destination confirmed it): remove
+    /// it from the sink's lane and clear the sink's ledger entry for it. Not
+    /// awaited to disk: a crash before the next fsync only re-delivers it,
+    /// which sinks make harmless.
+    pub fn ack(&self, sink: &str, q: &Queued) -> Result<(), StoreError> {
+        let i = self.sink_index(sink)?;
+        let lkey = q.event_id().map(|id| ledger_key(sink, id));
+        let mut st = self.state();
+        let removed = (&self.sinks[i].tree, &self.ledger).transaction(|(qt, le)| -> TxResult<bool> {
+            let removed = qt.remove(&queue_key(q.lane, q.seq))?.is_some();
+            if let Some(k) = &lkey {
+                le.remove(k.as_slice())?;
+            }
+            Ok(removed)
+        })?;
+        if removed {
+            self.removed(&mut st, i, q)?;
+        }
+        self.flusher.ticket();
+        self.publish(&st);
+        Ok(())
+    }
+
+    fn removed(&self, st: &mut State, i: usize, q: &Queued) -> Result<(), StoreError> {
+        let l = &mut st.lanes[i][q.lane.index()];
+        l.depth = l.depth.saturating_sub(1);
+        l.bytes = l.bytes.saturating_sub(q.bytes as u64);
+        if l.head.is_none_or(|(seq, _)| seq == q.seq) {
+            l.head = lane_head(&self.sinks[i].tree, q.lane, q.seq)?;
+        }
+        Ok(())
+    }
+
+    /// The destination refused the event for good: move it to the dead
+    /// letters with the reason, in one transaction. Returns its id there.
+    pub async fn dead_letter(
+        &self,
+        sink: &str,
+        q: &Queued,
+        reason: &str,
+        attempts: &Attempts,
+    ) -> Result<u64, StoreError> {
+        let i = self.sink_index(sink)?;
+        let lkey = q.event_id().map(|id| ledger_key(sink, id));
+        let id = {
+            let mut st = self.state();
+            let id = st.next_dlq;
+            let (entry, payload) = match &q.entry {
+                Ok(e) => (Some(e), e.payload.clone()),
+                Err((raw, _)) => (None, raw.clone()),
+            };
+            let letter = DeadLetter {
+                id,
+                sink: sink.to_string(),
+                lane: q.lane,
+                seq: q.seq,
+                event_id: entry.map(|e| e.id.clone()).unwrap_or_default(),
+                kind: entry.map(|e| e.kind.clone()).unwrap_or_else(|| "undecodable".into()),
+                key: entry.map(|e| e.key.clone()).unwrap_or_default(),
+                time: entry.map_or(Millis(0), |e| e.time),
+                accepted: entry.map_or(Millis(0), |e| e.accepted),
+                reason: reason.to_string(),
+                attempts: attempts.count,
+                first_attempt: attempts.first,
+                last_attempt: attempts.last,
+                dead_at: Millis::now(),
+                payload,
+            };
+            let bytes = encode(&letter)?;
+            [self.sinks[i].tree.clone(), self.dlq.clone(), self.ledger.clone(), self.meta.clone()]
+                .as_slice()
+                .transaction(|t| -> TxResult<()> {
+                    t[0].remove(&queue_key(q.lane, q.seq))?;
+                    t[1].insert(&u64_key(id), bytes.as_slice())?;
+                    if let Some(k) = &lkey {
+                        t[2].remove(k.as_slice())?;
+                    }
+                    t[3].insert("next_dlq", &u64_key(id + 1))?;
+                    Ok(())
+                })?;
+            st.next_dlq = id + 1;
+            self.removed(&mut st, i, q)?;
+            st.dead[i] += 1;
+            st.dead_bytes += bytes.len() as u64;
+            self.publish(&st);
+            id
+        };
+        let ticket = self.flusher.ticket();
+        self.flusher.durable(ticket).await.map_err(StoreError::Flush)?;
+        Ok(id)
+    }
+
+    /// Dead letters, oldest first, optionally of one sink.
+    pub fn dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.dlq.iter() {
+            let (k, v) = item?;
+            match decode::<DeadLetter>(&v) {
+                Ok(d) if sink.is_none_or(|s| s == d.sink) => out.push(d),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(id = u64_of(&k), error = %e, "dead letter unreadable; skipped"),
             }
         }
         Ok(out)
+    }
+
+    pub fn dead_letter_get(&self, id: u64) -> Result<DeadLetter, StoreError> {
+        let v = self.dlq.get(u64_key(id))?.ok_or(StoreError::NoDeadLetter(id))?;
+        decode::<DeadLetter>(&v).map_err(|e| StoreError::Damaged {
+            path: self.dir.display().to_string(),
+            why: format!("dead letter #{id}: {e}"),
+        })
+    }
+
+    /// Put a dead letter back at the end of its lane, to be delivered again
+    /// (under a new sequence). Returns the sequence.
+    pub async fn replay(&self, id: u64) -> Result<u64, StoreError> {
+        let d = self.dead_letter_get(id)?;
+        let i = self.sink_index(&d.sink)?;
+        let seq = {
+            let mut st = self.state();
+            let seq = st.next_seq;
+            let entry = QueueEntry {
+                id: d.event_id.clone(),
+                kind: d.kind.clone(),
+                key: d.key.clone(),
+                time: d.time,
+                accepted: d.accepted,
+                payload: d.payload.clone(),
+            };
+            let bytes = encode(&entry)?;
+            let old = self.dlq.get(u64_key(id))?.map_or(0, |v| v.len() as u64);
+            [self.sinks[i].tree.clone(), self.dlq.clone(), self.meta.clone()]
+                .as_slice()
+                .transaction(|t| -> TxResult<()> {
+                    t[0].insert(&queue_key(d.lane, seq), bytes.as_slice())?;
+                    t[1].remove(&u64_key(id))?;
+                    t[2].insert("next_seq", &u64_key(seq + 1))?;
+                    Ok(())
+                })?;
+            st.next_seq = seq + 1;
+            st.dead[i] = st.dead[i].saturating_sub(1);
+            st.dead_bytes = st.dead_bytes.saturating_sub(old);
+            let l = &mut st.lanes[i][d.lane.index()];
+            l.depth += 1;
+            l.bytes += bytes.len() as u64;
+            if l.head.is_none() {
+                l.head = Some((seq, d.time));
+            }
+            self.publish(&st);
+            seq
+        };
+        let ticket = self.flusher.ticket();
+        self.flusher.durable(ticket).await.map_err(StoreError::Flush)?;
+        self.work.send_modify(|n| *n += 1);
+        tracing::info!(id, sink = %d.sink, event = %d.event_id, "dead letter replayed into its lane");
+        Ok(seq)
+    }
+
+    /// Delete a dead letter for good.
+    pub async fn drop_dead_letter(&self, id: u64) -> Result<DeadLetter, StoreError> {
+        let d = self.dead_letter_get(id)?;
+        {
+            let mut st = self.state();
+            if let Some(old) = self.dlq.remove(u64_key(id))? {
+                if let Ok(i) = self.sink_index(&d.sink) {
+                    st.dead[i] = st.dead[i].saturating_sub(1);
+                }
+                st.dead_bytes = st.dead_bytes.saturating_sub(old.len() as u64);
+            }
+            self.publish(&st);
+        }
+        let ticket = self.flusher.ticket();
+        self.flusher.durable(ticket).await.map_err(StoreError::Flush)?;
+        tracing::info!(id, sink = %d.sink, event = %d.event_id, "dead letter dropped");
+        Ok(d)
     }
 
     /// A sink's recorded delivery intent for an event, if any.
     pub fn ledger_get(&self, sink: &str, event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .ledger
-            .get(ledger_key_bytes(sink, event_id))?
-            .map(|v| v.to_vec()))
+        Ok(self.ledger.get(ledger_key(sink, event_id))?.map(|v| v.to_vec()))
     }
 
     /// Record a delivery intent durably before acting on it.
-    pub async fn ledger_put(
-        &self,
-        sink: &str,
-        event_id: &str,
-        value: &[u8],
-    ) -> Result<(), StoreError> {
-        self.ledger
-            .insert(ledger_key_bytes(sink, event_id), value)?;
-        self.db.flush_async().await?;
-        Ok(())
+    pub async fn ledger_put(&self, sink: &str, event_id: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.ledger.insert(ledger_key(sink, event_id), value)?;
+        let ticket = self.flusher.ticket();
+        self.flusher.durable(ticket).await.map_err(StoreError::Flush)
     }
 
-    /// Delete events that every sink is past. Idempotent; a crash in the
-    /// middle leaves events that the next call deletes.
-    fn collect_garbage(&self) -> Result<(), StoreError> {
-        let Some(min) = self.counters().cursors.values().copied().min() else {
-            return Ok(());
-        };
-        for item in self.events.range(..=key(min)) {
-            let (k, _) = item?;
-            self.events.remove(k)?;
+    /// Flush everything written so far (shutdown, CLI).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let ticket = self.flusher.ticket();
+        self.flusher.durable(ticket).await.map_err(StoreError::Flush)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let st = self.state();
+        Stats {
+            sinks: self
+                .sinks
+                .iter()
+                .enumerate()
+                .map(|(i, s)| SinkStats {
+                    sink: s.name.clone(),
+                    lanes: st.lanes[i],
+                    dead_letters: st.dead[i],
+                })
+                .collect(),
+            targets: [0, 1, 2].map(|i| self.opts.lanes[i].target),
+            max_bytes: self.opts.max_bytes,
+            used_bytes: st.used(),
+            backpressure: st.backpressure,
+            quarantine: self.quarantine.clone(),
         }
-        Ok(())
     }
 
-    /// Undelivered records for a sink.
+    /// Undelivered events of a sink, all lanes.
     pub fn depth(&self, sink: &str) -> u64 {
-        let c = self.counters();
-        let cursor = c.cursors.get(sink).copied().unwrap_or(0);
-        (c.next_seq - 1).saturating_sub(cursor)
+        let st = self.state();
+        self.sink_index(sink).map_or(0, |i| st.lanes[i].iter().map(|l| l.depth).sum())
     }
 
-    pub fn aside_count(&self) -> u64 {
-        self.counters().aside
-    }
-
-    /// Age, at `now`, of the oldest undelivered event of each latency class
-    /// for a sink (event time, so it says how late the business hears of it).
-    /// Looks at the first `AGE_SCAN` queued records only, so a scrape stays
-    /// cheap with a deep backlog; a class first seen further back is absent.
-    pub fn oldest_age(&self, sink: &str, now: Millis) -> HashMap<LatencyClass, f64> {
-        let mut out = HashMap::new();
-        let Ok(cursor) = self.cursor(sink) else {
-            return out;
+    /// Age at `now` of the oldest undelivered event of each lane of a sink.
+    pub fn oldest_age(&self, sink: &str, now: Millis) -> [Option<Duration>; 3] {
+        let st = self.state();
+        let Ok(i) = self.sink_index(sink) else {
+            return [None; 3];
         };
-        for item in self.events.range(key(cursor + 1)..).take(AGE_SCAN) {
-            let Ok((_, v)) = item else { break };
-            if let Ok(ev) = postcard::from_bytes::<StoredEvent>(&v) {
-                out.entry(ev.event.class())
-                    .or_insert_with(|| now.saturating_sub(ev.event.time).max(0) as f64 / 1000.0);
-            }
-            if out.len() == LatencyClass::ALL.len() {
-                break;
+        st.lanes[i].map(|l| l.head.map(|(_, t)| age(now, t)))
+    }
+
+    /// Set the gauges that move with time (ages); the others move with the queue.
+    pub fn refresh_age_metrics(&self, now: Millis) {
+        let st = self.state();
+        for (i, s) in self.sinks.iter().enumerate() {
+            for lane in Lane::ALL {
+                let a = st.lanes[i][lane.index()].head.map_or(0.0, |(_, t)| age(now, t).as_secs_f64());
+                self.metrics.set_age(&s.name, lane, a);
             }
         }
-        out
+    }
+
+    fn publish(&self, st: &State) {
+        for (i, s) in self.sinks.iter().enumerate() {
+            for lane in Lane::ALL {
+                self.metrics.set_depth(&s.name, lane, st.lanes[i][lane.index()].depth);
+            }
+            self.metrics.set_dead(&s.name, st.dead[i]);
+        }
+        for lane in Lane::ALL {
+            let bytes = st.lanes.iter().map(|l| l[lane.index()].bytes).sum();
+            self.metrics.set_bytes(lane, bytes);
+        }
+    }
+
+    /// sled's files on disk, for the bounded-disk figures.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
     }
 }
 
-fn ledger_key_bytes(sink: &str, event_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(sink.len() + 1 + event_id.len());
-    k.extend_from_slice(sink.as_bytes());
-    k.push(0);
-    k.extend_from_slice(event_id.as_bytes());
-    k
+struct Parts {
+    db: sled::Db,
+    meta: Tree,
+    rules: Tree,
+    ledger: Tree,
+    dlq: Tree,
+    sinks: Vec<SinkQueue>,
+    state: State,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::edge::CounterState;
-    use crate::model::{EventBody, Production};
+fn age(now: Millis, t: Millis) -> Duration {
+    Duration::from_millis(now.saturating_sub(t).max(0) as u64)
+}
 
-    fn event(n: i64) -> Event {
-        Event {
-            id: format!("gw-r-{n}"),
-            rule: "r".into(),
-            time: Millis(n),
-            body: EventBody::Production(Production {
-                workcenter: "WC".into(),
-                quantity: 1,
-                counter_from: 0,
-                counter_to: 1,
-            }),
+/// The first entry of a lane at or after `from`.
+fn lane_head(tree: &Tree, lane: Lane, from: u64) -> Result<Option<(u64, Millis)>, StoreError> {
+    for item in tree.range(lane_range(lane, from)) {
+        let (k, v) = item?;
+        if let Some((_, seq)) = parse_queue_key(&k) {
+            let time = decode::<QueueEntry>(&v).map_or(Millis(0), |e| e.time);
+            return Ok(Some((seq, time)));
         }
     }
+    Ok(None)
+}
 
-    #[tokio::test]
-    async fn survives_reopen_and_sinks_ack_independently() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        {
-            let store = Store::open(dir.path(), &["a", "b"]).expect("open");
-            let state = vec![(
-                "r".to_string(),
-                RuleState::Counter(CounterState { last: Some(9) }),
-            )];
-            let seqs = store
-                .commit(&[event(1), event(2)], &state)
-                .await
-                .expect("commit");
-            assert_eq!(seqs, vec![1, 2]);
-            let q = store.next("a").expect("next").expect("some");
-            store.ack("a", q.seq, None).await.expect("ack");
-            assert_eq!(store.depth("a"), 1);
-            assert_eq!(store.depth("b"), 2);
+/// Depth, bytes and head of each lane, read once at open.
+fn scan_lanes(tree: &Tree) -> Result<[LaneStats; 3], StoreError> {
+    let mut out = [LaneStats::default(); 3];
+    for lane in Lane::ALL {
+        let l = &mut out[lane.index()];
+        for item in tree.range(lane_range(lane, 0)) {
+            let (k, v) = item?;
+            let Some((_, seq)) = parse_queue_key(&k) else { continue };
+            if l.head.is_none() {
+                let time = decode::<QueueEntry>(&v).map_or(Millis(0), |e| e.time);
+                l.head = Some((seq, time));
+            }
+            l.depth += 1;
+            l.bytes += v.len() as u64;
         }
-        let store = Store::open(dir.path(), &["a", "b"]).expect("reopen");
-        assert_eq!(
-            store.rule_states().expect("states").get("r"),
-            Some(&RuleState::Counter(CounterState { last: Some(9) }))
-        );
-        assert_eq!(store.next("a").expect("n").map(|q| q.seq), Some(2));
-        assert_eq!(store.next("b").expect("n").map(|q| q.seq), Some(1));
-        let seqs = store.commit(&[event(3)], &[]).await.expect("commit");
-        assert_eq!(seqs, vec![3], "sequence continues after reopen");
     }
+    Ok(out)
+}
 
-    #[tokio::test]
-    async fn set_aside_keeps_the_event_and_moves_on() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path(), &["a"]).expect("open");
-        store
-            .commit(&[event(1), event(2)], &[])
-            .await
-            .expect("commit");
-        let q = store.next("a").expect("n").expect("some");
-        store
-            .set_aside("a", &q, "refused", None)
-            .await
-            .expect("aside");
-        assert_eq!(store.aside_count(), 1);
-        assert_eq!(store.next("a").expect("n").map(|q| q.seq), Some(2));
-        let entries = store.aside_entries().expect("entries");
-        assert_eq!(entries[0].reason, "refused");
-        assert_eq!(
-            entries[0].event.as_ref().map(|e| e.event.id.as_str()),
-            Some("gw-r-1")
-        );
+/// Errors that mean the files are unreadable (move them aside), as opposed
+/// to a refusal (newer format, held lock) or the system (permissions, disk).
+fn is_damage(e: &StoreError) -> bool {
+    match e {
+        StoreError::Damaged { .. } => true,
+        StoreError::Open { source, .. } | StoreError::Io(source) => match source {
+            sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) | sled::Error::Unsupported(_) => true,
+            sled::Error::Io(io) => matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
+            ),
+            _ => false,
+        },
+        _ => false,
     }
 }

@@ -59,7 +59,7 @@ backoff_max = "300ms"
 pub fn start_sources(dir: &Path, text: &str) -> Sources {
     let cfg = config::parse(text, &dir.join("gw.toml")).expect("config");
     let (tx, rx) = mpsc::channel(10_000);
-    let telemetry = Arc::new(Telemetry::new());
+    let telemetry = Arc::new(Telemetry::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &shutdown_rx, &mut tasks);

@@ -13,7 +13,8 @@ pub mod rpc;
 
 use super::DeliveryError;
 use crate::config::{OdooConfig, SecretError};
-use crate::store::{Store, StoredEvent};
+use crate::model::Event;
+use crate::store::Store;
 use plan::{Plan, TIME_LOG_FIELDS};
 use rpc::{JsonRpc, RpcError};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,29 @@ struct ProductionIntent {
     qty_produced: f64,
 }
 
+/// Ledger entries: a version byte, then postcard. Version 0 is format 0's
+/// unversioned entry (same shape), carried over by the store's migration.
+const INTENT_V1: u8 = 1;
+const INTENT_V0: u8 = crate::store::migrate::LEGACY_PAYLOAD;
+
+impl ProductionIntent {
+    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
+        let mut out = vec![INTENT_V1];
+        out.extend(postcard::to_stdvec(self)?);
+        Ok(out)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        match bytes.split_first() {
+            Some((&INTENT_V1 | &INTENT_V0, rest)) => {
+                postcard::from_bytes(rest).map_err(|e| e.to_string())
+            }
+            Some((v, _)) => Err(format!("version {v} is not one this release reads")),
+            None => Err("empty entry".into()),
+        }
+    }
+}
+
 pub struct OdooSink {
     rpc: JsonRpc,
     /// Work center code → id; codes are stable, so cached for the process.
@@ -78,14 +102,14 @@ impl OdooSink {
         &mut self,
         store: &Store,
         sink: &str,
-        ev: &StoredEvent,
+        ev: &Event,
     ) -> Result<(), DeliveryError> {
-        match plan::plan(&ev.event) {
+        match plan::plan(ev) {
             Plan::AddProduced {
                 workcenter,
                 quantity,
             } => {
-                self.add_produced(store, sink, &ev.event.id, &workcenter, quantity)
+                self.add_produced(store, sink, &ev.id, &workcenter, quantity)
                     .await
             }
             Plan::UpsertTimeLog {
@@ -155,10 +179,16 @@ impl OdooSink {
         workcenter: &str,
         quantity: u64,
     ) -> Result<(), DeliveryError> {
-        let recorded = store
-            .ledger_get(sink, event_id)
-            .map_err(store_err)?
-            .and_then(|b| postcard::from_bytes::<ProductionIntent>(&b).ok());
+        // An entry that cannot be read must stop the sink: planning the
+        // write again could add these parts a second time.
+        let recorded = match store.ledger_get(sink, event_id).map_err(store_err)? {
+            Some(b) => Some(ProductionIntent::decode(&b).map_err(|e| {
+                DeliveryError::Halt(format!(
+                    "the delivery record of production event {event_id} cannot be read ({e}); its write may already be in Odoo, so it is not planned again: check the work order's quantity in Odoo"
+                ))
+            })?),
+            None => None,
+        };
         let intent = match recorded {
             Some(i) => i,
             None => {
@@ -175,7 +205,7 @@ impl OdooSink {
                     .map_err(classify)?;
                 let Some(wo) = found.get(0) else {
                     return Err(DeliveryError::Reject(format!(
-                        "no work order in progress at work center {workcenter:?}: {quantity} parts kept aside; start the work order in Odoo and replay"
+                        "no work order in progress at work center {workcenter:?} for {quantity} parts: start the work order in Odoo, then replay this dead letter"
                     )));
                 };
                 let workorder = wo
@@ -190,7 +220,8 @@ impl OdooSink {
                     workorder,
                     qty_produced: current + quantity as f64,
                 };
-                let bytes = postcard::to_stdvec(&intent)
+                let bytes = intent
+                    .encode()
                     .map_err(|e| DeliveryError::Retry(format!("encode intent: {e}")))?;
                 store
                     .ledger_put(sink, event_id, &bytes)

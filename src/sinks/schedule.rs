@@ -1,0 +1,186 @@
+//! Which lane a sink serves next, and which keys are held back.
+//!
+//! - **Priority with a floor.** Deliveries go in rounds of [`FAIR_EVERY`]
+//!   slots: eight for critical, then one for normal, then one for bulk. A
+//!   slot whose lane has nothing ready goes to the first lane with work, in
+//!   the order critical, normal, bulk. So critical always goes first and
+//!   takes at least 8 of every 10 deliveries when it has a backlog, while
+//!   normal and bulk each get at least 1 in 10 and never starve.
+//! - **Hold-back by key.** A failed event blocks only its own (lane, key)
+//!   until its retry time (exponential backoff with jitter per key); other
+//!   keys and lanes keep flowing, and per key the order is kept because a
+//!   key's later events wait behind its blocked head.
+//!
+//! Pure bookkeeping, no I/O: the runner asks and reports, so it is tested
+//! with explicit instants.
+
+use crate::backoff::Backoff;
+use crate::model::Millis;
+use crate::store::{Attempts, Lane};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Slots per round: all critical but the last two (normal, then bulk).
+pub const FAIR_EVERY: u32 = 10;
+
+/// A key waiting for its retry.
+#[derive(Debug)]
+pub struct Block {
+    pub until: Instant,
+    backoff: Backoff,
+    pub attempts: Attempts,
+    pub last_error: String,
+}
+
+#[derive(Debug)]
+pub struct Schedule {
+    retry_min: Duration,
+    retry_max: Duration,
+    blocked: HashMap<(Lane, String), Block>,
+    /// Position in the round of [`FAIR_EVERY`] slots.
+    slot: u32,
+}
+
+impl Schedule {
+    pub fn new(retry_min: Duration, retry_max: Duration) -> Self {
+        Schedule {
+            retry_min,
+            retry_max,
+            blocked: HashMap::new(),
+            slot: 0,
+        }
+    }
+
+    pub fn is_blocked(&self, lane: Lane, key: &str, now: Instant) -> bool {
+        self.blocked
+            .get(&(lane, key.to_string()))
+            .is_some_and(|b| b.until > now)
+    }
+
+    /// Lanes whose blocks ran out since the last call (their skipped entries
+    /// must be looked at again).
+    pub fn expired(&mut self, now: Instant, last: Instant) -> Vec<Lane> {
+        let mut lanes: Vec<Lane> = self
+            .blocked
+            .iter()
+            .filter(|(_, b)| b.until > last && b.until <= now)
+            .map(|((l, _), _)| *l)
+            .collect();
+        lanes.sort();
+        lanes.dedup();
+        lanes
+    }
+
+    /// The earliest time a blocked key may be tried again.
+    pub fn next_retry(&self, now: Instant) -> Option<Instant> {
+        self.blocked
+            .values()
+            .map(|b| b.until)
+            .filter(|u| *u > now)
+            .min()
+    }
+
+    /// Pick the lane to serve among those with an event ready.
+    pub fn choose(&mut self, ready: [bool; 3]) -> Option<Lane> {
+        let owner = match self.slot {
+            s if s == FAIR_EVERY - 2 => Lane::Normal,
+            s if s == FAIR_EVERY - 1 => Lane::Bulk,
+            _ => Lane::Critical,
+        };
+        let lane = if ready[owner.index()] {
+            owner
+        } else {
+            Lane::ALL.into_iter().find(|l| ready[l.index()])?
+        };
+        self.slot = (self.slot + 1) % FAIR_EVERY;
+        Some(lane)
+    }
+
+    /// An attempt on the key's head event failed: block the key until its
+    /// retry time. Returns the wait.
+    pub fn failed(&mut self, lane: Lane, key: &str, error: &str, now: Instant) -> Duration {
+        let (min, max) = (self.retry_min, self.retry_max);
+        let b = self
+            .blocked
+            .entry((lane, key.to_string()))
+            .or_insert_with(|| Block {
+                until: now,
+                backoff: Backoff::new(min, max),
+                attempts: Attempts::default(),
+                last_error: String::new(),
+            });
+        let wait = b.backoff.next_delay();
+        b.until = now + wait;
+        b.last_error = error.to_string();
+        let at = Millis::now();
+        b.attempts.count += 1;
+        b.attempts.first.get_or_insert(at);
+        b.attempts.last = Some(at);
+        wait
+    }
+
+    /// The key's head event is done with (delivered or dead-lettered):
+    /// returns its attempt history and unblocks the key.
+    pub fn done(&mut self, lane: Lane, key: &str) -> Attempts {
+        self.blocked
+            .remove(&(lane, key.to_string()))
+            .map(|b| b.attempts)
+            .unwrap_or_default()
+    }
+
+    /// Attempts so far on the key's head event, counting the one just made.
+    pub fn attempts(&self, lane: Lane, key: &str) -> Attempts {
+        self.blocked
+            .get(&(lane, key.to_string()))
+            .map(|b| b.attempts.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn blocked_keys(&self) -> usize {
+        self.blocked.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn critical_first_with_a_floor_for_the_others() {
+        let mut s = Schedule::new(Duration::from_secs(1), Duration::from_secs(8));
+        let picks: Vec<Lane> = (0..30).filter_map(|_| s.choose([true, true, true])).collect();
+        assert_eq!(picks[0], Lane::Critical);
+        for window in picks.windows(10) {
+            let count = |l| window.iter().filter(|p| **p == l).count();
+            assert_eq!(count(Lane::Critical), 8, "{picks:?}");
+            assert_eq!(count(Lane::Normal), 1, "{picks:?}");
+            assert_eq!(count(Lane::Bulk), 1, "{picks:?}");
+        }
+        // A slot whose lane has nothing ready goes to the next lane by priority.
+        let picks: Vec<Lane> = (0..10).filter_map(|_| s.choose([true, false, true])).collect();
+        assert_eq!(picks.iter().filter(|p| **p == Lane::Bulk).count(), 1, "{picks:?}");
+        // Alone, a lane takes everything.
+        assert_eq!(s.choose([false, false, true]), Some(Lane::Bulk));
+        assert_eq!(s.choose([false, false, false]), None);
+    }
+
+    #[test]
+    fn a_failed_key_blocks_only_itself_until_its_retry() {
+        let mut s = Schedule::new(Duration::from_secs(1), Duration::from_secs(8));
+        let t0 = Instant::now();
+        let wait = s.failed(Lane::Normal, "WC1", "503", t0);
+        assert!(wait <= Duration::from_secs(1));
+        assert!(s.is_blocked(Lane::Normal, "WC1", t0));
+        assert!(!s.is_blocked(Lane::Normal, "WC2", t0));
+        assert!(!s.is_blocked(Lane::Critical, "WC1", t0));
+        let later = t0 + Duration::from_secs(2);
+        assert!(!s.is_blocked(Lane::Normal, "WC1", later));
+        assert_eq!(s.expired(later, t0), vec![Lane::Normal]);
+        s.failed(Lane::Normal, "WC1", "503", later);
+        assert_eq!(s.attempts(Lane::Normal, "WC1").count, 2);
+        let done = s.done(Lane::Normal, "WC1");
+        assert_eq!(done.count, 2);
+        assert_eq!(s.blocked_keys(), 0);
+    }
+}

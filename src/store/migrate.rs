@@ -1,0 +1,249 @@
+//! Reading stores of older layouts.
+//!
+//! Format 0 (before the layout was versioned) kept one FIFO tree `events`
+//! (`seq` → the event), one cursor per sink (`cursors`), set-aside events
+//! (`aside`), and unversioned rule states and ledger entries. Its payloads
+//! are the gateway's types, which the store does not know, so the caller
+//! interprets them through [`Upgrade`]. Opaque values that move as they are
+//! (rule states, ledger entries) get version byte [`LEGACY_PAYLOAD`] in
+//! front, which their owners decode as their format-0 shape.
+//!
+//! The whole conversion is one transaction: a crash leaves format 0, and the
+//! next open converts again.
+
+use super::format::{self, encode, queue_key, u64_key, u64_of, DeadLetter, QueueEntry, Record};
+use super::{StoreError, TxResult};
+use crate::model::Millis;
+use sled::{Transactional, Tree};
+
+/// Version byte put in front of opaque values carried over from format 0.
+pub const LEGACY_PAYLOAD: u8 = 0;
+
+/// Trees only format 0 has.
+const LEGACY_TREES: [&str; 3] = ["events", "cursors", "aside"];
+
+/// How the gateway reads records of an older layout.
+pub trait Upgrade {
+    /// A format-0 queued event: the record it is now (with its payload in the
+    /// owner's current encoding) and when it was accepted.
+    fn event_v0(&self, bytes: &[u8]) -> Option<(Record, Millis)>;
+    /// A format-0 set-aside entry.
+    fn aside_v0(&self, bytes: &[u8]) -> Option<AsideV0>;
+}
+
+/// A format-0 set-aside entry, as the caller read it.
+pub struct AsideV0 {
+    pub sink: String,
+    pub seq: u64,
+    pub reason: String,
+    pub at: Millis,
+    /// The event and when it was accepted, or the raw bytes it could not read.
+    pub record: Result<(Record, Millis), Vec<u8>>,
+}
+
+/// For stores with nothing to convert (tests, tools that never meet format 0).
+pub struct NoUpgrade;
+
+impl Upgrade for NoUpgrade {
+    fn event_v0(&self, _: &[u8]) -> Option<(Record, Millis)> {
+        None
+    }
+    fn aside_v0(&self, _: &[u8]) -> Option<AsideV0> {
+        None
+    }
+}
+
+fn prefixed(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() + 1);
+    out.push(LEGACY_PAYLOAD);
+    out.extend_from_slice(v);
+    out
+}
+
+/// Convert a store without a `format` key: a new one just gets the key.
+pub(super) fn from_unversioned(
+    db: &sled::Db,
+    meta: &Tree,
+    dlq: &Tree,
+    sinks: &[&str],
+    queues: &[Tree],
+    upgrade: &dyn Upgrade,
+) -> Result<(), StoreError> {
+    let names: Vec<String> = db
+        .tree_names()
+        .iter()
+        .map(|n| String::from_utf8_lossy(n).to_string())
+        .collect();
+    let legacy = LEGACY_TREES.iter().any(|t| names.iter().any(|n| n == t));
+    if !legacy {
+        meta.insert("format", &u64_key(u64::from(format::FORMAT)))?;
+        return Ok(());
+    }
+    let events = db.open_tree("events")?;
+    let cursors = db.open_tree("cursors")?;
+    let aside = db.open_tree("aside")?;
+    let rules = db.open_tree("rules")?;
+    let ledger = db.open_tree("ledger")?;
+    let oldest = events.first()?.map(|(k, _)| u64_of(&k));
+    let cursor_of = |sink: &str| -> Result<u64, StoreError> {
+        Ok(match cursors.get(sink.as_bytes())? {
+            Some(v) => u64_of(&v),
+            None => oldest.map_or(u64::MAX, |o| o - 1),
+        })
+    };
+    let cursor: Vec<u64> = sinks.iter().map(|s| cursor_of(s)).collect::<Result<_, _>>()?;
+    let mut next_dlq = 1u64;
+    let now = Millis::now();
+    let mut queued: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut dead: Vec<(u64, Vec<u8>)> = Vec::new();
+    let mut moved = 0u64;
+    for item in events.iter() {
+        let (k, v) = item?;
+        let seq = u64_of(&k);
+        match upgrade.event_v0(&v) {
+            Some((r, accepted)) => {
+                let entry = encode(&QueueEntry {
+                    id: r.id.clone(),
+                    kind: r.kind.clone(),
+                    key: r.key.clone(),
+                    time: r.time,
+                    accepted,
+                    payload: r.payload.clone(),
+                })?;
+                for (i, c) in cursor.iter().enumerate() {
+                    if seq > *c {
+                        queued.push((i, queue_key(r.lane, seq).to_vec(), entry.clone()));
+                        moved += 1;
+                    }
+                }
+            }
+            None => {
+                for (i, c) in cursor.iter().enumerate() {
+                    if seq > *c {
+                        let d = DeadLetter {
+                            id: next_dlq,
+                            sink: sinks[i].to_string(),
+                            lane: format::Lane::Normal,
+                            seq,
+                            event_id: String::new(),
+                            kind: "undecodable".into(),
+                            key: String::new(),
+                            time: Millis(0),
+                            accepted: Millis(0),
+                            reason: "a queued record of the previous release could not be read".into(),
+                            attempts: 0,
+                            first_attempt: None,
+                            last_attempt: None,
+                            dead_at: now,
+                            payload: v.to_vec(),
+                        };
+                        dead.push((next_dlq, encode(&d)?));
+                        next_dlq += 1;
+                    }
+                }
+            }
+        }
+    }
+    for item in aside.iter() {
+        let (_, v) = item?;
+        let Some(a) = upgrade.aside_v0(&v) else {
+            tracing::warn!("a set-aside record of the previous release could not be read; kept raw as a dead letter");
+            let d = DeadLetter {
+                id: next_dlq,
+                sink: sinks.first().map(|s| s.to_string()).unwrap_or_default(),
+                lane: format::Lane::Normal,
+                seq: 0,
+                event_id: String::new(),
+                kind: "undecodable".into(),
+                key: String::new(),
+                time: Millis(0),
+                accepted: Millis(0),
+                reason: "a set-aside record of the previous release could not be read".into(),
+                attempts: 0,
+                first_attempt: None,
+                last_attempt: None,
+                dead_at: now,
+                payload: v.to_vec(),
+            };
+            dead.push((next_dlq, encode(&d)?));
+            next_dlq += 1;
+            continue;
+        };
+        let (lane, event_id, kind, key, time, accepted, payload) = match a.record {
+            Ok((r, acc)) => (r.lane, r.id, r.kind, r.key, r.time, acc, r.payload),
+            Err(raw) => (
+                format::Lane::Normal,
+                String::new(),
+                "undecodable".to_string(),
+                String::new(),
+                Millis(0),
+                Millis(0),
+                raw,
+            ),
+        };
+        let d = DeadLetter {
+            id: next_dlq,
+            sink: a.sink,
+            lane,
+            seq: a.seq,
+            event_id,
+            kind,
+            key,
+            time,
+            accepted,
+            reason: a.reason,
+            attempts: 1,
+            first_attempt: Some(a.at),
+            last_attempt: Some(a.at),
+            dead_at: a.at,
+            payload,
+        };
+        dead.push((next_dlq, encode(&d)?));
+        next_dlq += 1;
+    }
+    let mut rule_values = Vec::new();
+    for item in rules.iter() {
+        let (k, v) = item?;
+        rule_values.push((k.to_vec(), prefixed(&v)));
+    }
+    let mut ledger_values = Vec::new();
+    for item in ledger.iter() {
+        let (k, v) = item?;
+        ledger_values.push((k.to_vec(), prefixed(&v)));
+    }
+    let mut trees: Vec<Tree> = vec![meta.clone(), rules.clone(), ledger.clone(), dlq.clone()];
+    trees.extend(queues.iter().cloned());
+    trees.as_slice().transaction(|t| -> TxResult<()> {
+        for (k, v) in &rule_values {
+            t[1].insert(k.as_slice(), v.as_slice())?;
+        }
+        for (k, v) in &ledger_values {
+            t[2].insert(k.as_slice(), v.as_slice())?;
+        }
+        for (id, v) in &dead {
+            t[3].insert(&u64_key(*id), v.as_slice())?;
+        }
+        for (i, k, v) in &queued {
+            t[4 + i].insert(k.as_slice(), v.as_slice())?;
+        }
+        t[0].insert("next_dlq", &u64_key(next_dlq))?;
+        t[0].insert("format", &u64_key(u64::from(format::FORMAT)))?;
+        Ok(())
+    })?;
+    tracing::info!(
+        queued = moved,
+        dead_letters = dead.len(),
+        rule_states = rule_values.len(),
+        "event store converted from format 0 to format {}",
+        format::FORMAT
+    );
+    drop_legacy(db)
+}
+
+/// Remove format 0's trees once the conversion is committed.
+pub(super) fn drop_legacy(db: &sled::Db) -> Result<(), StoreError> {
+    for t in LEGACY_TREES {
+        db.drop_tree(t)?;
+    }
+    Ok(())
+}
