@@ -27,10 +27,14 @@ const SCAN_CHUNK: usize = 256;
 /// How a delivery attempt failed, which decides what happens next.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    /// The link, the destination or its configuration is not ready (network,
-    /// HTTP 5xx, login refused): keep the event and retry later.
+    /// The destination could not take this event now (HTTP 503, 429, 500):
+    /// keep it and retry later, holding back only its own lane and key.
     #[error("{0}")]
     Retry(String),
+    /// The destination cannot be reached at all (connection refused, a
+    /// proxy's 502/504, login refused): the whole sink pauses.
+    #[error("{0}")]
+    Unreachable(String),
     /// The destination refused this event for good (validation): move it to
     /// the dead letters so the events behind it can flow.
     #[error("{0}")]
@@ -112,7 +116,13 @@ impl Runner {
                 }
                 continue;
             }
-            let Some(lane) = schedule.choose(ready.each_ref().map(Option::is_some)) else {
+            let paused = schedule.paused(now);
+            let picked = if paused {
+                None
+            } else {
+                schedule.choose(ready.each_ref().map(Option::is_some))
+            };
+            let Some(lane) = picked else {
                 // Nothing ready: wait for new work, a retry time, or shutdown.
                 let retry = schedule.next_retry(now);
                 tokio::select! {
@@ -214,6 +224,12 @@ impl Runner {
                 let wait = schedule.failed(q.lane, &key, &why, Instant::now());
                 tracing::warn!(sink = %self.name, lane = %q.lane, key = %key, event = event_id, error = %why,
                     retry_in = ?wait, "delivery failed; will retry (other keys keep flowing)");
+                self.telemetry.delivery_error(&self.name, &why);
+            }
+            Err(DeliveryError::Unreachable(why)) => {
+                let wait = schedule.unreachable(Instant::now());
+                tracing::warn!(sink = %self.name, error = %why, retry_in = ?wait,
+                    "destination unreachable; delivery paused");
                 self.telemetry.delivery_error(&self.name, &why);
             }
             Err(DeliveryError::Halt(why)) => {

@@ -10,6 +10,11 @@
 //!   until its retry time (exponential backoff with jitter per key); other
 //!   keys and lanes keep flowing, and per key the order is kept because a
 //!   key's later events wait behind its blocked head.
+//! - **A destination that cannot be reached at all** (connection refused, a
+//!   proxy saying the server is gone) pauses the whole sink with its own
+//!   backoff: trying other keys would only hammer it. The probe after the
+//!   pause is the most urgent ready event, so after an outage critical
+//!   drains first.
 //!
 //! Pure bookkeeping, no I/O: the runner asks and reports, so it is tested
 //! with explicit instants.
@@ -40,6 +45,9 @@ pub struct Schedule {
     blocked: HashMap<(Lane, String), Block>,
     /// Position in the round of [`FAIR_EVERY`] slots.
     slot: u32,
+    /// While the destination is unreachable: no delivery before this.
+    paused_until: Option<Instant>,
+    link: Backoff,
 }
 
 impl Schedule {
@@ -49,7 +57,21 @@ impl Schedule {
             retry_max,
             blocked: HashMap::new(),
             slot: 0,
+            paused_until: None,
+            link: Backoff::new(retry_min, retry_max),
         }
+    }
+
+    /// The destination could not be reached: pause the sink. Returns the wait.
+    pub fn unreachable(&mut self, now: Instant) -> Duration {
+        let wait = self.link.next_delay();
+        self.paused_until = Some(now + wait);
+        wait
+    }
+
+    /// Whether the sink is paused at `now`.
+    pub fn paused(&self, now: Instant) -> bool {
+        self.paused_until.is_some_and(|t| t > now)
     }
 
     pub fn is_blocked(&self, lane: Lane, key: &str, now: Instant) -> bool {
@@ -77,6 +99,7 @@ impl Schedule {
         self.blocked
             .values()
             .map(|b| b.until)
+            .chain(self.paused_until)
             .filter(|u| *u > now)
             .min()
     }
@@ -123,6 +146,8 @@ impl Schedule {
     /// The key's head event is done with (delivered or dead-lettered):
     /// returns its attempt history and unblocks the key.
     pub fn done(&mut self, lane: Lane, key: &str) -> Attempts {
+        self.paused_until = None;
+        self.link.reset();
         self.blocked
             .remove(&(lane, key.to_string()))
             .map(|b| b.attempts)
@@ -178,6 +203,11 @@ mod tests {
         assert!(!s.is_blocked(Lane::Normal, "WC1", later));
         assert_eq!(s.expired(later, t0), vec![Lane::Normal]);
         s.failed(Lane::Normal, "WC1", "503", later);
+        // An unreachable destination pauses everything until its retry.
+        let wait = s.unreachable(later);
+        assert!(s.paused(later));
+        assert!(!s.paused(later + wait));
+        assert!(s.next_retry(later).is_some_and(|t| t <= later + wait));
         assert_eq!(s.attempts(Lane::Normal, "WC1").count, 2);
         let done = s.done(Lane::Normal, "WC1");
         assert_eq!(done.count, 2);

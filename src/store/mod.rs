@@ -1089,3 +1089,6 @@ fn is_damage(e: &StoreError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests;

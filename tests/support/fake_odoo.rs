@@ -63,6 +63,8 @@ pub struct Call {
     pub model_method: Option<String>,
     /// "ok", "error:<data.name>" or "http:<status>"
     pub outcome: String,
+    /// The model method's positional arguments (object.execute_kw only).
+    pub args: Value,
 }
 
 #[derive(Clone, Debug)]
@@ -70,6 +72,10 @@ pub enum Fault {
     None,
     /// Every request answers HTTP 502 with a small HTML body, as a reverse proxy in front of a dead Odoo does.
     BadGateway,
+    /// Every object.execute_kw call of `model`.`method` answers HTTP 503
+    /// (nothing is written), as Odoo behind a proxy does when its workers
+    /// are saturated; other calls are served.
+    Unavailable { model: String, method: String },
     /// The next `count` object.execute_kw calls of `model`.`method` fail with an
     /// odoo.exceptions.ValidationError error envelope (nothing is written).
     ValidationError {
@@ -1992,6 +1998,13 @@ impl State {
             finish(self, "http:502".into());
             return (502, HTML, BAD_GATEWAY_HTML.into());
         }
+        let unavailable = matches!(&self.fault, Fault::Unavailable { model, method }
+            if target.0.as_deref() == Some(model.as_str()) && target.1.as_deref() == Some(method.as_str()));
+        if unavailable {
+            finish(self, "http:503".into());
+            let text = "The server is temporarily unable to service your request due to maintenance downtime or capacity problems. Please try again later.";
+            return (503, HTML, werkzeug_page(503, "Service Unavailable", text));
+        }
         if path != "/jsonrpc" {
             return (404, HTML, werkzeug_page(404, "Not Found", NOT_FOUND_TEXT));
         }
@@ -2118,12 +2131,22 @@ fn describe(req: Option<&Value>) -> Call {
     } else {
         (None, None)
     };
+    let args = if service == "object" {
+        params
+            .and_then(|p| p.get("args"))
+            .and_then(|a| a.get(5))
+            .cloned()
+            .unwrap_or(Value::Null)
+    } else {
+        Value::Null
+    };
     Call {
         service,
         method,
         model,
         model_method,
         outcome: String::new(),
+        args,
     }
 }
 

@@ -78,9 +78,16 @@ pub struct OdooSink {
 }
 
 fn classify(e: RpcError) -> DeliveryError {
-    match e.odoo_name() {
-        Some(name) if REFUSALS.contains(&name) => DeliveryError::Reject(e.to_string()),
-        _ => DeliveryError::Retry(e.to_string()),
+    match &e {
+        RpcError::Unreachable { .. }
+        | RpcError::LoginRefused { .. }
+        | RpcError::Http {
+            status: 502 | 504, ..
+        } => DeliveryError::Unreachable(e.to_string()),
+        _ => match e.odoo_name() {
+            Some(name) if REFUSALS.contains(&name) => DeliveryError::Reject(e.to_string()),
+            _ => DeliveryError::Retry(e.to_string()),
+        },
     }
 }
 
