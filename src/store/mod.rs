@@ -395,7 +395,7 @@ impl Store {
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
-            .segment_size(SEGMENT_BYTES)
+            .segment_size(existing_segment_size(dir).unwrap_or(SEGMENT_BYTES))
             .flush_every_ms(None)
             .open()
             .map_err(|source| StoreError::Open {
@@ -1073,13 +1073,25 @@ fn scan_lanes(tree: &Tree) -> Result<[LaneStats; 3], StoreError> {
     Ok(out)
 }
 
+/// sled fixes the segment size when it creates a store and refuses another
+/// one later, so an existing store keeps the size it was made with.
+fn existing_segment_size(dir: &Path) -> Option<usize> {
+    // The file ends in a binary checksum, so it is not valid UTF-8 as a whole.
+    let conf = std::fs::read(dir.join("conf")).ok()?;
+    String::from_utf8_lossy(&conf)
+        .lines()
+        .find_map(|l| l.strip_prefix("segment_size: "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 /// Errors that mean the files are unreadable (move them aside), as opposed
 /// to a refusal (newer format, held lock) or the system (permissions, disk).
 fn is_damage(e: &StoreError) -> bool {
     match e {
         StoreError::Damaged { .. } => true,
         StoreError::Open { source, .. } | StoreError::Io(source) => match source {
-            sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) | sled::Error::Unsupported(_) => true,
+            // Not `Unsupported`: that is a settings mismatch, not damage.
+            sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => true,
             sled::Error::Io(io) => matches!(
                 io.kind(),
                 std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
