@@ -34,7 +34,7 @@ pub struct RawLane {
 const MAX_FLUSH: Duration = Duration::from_secs(1);
 
 /// Smallest quota accepted: below it a handful of events fill it.
-const MIN_DISK: u64 = 1024 * 1024;
+const MIN_DISK: u64 = 64 * 1024;
 
 /// `512MiB`, `2GB`, `1048576`: bytes.
 pub fn parse_size(s: &str) -> Option<u64> {
@@ -69,7 +69,7 @@ impl Validator<'_> {
         if let Some(m) = &r.max_disk {
             match parse_size(m.get_ref()) {
                 Some(n) if n >= MIN_DISK => opts.max_bytes = Some(n),
-                Some(_) => self.err(m, "max_disk below 1MiB leaves no room for a backlog"),
+                Some(_) => self.err(m, "max_disk below 64KiB leaves no room for a backlog"),
                 None => self.err(
                     m,
                     format!(

@@ -280,7 +280,13 @@ impl Store {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
         let mut moved = dir.as_os_str().to_owned();
         moved.push(format!(".damaged-{stamp}"));
-        let moved = PathBuf::from(moved);
+        let mut moved = PathBuf::from(moved);
+        let base = moved.clone();
+        let mut n = 1;
+        while moved.exists() {
+            n += 1;
+            moved = PathBuf::from(format!("{}-{n}", base.display()));
+        }
         std::fs::rename(dir, &moved).map_err(|source| StoreError::File {
             path: dir.display().to_string(),
             source,
@@ -629,6 +635,7 @@ impl Store {
                 .map(|((_, b), _)| b.len() as u64 * copies)
                 .sum()
         };
+        let mut dropped = [0u64; 3];
         for lane in [Lane::Bulk, Lane::Normal] {
             if st.used() + incoming(&keep) <= max {
                 break;
@@ -637,17 +644,11 @@ impl Store {
             let freed = self.evict_oldest(st, lane, need)?;
             if freed < need {
                 // Nothing older left in this lane: the new ones of it go.
-                let mut dropped = 0u64;
                 for (i, (l, _)) in new.iter().enumerate() {
                     if *l == lane && keep[i] && st.used() + incoming(&keep) > max {
                         keep[i] = false;
-                        dropped += 1;
+                        dropped[lane.index()] += 1;
                     }
-                }
-                if dropped > 0 {
-                    self.metrics.evicted(lane, "quota", dropped);
-                    tracing::warn!(lane = %lane, events = dropped, max_bytes = max,
-                        "event store full: new events of this lane dropped");
                 }
             }
         }
@@ -663,10 +664,20 @@ impl Store {
             }
         }
         if full {
+            // Nothing is written: the caller retries this batch, and what it
+            // would drop is counted once, when it is committed.
             return Err(StoreError::Full {
                 used: st.used(),
                 max,
             });
+        }
+        for lane in Lane::ALL {
+            let n = dropped[lane.index()];
+            if n > 0 {
+                self.metrics.evicted(lane, "quota", n);
+                tracing::warn!(lane = %lane, events = n, max_bytes = max,
+                    "event store full: new events of this lane dropped");
+            }
         }
         Ok(keep)
     }
@@ -1090,8 +1101,11 @@ fn is_damage(e: &StoreError) -> bool {
     match e {
         StoreError::Damaged { .. } => true,
         StoreError::Open { source, .. } | StoreError::Io(source) => match source {
-            // Not `Unsupported`: that is a settings mismatch, not damage.
             sled::Error::Corruption { .. } | sled::Error::ReportableBug(_) => true,
+            // sled says "unsupported" when its files do not parse, and also
+            // when settings differ from the store's ("cannot change …"),
+            // which is not damage (and is avoided by reading them first).
+            sled::Error::Unsupported(why) => !why.starts_with("cannot change"),
             sled::Error::Io(io) => matches!(
                 io.kind(),
                 std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::InvalidData
