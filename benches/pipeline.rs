@@ -84,7 +84,11 @@ async fn end_to_end() {
     .unwrap_or(0.0);
     let rss = proc_kib(pid, "VmRSS:").unwrap_or(0);
     loop {
-        let depth = value(&metrics(&status).await, "plantgate_queue_depth{sink=\"odoo\",lane=\"normal\"}").unwrap_or(1.0);
+        let depth = value(
+            &metrics(&status).await,
+            "plantgate_queue_depth{sink=\"odoo\",lane=\"normal\"}",
+        )
+        .unwrap_or(1.0);
         if depth == 0.0 {
             break;
         }

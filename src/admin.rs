@@ -197,7 +197,9 @@ impl Target {
 
     pub async fn drop_letter(&self, id: u64) -> Result<Value, AdminError> {
         match self {
-            Target::Local(s) => Ok(json!({ "dropped": dead_letter_json(&s.drop_dead_letter(id).await?) })),
+            Target::Local(s) => {
+                Ok(json!({ "dropped": dead_letter_json(&s.drop_dead_letter(id).await?) }))
+            }
             Target::Running { base } => {
                 Self::remote(base, reqwest::Method::POST, &format!("/dlq/{id}/drop")).await
             }
@@ -237,7 +239,9 @@ pub fn dlq_table(letters: &Value) -> String {
             s("reason"),
         ));
     }
-    out.push_str("replay one with `plantgate dlq replay ID`, all with `plantgate dlq replay --all`\n");
+    out.push_str(
+        "replay one with `plantgate dlq replay ID`, all with `plantgate dlq replay --all`\n",
+    );
     out
 }
 

@@ -2,8 +2,8 @@
 //! failures to exit codes (1: invalid config, 2: cannot start or run).
 
 use clap::{Parser, Subcommand};
-use plantgate::config::opcua::{Identity, OpcUaSource, SecurityMode, SecurityPolicy};
 use plantgate::admin;
+use plantgate::config::opcua::{Identity, OpcUaSource, SecurityMode, SecurityPolicy};
 use plantgate::config::{self, ConfigError};
 use plantgate::pipeline::Gateway;
 use plantgate::sources::opcua::{browse, commission, security};
@@ -482,9 +482,9 @@ async fn dlq_command(command: DlqCommand) -> ExitCode {
                 }
             })
         }
-        DlqCommand::Drop { id, .. } => {
-            print_result(target.drop_letter(id).await, |_| format!("dropped dead letter {id}\n"))
-        }
+        DlqCommand::Drop { id, .. } => print_result(target.drop_letter(id).await, |_| {
+            format!("dropped dead letter {id}\n")
+        }),
     }
 }
 

@@ -124,7 +124,10 @@ async fn kill_9_loses_nothing_and_doubles_nothing() {
         async move {
             let m = get(&format!("http://{s}/metrics")).await?;
             let depth = |lane: &str| {
-                metric(&m, &format!("plantgate_queue_depth{{sink=\"odoo\",lane=\"{lane}\"}}"))
+                metric(
+                    &m,
+                    &format!("plantgate_queue_depth{{sink=\"odoo\",lane=\"{lane}\"}}"),
+                )
             };
             (depth("critical")? == 0.0 && depth("normal")? == 0.0).then_some(())
         }
@@ -141,7 +144,10 @@ async fn kill_9_loses_nothing_and_doubles_nothing() {
     let m = get(&format!("http://{status}/metrics"))
         .await
         .expect("metrics");
-    assert_eq!(metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#), Some(0.0));
+    assert_eq!(
+        metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#),
+        Some(0.0)
+    );
     child.kill().expect("kill");
     child.wait().expect("reap");
 }

@@ -109,7 +109,12 @@ async fn refused_parts(r: &Rig, parts: u32, dead_before: f64) {
         count: 1,
     });
     r.regs.set_u32(COUNTER, r.regs.get_u32(COUNTER) + parts);
-    metric_at_least(&r.status, r#"plantgate_dlq_depth{sink="odoo"}"#, dead_before + 1.0).await;
+    metric_at_least(
+        &r.status,
+        r#"plantgate_dlq_depth{sink="odoo"}"#,
+        dead_before + 1.0,
+    )
+    .await;
 }
 
 fn only_letter(cfg: &Path) -> serde_json::Value {
@@ -125,7 +130,12 @@ fn only_letter(cfg: &Path) -> serde_json::Value {
 async fn replay_on_a_stopped_gateway_delivers_exactly_once() {
     let r = rig().await;
     let mut child = spawn(&r.cfg);
-    metric_at_least(&r.status, r#"plantgate_samples_total{source="press1"}"#, 3.0).await;
+    metric_at_least(
+        &r.status,
+        r#"plantgate_samples_total{source="press1"}"#,
+        3.0,
+    )
+    .await;
     refused_parts(&r, 7, 0.0).await;
     // Parts after the refused ones still flow.
     r.regs.set_u32(COUNTER, r.regs.get_u32(COUNTER) + 2);
@@ -136,15 +146,24 @@ async fn replay_on_a_stopped_gateway_delivers_exactly_once() {
     let (code, table, err) = cli(&r.cfg, &["dlq", "list"]);
     assert_eq!(code, 0, "{err}");
     assert!(table.contains("ValidationError"), "{table}");
-    assert!(table.contains("PRESS1") && table.contains("production"), "{table}");
+    assert!(
+        table.contains("PRESS1") && table.contains("production"),
+        "{table}"
+    );
     let letter = only_letter(&r.cfg);
     let id = letter["id"].as_u64().expect("id");
-    assert!(letter["reason"].as_str().unwrap_or("").contains("FakeOdoo injected a ValidationError"));
+    assert!(letter["reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("FakeOdoo injected a ValidationError"));
     assert!(letter["attempts"].as_u64().unwrap_or(0) >= 1);
     let (code, shown, err) = cli(&r.cfg, &["dlq", "show", &id.to_string()]);
     assert_eq!(code, 0, "{err}");
     let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
-    assert_eq!(shown["event"]["body"]["Production"]["quantity"], 7, "{shown}");
+    assert_eq!(
+        shown["event"]["body"]["Production"]["quantity"], 7,
+        "{shown}"
+    );
     assert_eq!(shown["replay"], format!("plantgate dlq replay {id}"));
 
     let (code, out, err) = cli(&r.cfg, &["dlq", "replay", &id.to_string()]);
@@ -155,9 +174,19 @@ async fn replay_on_a_stopped_gateway_delivers_exactly_once() {
 
     let mut child = spawn(&r.cfg);
     wait_qty(&r, 9, "the replayed parts").await;
-    metric_at_least(&r.status, r#"plantgate_events_delivered_total{sink="odoo"}"#, 1.0).await;
-    let m = get(&format!("http://{}/metrics", r.status)).await.expect("metrics");
-    assert_eq!(metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#), Some(0.0));
+    metric_at_least(
+        &r.status,
+        r#"plantgate_events_delivered_total{sink="odoo"}"#,
+        1.0,
+    )
+    .await;
+    let m = get(&format!("http://{}/metrics", r.status))
+        .await
+        .expect("metrics");
+    assert_eq!(
+        metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#),
+        Some(0.0)
+    );
     assert_eq!(metric(&m, r#"plantgate_dlq_depth{sink="odoo"}"#), Some(0.0));
     assert_eq!(r.odoo.workorder(r.wo).map(|w| w.qty_produced), Some(9.0));
     child.kill().expect("kill");
@@ -168,10 +197,21 @@ async fn replay_on_a_stopped_gateway_delivers_exactly_once() {
 async fn replay_and_drop_on_a_running_gateway() {
     let r = rig().await;
     let mut child = spawn(&r.cfg);
-    metric_at_least(&r.status, r#"plantgate_samples_total{source="press1"}"#, 3.0).await;
+    metric_at_least(
+        &r.status,
+        r#"plantgate_samples_total{source="press1"}"#,
+        3.0,
+    )
+    .await;
     refused_parts(&r, 4, 0.0).await;
     let letter = only_letter(&r.cfg);
-    assert!(letter["reason"].as_str().unwrap_or("").contains("ValidationError"), "{letter}");
+    assert!(
+        letter["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ValidationError"),
+        "{letter}"
+    );
 
     let (code, stats, err) = cli(&r.cfg, &["queue", "stats"]);
     assert_eq!(code, 0, "{err}");
@@ -180,7 +220,10 @@ async fn replay_and_drop_on_a_running_gateway() {
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(&stats).expect("json");
     assert_eq!(stats["sinks"]["odoo"]["dead_letters"], 1);
-    assert_eq!(stats["sinks"]["odoo"]["lanes"]["critical"]["target_seconds"], 10.0);
+    assert_eq!(
+        stats["sinks"]["odoo"]["lanes"]["critical"]["target_seconds"],
+        10.0
+    );
 
     let (code, out, err) = cli(&r.cfg, &["dlq", "replay", "--all"]);
     assert_eq!(code, 0, "{err}");

@@ -152,8 +152,17 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
         metric(&m, "plantgate_source_connected{source=\"press1\"}"),
         Some(1.0)
     );
-    assert_eq!(metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#), Some(0.0));
-    assert_eq!(metric(&m, r#"plantgate_queue_oldest_age_seconds{sink="odoo",lane="normal"}"#), Some(0.0));
+    assert_eq!(
+        metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"plantgate_queue_oldest_age_seconds{sink="odoo",lane="normal"}"#
+        ),
+        Some(0.0)
+    );
     let delivered =
         metric(&m, "plantgate_events_delivered_total{sink=\"odoo\"}").expect("delivered");
     assert!(delivered >= 3.0, "{m}");
@@ -217,7 +226,11 @@ async fn outage_is_retried_and_a_refused_event_is_dead_lettered() {
     })
     .await;
     assert!(
-        metric(&m, r#"plantgate_queue_oldest_age_seconds{sink="odoo",lane="normal"}"#).is_some_and(|a| a > 0.0),
+        metric(
+            &m,
+            r#"plantgate_queue_oldest_age_seconds{sink="odoo",lane="normal"}"#
+        )
+        .is_some_and(|a| a > 0.0),
         "{m}"
     );
     let status = get(&format!("{base}/status")).await.expect("status");
@@ -291,7 +304,10 @@ async fn outage_is_retried_and_a_refused_event_is_dead_lettered() {
         Some(1.0)
     );
     assert_eq!(metric(&m, r#"plantgate_dlq_depth{sink="odoo"}"#), Some(1.0));
-    assert_eq!(metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#), Some(0.0));
+    assert_eq!(
+        metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#),
+        Some(0.0)
+    );
     // The refused parts are not silently in Odoo either: they wait aside.
     assert_eq!(
         r.odoo.workorder(r.workorder).map(|w| w.qty_produced),

@@ -59,14 +59,19 @@ async fn a_damaged_store_is_quarantined_and_the_gateway_runs_on() {
     })
     .await;
     let q = &st["queue"]["quarantine"];
-    let moved = q["moved_to"].as_str().expect("quarantine reported").to_string();
+    let moved = q["moved_to"]
+        .as_str()
+        .expect("quarantine reported")
+        .to_string();
     assert!(moved.contains("store.damaged-"), "{st}");
     assert!(!q["reason"].as_str().unwrap_or("").is_empty(), "{st}");
     assert_eq!(
         std::fs::read(std::path::Path::new(&moved).join("db")).expect("kept for inspection"),
         garbage
     );
-    let m = get(&format!("http://{status}/metrics")).await.expect("metrics");
+    let m = get(&format!("http://{status}/metrics"))
+        .await
+        .expect("metrics");
     assert_eq!(metric(&m, "plantgate_store_quarantined"), Some(1.0));
     // The fresh store works: parts reach Odoo.
     eventually(Duration::from_secs(20), "baseline", || {
@@ -129,7 +134,12 @@ async fn a_full_store_evicts_bulk_first_and_holds_critical_with_back_pressure() 
     let odoo = FakeOdoo::start().await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let wo = odoo.add_workorder(wc, "WO/1", "progress");
-    let mut text = press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), "127.0.0.1:0");
+    let mut text = press_config(
+        dir.path(),
+        &plc.addr.to_string(),
+        &odoo.url(),
+        "127.0.0.1:0",
+    );
     text.push_str(&crowd(&odoo));
     text.push_str("\n[store]\nmax_disk = \"64KiB\"\n");
     let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
@@ -143,14 +153,20 @@ async fn a_full_store_evicts_bulk_first_and_holds_critical_with_back_pressure() 
         let base = base.clone();
         async move {
             let t = metrics(&base).await;
-            (m(&t, r#"plantgate_queue_evicted_total{lane="bulk",reason="quota"}"#) > 0.0)
+            (m(
+                &t,
+                r#"plantgate_queue_evicted_total{lane="bulk",reason="quota"}"#,
+            ) > 0.0)
                 .then_some(())
         }
     })
     .await;
     let t = metrics(&base).await;
     assert_eq!(
-        m(&t, r#"plantgate_queue_evicted_total{lane="normal",reason="quota"}"#),
+        m(
+            &t,
+            r#"plantgate_queue_evicted_total{lane="normal",reason="quota"}"#
+        ),
         0.0,
         "normal goes only once bulk is gone: {t}"
     );
@@ -173,42 +189,65 @@ async fn a_full_store_evicts_bulk_first_and_holds_critical_with_back_pressure() 
     .await;
     regs.set_u16(STATE, 1);
     let t = metrics(&base).await;
-    let critical_committed =
-        m(&t, r#"plantgate_events_total{kind="downtime_started"}"#) + m(&t, r#"plantgate_events_total{kind="downtime_ended"}"#);
+    let critical_committed = m(&t, r#"plantgate_events_total{kind="downtime_started"}"#)
+        + m(&t, r#"plantgate_events_total{kind="downtime_ended"}"#);
     assert!(critical_committed > 0.0);
     assert_eq!(
         m(&t, r#"plantgate_queue_depth{sink="odoo",lane="critical"}"#),
         critical_committed,
         "every committed critical event is still queued: {t}"
     );
-    assert_eq!(m(&t, r#"plantgate_queue_evicted_total{lane="critical",reason="quota"}"#), 0.0);
+    assert_eq!(
+        m(
+            &t,
+            r#"plantgate_queue_evicted_total{lane="critical",reason="quota"}"#
+        ),
+        0.0
+    );
     // Counts add up: every production event is queued or counted evicted.
     let production = m(&t, r#"plantgate_events_total{kind="production"}"#);
     let accounted = m(&t, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#)
         + m(&t, r#"plantgate_queue_depth{sink="odoo",lane="bulk"}"#)
-        + m(&t, r#"plantgate_queue_evicted_total{lane="normal",reason="quota"}"#)
-        + m(&t, r#"plantgate_queue_evicted_total{lane="bulk",reason="quota"}"#);
+        + m(
+            &t,
+            r#"plantgate_queue_evicted_total{lane="normal",reason="quota"}"#,
+        )
+        + m(
+            &t,
+            r#"plantgate_queue_evicted_total{lane="bulk",reason="quota"}"#,
+        );
     assert_eq!(accounted, production, "{t}");
-    assert_eq!(m(&t, r#"plantgate_queue_depth{sink="odoo",lane="bulk"}"#), 0.0, "{t}");
+    assert_eq!(
+        m(&t, r#"plantgate_queue_depth{sink="odoo",lane="bulk"}"#),
+        0.0,
+        "{t}"
+    );
 
     // Odoo back: the critical backlog drains, the sources resume.
     odoo.resume().await;
-    eventually(Duration::from_secs(120), "critical drained, sources resumed", || {
-        let base = base.clone();
-        async move {
-            let t = metrics(&base).await;
-            (m(&t, r#"plantgate_queue_depth{sink="odoo",lane="critical"}"#) == 0.0
-                && m(&t, "plantgate_store_backpressure") == 0.0)
-                .then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(120),
+        "critical drained, sources resumed",
+        || {
+            let base = base.clone();
+            async move {
+                let t = metrics(&base).await;
+                (m(&t, r#"plantgate_queue_depth{sink="odoo",lane="critical"}"#) == 0.0
+                    && m(&t, "plantgate_store_backpressure") == 0.0)
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let closed = odoo
         .productivity()
         .iter()
         .filter(|p| p.date_end.is_some())
         .count();
-    assert!(closed >= 21, "each stop of 21 rules gives closed records: {closed}");
+    assert!(
+        closed >= 21,
+        "each stop of 21 rules gives closed records: {closed}"
+    );
     assert!(stops >= 1);
     let _ = wo;
     gateway.stop().await;

@@ -46,7 +46,12 @@ async fn rig(extra: &str) -> Rig {
     let wo1 = odoo.add_workorder(wc1, "WO/1", "progress");
     let wc2 = odoo.add_workcenter("PRESS2", "Press 2");
     let wo2 = odoo.add_workorder(wc2, "WO/2", "progress");
-    let mut text = press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), "127.0.0.1:0");
+    let mut text = press_config(
+        dir.path(),
+        &plc.addr.to_string(),
+        &odoo.url(),
+        "127.0.0.1:0",
+    );
     text.push_str(extra);
     let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
     let gateway = Gateway::start(cfg).await.expect("start");
@@ -81,7 +86,12 @@ async fn committed(base: &str, kind: &str) -> f64 {
 async fn part(r: &Rig, n: u32) {
     let before = committed(&r.base, "production").await;
     r.regs.set_u32(COUNTER, r.regs.get_u32(COUNTER) + n);
-    wait_metric(&r.base, r#"plantgate_events_total{kind="production"}"#, before + 1.0).await;
+    wait_metric(
+        &r.base,
+        r#"plantgate_events_total{kind="production"}"#,
+        before + 1.0,
+    )
+    .await;
 }
 
 /// A stop held until announced, then ended, each waited for.
@@ -89,9 +99,19 @@ async fn stop(r: &Rig) {
     let started = committed(&r.base, "downtime_started").await;
     let ended = committed(&r.base, "downtime_ended").await;
     r.regs.set_u16(STATE, 2);
-    wait_metric(&r.base, r#"plantgate_events_total{kind="downtime_started"}"#, started + 1.0).await;
+    wait_metric(
+        &r.base,
+        r#"plantgate_events_total{kind="downtime_started"}"#,
+        started + 1.0,
+    )
+    .await;
     r.regs.set_u16(STATE, 1);
-    wait_metric(&r.base, r#"plantgate_events_total{kind="downtime_ended"}"#, ended + 1.0).await;
+    wait_metric(
+        &r.base,
+        r#"plantgate_events_total{kind="downtime_ended"}"#,
+        ended + 1.0,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +144,10 @@ async fn a_stop_overtakes_production_that_odoo_keeps_refusing() {
         },
     )
     .await;
-    assert_eq!(open.date_end, None, "announced while the press is still down");
+    assert_eq!(
+        open.date_end, None,
+        "announced while the press is still down"
+    );
     r.regs.set_u16(STATE, 1);
     eventually(Duration::from_secs(10), "the stop closed", || {
         let logs = r.odoo.productivity();
@@ -141,7 +164,10 @@ async fn a_stop_overtakes_production_that_odoo_keeps_refusing() {
         metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#).is_some_and(|d| d >= 1.0),
         "{m}"
     );
-    assert_eq!(metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="critical"}"#), Some(0.0));
+    assert_eq!(
+        metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="critical"}"#),
+        Some(0.0)
+    );
 
     // The 503s end: the parts arrive, exactly.
     r.odoo.set_fault(Fault::None);
@@ -150,8 +176,16 @@ async fn a_stop_overtakes_production_that_odoo_keeps_refusing() {
         async move { (q == Some(f64::from(total))).then_some(()) }
     })
     .await;
-    wait_metric(&r.base, r#"plantgate_events_delivered_total{sink="odoo"}"#, 5.0).await;
-    assert_eq!(r.odoo.workorder(r.wo1).map(|w| w.qty_produced), Some(f64::from(total)));
+    wait_metric(
+        &r.base,
+        r#"plantgate_events_delivered_total{sink="odoo"}"#,
+        5.0,
+    )
+    .await;
+    assert_eq!(
+        r.odoo.workorder(r.wo1).map(|w| w.qty_produced),
+        Some(f64::from(total))
+    );
     assert_eq!(r.odoo.productivity().len(), 1);
     r.gateway.stop().await;
 }
@@ -170,7 +204,11 @@ async fn after_an_outage_critical_drains_first_within_the_fair_share() {
     }
     let m = get(&format!("{}/metrics", r.base)).await.expect("metrics");
     let depth = |lane: &str| {
-        metric(&m, &format!("plantgate_queue_depth{{sink=\"odoo\",lane=\"{lane}\"}}")).unwrap_or(0.0)
+        metric(
+            &m,
+            &format!("plantgate_queue_depth{{sink=\"odoo\",lane=\"{lane}\"}}"),
+        )
+        .unwrap_or(0.0)
     };
     assert_eq!(
         (depth("critical"), depth("normal"), depth("bulk")),
@@ -184,9 +222,15 @@ async fn after_an_outage_critical_drains_first_within_the_fair_share() {
             r.odoo.workorder(r.wo1).map(|w| w.qty_produced),
             r.odoo.workorder(r.wo2).map(|w| w.qty_produced),
         );
-        let closed = r.odoo.productivity().iter().filter(|p| p.date_end.is_some()).count();
+        let closed = r
+            .odoo
+            .productivity()
+            .iter()
+            .filter(|p| p.date_end.is_some())
+            .count();
         async move {
-            (a == Some(f64::from(total)) && b == Some(f64::from(total)) && closed == 6).then_some(())
+            (a == Some(f64::from(total)) && b == Some(f64::from(total)) && closed == 6)
+                .then_some(())
         }
     })
     .await;
@@ -198,7 +242,11 @@ async fn after_an_outage_critical_drains_first_within_the_fair_share() {
         .filter_map(|c| match (c.model.as_deref(), c.model_method.as_deref()) {
             (Some("mrp.workcenter.productivity"), Some("load")) => Some('C'),
             (Some("mrp.workorder"), Some("write")) => {
-                let wo = c.args.get(0).and_then(|a| a.get(0)).and_then(|v| v.as_i64());
+                let wo = c
+                    .args
+                    .get(0)
+                    .and_then(|a| a.get(0))
+                    .and_then(|v| v.as_i64());
                 Some(if wo == Some(r.wo1) { 'N' } else { 'B' })
             }
             _ => None,

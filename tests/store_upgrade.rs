@@ -34,7 +34,10 @@ fn copy_dir(from: &Path, to: &Path) {
 
 async fn opens_delivers_and_resumes(fixture: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(fixture).join("store");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(fixture)
+        .join("store");
     copy_dir(&src, &dir.path().join("data/store"));
     let regs = Registers::default();
     // 2 parts made while the gateway was away, the press running again.
@@ -46,16 +49,25 @@ async fn opens_delivers_and_resumes(fixture: &str) {
     let odoo = FakeOdoo::start().await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let wo = odoo.add_workorder(wc, "WO/1", "progress");
-    let text = press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), "127.0.0.1:0");
+    let text = press_config(
+        dir.path(),
+        &plc.addr.to_string(),
+        &odoo.url(),
+        "127.0.0.1:0",
+    );
     let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
     let gateway = Gateway::start(cfg).await.expect("the old store opens");
 
     // 3 queued parts, plus 2 counted from the resumed baseline (108 → 110):
     // a lost baseline would give 3, a reset one 110 or 0.
-    eventually(Duration::from_secs(30), "backlog and resumed counter delivered", || {
-        let q = odoo.workorder(wo).map(|w| w.qty_produced);
-        async move { (q == Some(5.0)).then_some(()) }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "backlog and resumed counter delivered",
+        || {
+            let q = odoo.workorder(wo).map(|w| w.qty_produced);
+            async move { (q == Some(5.0)).then_some(()) }
+        },
+    )
     .await;
     // The queued stop opened its record; the resumed state closed the same one.
     let log = eventually(Duration::from_secs(30), "the stop closed", || {
@@ -64,7 +76,10 @@ async fn opens_delivers_and_resumes(fixture: &str) {
     })
     .await;
     assert_eq!(odoo.productivity().len(), 1, "{:?}", odoo.productivity());
-    assert_eq!(log.xmlid.as_deref(), Some("plantgate.gw1-stops-1780000002000"));
+    assert_eq!(
+        log.xmlid.as_deref(),
+        Some("plantgate.gw1-stops-1780000002000")
+    );
     assert_eq!(log.date_start, "2026-05-28 20:26:42");
     assert_eq!(log.loss_xmlid.as_deref(), Some("mrp.block_reason1"));
     // The dead letter is still there, readable, with its reason.
@@ -72,7 +87,10 @@ async fn opens_delivers_and_resumes(fixture: &str) {
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].reason.contains("no mrp.workcenter"), "{dead:?}");
     let ev = Event::decode(&dead[0].payload).expect("dead letter readable");
-    assert!(matches!(ev.body, EventBody::Production(ref p) if p.quantity == 4), "{ev:?}");
+    assert!(
+        matches!(ev.body, EventBody::Production(ref p) if p.quantity == 4),
+        "{ev:?}"
+    );
     assert_eq!(gateway.store.depth("odoo"), 0);
     gateway.stop().await;
     assert_eq!(odoo.workorder(wo).map(|w| w.qty_produced), Some(5.0));

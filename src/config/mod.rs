@@ -7,9 +7,9 @@ mod diagnostic;
 pub mod import;
 pub mod modbus;
 pub mod opcua;
-pub mod store;
 mod raw;
 mod secret;
+pub mod store;
 
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use secret::{Secret, SecretError, SecretSource};

@@ -215,7 +215,10 @@ impl Runner {
                 attempts.count += 1;
                 attempts.first.get_or_insert(at);
                 attempts.last = Some(at);
-                let id = self.store.dead_letter(&self.name, q, &why, &attempts).await?;
+                let id = self
+                    .store
+                    .dead_letter(&self.name, q, &why, &attempts)
+                    .await?;
                 tracing::error!(sink = %self.name, lane = %q.lane, key = %key, event = event_id, dead_letter = id, reason = %why,
                     "destination refused the event; kept as dead letter #{id}: fix the cause, then `plantgate dlq replay {id}`");
                 self.telemetry.rejected(&self.name, &why);

@@ -174,7 +174,9 @@ mod tests {
     #[test]
     fn critical_first_with_a_floor_for_the_others() {
         let mut s = Schedule::new(Duration::from_secs(1), Duration::from_secs(8));
-        let picks: Vec<Lane> = (0..30).filter_map(|_| s.choose([true, true, true])).collect();
+        let picks: Vec<Lane> = (0..30)
+            .filter_map(|_| s.choose([true, true, true]))
+            .collect();
         assert_eq!(picks[0], Lane::Critical);
         for window in picks.windows(10) {
             let count = |l| window.iter().filter(|p| **p == l).count();
@@ -183,8 +185,14 @@ mod tests {
             assert_eq!(count(Lane::Bulk), 1, "{picks:?}");
         }
         // A slot whose lane has nothing ready goes to the next lane by priority.
-        let picks: Vec<Lane> = (0..10).filter_map(|_| s.choose([true, false, true])).collect();
-        assert_eq!(picks.iter().filter(|p| **p == Lane::Bulk).count(), 1, "{picks:?}");
+        let picks: Vec<Lane> = (0..10)
+            .filter_map(|_| s.choose([true, false, true]))
+            .collect();
+        assert_eq!(
+            picks.iter().filter(|p| **p == Lane::Bulk).count(),
+            1,
+            "{picks:?}"
+        );
         // Alone, a lane takes everything.
         assert_eq!(s.choose([false, false, true]), Some(Lane::Bulk));
         assert_eq!(s.choose([false, false, false]), None);

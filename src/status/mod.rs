@@ -10,8 +10,8 @@ pub use telemetry::{Board, SinkStatus, SourceStatus, Telemetry};
 
 use crate::admin;
 use crate::model::Millis;
-use crate::store::{Lane, StoreError};
 use crate::store::Store;
+use crate::store::{Lane, StoreError};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::server::conn::http1;

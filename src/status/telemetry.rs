@@ -124,12 +124,12 @@ impl Telemetry {
         );
         registry.register(
             "plantgate_delivery_errors",
-            "Failed delivery attempts (retried or set aside), per sink",
+            "Failed delivery attempts (retried or dead-lettered), per sink",
             delivery_errors.clone(),
         );
         registry.register(
             "plantgate_events_rejected",
-            "Events a destination refused for good and that were set aside, per sink",
+            "Events a destination refused for good, moved to the dead letters, per sink",
             rejected.clone(),
         );
         components(&mut registry);

@@ -55,7 +55,11 @@ pub fn acquire(store_dir: &Path) -> Result<StoreLock, LockError> {
             let pid = pid.trim();
             return Err(LockError::Held {
                 store: store_dir.display().to_string(),
-                pid: if pid.is_empty() { "unknown".into() } else { pid.to_string() },
+                pid: if pid.is_empty() {
+                    "unknown".into()
+                } else {
+                    pid.to_string()
+                },
             });
         }
         Err(TryLockError::Error(e)) => return Err(io(e)),

@@ -53,7 +53,8 @@ impl StoreMetrics {
                 .set(opts.lanes[l.index()].target.as_secs_f64());
             let _ = m.bytes.get_or_create(&vec![lane(l)]);
             for reason in ["quota", "ttl"] {
-                let _ = m.evicted_total
+                let _ = m
+                    .evicted_total
                     .get_or_create(&vec![lane(l), ("reason", reason.to_string())]);
             }
             for s in sinks {
@@ -116,7 +117,9 @@ impl StoreMetrics {
     }
 
     pub(super) fn set_depth(&self, s: &str, l: Lane, n: u64) {
-        self.depth.get_or_create(&vec![sink(s), lane(l)]).set(n as i64);
+        self.depth
+            .get_or_create(&vec![sink(s), lane(l)])
+            .set(n as i64);
     }
 
     pub(super) fn set_bytes(&self, l: Lane, n: u64) {

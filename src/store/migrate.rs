@@ -91,7 +91,10 @@ pub(super) fn from_unversioned(
             None => oldest.map_or(u64::MAX, |o| o - 1),
         })
     };
-    let cursor: Vec<u64> = sinks.iter().map(|s| cursor_of(s)).collect::<Result<_, _>>()?;
+    let cursor: Vec<u64> = sinks
+        .iter()
+        .map(|s| cursor_of(s))
+        .collect::<Result<_, _>>()?;
     let mut next_dlq = 1u64;
     let now = Millis::now();
     let mut queued: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
@@ -130,7 +133,8 @@ pub(super) fn from_unversioned(
                             key: String::new(),
                             time: Millis(0),
                             accepted: Millis(0),
-                            reason: "a queued record of the previous release could not be read".into(),
+                            reason: "a queued record of the previous release could not be read"
+                                .into(),
                             attempts: 0,
                             first_attempt: None,
                             last_attempt: None,

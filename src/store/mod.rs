@@ -339,7 +339,10 @@ impl Store {
             sinks,
             state,
         } = parts;
-        let metrics = StoreMetrics::new(&sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), opts);
+        let metrics = StoreMetrics::new(
+            &sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            opts,
+        );
         let hist = metrics.flush_seconds.clone();
         let flusher = Flusher::start(
             db.clone(),
@@ -381,7 +384,11 @@ impl Store {
         let file_format = match std::fs::read_to_string(&format_file) {
             Ok(s) => Some(s.trim().parse::<u32>().map_err(|_| StoreError::Damaged {
                 path: path.clone(),
-                why: format!("{} holds {:?}, not a format number", format_file.display(), s.trim()),
+                why: format!(
+                    "{} holds {:?}, not a format number",
+                    format_file.display(),
+                    s.trim()
+                ),
             })?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(source) => {
@@ -474,7 +481,15 @@ impl Store {
         }
         let last_queued = sinks
             .iter()
-            .filter_map(|s| s.tree.iter().keys().filter_map(Result::ok).filter_map(|k| parse_queue_key(&k)).map(|(_, seq)| seq).max())
+            .filter_map(|s| {
+                s.tree
+                    .iter()
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter_map(|k| parse_queue_key(&k))
+                    .map(|(_, seq)| seq)
+                    .max()
+            })
             .max()
             .unwrap_or(0);
         let next_seq = meta
@@ -657,8 +672,11 @@ impl Store {
             st.backpressure = full;
             self.metrics.backpressure.set(i64::from(full));
             if full {
-                tracing::error!(used = st.used(), max_bytes = max,
-                    "event store full of critical events and dead letters: slowing the sources");
+                tracing::error!(
+                    used = st.used(),
+                    max_bytes = max,
+                    "event store full of critical events and dead letters: slowing the sources"
+                );
             } else {
                 tracing::info!("event store has room again: sources resume");
             }
@@ -759,7 +777,13 @@ impl Store {
     }
 
     /// Up to `limit` entries of a sink's lane, from sequence `from` on.
-    pub fn scan(&self, sink: &str, lane: Lane, from: u64, limit: usize) -> Result<Vec<Queued>, StoreError> {
+    pub fn scan(
+        &self,
+        sink: &str,
+        lane: Lane,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<Queued>, StoreError> {
         let i = self.sink_index(sink)?;
         let mut out = Vec::new();
         for item in self.sinks[i].tree.range(lane_range(lane, from)).take(limit) {
@@ -785,13 +809,14 @@ impl Store {
         let i = self.sink_index(sink)?;
         let lkey = q.event_id().map(|id| ledger_key(sink, id));
         let mut st = self.state();
-        let removed = (&self.sinks[i].tree, &self.ledger).transaction(|(qt, le)| -> TxResult<bool> {
-            let removed = qt.remove(&queue_key(q.lane, q.seq))?.is_some();
-            if let Some(k) = &lkey {
-                le.remove(k.as_slice())?;
-            }
-            Ok(removed)
-        })?;
+        let removed =
+            (&self.sinks[i].tree, &self.ledger).transaction(|(qt, le)| -> TxResult<bool> {
+                let removed = qt.remove(&queue_key(q.lane, q.seq))?.is_some();
+                if let Some(k) = &lkey {
+                    le.remove(k.as_slice())?;
+                }
+                Ok(removed)
+            })?;
         if removed {
             self.removed(&mut st, i, q)?;
         }
@@ -834,7 +859,9 @@ impl Store {
                 lane: q.lane,
                 seq: q.seq,
                 event_id: entry.map(|e| e.id.clone()).unwrap_or_default(),
-                kind: entry.map(|e| e.kind.clone()).unwrap_or_else(|| "undecodable".into()),
+                kind: entry
+                    .map(|e| e.kind.clone())
+                    .unwrap_or_else(|| "undecodable".into()),
                 key: entry.map(|e| e.key.clone()).unwrap_or_default(),
                 time: entry.map_or(Millis(0), |e| e.time),
                 accepted: entry.map_or(Millis(0), |e| e.accepted),
@@ -846,17 +873,22 @@ impl Store {
                 payload,
             };
             let bytes = encode(&letter)?;
-            [self.sinks[i].tree.clone(), self.dlq.clone(), self.ledger.clone(), self.meta.clone()]
-                .as_slice()
-                .transaction(|t| -> TxResult<()> {
-                    t[0].remove(&queue_key(q.lane, q.seq))?;
-                    t[1].insert(&u64_key(id), bytes.as_slice())?;
-                    if let Some(k) = &lkey {
-                        t[2].remove(k.as_slice())?;
-                    }
-                    t[3].insert("next_dlq", &u64_key(id + 1))?;
-                    Ok(())
-                })?;
+            [
+                self.sinks[i].tree.clone(),
+                self.dlq.clone(),
+                self.ledger.clone(),
+                self.meta.clone(),
+            ]
+            .as_slice()
+            .transaction(|t| -> TxResult<()> {
+                t[0].remove(&queue_key(q.lane, q.seq))?;
+                t[1].insert(&u64_key(id), bytes.as_slice())?;
+                if let Some(k) = &lkey {
+                    t[2].remove(k.as_slice())?;
+                }
+                t[3].insert("next_dlq", &u64_key(id + 1))?;
+                Ok(())
+            })?;
             st.next_dlq = id + 1;
             self.removed(&mut st, i, q)?;
             st.dead[i] += 1;
@@ -865,7 +897,10 @@ impl Store {
             id
         };
         let ticket = self.flusher.ticket();
-        self.flusher.durable(ticket).await.map_err(StoreError::Flush)?;
+        self.flusher
+            .durable(ticket)
+            .await
+            .map_err(StoreError::Flush)?;
         Ok(id)
     }
 
@@ -877,14 +912,19 @@ impl Store {
             match decode::<DeadLetter>(&v) {
                 Ok(d) if sink.is_none_or(|s| s == d.sink) => out.push(d),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(id = u64_of(&k), error = %e, "dead letter unreadable; skipped"),
+                Err(e) => {
+                    tracing::warn!(id = u64_of(&k), error = %e, "dead letter unreadable; skipped")
+                }
             }
         }
         Ok(out)
     }
 
     pub fn dead_letter_get(&self, id: u64) -> Result<DeadLetter, StoreError> {
-        let v = self.dlq.get(u64_key(id))?.ok_or(StoreError::NoDeadLetter(id))?;
+        let v = self
+            .dlq
+            .get(u64_key(id))?
+            .ok_or(StoreError::NoDeadLetter(id))?;
         decode::<DeadLetter>(&v).map_err(|e| StoreError::Damaged {
             path: self.dir.display().to_string(),
             why: format!("dead letter #{id}: {e}"),
@@ -909,14 +949,18 @@ impl Store {
             };
             let bytes = encode(&entry)?;
             let old = self.dlq.get(u64_key(id))?.map_or(0, |v| v.len() as u64);
-            [self.sinks[i].tree.clone(), self.dlq.clone(), self.meta.clone()]
-                .as_slice()
-                .transaction(|t| -> TxResult<()> {
-                    t[0].insert(&queue_key(d.lane, seq), bytes.as_slice())?;
-                    t[1].remove(&u64_key(id))?;
-                    t[2].insert("next_seq", &u64_key(seq + 1))?;
-                    Ok(())
-                })?;
+            [
+                self.sinks[i].tree.clone(),
+                self.dlq.clone(),
+                self.meta.clone(),
+            ]
+            .as_slice()
+            .transaction(|t| -> TxResult<()> {
+                t[0].insert(&queue_key(d.lane, seq), bytes.as_slice())?;
+                t[1].remove(&u64_key(id))?;
+                t[2].insert("next_seq", &u64_key(seq + 1))?;
+                Ok(())
+            })?;
             st.next_seq = seq + 1;
             st.dead[i] = st.dead[i].saturating_sub(1);
             st.dead_bytes = st.dead_bytes.saturating_sub(old);
@@ -930,7 +974,10 @@ impl Store {
             seq
         };
         let ticket = self.flusher.ticket();
-        self.flusher.durable(ticket).await.map_err(StoreError::Flush)?;
+        self.flusher
+            .durable(ticket)
+            .await
+            .map_err(StoreError::Flush)?;
         self.work.send_modify(|n| *n += 1);
         tracing::info!(id, sink = %d.sink, event = %d.event_id, "dead letter replayed into its lane");
         Ok(seq)
@@ -950,27 +997,44 @@ impl Store {
             self.publish(&st);
         }
         let ticket = self.flusher.ticket();
-        self.flusher.durable(ticket).await.map_err(StoreError::Flush)?;
+        self.flusher
+            .durable(ticket)
+            .await
+            .map_err(StoreError::Flush)?;
         tracing::info!(id, sink = %d.sink, event = %d.event_id, "dead letter dropped");
         Ok(d)
     }
 
     /// A sink's recorded delivery intent for an event, if any.
     pub fn ledger_get(&self, sink: &str, event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.ledger.get(ledger_key(sink, event_id))?.map(|v| v.to_vec()))
+        Ok(self
+            .ledger
+            .get(ledger_key(sink, event_id))?
+            .map(|v| v.to_vec()))
     }
 
     /// Record a delivery intent durably before acting on it.
-    pub async fn ledger_put(&self, sink: &str, event_id: &str, value: &[u8]) -> Result<(), StoreError> {
+    pub async fn ledger_put(
+        &self,
+        sink: &str,
+        event_id: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
         self.ledger.insert(ledger_key(sink, event_id), value)?;
         let ticket = self.flusher.ticket();
-        self.flusher.durable(ticket).await.map_err(StoreError::Flush)
+        self.flusher
+            .durable(ticket)
+            .await
+            .map_err(StoreError::Flush)
     }
 
     /// Flush everything written so far (shutdown, CLI).
     pub async fn sync(&self) -> Result<(), StoreError> {
         let ticket = self.flusher.ticket();
-        self.flusher.durable(ticket).await.map_err(StoreError::Flush)
+        self.flusher
+            .durable(ticket)
+            .await
+            .map_err(StoreError::Flush)
     }
 
     pub fn stats(&self) -> Stats {
@@ -997,7 +1061,8 @@ impl Store {
     /// Undelivered events of a sink, all lanes.
     pub fn depth(&self, sink: &str) -> u64 {
         let st = self.state();
-        self.sink_index(sink).map_or(0, |i| st.lanes[i].iter().map(|l| l.depth).sum())
+        self.sink_index(sink)
+            .map_or(0, |i| st.lanes[i].iter().map(|l| l.depth).sum())
     }
 
     /// Age at `now` of the oldest undelivered event of each lane of a sink.
@@ -1014,7 +1079,9 @@ impl Store {
         let st = self.state();
         for (i, s) in self.sinks.iter().enumerate() {
             for lane in Lane::ALL {
-                let a = st.lanes[i][lane.index()].head.map_or(0.0, |(_, t)| age(now, t).as_secs_f64());
+                let a = st.lanes[i][lane.index()]
+                    .head
+                    .map_or(0.0, |(_, t)| age(now, t).as_secs_f64());
                 self.metrics.set_age(&s.name, lane, a);
             }
         }
@@ -1023,7 +1090,8 @@ impl Store {
     fn publish(&self, st: &State) {
         for (i, s) in self.sinks.iter().enumerate() {
             for lane in Lane::ALL {
-                self.metrics.set_depth(&s.name, lane, st.lanes[i][lane.index()].depth);
+                self.metrics
+                    .set_depth(&s.name, lane, st.lanes[i][lane.index()].depth);
             }
             self.metrics.set_dead(&s.name, st.dead[i]);
         }
@@ -1072,7 +1140,9 @@ fn scan_lanes(tree: &Tree) -> Result<[LaneStats; 3], StoreError> {
         let l = &mut out[lane.index()];
         for item in tree.range(lane_range(lane, 0)) {
             let (k, v) = item?;
-            let Some((_, seq)) = parse_queue_key(&k) else { continue };
+            let Some((_, seq)) = parse_queue_key(&k) else {
+                continue;
+            };
             if l.head.is_none() {
                 let time = decode::<QueueEntry>(&v).map_or(Millis(0), |e| e.time);
                 l.head = Some((seq, time));

@@ -47,14 +47,32 @@ async fn commits_survive_reopen_with_lanes_states_and_sequence() {
         assert_eq!(seqs, vec![1, 2, 3]);
     }
     let s = open(dir.path(), &["a"], &opts);
-    assert_eq!(s.rule_states().expect("states"), vec![("parts".to_string(), vec![1, 9, 9])]);
-    assert_eq!(ids(&s.scan("a", Lane::Critical, 0, 10).expect("scan")), ["ev-0002"]);
-    assert_eq!(ids(&s.scan("a", Lane::Normal, 0, 10).expect("scan")), ["ev-0001"]);
-    assert_eq!(ids(&s.scan("a", Lane::Bulk, 0, 10).expect("scan")), ["ev-0003"]);
+    assert_eq!(
+        s.rule_states().expect("states"),
+        vec![("parts".to_string(), vec![1, 9, 9])]
+    );
+    assert_eq!(
+        ids(&s.scan("a", Lane::Critical, 0, 10).expect("scan")),
+        ["ev-0002"]
+    );
+    assert_eq!(
+        ids(&s.scan("a", Lane::Normal, 0, 10).expect("scan")),
+        ["ev-0001"]
+    );
+    assert_eq!(
+        ids(&s.scan("a", Lane::Bulk, 0, 10).expect("scan")),
+        ["ev-0003"]
+    );
     let st = s.stats();
     assert_eq!(st.sinks[0].depth(), 3);
-    assert_eq!(st.sinks[0].lanes[Lane::Critical.index()].head.map(|h| h.0), Some(2));
-    let seqs = s.commit(&[record(4, Lane::Normal, "WC1")], &[]).await.expect("commit");
+    assert_eq!(
+        st.sinks[0].lanes[Lane::Critical.index()].head.map(|h| h.0),
+        Some(2)
+    );
+    let seqs = s
+        .commit(&[record(4, Lane::Normal, "WC1")], &[])
+        .await
+        .expect("commit");
     assert_eq!(seqs, vec![4], "the sequence continues after reopen");
 }
 
@@ -62,26 +80,44 @@ async fn commits_survive_reopen_with_lanes_states_and_sequence() {
 async fn each_sink_reads_each_lane_from_its_own_position() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = open(dir.path(), &["odoo", "mqtt"], &StoreOptions::default());
-    s.commit(&[record(1, Lane::Normal, "k"), record(2, Lane::Normal, "k")], &[])
-        .await
-        .expect("commit");
+    s.commit(
+        &[record(1, Lane::Normal, "k"), record(2, Lane::Normal, "k")],
+        &[],
+    )
+    .await
+    .expect("commit");
     let q = s.scan("odoo", Lane::Normal, 0, 1).expect("scan").remove(0);
     s.ack("odoo", &q).expect("ack");
     assert_eq!(s.depth("odoo"), 1);
     assert_eq!(s.depth("mqtt"), 2);
-    assert_eq!(ids(&s.scan("mqtt", Lane::Normal, 0, 10).expect("scan")), ["ev-0001", "ev-0002"]);
+    assert_eq!(
+        ids(&s.scan("mqtt", Lane::Normal, 0, 10).expect("scan")),
+        ["ev-0001", "ev-0002"]
+    );
     let st = s.stats();
-    assert_eq!(st.sinks[0].lanes[Lane::Normal.index()].head.map(|h| h.0), Some(2));
-    assert_eq!(st.sinks[1].lanes[Lane::Normal.index()].head.map(|h| h.0), Some(1));
+    assert_eq!(
+        st.sinks[0].lanes[Lane::Normal.index()].head.map(|h| h.0),
+        Some(2)
+    );
+    assert_eq!(
+        st.sinks[1].lanes[Lane::Normal.index()].head.map(|h| h.0),
+        Some(1)
+    );
 }
 
 #[tokio::test]
 async fn dead_letters_keep_why_and_replay_at_the_end_of_their_lane() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = open(dir.path(), &["odoo"], &StoreOptions::default());
-    s.commit(&[record(1, Lane::Normal, "WC1"), record(2, Lane::Normal, "WC1")], &[])
-        .await
-        .expect("commit");
+    s.commit(
+        &[
+            record(1, Lane::Normal, "WC1"),
+            record(2, Lane::Normal, "WC1"),
+        ],
+        &[],
+    )
+    .await
+    .expect("commit");
     let q = s.scan("odoo", Lane::Normal, 0, 1).expect("scan").remove(0);
     let attempts = Attempts {
         count: 3,
@@ -93,24 +129,42 @@ async fn dead_letters_keep_why_and_replay_at_the_end_of_their_lane() {
         .await
         .expect("dead letter");
     let d = s.dead_letter_get(id).expect("get");
-    assert_eq!((d.event_id.as_str(), d.attempts, d.key.as_str()), ("ev-0001", 3, "WC1"));
+    assert_eq!(
+        (d.event_id.as_str(), d.attempts, d.key.as_str()),
+        ("ev-0001", 3, "WC1")
+    );
     assert!(d.reason.contains("no work order"));
     assert_eq!(s.stats().sinks[0].dead_letters, 1);
     assert_eq!(s.depth("odoo"), 1);
     let seq = s.replay(id).await.expect("replay");
     assert_eq!(seq, 3, "replayed under a new sequence");
-    assert_eq!(ids(&s.scan("odoo", Lane::Normal, 0, 10).expect("scan")), ["ev-0002", "ev-0001"]);
+    assert_eq!(
+        ids(&s.scan("odoo", Lane::Normal, 0, 10).expect("scan")),
+        ["ev-0002", "ev-0001"]
+    );
     assert_eq!(s.stats().sinks[0].dead_letters, 0);
-    assert!(matches!(s.replay(id).await, Err(StoreError::NoDeadLetter(_))));
+    assert!(matches!(
+        s.replay(id).await,
+        Err(StoreError::NoDeadLetter(_))
+    ));
     // Dropping is for good.
     let q = s.scan("odoo", Lane::Normal, 0, 1).expect("scan").remove(0);
-    let id = s.dead_letter("odoo", &q, "refused", &Attempts::default()).await.expect("dl");
+    let id = s
+        .dead_letter("odoo", &q, "refused", &Attempts::default())
+        .await
+        .expect("dl");
     s.drop_dead_letter(id).await.expect("drop");
     assert!(s.dead_letters(None).expect("list").is_empty());
     drop(s);
     let s = open(dir.path(), &["odoo"], &StoreOptions::default());
-    assert_eq!(ids(&s.scan("odoo", Lane::Normal, 0, 10).expect("scan")), ["ev-0001"]);
-    let next = s.commit(&[record(9, Lane::Bulk, "x")], &[]).await.expect("commit");
+    assert_eq!(
+        ids(&s.scan("odoo", Lane::Normal, 0, 10).expect("scan")),
+        ["ev-0001"]
+    );
+    let next = s
+        .commit(&[record(9, Lane::Bulk, "x")], &[])
+        .await
+        .expect("commit");
     assert_eq!(next, vec![4]);
 }
 
@@ -125,7 +179,9 @@ async fn a_full_store_evicts_bulk_then_normal_and_never_critical() {
     let per = {
         let probe = tempfile::tempdir().expect("tempdir");
         let p = open(probe.path(), &["odoo"], &StoreOptions::default());
-        p.commit(&[record(0, Lane::Bulk, "k")], &[]).await.expect("probe");
+        p.commit(&[record(0, Lane::Bulk, "k")], &[])
+            .await
+            .expect("probe");
         p.stats().used_bytes
     };
     let fit = 30 * 150 / per;
@@ -140,26 +196,41 @@ async fn a_full_store_evicts_bulk_then_normal_and_never_critical() {
         v
     };
     s.commit(&batch(Lane::Bulk, 10), &[]).await.expect("bulk");
-    s.commit(&batch(Lane::Normal, 10), &[]).await.expect("normal");
+    s.commit(&batch(Lane::Normal, 10), &[])
+        .await
+        .expect("normal");
     let critical = fit - 5;
-    s.commit(&batch(Lane::Critical, critical), &[]).await.expect("critical");
+    s.commit(&batch(Lane::Critical, critical), &[])
+        .await
+        .expect("critical");
     let st = s.stats();
     let depth = |l: Lane| st.sinks[0].lanes[l.index()].depth;
     assert_eq!(depth(Lane::Critical), critical);
     assert_eq!(depth(Lane::Bulk), 0, "bulk went first");
-    assert_eq!(depth(Lane::Normal), fit - critical, "then the oldest normal");
+    assert_eq!(
+        depth(Lane::Normal),
+        fit - critical,
+        "then the oldest normal"
+    );
     assert!(st.used_bytes <= 30 * 150);
     // Only critical left: more critical is refused, nothing written.
-    s.commit(&batch(Lane::Critical, 5), &[]).await.expect("normal goes");
+    s.commit(&batch(Lane::Critical, 5), &[])
+        .await
+        .expect("normal goes");
     let refused = s.commit(&batch(Lane::Critical, 3), &[]).await;
-    assert!(matches!(refused, Err(StoreError::Full { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Full { .. })),
+        "{refused:?}"
+    );
     assert!(s.stats().backpressure);
     assert_eq!(s.stats().sinks[0].lanes[Lane::Critical.index()].depth, fit);
     // An ack makes room again.
     for q in s.scan("odoo", Lane::Critical, 0, 3).expect("scan") {
         s.ack("odoo", &q).expect("ack");
     }
-    s.commit(&batch(Lane::Critical, 3), &[]).await.expect("room again");
+    s.commit(&batch(Lane::Critical, 3), &[])
+        .await
+        .expect("room again");
     assert!(!s.stats().backpressure);
 }
 
@@ -169,14 +240,20 @@ async fn ttl_drops_old_events_of_its_lane_only() {
     let mut opts = StoreOptions::default();
     opts.lanes[Lane::Bulk.index()].ttl = Some(Duration::from_secs(60));
     let s = open(dir.path(), &["odoo"], &opts);
-    s.commit(&[record(1, Lane::Bulk, "k"), record(2, Lane::Normal, "k")], &[])
-        .await
-        .expect("commit");
+    s.commit(
+        &[record(1, Lane::Bulk, "k"), record(2, Lane::Normal, "k")],
+        &[],
+    )
+    .await
+    .expect("commit");
     assert_eq!(s.expire(Millis::now()).expect("expire"), [0, 0, 0]);
     let later = Millis(Millis::now().0 + 61_000);
     assert_eq!(s.expire(later).expect("expire"), [0, 0, 1]);
     assert_eq!(s.depth("odoo"), 1);
-    assert_eq!(ids(&s.scan("odoo", Lane::Normal, 0, 10).expect("scan")), ["ev-0002"]);
+    assert_eq!(
+        ids(&s.scan("odoo", Lane::Normal, 0, 10).expect("scan")),
+        ["ev-0002"]
+    );
 }
 
 #[tokio::test]
@@ -201,7 +278,10 @@ async fn a_newer_store_is_refused_and_left_untouched() {
         .map(|e| (e.file_name(), e.metadata().map(|m| m.len()).unwrap_or(0)))
         .collect();
     assert_eq!(before, after, "nothing written");
-    assert_eq!(std::fs::read_to_string(store.join(FORMAT_FILE)).expect("read"), "7\n");
+    assert_eq!(
+        std::fs::read_to_string(store.join(FORMAT_FILE)).expect("read"),
+        "7\n"
+    );
 }
 
 #[tokio::test]
@@ -210,9 +290,13 @@ async fn a_damaged_store_is_moved_aside_and_a_fresh_one_started() {
     let store = dir.path().join("store");
     {
         let s = open(&store, &["odoo"], &StoreOptions::default());
-        s.commit(&[record(1, Lane::Normal, "k")], &[]).await.expect("commit");
+        s.commit(&[record(1, Lane::Normal, "k")], &[])
+            .await
+            .expect("commit");
     }
-    let garbage: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     std::fs::write(store.join("db"), &garbage).expect("garbage");
     std::fs::write(store.join("conf"), b"\xff\xfe not a config").expect("garbage");
     let s = Store::open_or_quarantine(&store, &["odoo"], &StoreOptions::default(), &NoUpgrade)
@@ -221,7 +305,9 @@ async fn a_damaged_store_is_moved_aside_and_a_fresh_one_started() {
     assert!(q.moved_to.exists(), "{q:?}");
     assert!(q.moved_to.join("db").exists(), "the damaged files are kept");
     assert_eq!(s.depth("odoo"), 0);
-    s.commit(&[record(2, Lane::Normal, "k")], &[]).await.expect("usable");
+    s.commit(&[record(2, Lane::Normal, "k")], &[])
+        .await
+        .expect("usable");
 }
 
 #[derive(Clone, Debug)]

@@ -75,7 +75,10 @@ pub enum Fault {
     /// Every object.execute_kw call of `model`.`method` answers HTTP 503
     /// (nothing is written), as Odoo behind a proxy does when its workers
     /// are saturated; other calls are served.
-    Unavailable { model: String, method: String },
+    Unavailable {
+        model: String,
+        method: String,
+    },
     /// The next `count` object.execute_kw calls of `model`.`method` fail with an
     /// odoo.exceptions.ValidationError error envelope (nothing is written).
     ValidationError {
