@@ -252,3 +252,83 @@ async fn a_full_store_evicts_bulk_first_and_holds_critical_with_back_pressure() 
     let _ = wo;
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_delivery_record_stops_the_sink_instead_of_writing_again() {
+    use plantgate::model::{Event, EventBody, Millis, Production};
+    use plantgate::records::{FormatZero, Lanes};
+    use plantgate::store::Store;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let regs = Registers::default();
+    regs.set_u32(COUNTER, 10);
+    regs.set_u16(STATE, 1);
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
+        .await
+        .expect("plc");
+    let odoo = FakeOdoo::start().await;
+    let wc = odoo.add_workcenter("PRESS1", "Press 1");
+    let wo = odoo.add_workorder(wc, "WO/1", "progress");
+    let text = press_config(
+        dir.path(),
+        &plc.addr.to_string(),
+        &odoo.url(),
+        "127.0.0.1:0",
+    );
+    let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
+    // A production event whose planned write was recorded, but the record
+    // is no longer readable (written by something this release cannot read).
+    {
+        let lanes = Lanes::new(&cfg.events);
+        let store = Store::open(
+            &cfg.gateway.data_dir.join("store"),
+            &["odoo"],
+            &cfg.store,
+            &FormatZero(&lanes),
+        )
+        .expect("store");
+        let ev = Event {
+            id: "gw1-parts-1780000000000".into(),
+            rule: "parts".into(),
+            time: Millis(1_780_000_000_000),
+            body: EventBody::Production(Production {
+                workcenter: "PRESS1".into(),
+                quantity: 6,
+                counter_from: 4,
+                counter_to: 10,
+            }),
+        };
+        store
+            .commit(&[lanes.record(&ev).expect("record")], &[])
+            .await
+            .expect("commit");
+        store
+            .ledger_put("odoo", &ev.id, &[9, 1, 2, 3])
+            .await
+            .expect("ledger");
+    }
+    let gateway = Gateway::start(cfg).await.expect("start");
+    let base = format!("http://{}", gateway.status_addr);
+    let why = eventually(Duration::from_secs(30), "the sink halted", || {
+        let base = base.clone();
+        async move {
+            let st: serde_json::Value =
+                serde_json::from_str(&get(&format!("{base}/status")).await?).ok()?;
+            st["sinks"]["odoo"]["halted"].as_str().map(str::to_string)
+        }
+    })
+    .await;
+    assert!(
+        why.contains("cannot be read") && why.contains("gw1-parts-1780000000000"),
+        "{why}"
+    );
+    assert!(
+        !odoo
+            .calls()
+            .iter()
+            .any(|c| c.model_method.as_deref() == Some("write")),
+        "no write was planned again"
+    );
+    assert_eq!(odoo.workorder(wo).map(|w| w.qty_produced), Some(0.0));
+    assert_eq!(gateway.store.depth("odoo"), 1, "the event stays queued");
+    gateway.stop().await;
+}

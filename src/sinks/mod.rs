@@ -21,7 +21,8 @@ use tokio::time::Instant;
 /// round; bounds the work when many entries of blocked keys are in front.
 const SCAN_BUDGET: usize = 10_000;
 
-/// Entries read from the store at a time while scanning.
+/// Entries read from the store at a time while scanning: the first read
+/// takes one (usually the pick), later ones more, up to this.
 const SCAN_CHUNK: usize = 256;
 
 /// How a delivery attempt failed, which decides what happens next.
@@ -176,8 +177,10 @@ impl Runner {
     ) -> Result<Option<Queued>, StoreError> {
         let mut looked = 0usize;
         let mut from = pos.from[lane.index()];
+        let mut chunk_len = 1;
         while looked < SCAN_BUDGET {
-            let chunk = self.store.scan(&self.name, lane, from, SCAN_CHUNK)?;
+            let chunk = self.store.scan(&self.name, lane, from, chunk_len)?;
+            chunk_len = (chunk_len * 4).min(SCAN_CHUNK);
             if chunk.is_empty() {
                 return Ok(None);
             }

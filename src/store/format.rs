@@ -1,16 +1,19 @@
 //! The store's on-disk format, version [`FORMAT`].
 //!
-//! Trees and keys (all integers big-endian, so sled iterates in order):
-//! - `meta`: `format` → u32, the layout version; `next_seq` → u64, the next
-//!   event sequence; `next_dlq` → u64, the next dead-letter id.
-//! - `queue/<sink>`: `[lane u8][seq u64]` → envelope([`QueueEntry`]). One
-//!   tree per sink is that sink's read position in every lane: an entry
-//!   leaves it only when the sink acknowledged the event, or moved it to the
-//!   dead letters.
-//! - `rules`: rule name → opaque bytes (the edge's own versioned state).
-//! - `ledger`: `<sink> 0x00 <event id>` → opaque bytes (a sink's versioned
-//!   delivery intent).
-//! - `dlq`: `id u64` → envelope([`DeadLetter`]).
+//! Everything lives in one sled tree, [`TREE`], so that each change (events
+//! with the rule states that made them, an ack with its ledger entry, a move
+//! to the dead letters) is one atomic batch. Keys (integers big-endian, so
+//! sled iterates in order; sink names hold no NUL):
+//! - `m/format` → u64, the layout version; `m/next_seq`, `m/next_dlq` → u64;
+//!   `m/count/<sink> 0x00 <lane>` → depth u64 + bytes u64 of that queue,
+//!   written with every change to it, so opening does not count the queue.
+//! - `q/<sink> 0x00 <lane u8> <seq u64>` → envelope([`QueueEntry`]): each
+//!   sink's own position in every lane. An entry leaves only when that sink
+//!   acknowledged the event or moved it to the dead letters.
+//! - `r/<rule>` → opaque bytes (the edge's own versioned state).
+//! - `l/<sink> 0x00 <event id>` → opaque bytes (a sink's versioned delivery
+//!   intent).
+//! - `d/<id u64>` → envelope([`DeadLetter`]).
 //!
 //! Every record is an envelope: one version byte, then postcard. postcard is
 //! not self-describing, so a later release that adds a field adds a record
@@ -165,33 +168,69 @@ pub fn u64_of(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
-pub fn queue_tree(sink: &str) -> String {
-    format!("queue/{sink}")
+/// The one tree of format 1.
+pub const TREE: &str = "store";
+
+pub const META_FORMAT: &[u8] = b"m/format";
+pub const META_NEXT_SEQ: &[u8] = b"m/next_seq";
+pub const META_NEXT_DLQ: &[u8] = b"m/next_dlq";
+pub const RULE_PREFIX: &[u8] = b"r/";
+pub const DLQ_PREFIX: &[u8] = b"d/";
+pub const QUEUE_PREFIX: &[u8] = b"q/";
+
+fn join(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
 }
 
-pub fn queue_key(lane: Lane, seq: u64) -> [u8; 9] {
-    let mut k = [0u8; 9];
-    k[0] = lane.byte();
-    k[1..].copy_from_slice(&seq.to_be_bytes());
-    k
+pub fn count_key(sink: &str, lane: Lane) -> Vec<u8> {
+    join(&[b"m/count/", sink.as_bytes(), &[0, lane.byte()]])
 }
 
+/// Depth and bytes as stored under [`count_key`].
+pub fn count_value(depth: u64, bytes: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&depth.to_be_bytes());
+    v[8..].copy_from_slice(&bytes.to_be_bytes());
+    v
+}
+
+pub fn parse_count(v: &[u8]) -> (u64, u64) {
+    (
+        u64_of(v.get(..8).unwrap_or(&[])),
+        u64_of(v.get(8..16).unwrap_or(&[])),
+    )
+}
+
+pub fn queue_key(sink: &str, lane: Lane, seq: u64) -> Vec<u8> {
+    join(&[
+        QUEUE_PREFIX,
+        sink.as_bytes(),
+        &[0, lane.byte()],
+        &seq.to_be_bytes(),
+    ])
+}
+
+/// Lane and sequence from the last 9 bytes of a queue key.
 pub fn parse_queue_key(k: &[u8]) -> Option<(Lane, u64)> {
-    let (&lane, seq) = k.split_first()?;
-    (seq.len() == 8).then(|| Lane::from_byte(lane).map(|l| (l, u64_of(seq))))?
+    let tail = k.len().checked_sub(9).map(|i| &k[i..])?;
+    Lane::from_byte(tail[0]).map(|l| (l, u64_of(&tail[1..])))
 }
 
-/// The key range of one lane, from `from` on.
-pub fn lane_range(lane: Lane, from: u64) -> std::ops::RangeInclusive<[u8; 9]> {
-    queue_key(lane, from)..=queue_key(lane, u64::MAX)
+/// The keys of one sink's lane, from sequence `from` on.
+pub fn lane_range(sink: &str, lane: Lane, from: u64) -> std::ops::RangeInclusive<Vec<u8>> {
+    queue_key(sink, lane, from)..=queue_key(sink, lane, u64::MAX)
+}
+
+pub fn rule_key(name: &str) -> Vec<u8> {
+    join(&[RULE_PREFIX, name.as_bytes()])
+}
+
+pub fn dlq_key(id: u64) -> Vec<u8> {
+    join(&[DLQ_PREFIX, &id.to_be_bytes()])
 }
 
 pub fn ledger_key(sink: &str, event_id: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(sink.len() + 1 + event_id.len());
-    k.extend_from_slice(sink.as_bytes());
-    k.push(0);
-    k.extend_from_slice(event_id.as_bytes());
-    k
+    join(&[b"l/", sink.as_bytes(), &[0], event_id.as_bytes()])
 }
 
 #[cfg(test)]
@@ -223,11 +262,13 @@ mod tests {
     #[test]
     fn queue_keys_sort_by_lane_then_sequence() {
         let mut keys = vec![
-            queue_key(Lane::Bulk, 1),
-            queue_key(Lane::Critical, 300),
-            queue_key(Lane::Normal, 2),
-            queue_key(Lane::Critical, 7),
+            queue_key("odoo", Lane::Bulk, 1),
+            queue_key("odoo", Lane::Critical, 300),
+            queue_key("odoo", Lane::Normal, 2),
+            queue_key("odoo", Lane::Critical, 7),
         ];
+        assert!(lane_range("odoo", Lane::Normal, 0).contains(&keys[2]));
+        assert!(!lane_range("odo", Lane::Normal, 0).contains(&keys[2]));
         keys.sort();
         let parsed: Vec<_> = keys.iter().filter_map(|k| parse_queue_key(k)).collect();
         assert_eq!(

@@ -14,6 +14,10 @@ type Labels = Vec<(&'static str, String)>;
 #[derive(Clone)]
 pub struct StoreMetrics {
     depth: Family<Labels, Gauge>,
+    /// Handles into `depth` by sink index and lane, set on every ack
+    /// without building labels.
+    depth_of: Vec<[Gauge; 3]>,
+    bytes_of: [Gauge; 3],
     bytes: Family<Labels, Gauge>,
     oldest_age: Family<Labels, Gauge<f64, AtomicU64>>,
     target: Family<Labels, Gauge<f64, AtomicU64>>,
@@ -34,9 +38,18 @@ fn sink(s: &str) -> (&'static str, String) {
 
 impl StoreMetrics {
     pub(super) fn new(sinks: &[&str], opts: &StoreOptions) -> Self {
+        let depth = Family::<Labels, Gauge>::default();
+        let bytes = Family::<Labels, Gauge>::default();
+        let depth_of = sinks
+            .iter()
+            .map(|s| Lane::ALL.map(|l| depth.get_or_create(&vec![sink(s), lane(l)]).clone()))
+            .collect();
+        let bytes_of = Lane::ALL.map(|l| bytes.get_or_create(&vec![lane(l)]).clone());
         let m = StoreMetrics {
-            depth: Family::default(),
-            bytes: Family::default(),
+            depth,
+            depth_of,
+            bytes_of,
+            bytes,
             oldest_age: Family::default(),
             target: Family::default(),
             evicted_total: Family::default(),
@@ -51,14 +64,12 @@ impl StoreMetrics {
             m.target
                 .get_or_create(&vec![lane(l)])
                 .set(opts.lanes[l.index()].target.as_secs_f64());
-            let _ = m.bytes.get_or_create(&vec![lane(l)]);
             for reason in ["quota", "ttl"] {
                 let _ = m
                     .evicted_total
                     .get_or_create(&vec![lane(l), ("reason", reason.to_string())]);
             }
             for s in sinks {
-                let _ = m.depth.get_or_create(&vec![sink(s), lane(l)]);
                 let _ = m.oldest_age.get_or_create(&vec![sink(s), lane(l)]);
             }
         }
@@ -116,14 +127,14 @@ impl StoreMetrics {
         );
     }
 
-    pub(super) fn set_depth(&self, s: &str, l: Lane, n: u64) {
-        self.depth
-            .get_or_create(&vec![sink(s), lane(l)])
-            .set(n as i64);
+    pub(super) fn set_depth(&self, sink: usize, l: Lane, n: u64) {
+        if let Some(g) = self.depth_of.get(sink) {
+            g[l.index()].set(n as i64);
+        }
     }
 
     pub(super) fn set_bytes(&self, l: Lane, n: u64) {
-        self.bytes.get_or_create(&vec![lane(l)]).set(n as i64);
+        self.bytes_of[l.index()].set(n as i64);
     }
 
     pub(super) fn set_age(&self, s: &str, l: Lane, seconds: f64) {

@@ -8,19 +8,22 @@
 //! (rule states, ledger entries) get version byte [`LEGACY_PAYLOAD`] in
 //! front, which their owners decode as their format-0 shape.
 //!
-//! The whole conversion is one transaction: a crash leaves format 0, and the
-//! next open converts again.
+//! The whole conversion is one batch into format 1's tree: a crash leaves
+//! format 0, and the next open converts again.
 
-use super::format::{self, encode, queue_key, u64_key, u64_of, DeadLetter, QueueEntry, Record};
-use super::{StoreError, TxResult};
+use super::format::{
+    self, count_key, count_value, dlq_key, encode, queue_key, rule_key, u64_key, u64_of,
+    DeadLetter, Lane, QueueEntry, Record,
+};
+use super::StoreError;
 use crate::model::Millis;
-use sled::{Transactional, Tree};
+use sled::{Batch, Tree};
 
 /// Version byte put in front of opaque values carried over from format 0.
 pub const LEGACY_PAYLOAD: u8 = 0;
 
-/// Trees only format 0 has.
-const LEGACY_TREES: [&str; 3] = ["events", "cursors", "aside"];
+/// Format 0's trees.
+const LEGACY_TREES: [&str; 6] = ["events", "cursors", "aside", "rules", "ledger", "meta"];
 
 /// How the gateway reads records of an older layout.
 pub trait Upgrade {
@@ -63,10 +66,8 @@ fn prefixed(v: &[u8]) -> Vec<u8> {
 /// Convert a store without a `format` key: a new one just gets the key.
 pub(super) fn from_unversioned(
     db: &sled::Db,
-    meta: &Tree,
-    dlq: &Tree,
+    tree: &Tree,
     sinks: &[&str],
-    queues: &[Tree],
     upgrade: &dyn Upgrade,
 ) -> Result<(), StoreError> {
     let names: Vec<String> = db
@@ -76,9 +77,10 @@ pub(super) fn from_unversioned(
         .collect();
     let legacy = LEGACY_TREES.iter().any(|t| names.iter().any(|n| n == t));
     if !legacy {
-        meta.insert("format", &u64_key(u64::from(format::FORMAT)))?;
+        tree.insert(format::META_FORMAT, &u64_key(u64::from(format::FORMAT)))?;
         return Ok(());
     }
+    let meta = db.open_tree("meta")?;
     let events = db.open_tree("events")?;
     let cursors = db.open_tree("cursors")?;
     let aside = db.open_tree("aside")?;
@@ -97,7 +99,7 @@ pub(super) fn from_unversioned(
         .collect::<Result<_, _>>()?;
     let mut next_dlq = 1u64;
     let now = Millis::now();
-    let mut queued: Vec<(usize, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut queued: Vec<(usize, Lane, Vec<u8>, Vec<u8>)> = Vec::new();
     let mut dead: Vec<(u64, Vec<u8>)> = Vec::new();
     let mut moved = 0u64;
     for item in events.iter() {
@@ -115,7 +117,7 @@ pub(super) fn from_unversioned(
                 })?;
                 for (i, c) in cursor.iter().enumerate() {
                     if seq > *c {
-                        queued.push((i, queue_key(r.lane, seq).to_vec(), entry.clone()));
+                        queued.push((i, r.lane, queue_key(sinks[i], r.lane, seq), entry.clone()));
                         moved += 1;
                     }
                 }
@@ -215,25 +217,38 @@ pub(super) fn from_unversioned(
         let (k, v) = item?;
         ledger_values.push((k.to_vec(), prefixed(&v)));
     }
-    let mut trees: Vec<Tree> = vec![meta.clone(), rules.clone(), ledger.clone(), dlq.clone()];
-    trees.extend(queues.iter().cloned());
-    trees.as_slice().transaction(|t| -> TxResult<()> {
-        for (k, v) in &rule_values {
-            t[1].insert(k.as_slice(), v.as_slice())?;
+    let mut batch = Batch::default();
+    for (k, v) in &rule_values {
+        batch.insert(rule_key(&String::from_utf8_lossy(k)), v.as_slice());
+    }
+    for (k, v) in &ledger_values {
+        // Format 0's ledger key (`<sink> 0x00 <event id>`) behind format 1's prefix.
+        let mut key = b"l/".to_vec();
+        key.extend_from_slice(k);
+        batch.insert(key, v.as_slice());
+    }
+    for (id, v) in &dead {
+        batch.insert(dlq_key(*id), v.as_slice());
+    }
+    let mut counts = vec![[(0u64, 0u64); 3]; sinks.len()];
+    for (i, lane, k, v) in &queued {
+        batch.insert(k.as_slice(), v.as_slice());
+        let c = &mut counts[*i][lane.index()];
+        c.0 += 1;
+        c.1 += v.len() as u64;
+    }
+    for (i, sink) in sinks.iter().enumerate() {
+        for lane in Lane::ALL {
+            let (d, b) = counts[i][lane.index()];
+            batch.insert(count_key(sink, lane), &count_value(d, b));
         }
-        for (k, v) in &ledger_values {
-            t[2].insert(k.as_slice(), v.as_slice())?;
-        }
-        for (id, v) in &dead {
-            t[3].insert(&u64_key(*id), v.as_slice())?;
-        }
-        for (i, k, v) in &queued {
-            t[4 + i].insert(k.as_slice(), v.as_slice())?;
-        }
-        t[0].insert("next_dlq", &u64_key(next_dlq))?;
-        t[0].insert("format", &u64_key(u64::from(format::FORMAT)))?;
-        Ok(())
-    })?;
+    }
+    if let Some(next) = meta.get("next_seq")? {
+        batch.insert(format::META_NEXT_SEQ, &u64_key(u64_of(&next)));
+    }
+    batch.insert(format::META_NEXT_DLQ, &u64_key(next_dlq));
+    batch.insert(format::META_FORMAT, &u64_key(u64::from(format::FORMAT)));
+    tree.apply_batch(batch)?;
     tracing::info!(
         queued = moved,
         dead_letters = dead.len(),
@@ -241,13 +256,16 @@ pub(super) fn from_unversioned(
         "event store converted from format 0 to format {}",
         format::FORMAT
     );
-    drop_legacy(db)
+    Ok(())
 }
 
-/// Remove format 0's trees once the conversion is committed.
+/// Remove format 0's trees once the conversion is on disk.
 pub(super) fn drop_legacy(db: &sled::Db) -> Result<(), StoreError> {
+    let names = db.tree_names();
     for t in LEGACY_TREES {
-        db.drop_tree(t)?;
+        if names.iter().any(|n| n.as_ref() == t.as_bytes()) {
+            db.drop_tree(t)?;
+        }
     }
     Ok(())
 }

@@ -37,10 +37,13 @@ pub use migrate::Upgrade;
 
 use crate::model::Millis;
 use flush::Flusher;
-use format::{decode, encode, lane_range, ledger_key, parse_queue_key, queue_key, u64_key, u64_of};
+use format::{
+    count_key, count_value, decode, dlq_key, encode, lane_range, ledger_key, parse_count,
+    parse_queue_key, queue_key, rule_key, u64_key, u64_of, META_FORMAT, META_NEXT_DLQ,
+    META_NEXT_SEQ,
+};
 use metrics::StoreMetrics;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-use sled::{Transactional, Tree};
+use sled::{Batch, Tree};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -90,17 +93,6 @@ pub enum StoreError {
     #[error("event store full: {used} bytes kept, {max} allowed, and only critical events and dead letters are left; sources are slowed until the destination takes events again (or raise [store] max_disk)")]
     Full { used: u64, max: u64 },
 }
-
-impl From<TransactionError<StoreError>> for StoreError {
-    fn from(e: TransactionError<StoreError>) -> Self {
-        match e {
-            TransactionError::Abort(e) => e,
-            TransactionError::Storage(e) => StoreError::Io(e),
-        }
-    }
-}
-
-type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
 
 /// One lane's delivery target and retention.
 #[derive(Clone, Debug, PartialEq)]
@@ -203,11 +195,6 @@ impl SinkStats {
     }
 }
 
-struct SinkQueue {
-    name: String,
-    tree: Tree,
-}
-
 struct State {
     next_seq: u64,
     next_dlq: u64,
@@ -230,14 +217,31 @@ impl State {
     }
 }
 
+/// Per-lane changes of one write, applied to the counters (in memory and in
+/// the same batch on disk) together.
+#[derive(Default)]
+struct Changes {
+    /// (sink index, lane) → (depth delta, bytes delta)
+    deltas: Vec<((usize, Lane), (i64, i64))>,
+}
+
+impl Changes {
+    fn add(&mut self, sink: usize, lane: Lane, depth: i64, bytes: i64) {
+        match self.deltas.iter_mut().find(|(k, _)| *k == (sink, lane)) {
+            Some((_, d)) => {
+                d.0 += depth;
+                d.1 += bytes;
+            }
+            None => self.deltas.push(((sink, lane), (depth, bytes))),
+        }
+    }
+}
+
 pub struct Store {
     db: sled::Db,
     dir: PathBuf,
-    meta: Tree,
-    rules: Tree,
-    ledger: Tree,
-    dlq: Tree,
-    sinks: Vec<SinkQueue>,
+    tree: Tree,
+    sinks: Vec<String>,
     state: Mutex<State>,
     opts: StoreOptions,
     flusher: Flusher,
@@ -310,9 +314,9 @@ impl Store {
     ) -> Result<Store, (lock::StoreLock, StoreError)> {
         // sled panics on some damaged files instead of returning an error.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Self::open_parts(dir, sinks, opts, upgrade)
+            Self::open_parts(dir, sinks, upgrade)
         }));
-        let parts = match opened {
+        let (db, tree, state) = match opened {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => return Err((lock, e)),
             Err(panic) => {
@@ -330,19 +334,7 @@ impl Store {
                 ));
             }
         };
-        let Parts {
-            db,
-            meta,
-            rules,
-            ledger,
-            dlq,
-            sinks,
-            state,
-        } = parts;
-        let metrics = StoreMetrics::new(
-            &sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
-            opts,
-        );
+        let metrics = StoreMetrics::new(sinks, opts);
         let hist = metrics.flush_seconds.clone();
         let flusher = Flusher::start(
             db.clone(),
@@ -356,11 +348,8 @@ impl Store {
         let store = Store {
             db,
             dir: dir.to_path_buf(),
-            meta,
-            rules,
-            ledger,
-            dlq,
-            sinks,
+            tree,
+            sinks: sinks.iter().map(|s| s.to_string()).collect(),
             state: Mutex::new(state),
             opts: opts.clone(),
             flusher,
@@ -369,16 +358,23 @@ impl Store {
             quarantine,
             _lock: lock,
         };
-        store.publish(&store.state());
+        {
+            let st = store.state();
+            for i in 0..store.sinks.len() {
+                for lane in Lane::ALL {
+                    store.publish(&st, i, lane);
+                }
+                store.metrics.set_dead(&store.sinks[i], st.dead[i]);
+            }
+        }
         Ok(store)
     }
 
     fn open_parts(
         dir: &Path,
-        sink_names: &[&str],
-        opts: &StoreOptions,
+        sinks: &[&str],
         upgrade: &dyn Upgrade,
-    ) -> Result<Parts, StoreError> {
+    ) -> Result<(sled::Db, Tree, State), StoreError> {
         let path = dir.display().to_string();
         let format_file = dir.join(FORMAT_FILE);
         let file_format = match std::fs::read_to_string(&format_file) {
@@ -415,25 +411,20 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
-        let meta = db.open_tree("meta")?;
-        let found = meta.get("format")?.map(|v| u64_of(&v) as u32);
-        match found {
-            Some(f) if f > format::FORMAT => {
+        let tree = db.open_tree(format::TREE)?;
+        match tree.get(META_FORMAT)?.map(|v| u64_of(&v)) {
+            Some(f) if f > u64::from(format::FORMAT) => {
                 return Err(StoreError::NewerFormat {
                     path,
-                    found: f,
+                    found: u32::try_from(f).unwrap_or(u32::MAX),
                     supported: format::FORMAT,
                 })
             }
-            Some(_) => {}
+            Some(_) => migrate::drop_legacy(&db)?,
             None => {
-                let dlq = db.open_tree("dlq")?;
-                let trees: Vec<Tree> = sink_names
-                    .iter()
-                    .map(|s| db.open_tree(format::queue_tree(s)))
-                    .collect::<Result<_, _>>()?;
-                migrate::from_unversioned(&db, &meta, &dlq, sink_names, &trees, upgrade)?;
+                migrate::from_unversioned(&db, &tree, sinks, upgrade)?;
                 db.flush()?;
+                migrate::drop_legacy(&db)?;
             }
         }
         std::fs::write(&format_file, format!("{}\n", format::FORMAT)).map_err(|source| {
@@ -442,73 +433,53 @@ impl Store {
                 source,
             }
         })?;
-        let rules = db.open_tree("rules")?;
-        let ledger = db.open_tree("ledger")?;
-        let dlq = db.open_tree("dlq")?;
-        let mut sinks = Vec::new();
-        for name in sink_names {
-            sinks.push(SinkQueue {
-                name: name.to_string(),
-                tree: db.open_tree(format::queue_tree(name))?,
-            });
-        }
-        for name in db.tree_names() {
-            let name = String::from_utf8_lossy(&name).to_string();
-            if let Some(sink) = name.strip_prefix("queue/") {
-                if !sink_names.contains(&sink) {
-                    let n = db.open_tree(&name)?.len();
-                    if n > 0 {
-                        tracing::warn!(sink, events = n,
-                            "the store holds events for a sink that is no longer configured; they are kept");
+        let mut lanes = Vec::new();
+        let mut last_queued = 0u64;
+        for sink in sinks {
+            let mut stats = [LaneStats::default(); 3];
+            for lane in Lane::ALL {
+                let l = &mut stats[lane.index()];
+                if let Some(v) = tree.get(count_key(sink, lane))? {
+                    (l.depth, l.bytes) = parse_count(&v);
+                }
+                l.head = lane_head(&tree, sink, lane, 0)?;
+                if let Some((k, _)) = tree
+                    .range(lane_range(sink, lane, 0))
+                    .next_back()
+                    .transpose()?
+                {
+                    if let Some((_, seq)) = parse_queue_key(&k) {
+                        last_queued = last_queued.max(seq);
                     }
                 }
             }
-        }
-        let mut lanes = Vec::new();
-        for s in &sinks {
-            lanes.push(scan_lanes(&s.tree)?);
+            lanes.push(stats);
         }
         let mut dead = vec![0u64; sinks.len()];
         let mut dead_bytes = 0;
-        for item in dlq.iter() {
-            let (_, v) = item?;
+        let mut last_dead = 0u64;
+        for item in tree.scan_prefix(format::DLQ_PREFIX) {
+            let (k, v) = item?;
             dead_bytes += v.len() as u64;
+            last_dead = last_dead.max(u64_of(&k[format::DLQ_PREFIX.len()..]));
             if let Ok(d) = decode::<DeadLetter>(&v) {
-                if let Some(i) = sinks.iter().position(|s| s.name == d.sink) {
+                if let Some(i) = sinks.iter().position(|s| *s == d.sink) {
                     dead[i] += 1;
                 }
             }
         }
-        let last_queued = sinks
-            .iter()
-            .filter_map(|s| {
-                s.tree
-                    .iter()
-                    .keys()
-                    .filter_map(Result::ok)
-                    .filter_map(|k| parse_queue_key(&k))
-                    .map(|(_, seq)| seq)
-                    .max()
-            })
-            .max()
-            .unwrap_or(0);
-        let next_seq = meta
-            .get("next_seq")?
+        let next_seq = tree
+            .get(META_NEXT_SEQ)?
             .map_or(1, |v| u64_of(&v))
             .max(last_queued + 1);
-        let next_dlq = meta
-            .get("next_dlq")?
+        let next_dlq = tree
+            .get(META_NEXT_DLQ)?
             .map_or(1, |v| u64_of(&v))
-            .max(dlq.last()?.map_or(1, |(k, _)| u64_of(&k) + 1));
-        let _ = opts;
-        Ok(Parts {
+            .max(last_dead + 1);
+        Ok((
             db,
-            meta,
-            rules,
-            ledger,
-            dlq,
-            sinks,
-            state: State {
+            tree,
+            State {
                 next_seq,
                 next_dlq,
                 lanes,
@@ -516,7 +487,7 @@ impl Store {
                 dead_bytes,
                 backpressure: false,
             },
-        })
+        ))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -528,7 +499,7 @@ impl Store {
     fn sink_index(&self, sink: &str) -> Result<usize, StoreError> {
         self.sinks
             .iter()
-            .position(|s| s.name == sink)
+            .position(|s| s == sink)
             .ok_or_else(|| StoreError::UnknownSink(sink.to_string()))
     }
 
@@ -541,17 +512,41 @@ impl Store {
     }
 
     pub fn sink_names(&self) -> Vec<String> {
-        self.sinks.iter().map(|s| s.name.clone()).collect()
+        self.sinks.clone()
     }
 
     /// Rule states saved by earlier commits (opaque bytes, by rule name).
     pub fn rule_states(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut out = Vec::new();
-        for item in self.rules.iter() {
+        for item in self.tree.scan_prefix(format::RULE_PREFIX) {
             let (k, v) = item?;
-            out.push((String::from_utf8_lossy(&k).to_string(), v.to_vec()));
+            let name = &k[format::RULE_PREFIX.len()..];
+            out.push((String::from_utf8_lossy(name).to_string(), v.to_vec()));
         }
         Ok(out)
+    }
+
+    /// Apply a batch together with the counter changes it makes, then
+    /// update the counters in memory and the gauges. Under the state lock.
+    fn apply(&self, st: &mut State, mut batch: Batch, changes: &Changes) -> Result<(), StoreError> {
+        let mut after = Vec::with_capacity(changes.deltas.len());
+        for ((i, lane), (dd, db)) in &changes.deltas {
+            let l = st.lanes[*i][lane.index()];
+            let depth = l.depth.saturating_add_signed(*dd);
+            let bytes = l.bytes.saturating_add_signed(*db);
+            batch.insert(
+                count_key(&self.sinks[*i], *lane),
+                &count_value(depth, bytes),
+            );
+            after.push((*i, *lane, depth, bytes));
+        }
+        self.tree.apply_batch(batch)?;
+        for (i, lane, depth, bytes) in after {
+            let l = &mut st.lanes[i][lane.index()];
+            l.depth = depth;
+            l.bytes = bytes;
+        }
+        Ok(())
     }
 
     /// Append events to every sink's lane and save rule states atomically;
@@ -586,52 +581,53 @@ impl Store {
             let mut st = self.state();
             let keep = self.make_room(&mut st, &encoded)?;
             let first = st.next_seq;
-            let kept: Vec<(u64, Lane, &Vec<u8>, Millis)> = encoded
-                .iter()
-                .zip(records)
-                .zip(keep.iter())
-                .filter(|(_, k)| **k)
-                .enumerate()
-                .map(|(i, (((lane, bytes), r), _))| (first + i as u64, *lane, bytes, r.time))
-                .collect();
-            let next = first + kept.len() as u64;
-            let mut trees: Vec<Tree> = vec![self.meta.clone(), self.rules.clone()];
-            trees.extend(self.sinks.iter().map(|s| s.tree.clone()));
-            trees.as_slice().transaction(|t| -> TxResult<()> {
-                for (seq, lane, bytes, _) in &kept {
-                    for q in &t[2..] {
-                        q.insert(&queue_key(*lane, *seq), bytes.as_slice())?;
-                    }
-                }
-                for (name, bytes) in states {
-                    t[1].insert(name.as_bytes(), bytes.as_slice())?;
-                }
-                t[0].insert("next_seq", &u64_key(next))?;
-                Ok(())
-            })?;
-            st.next_seq = next;
-            for lanes in st.lanes.iter_mut() {
-                for (seq, lane, bytes, time) in &kept {
-                    let l = &mut lanes[lane.index()];
-                    l.depth += 1;
-                    l.bytes += bytes.len() as u64;
-                    if l.head.is_none() {
-                        l.head = Some((*seq, *time));
+            let mut batch = Batch::default();
+            let mut changes = Changes::default();
+            let mut seqs = Vec::with_capacity(records.len());
+            let mut heads: Vec<(usize, Lane, u64, Millis)> = Vec::new();
+            for (((lane, bytes), r), _) in
+                encoded.iter().zip(records).zip(&keep).filter(|(_, k)| **k)
+            {
+                let seq = first + seqs.len() as u64;
+                seqs.push(seq);
+                for (i, sink) in self.sinks.iter().enumerate() {
+                    batch.insert(queue_key(sink, *lane, seq), bytes.as_slice());
+                    changes.add(i, *lane, 1, bytes.len() as i64);
+                    if st.lanes[i][lane.index()].head.is_none()
+                        && !heads.iter().any(|h| h.0 == i && h.1 == *lane)
+                    {
+                        heads.push((i, *lane, seq, r.time));
                     }
                 }
             }
-            self.publish(&st);
-            kept.iter().map(|(s, _, _, _)| *s).collect::<Vec<_>>()
+            for (name, bytes) in states {
+                batch.insert(rule_key(name), bytes.as_slice());
+            }
+            let next = first + seqs.len() as u64;
+            batch.insert(META_NEXT_SEQ, &u64_key(next));
+            self.apply(&mut st, batch, &changes)?;
+            st.next_seq = next;
+            for (i, lane, seq, time) in heads {
+                st.lanes[i][lane.index()].head = Some((seq, time));
+            }
+            for ((i, lane), _) in &changes.deltas {
+                self.publish(&st, *i, *lane);
+            }
+            seqs
         };
-        let ticket = self.flusher.ticket();
-        self.flusher
-            .durable(ticket)
-            .await
-            .map_err(StoreError::Flush)?;
+        self.durable().await?;
         if !seqs.is_empty() {
             self.work.send_modify(|n| *n += 1);
         }
         Ok(seqs)
+    }
+
+    async fn durable(&self) -> Result<(), StoreError> {
+        let ticket = self.flusher.ticket();
+        self.flusher
+            .durable(ticket)
+            .await
+            .map_err(StoreError::Flush)
     }
 
     /// Decide which of the new records are kept, evicting older bulk and
@@ -639,7 +635,6 @@ impl Store {
     fn make_room(&self, st: &mut State, new: &[(Lane, Vec<u8>)]) -> Result<Vec<bool>, StoreError> {
         let mut keep = vec![true; new.len()];
         let Some(max) = self.opts.max_bytes else {
-            st.backpressure = false;
             return Ok(keep);
         };
         let copies = self.sinks.len().max(1) as u64;
@@ -705,9 +700,10 @@ impl Store {
     fn evict_oldest(&self, st: &mut State, lane: Lane, need: u64) -> Result<u64, StoreError> {
         let mut freed = 0u64;
         let mut count = 0u64;
-        for (i, s) in self.sinks.iter().enumerate() {
-            let mut batch = sled::Batch::default();
-            for item in s.tree.range(lane_range(lane, 0)) {
+        let mut batch = Batch::default();
+        let mut changes = Changes::default();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            for item in self.tree.range(lane_range(sink, lane, 0)) {
                 if freed >= need {
                     break;
                 }
@@ -715,18 +711,20 @@ impl Store {
                 batch.remove(k);
                 freed += v.len() as u64;
                 count += 1;
-                let l = &mut st.lanes[i][lane.index()];
-                l.depth = l.depth.saturating_sub(1);
-                l.bytes = l.bytes.saturating_sub(v.len() as u64);
+                changes.add(i, lane, -1, -(v.len() as i64));
             }
-            s.tree.apply_batch(batch)?;
-            st.lanes[i][lane.index()].head = lane_head(&s.tree, lane, 0)?;
         }
-        if count > 0 {
-            self.metrics.evicted(lane, "quota", count);
-            tracing::warn!(lane = %lane, events = count, bytes = freed,
-                "event store full: evicted the oldest events of this lane");
+        if count == 0 {
+            return Ok(0);
         }
+        self.apply(st, batch, &changes)?;
+        for (i, sink) in self.sinks.iter().enumerate() {
+            st.lanes[i][lane.index()].head = lane_head(&self.tree, sink, lane, 0)?;
+            self.publish(st, i, lane);
+        }
+        self.metrics.evicted(lane, "quota", count);
+        tracing::warn!(lane = %lane, events = count, bytes = freed,
+            "event store full: evicted the oldest events of this lane");
         Ok(freed)
     }
 
@@ -740,34 +738,34 @@ impl Store {
                 continue;
             };
             let cutoff = now.0 - ttl.as_millis() as i64;
-            for (i, s) in self.sinks.iter().enumerate() {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for item in s.tree.range(lane_range(lane, 0)) {
+            let mut batch = Batch::default();
+            let mut changes = Changes::default();
+            for (i, sink) in self.sinks.iter().enumerate() {
+                for item in self.tree.range(lane_range(sink, lane, 0)) {
                     let (k, v) = item?;
                     let old = decode::<QueueEntry>(&v).map_or(true, |e| e.accepted.0 < cutoff);
                     if !old {
                         break;
                     }
                     batch.remove(k);
-                    n += 1;
-                    let l = &mut st.lanes[i][lane.index()];
-                    l.depth = l.depth.saturating_sub(1);
-                    l.bytes = l.bytes.saturating_sub(v.len() as u64);
-                }
-                if n > 0 {
-                    s.tree.apply_batch(batch)?;
-                    st.lanes[i][lane.index()].head = lane_head(&s.tree, lane, 0)?;
-                    out[lane.index()] += n;
-                    tracing::warn!(sink = %s.name, lane = %lane, events = n, ttl = %humantime::format_duration(ttl),
-                        "events older than their lane's TTL dropped");
+                    changes.add(i, lane, -1, -(v.len() as i64));
                 }
             }
-            if out[lane.index()] > 0 {
-                self.metrics.evicted(lane, "ttl", out[lane.index()]);
+            if changes.deltas.is_empty() {
+                continue;
             }
+            self.apply(&mut st, batch, &changes)?;
+            for ((i, _), (n, _)) in &changes.deltas {
+                let sink = &self.sinks[*i];
+                st.lanes[*i][lane.index()].head = lane_head(&self.tree, sink, lane, 0)?;
+                self.publish(&st, *i, lane);
+                let n = n.unsigned_abs();
+                out[lane.index()] += n;
+                tracing::warn!(sink = %sink, lane = %lane, events = n, ttl = %humantime::format_duration(ttl),
+                    "events older than their lane's TTL dropped");
+            }
+            self.metrics.evicted(lane, "ttl", out[lane.index()]);
         }
-        self.publish(&st);
         Ok(out)
     }
 
@@ -784,9 +782,9 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<Queued>, StoreError> {
-        let i = self.sink_index(sink)?;
+        self.sink_index(sink)?;
         let mut out = Vec::new();
-        for item in self.sinks[i].tree.range(lane_range(lane, from)).take(limit) {
+        for item in self.tree.range(lane_range(sink, lane, from)).take(limit) {
             let (k, v) = item?;
             let Some((lane, seq)) = parse_queue_key(&k) else {
                 continue;
@@ -802,41 +800,43 @@ impl Store {
     }
 
     /// The sink is done with an event (its destination confirmed it): remove
-    /// it from the sink's lane and clear the sink's ledger entry for it. Not
-    /// awaited to disk: a crash before the next fsync only re-delivers it,
-    /// which sinks make harmless.
+    /// it from the sink's lane and clear the sink's ledger entry for it, in
+    /// one batch. Not awaited to disk: a crash before the next fsync only
+    /// re-delivers it, which sinks make harmless.
     pub fn ack(&self, sink: &str, q: &Queued) -> Result<(), StoreError> {
         let i = self.sink_index(sink)?;
-        let lkey = q.event_id().map(|id| ledger_key(sink, id));
+        let key = queue_key(sink, q.lane, q.seq);
         let mut st = self.state();
-        let removed =
-            (&self.sinks[i].tree, &self.ledger).transaction(|(qt, le)| -> TxResult<bool> {
-                let removed = qt.remove(&queue_key(q.lane, q.seq))?.is_some();
-                if let Some(k) = &lkey {
-                    le.remove(k.as_slice())?;
-                }
-                Ok(removed)
-            })?;
-        if removed {
-            self.removed(&mut st, i, q)?;
+        // Already gone (evicted meanwhile): nothing to count twice.
+        if !self.tree.contains_key(&key)? {
+            return Ok(());
         }
+        let mut batch = Batch::default();
+        batch.remove(key);
+        if let Some(id) = q.event_id() {
+            batch.remove(ledger_key(sink, id));
+        }
+        let mut changes = Changes::default();
+        changes.add(i, q.lane, -1, -(q.bytes as i64));
+        self.apply(&mut st, batch, &changes)?;
+        self.removed_head(&mut st, i, q)?;
+        self.publish(&st, i, q.lane);
+        drop(st);
         self.flusher.ticket();
-        self.publish(&st);
         Ok(())
     }
 
-    fn removed(&self, st: &mut State, i: usize, q: &Queued) -> Result<(), StoreError> {
+    /// After removing `q`, find the lane's new head if `q` was it.
+    fn removed_head(&self, st: &mut State, i: usize, q: &Queued) -> Result<(), StoreError> {
         let l = &mut st.lanes[i][q.lane.index()];
-        l.depth = l.depth.saturating_sub(1);
-        l.bytes = l.bytes.saturating_sub(q.bytes as u64);
         if l.head.is_none_or(|(seq, _)| seq == q.seq) {
-            l.head = lane_head(&self.sinks[i].tree, q.lane, q.seq)?;
+            l.head = lane_head(&self.tree, &self.sinks[i], q.lane, q.seq)?;
         }
         Ok(())
     }
 
     /// The destination refused the event for good: move it to the dead
-    /// letters with the reason, in one transaction. Returns its id there.
+    /// letters with the reason, in one batch. Returns its id there.
     pub async fn dead_letter(
         &self,
         sink: &str,
@@ -845,7 +845,6 @@ impl Store {
         attempts: &Attempts,
     ) -> Result<u64, StoreError> {
         let i = self.sink_index(sink)?;
-        let lkey = q.event_id().map(|id| ledger_key(sink, id));
         let id = {
             let mut st = self.state();
             let id = st.next_dlq;
@@ -873,47 +872,38 @@ impl Store {
                 payload,
             };
             let bytes = encode(&letter)?;
-            [
-                self.sinks[i].tree.clone(),
-                self.dlq.clone(),
-                self.ledger.clone(),
-                self.meta.clone(),
-            ]
-            .as_slice()
-            .transaction(|t| -> TxResult<()> {
-                t[0].remove(&queue_key(q.lane, q.seq))?;
-                t[1].insert(&u64_key(id), bytes.as_slice())?;
-                if let Some(k) = &lkey {
-                    t[2].remove(k.as_slice())?;
-                }
-                t[3].insert("next_dlq", &u64_key(id + 1))?;
-                Ok(())
-            })?;
+            let mut batch = Batch::default();
+            batch.remove(queue_key(sink, q.lane, q.seq));
+            batch.insert(dlq_key(id), bytes.as_slice());
+            if let Some(eid) = q.event_id() {
+                batch.remove(ledger_key(sink, eid));
+            }
+            batch.insert(META_NEXT_DLQ, &u64_key(id + 1));
+            let mut changes = Changes::default();
+            changes.add(i, q.lane, -1, -(q.bytes as i64));
+            self.apply(&mut st, batch, &changes)?;
             st.next_dlq = id + 1;
-            self.removed(&mut st, i, q)?;
+            self.removed_head(&mut st, i, q)?;
             st.dead[i] += 1;
             st.dead_bytes += bytes.len() as u64;
-            self.publish(&st);
+            self.publish(&st, i, q.lane);
+            self.metrics.set_dead(sink, st.dead[i]);
             id
         };
-        let ticket = self.flusher.ticket();
-        self.flusher
-            .durable(ticket)
-            .await
-            .map_err(StoreError::Flush)?;
+        self.durable().await?;
         Ok(id)
     }
 
     /// Dead letters, oldest first, optionally of one sink.
     pub fn dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
         let mut out = Vec::new();
-        for item in self.dlq.iter() {
+        for item in self.tree.scan_prefix(format::DLQ_PREFIX) {
             let (k, v) = item?;
             match decode::<DeadLetter>(&v) {
                 Ok(d) if sink.is_none_or(|s| s == d.sink) => out.push(d),
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(id = u64_of(&k), error = %e, "dead letter unreadable; skipped")
+                    tracing::warn!(id = u64_of(&k[format::DLQ_PREFIX.len()..]), error = %e, "dead letter unreadable; skipped")
                 }
             }
         }
@@ -922,8 +912,8 @@ impl Store {
 
     pub fn dead_letter_get(&self, id: u64) -> Result<DeadLetter, StoreError> {
         let v = self
-            .dlq
-            .get(u64_key(id))?
+            .tree
+            .get(dlq_key(id))?
             .ok_or(StoreError::NoDeadLetter(id))?;
         decode::<DeadLetter>(&v).map_err(|e| StoreError::Damaged {
             path: self.dir.display().to_string(),
@@ -948,36 +938,28 @@ impl Store {
                 payload: d.payload.clone(),
             };
             let bytes = encode(&entry)?;
-            let old = self.dlq.get(u64_key(id))?.map_or(0, |v| v.len() as u64);
-            [
-                self.sinks[i].tree.clone(),
-                self.dlq.clone(),
-                self.meta.clone(),
-            ]
-            .as_slice()
-            .transaction(|t| -> TxResult<()> {
-                t[0].insert(&queue_key(d.lane, seq), bytes.as_slice())?;
-                t[1].remove(&u64_key(id))?;
-                t[2].insert("next_seq", &u64_key(seq + 1))?;
-                Ok(())
-            })?;
+            let Some(old) = self.tree.get(dlq_key(id))? else {
+                return Err(StoreError::NoDeadLetter(id));
+            };
+            let mut batch = Batch::default();
+            batch.insert(queue_key(&d.sink, d.lane, seq), bytes.as_slice());
+            batch.remove(dlq_key(id));
+            batch.insert(META_NEXT_SEQ, &u64_key(seq + 1));
+            let mut changes = Changes::default();
+            changes.add(i, d.lane, 1, bytes.len() as i64);
+            self.apply(&mut st, batch, &changes)?;
             st.next_seq = seq + 1;
             st.dead[i] = st.dead[i].saturating_sub(1);
-            st.dead_bytes = st.dead_bytes.saturating_sub(old);
+            st.dead_bytes = st.dead_bytes.saturating_sub(old.len() as u64);
             let l = &mut st.lanes[i][d.lane.index()];
-            l.depth += 1;
-            l.bytes += bytes.len() as u64;
             if l.head.is_none() {
                 l.head = Some((seq, d.time));
             }
-            self.publish(&st);
+            self.publish(&st, i, d.lane);
+            self.metrics.set_dead(&d.sink, st.dead[i]);
             seq
         };
-        let ticket = self.flusher.ticket();
-        self.flusher
-            .durable(ticket)
-            .await
-            .map_err(StoreError::Flush)?;
+        self.durable().await?;
         self.work.send_modify(|n| *n += 1);
         tracing::info!(id, sink = %d.sink, event = %d.event_id, "dead letter replayed into its lane");
         Ok(seq)
@@ -988,19 +970,15 @@ impl Store {
         let d = self.dead_letter_get(id)?;
         {
             let mut st = self.state();
-            if let Some(old) = self.dlq.remove(u64_key(id))? {
+            if let Some(old) = self.tree.remove(dlq_key(id))? {
                 if let Ok(i) = self.sink_index(&d.sink) {
                     st.dead[i] = st.dead[i].saturating_sub(1);
+                    self.metrics.set_dead(&d.sink, st.dead[i]);
                 }
                 st.dead_bytes = st.dead_bytes.saturating_sub(old.len() as u64);
             }
-            self.publish(&st);
         }
-        let ticket = self.flusher.ticket();
-        self.flusher
-            .durable(ticket)
-            .await
-            .map_err(StoreError::Flush)?;
+        self.durable().await?;
         tracing::info!(id, sink = %d.sink, event = %d.event_id, "dead letter dropped");
         Ok(d)
     }
@@ -1008,7 +986,7 @@ impl Store {
     /// A sink's recorded delivery intent for an event, if any.
     pub fn ledger_get(&self, sink: &str, event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .ledger
+            .tree
             .get(ledger_key(sink, event_id))?
             .map(|v| v.to_vec()))
     }
@@ -1020,21 +998,13 @@ impl Store {
         event_id: &str,
         value: &[u8],
     ) -> Result<(), StoreError> {
-        self.ledger.insert(ledger_key(sink, event_id), value)?;
-        let ticket = self.flusher.ticket();
-        self.flusher
-            .durable(ticket)
-            .await
-            .map_err(StoreError::Flush)
+        self.tree.insert(ledger_key(sink, event_id), value)?;
+        self.durable().await
     }
 
     /// Flush everything written so far (shutdown, CLI).
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let ticket = self.flusher.ticket();
-        self.flusher
-            .durable(ticket)
-            .await
-            .map_err(StoreError::Flush)
+        self.durable().await
     }
 
     pub fn stats(&self) -> Stats {
@@ -1045,7 +1015,7 @@ impl Store {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| SinkStats {
-                    sink: s.name.clone(),
+                    sink: s.clone(),
                     lanes: st.lanes[i],
                     dead_letters: st.dead[i],
                 })
@@ -1082,23 +1052,17 @@ impl Store {
                 let a = st.lanes[i][lane.index()]
                     .head
                     .map_or(0.0, |(_, t)| age(now, t).as_secs_f64());
-                self.metrics.set_age(&s.name, lane, a);
+                self.metrics.set_age(s, lane, a);
             }
         }
     }
 
-    fn publish(&self, st: &State) {
-        for (i, s) in self.sinks.iter().enumerate() {
-            for lane in Lane::ALL {
-                self.metrics
-                    .set_depth(&s.name, lane, st.lanes[i][lane.index()].depth);
-            }
-            self.metrics.set_dead(&s.name, st.dead[i]);
-        }
-        for lane in Lane::ALL {
-            let bytes = st.lanes.iter().map(|l| l[lane.index()].bytes).sum();
-            self.metrics.set_bytes(lane, bytes);
-        }
+    /// Gauges of one sink's lane, and the lane's bytes over all sinks.
+    fn publish(&self, st: &State, i: usize, lane: Lane) {
+        self.metrics
+            .set_depth(i, lane, st.lanes[i][lane.index()].depth);
+        let bytes = st.lanes.iter().map(|l| l[lane.index()].bytes).sum();
+        self.metrics.set_bytes(lane, bytes);
     }
 
     /// sled's files on disk, for the bounded-disk figures.
@@ -1107,51 +1071,28 @@ impl Store {
     }
 }
 
-struct Parts {
-    db: sled::Db,
-    meta: Tree,
-    rules: Tree,
-    ledger: Tree,
-    dlq: Tree,
-    sinks: Vec<SinkQueue>,
-    state: State,
-}
-
 fn age(now: Millis, t: Millis) -> Duration {
     Duration::from_millis(now.saturating_sub(t).max(0) as u64)
 }
 
-/// The first entry of a lane at or after `from`.
-fn lane_head(tree: &Tree, lane: Lane, from: u64) -> Result<Option<(u64, Millis)>, StoreError> {
-    for item in tree.range(lane_range(lane, from)) {
-        let (k, v) = item?;
+/// The first entry of a sink's lane at or after `from`.
+fn lane_head(
+    tree: &Tree,
+    sink: &str,
+    lane: Lane,
+    from: u64,
+) -> Result<Option<(u64, Millis)>, StoreError> {
+    if let Some((k, v)) = tree
+        .range(lane_range(sink, lane, from))
+        .next()
+        .transpose()?
+    {
         if let Some((_, seq)) = parse_queue_key(&k) {
             let time = decode::<QueueEntry>(&v).map_or(Millis(0), |e| e.time);
             return Ok(Some((seq, time)));
         }
     }
     Ok(None)
-}
-
-/// Depth, bytes and head of each lane, read once at open.
-fn scan_lanes(tree: &Tree) -> Result<[LaneStats; 3], StoreError> {
-    let mut out = [LaneStats::default(); 3];
-    for lane in Lane::ALL {
-        let l = &mut out[lane.index()];
-        for item in tree.range(lane_range(lane, 0)) {
-            let (k, v) = item?;
-            let Some((_, seq)) = parse_queue_key(&k) else {
-                continue;
-            };
-            if l.head.is_none() {
-                let time = decode::<QueueEntry>(&v).map_or(Millis(0), |e| e.time);
-                l.head = Some((seq, time));
-            }
-            l.depth += 1;
-            l.bytes += v.len() as u64;
-        }
-    }
-    Ok(out)
 }
 
 /// sled fixes the segment size when it creates a store and refuses another
