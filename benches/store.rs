@@ -12,7 +12,8 @@
 
 mod support;
 
-use plantgate::model::Millis;
+use plantgate::model::{Event, EventBody, Millis, Production};
+use plantgate::records::Lanes;
 use plantgate::store::migrate::NoUpgrade;
 use plantgate::store::{Lane, Record, Store, StoreOptions};
 use std::path::Path;
@@ -20,15 +21,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{free_port, proc_kib};
 
+/// A production event as the gateway queues it (~100 bytes stored).
 fn record(n: u64) -> Record {
-    Record {
+    let event = Event {
         id: format!("bench-{n:012}"),
-        kind: "production".into(),
-        key: format!("WC{}", n % 20),
-        lane: Lane::Normal,
+        rule: "parts".into(),
         time: Millis(1_780_000_000_000 + n as i64),
-        payload: vec![0x5a; 64],
-    }
+        body: EventBody::Production(Production {
+            workcenter: format!("WC{}", n % 20),
+            quantity: 1,
+            counter_from: n,
+            counter_to: n + 1,
+        }),
+    };
+    Lanes::default().record(&event).expect("record")
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -39,25 +45,40 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 fn open(dir: &Path) -> Store {
-    Store::open(dir, &["odoo"], &StoreOptions::default(), &NoUpgrade).expect("open")
+    open_with(dir, Duration::from_millis(5))
 }
 
-async fn enqueue(dir: &Path, total: u64, writers: u64, batch: u64) -> Arc<Store> {
-    let store = Arc::new(open(dir));
+fn open_with(dir: &Path, flush: Duration) -> Store {
+    let opts = StoreOptions {
+        flush_interval: flush,
+        ..StoreOptions::default()
+    };
+    Store::open(dir, &["odoo"], &opts, &NoUpgrade).expect("open")
+}
+
+async fn enqueue(dir: &Path, total: u64, writers: u64, batch: u64, flush: Duration) -> Arc<Store> {
+    let store = Arc::new(open_with(dir, flush));
+    // Records are made before the clock starts: this measures the store.
+    let batches: Vec<Vec<Vec<Record>>> = (0..writers)
+        .map(|w| {
+            let start = w * (total / writers);
+            let end = start + total / writers;
+            (start..end)
+                .step_by(batch as usize)
+                .map(|n| (n..(n + batch).min(end)).map(record).collect())
+                .collect()
+        })
+        .collect();
     let t = Instant::now();
     let mut tasks = Vec::new();
-    for w in 0..writers {
+    for mine in batches {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
-            let mut n = w * (total / writers);
-            let end = n + total / writers;
-            while n < end {
-                let recs: Vec<Record> = (n..(n + batch).min(end)).map(record).collect();
+            for recs in mine {
                 let c = Instant::now();
                 store.commit(&recs, &[]).await.expect("commit");
                 lat.push(c.elapsed().as_secs_f64() * 1000.0);
-                n += batch;
             }
             lat
         }));
@@ -69,7 +90,7 @@ async fn enqueue(dir: &Path, total: u64, writers: u64, batch: u64) -> Arc<Store>
     let secs = t.elapsed().as_secs_f64();
     lat.sort_by(f64::total_cmp);
     println!(
-        "enqueue {total} events, {writers} committers x {batch}/commit: {:.0} events/s; commit latency ms p50 {:.2} p99 {:.2} max {:.2}",
+        "enqueue {total} events, {writers} committers x {batch}/commit, flush_interval {flush:?}: {:.0} events/s; commit latency ms p50 {:.2} p99 {:.2} max {:.2}",
         total as f64 / secs,
         percentile(&lat, 0.5),
         percentile(&lat, 0.99),
@@ -111,20 +132,28 @@ fn flush_histogram(store: &Store) {
 
 async fn throughput() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = enqueue(dir.path(), 400_000, 4, 100).await;
+    let ms = Duration::from_millis;
+    let store = enqueue(dir.path(), 400_000, 4, 100, ms(5)).await;
     flush_histogram(&store);
     let rate = drain(&store, 400_000);
     println!("dequeue + ack: {rate:.0} events/s");
     drop(store);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let _ = enqueue(dir.path(), 200_000, 1, 512).await;
+    for (writers, batch, flush) in [
+        (1, 512, ms(5)),
+        (1, 512, ms(2)),
+        (16, 100, ms(5)),
+        (4, 100, ms(10)),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _ = enqueue(dir.path(), 200_000, writers, batch, flush).await;
+    }
 }
 
 async fn reopen_and_rss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let store_dir = data.join("store");
-    let store = enqueue(&store_dir, 1_000_000, 4, 500).await;
+    let store = enqueue(&store_dir, 1_000_000, 4, 500, Duration::from_millis(5)).await;
     store.sync().await.expect("sync");
     let disk = store.size_on_disk().expect("size");
     let live = store.stats().used_bytes;
@@ -190,10 +219,14 @@ async fn bounded_disk() {
     let t = Instant::now();
     let mut worst = 0f64;
     let mut cycle = 0u64;
+    let batches: Vec<Vec<Record>> = (0..16)
+        .map(|b| (b * BATCH..(b + 1) * BATCH).map(record).collect())
+        .collect();
     let mut next_report = cycles / 10;
     while cycle < cycles {
-        let recs: Vec<Record> = (n..n + BATCH).map(record).collect();
-        store.commit(&recs, &[]).await.expect("commit");
+        // Reused records (same ids): the store keys by sequence, not id.
+        let recs = &batches[(cycle / BATCH % 16) as usize];
+        store.commit(recs, &[]).await.expect("commit");
         n += BATCH;
         let mut acked = 0;
         while acked < BATCH {
@@ -227,6 +260,7 @@ async fn bounded_disk() {
 }
 
 fn main() {
+    plantgate::sinks::odoo::http::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

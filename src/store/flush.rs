@@ -11,6 +11,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+/// Longest an unwaited write stays in memory only.
+pub const LAZY_FLUSH: Duration = Duration::from_millis(200);
+
 /// Called with each fsync's duration in seconds (a histogram in `/metrics`).
 pub type FlushObserver = Box<dyn Fn(f64) + Send + Sync>;
 
@@ -54,8 +57,18 @@ impl Flusher {
     /// Call after a write: the ticket to wait for.
     pub fn ticket(&self) -> u64 {
         let t = self.shared.written.fetch_add(1, Ordering::AcqRel) + 1;
+        // Under the lock, so the wake-up cannot fall between the flusher's
+        // check and its wait.
+        let _guard = self.shared.wake.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.cond.notify_one();
         t
+    }
+
+    /// A write nobody waits for (an acknowledgement): it reaches disk with
+    /// the next fsync, at the latest [`LAZY_FLUSH`] later. Flushing each one
+    /// would make writers contend with the flusher for nothing.
+    pub fn lazy(&self) {
+        self.shared.written.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Wait until the write behind `ticket` is on disk.
@@ -108,7 +121,7 @@ fn run(
             while s.written.load(Ordering::Acquire) == flushed && !s.stop.load(Ordering::Acquire) {
                 guard = s
                     .cond
-                    .wait_timeout(guard, Duration::from_millis(200))
+                    .wait_timeout(guard, LAZY_FLUSH)
                     .map(|(g, _)| g)
                     .unwrap_or_else(|p| p.into_inner().0);
             }

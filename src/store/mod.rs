@@ -167,7 +167,7 @@ pub struct Quarantine {
 pub struct LaneStats {
     pub depth: u64,
     pub bytes: u64,
-    /// Sequence and event time of the lane's first entry.
+    /// Sequence and event time of the lane's first entry (in [`Stats`]).
     pub head: Option<(u64, Millis)>,
 }
 
@@ -195,11 +195,35 @@ impl SinkStats {
     }
 }
 
+/// Where a lane's first entry is, as far as known without reading.
+#[derive(Clone, Copy, Debug)]
+enum Head {
+    Known(Option<(u64, Millis)>),
+    /// The head was removed: the new one is the first entry after this
+    /// sequence. Looked up only when asked (stats, ages), so an ack does
+    /// not pay for a read.
+    After(u64),
+}
+
+impl Head {
+    /// A sequence no entry of the lane is below.
+    fn lower_bound(self) -> u64 {
+        match self {
+            Head::Known(Some((seq, _))) => seq,
+            Head::Known(None) => 0,
+            Head::After(seq) => seq + 1,
+        }
+    }
+}
+
 struct State {
     next_seq: u64,
     next_dlq: u64,
-    /// Per sink (same order as `Store::sinks`), per lane.
+    /// Per sink (same order as `Store::sinks`), per lane; `head` unused here.
     lanes: Vec<[LaneStats; 3]>,
+    heads: Vec<[Head; 3]>,
+    /// Ledger keys that exist, so an ack removes one only when it is there.
+    ledgered: std::collections::HashSet<Vec<u8>>,
     /// Dead letters per sink, and their bytes.
     dead: Vec<u64>,
     dead_bytes: u64,
@@ -434,15 +458,17 @@ impl Store {
             }
         })?;
         let mut lanes = Vec::new();
+        let mut heads = Vec::new();
         let mut last_queued = 0u64;
         for sink in sinks {
             let mut stats = [LaneStats::default(); 3];
+            let mut head = [Head::Known(None); 3];
             for lane in Lane::ALL {
                 let l = &mut stats[lane.index()];
                 if let Some(v) = tree.get(count_key(sink, lane))? {
                     (l.depth, l.bytes) = parse_count(&v);
                 }
-                l.head = lane_head(&tree, sink, lane, 0)?;
+                head[lane.index()] = Head::Known(lane_head(&tree, sink, lane, 0)?);
                 if let Some((k, _)) = tree
                     .range(lane_range(sink, lane, 0))
                     .next_back()
@@ -454,6 +480,12 @@ impl Store {
                 }
             }
             lanes.push(stats);
+            heads.push(head);
+        }
+        let mut ledgered = std::collections::HashSet::new();
+        for item in tree.scan_prefix(b"l/") {
+            let (k, _) = item?;
+            ledgered.insert(k.to_vec());
         }
         let mut dead = vec![0u64; sinks.len()];
         let mut dead_bytes = 0;
@@ -483,6 +515,8 @@ impl Store {
                 next_seq,
                 next_dlq,
                 lanes,
+                heads,
+                ledgered,
                 dead,
                 dead_bytes,
                 backpressure: false,
@@ -567,15 +601,7 @@ impl Store {
         let accepted = Millis::now();
         let mut encoded = Vec::with_capacity(records.len());
         for r in records {
-            let entry = QueueEntry {
-                id: r.id.clone(),
-                kind: r.kind.clone(),
-                key: r.key.clone(),
-                time: r.time,
-                accepted,
-                payload: r.payload.clone(),
-            };
-            encoded.push((r.lane, encode(&entry)?));
+            encoded.push((r.lane, format::encode_entry(r, accepted)?));
         }
         let seqs = {
             let mut st = self.state();
@@ -593,7 +619,7 @@ impl Store {
                 for (i, sink) in self.sinks.iter().enumerate() {
                     batch.insert(queue_key(sink, *lane, seq), bytes.as_slice());
                     changes.add(i, *lane, 1, bytes.len() as i64);
-                    if st.lanes[i][lane.index()].head.is_none()
+                    if matches!(st.heads[i][lane.index()], Head::Known(None))
                         && !heads.iter().any(|h| h.0 == i && h.1 == *lane)
                     {
                         heads.push((i, *lane, seq, r.time));
@@ -608,7 +634,7 @@ impl Store {
             self.apply(&mut st, batch, &changes)?;
             st.next_seq = next;
             for (i, lane, seq, time) in heads {
-                st.lanes[i][lane.index()].head = Some((seq, time));
+                st.heads[i][lane.index()] = Head::Known(Some((seq, time)));
             }
             for ((i, lane), _) in &changes.deltas {
                 self.publish(&st, *i, *lane);
@@ -719,7 +745,7 @@ impl Store {
         }
         self.apply(st, batch, &changes)?;
         for (i, sink) in self.sinks.iter().enumerate() {
-            st.lanes[i][lane.index()].head = lane_head(&self.tree, sink, lane, 0)?;
+            st.heads[i][lane.index()] = Head::Known(lane_head(&self.tree, sink, lane, 0)?);
             self.publish(st, i, lane);
         }
         self.metrics.evicted(lane, "quota", count);
@@ -757,7 +783,7 @@ impl Store {
             self.apply(&mut st, batch, &changes)?;
             for ((i, _), (n, _)) in &changes.deltas {
                 let sink = &self.sinks[*i];
-                st.lanes[*i][lane.index()].head = lane_head(&self.tree, sink, lane, 0)?;
+                st.heads[*i][lane.index()] = Head::Known(lane_head(&self.tree, sink, lane, 0)?);
                 self.publish(&st, *i, lane);
                 let n = n.unsigned_abs();
                 out[lane.index()] += n;
@@ -782,9 +808,16 @@ impl Store {
         from: u64,
         limit: usize,
     ) -> Result<Vec<Queued>, StoreError> {
-        self.sink_index(sink)?;
+        let i = self.sink_index(sink)?;
+        // Nothing is queued before the head; starting there skips the
+        // emptied nodes sled keeps at the front of a queue for a while.
+        let head = self.state().heads[i][lane.index()].lower_bound();
         let mut out = Vec::new();
-        for item in self.tree.range(lane_range(sink, lane, from)).take(limit) {
+        for item in self
+            .tree
+            .range(lane_range(sink, lane, from.max(head)))
+            .take(limit)
+        {
             let (k, v) = item?;
             let Some((lane, seq)) = parse_queue_key(&k) else {
                 continue;
@@ -801,8 +834,9 @@ impl Store {
 
     /// The sink is done with an event (its destination confirmed it): remove
     /// it from the sink's lane and clear the sink's ledger entry for it, in
-    /// one batch. Not awaited to disk: a crash before the next fsync only
-    /// re-delivers it, which sinks make harmless.
+    /// one batch. Not awaited to disk (it goes with the next fsync, within
+    /// [`flush::LAZY_FLUSH`]): a crash before that only re-delivers it,
+    /// which sinks make harmless.
     pub fn ack(&self, sink: &str, q: &Queued) -> Result<(), StoreError> {
         let i = self.sink_index(sink)?;
         let key = queue_key(sink, q.lane, q.seq);
@@ -814,25 +848,48 @@ impl Store {
         let mut batch = Batch::default();
         batch.remove(key);
         if let Some(id) = q.event_id() {
-            batch.remove(ledger_key(sink, id));
+            let lk = ledger_key(sink, id);
+            if st.ledgered.remove(&lk) {
+                batch.remove(lk);
+            }
         }
         let mut changes = Changes::default();
         changes.add(i, q.lane, -1, -(q.bytes as i64));
         self.apply(&mut st, batch, &changes)?;
-        self.removed_head(&mut st, i, q)?;
+        self.removed_head(&mut st, i, q);
         self.publish(&st, i, q.lane);
         drop(st);
-        self.flusher.ticket();
+        self.flusher.lazy();
         Ok(())
     }
 
-    /// After removing `q`, find the lane's new head if `q` was it.
-    fn removed_head(&self, st: &mut State, i: usize, q: &Queued) -> Result<(), StoreError> {
-        let l = &mut st.lanes[i][q.lane.index()];
-        if l.head.is_none_or(|(seq, _)| seq == q.seq) {
-            l.head = lane_head(&self.tree, &self.sinks[i], q.lane, q.seq)?;
+    /// After removing `q`: if it was the lane's head, the new head is
+    /// somewhere after it (looked up when asked).
+    fn removed_head(&self, st: &mut State, i: usize, q: &Queued) {
+        let h = &mut st.heads[i][q.lane.index()];
+        if let Head::Known(Some((seq, _))) = *h {
+            if seq == q.seq {
+                *h = Head::After(seq);
+            }
         }
-        Ok(())
+    }
+
+    /// The lane's head, read from the tree if it is not known.
+    fn resolve_head(&self, st: &mut State, i: usize, lane: Lane) -> Option<(u64, Millis)> {
+        let h = &mut st.heads[i][lane.index()];
+        if let Head::After(seq) = *h {
+            match lane_head(&self.tree, &self.sinks[i], lane, seq + 1) {
+                Ok(found) => *h = Head::Known(found),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the event store's queue head");
+                    return None;
+                }
+            }
+        }
+        match *h {
+            Head::Known(found) => found,
+            Head::After(_) => None,
+        }
     }
 
     /// The destination refused the event for good: move it to the dead
@@ -876,14 +933,17 @@ impl Store {
             batch.remove(queue_key(sink, q.lane, q.seq));
             batch.insert(dlq_key(id), bytes.as_slice());
             if let Some(eid) = q.event_id() {
-                batch.remove(ledger_key(sink, eid));
+                let lk = ledger_key(sink, eid);
+                if st.ledgered.remove(&lk) {
+                    batch.remove(lk);
+                }
             }
             batch.insert(META_NEXT_DLQ, &u64_key(id + 1));
             let mut changes = Changes::default();
             changes.add(i, q.lane, -1, -(q.bytes as i64));
             self.apply(&mut st, batch, &changes)?;
             st.next_dlq = id + 1;
-            self.removed_head(&mut st, i, q)?;
+            self.removed_head(&mut st, i, q);
             st.dead[i] += 1;
             st.dead_bytes += bytes.len() as u64;
             self.publish(&st, i, q.lane);
@@ -951,9 +1011,9 @@ impl Store {
             st.next_seq = seq + 1;
             st.dead[i] = st.dead[i].saturating_sub(1);
             st.dead_bytes = st.dead_bytes.saturating_sub(old.len() as u64);
-            let l = &mut st.lanes[i][d.lane.index()];
-            if l.head.is_none() {
-                l.head = Some((seq, d.time));
+            let h = &mut st.heads[i][d.lane.index()];
+            if matches!(*h, Head::Known(None)) {
+                *h = Head::Known(Some((seq, d.time)));
             }
             self.publish(&st, i, d.lane);
             self.metrics.set_dead(&d.sink, st.dead[i]);
@@ -998,7 +1058,12 @@ impl Store {
         event_id: &str,
         value: &[u8],
     ) -> Result<(), StoreError> {
-        self.tree.insert(ledger_key(sink, event_id), value)?;
+        let key = ledger_key(sink, event_id);
+        {
+            let mut st = self.state();
+            self.tree.insert(&key, value)?;
+            st.ledgered.insert(key);
+        }
         self.durable().await
     }
 
@@ -1008,18 +1073,21 @@ impl Store {
     }
 
     pub fn stats(&self) -> Stats {
-        let st = self.state();
+        let mut st = self.state();
+        let mut sinks = Vec::with_capacity(self.sinks.len());
+        for (i, s) in self.sinks.iter().enumerate() {
+            let mut lanes = st.lanes[i];
+            for lane in Lane::ALL {
+                lanes[lane.index()].head = self.resolve_head(&mut st, i, lane);
+            }
+            sinks.push(SinkStats {
+                sink: s.clone(),
+                lanes,
+                dead_letters: st.dead[i],
+            });
+        }
         Stats {
-            sinks: self
-                .sinks
-                .iter()
-                .enumerate()
-                .map(|(i, s)| SinkStats {
-                    sink: s.clone(),
-                    lanes: st.lanes[i],
-                    dead_letters: st.dead[i],
-                })
-                .collect(),
+            sinks,
             targets: [0, 1, 2].map(|i| self.opts.lanes[i].target),
             max_bytes: self.opts.max_bytes,
             used_bytes: st.used(),
@@ -1037,20 +1105,20 @@ impl Store {
 
     /// Age at `now` of the oldest undelivered event of each lane of a sink.
     pub fn oldest_age(&self, sink: &str, now: Millis) -> [Option<Duration>; 3] {
-        let st = self.state();
+        let mut st = self.state();
         let Ok(i) = self.sink_index(sink) else {
             return [None; 3];
         };
-        st.lanes[i].map(|l| l.head.map(|(_, t)| age(now, t)))
+        Lane::ALL.map(|l| self.resolve_head(&mut st, i, l).map(|(_, t)| age(now, t)))
     }
 
     /// Set the gauges that move with time (ages); the others move with the queue.
     pub fn refresh_age_metrics(&self, now: Millis) {
-        let st = self.state();
+        let mut st = self.state();
         for (i, s) in self.sinks.iter().enumerate() {
             for lane in Lane::ALL {
-                let a = st.lanes[i][lane.index()]
-                    .head
+                let a = self
+                    .resolve_head(&mut st, i, lane)
                     .map_or(0.0, |(_, t)| age(now, t).as_secs_f64());
                 self.metrics.set_age(s, lane, a);
             }
