@@ -72,6 +72,18 @@ async fn modbus_read_decodes_like_the_gateway() {
     assert!(err.contains("IllegalDataAddress"), "{err}");
 
     plc.stop();
+    // The abort lands when the server task is next polled: until then a
+    // connect is still accepted (and reset), so wait for the port to close.
+    let addr = plc.addr;
+    support::eventually(
+        std::time::Duration::from_secs(5),
+        "the PLC's port closed",
+        || {
+            let closed = std::net::TcpStream::connect(addr).is_err();
+            async move { closed.then_some(()) }
+        },
+    )
+    .await;
     let (code, _, err) =
         plantgate(&["modbus", "read", &target, "holding:0", "--timeout", "500ms"]).await;
     assert_eq!(code, 2);

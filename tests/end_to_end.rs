@@ -173,6 +173,11 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     let status: serde_json::Value =
         serde_json::from_str(&get(&format!("{base}/status")).await.expect("status")).expect("json");
     assert_eq!(status["sources"]["press1"]["connected"], true);
+    // The read plan: parts (u32 at 100) and state (102) in one block.
+    let unit = &status["sources"]["press1"]["plan"]["1"];
+    assert_eq!(unit["requests_per_poll"], 1, "{status}");
+    assert_eq!(unit["blocks"][0]["start"], 100, "{status}");
+    assert_eq!(unit["blocks"][0]["split"], serde_json::Value::Null);
     assert_eq!(status["queue"]["sinks"]["odoo"]["depth"], 0);
     r.gateway.stop().await;
 }

@@ -6,12 +6,12 @@
 
 mod support;
 
-use plantgate::config::modbus::ByteOrder;
+use plantgate::config::modbus::{ByteOrder, Parity};
 use plantgate::config::{self, SourceKind};
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use plantgate::model::{Quality, Sample, Value};
-use plantgate::sources::modbus::{codec, Poller};
-use plantgate::status::Telemetry;
+use plantgate::sources::modbus::{codec, probe, Poller};
+use plantgate::status::{PlanBlock, Telemetry};
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -329,7 +329,44 @@ impl Drop for Peer {
     }
 }
 
-fn pymodbus(args: &[&str], data: &Path) -> Peer {
+/// A pymodbus server, steered over its stdin (see the script's doc).
+struct Pymodbus {
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    _peer: Peer,
+}
+
+impl Pymodbus {
+    /// Send one control command; returns its answer once it is in force.
+    fn send(&mut self, command: &str) -> String {
+        use std::io::{BufRead, Write};
+        tokio::task::block_in_place(|| {
+            writeln!(self.stdin, "{command}").expect("write command");
+            self.stdin.flush().expect("flush command");
+            let mut line = String::new();
+            self.stdout.read_line(&mut line).expect("read answer");
+            line.trim().to_string()
+        })
+    }
+
+    fn must(&mut self, command: &str) {
+        let answer = self.send(command);
+        assert_eq!(answer, "OK", "{command}");
+    }
+
+    /// Requests the server received for `unit`, and exception replies it sent.
+    fn count(&mut self, unit: u8) -> (u64, u64) {
+        let answer = self.send(&format!("count {unit}"));
+        let n: Vec<u64> = answer
+            .strip_prefix("COUNT ")
+            .map(|r| r.split(' ').filter_map(|x| x.parse().ok()).collect())
+            .unwrap_or_default();
+        assert_eq!(n.len(), 2, "{answer}");
+        (n[0], n[1])
+    }
+}
+
+fn pymodbus(args: &[&str], data: &Path) -> Pymodbus {
     use std::io::{BufRead, BufReader};
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/pymodbus_server.py");
     let mut child = Command::new("python3")
@@ -337,17 +374,22 @@ fn pymodbus(args: &[&str], data: &Path) -> Peer {
         .args(args)
         .arg("--data")
         .arg(data)
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("python3 with pymodbus (.ci/run installs it)");
-    let out = child.stdout.take().expect("stdout");
+    let stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let peer = Peer(child);
     let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .expect("read READY");
+    stdout.read_line(&mut line).expect("read READY");
     assert_eq!(line.trim(), "READY", "pymodbus server did not start");
-    Peer(child)
+    Pymodbus {
+        stdin,
+        stdout,
+        _peer: peer,
+    }
 }
 
 /// Two connected pseudo-terminals (a null-modem cable), made by socat.
@@ -711,5 +753,381 @@ async fn a_dead_unit_on_a_serial_line_does_not_stall_the_live_one() {
         (1.0..=8.0).contains(&timeouts),
         "dead unit probed with backoff, not every cycle: {timeouts}"
     );
+    run.stop().await;
+}
+
+// ---- exceptions and garbled replies, against pymodbus -------------------
+
+/// Ten u16 tags r0..r9 on holding 0..9 of unit 1 (one block), and the
+/// server's data for them (100 + i).
+fn ten_registers(dir: &Path) -> (std::path::PathBuf, Vec<(String, String)>) {
+    let data = dir.join("data.json");
+    let words: Vec<u16> = (0..10).map(|i| 100 + i).collect();
+    std::fs::write(
+        &data,
+        serde_json::json!({ "holding": [[0, words]] }).to_string(),
+    )
+    .expect("data");
+    let tags = (0..10)
+        .map(|i| (format!("r{i}"), format!("register = {i}")))
+        .collect();
+    (data, tags)
+}
+
+/// The one planned block of unit 1 as `/status` shows it.
+fn block_of(run: &Run) -> Option<PlanBlock> {
+    run.telemetry
+        .snapshot()
+        .sources
+        .get("dev")?
+        .plan
+        .as_ref()?
+        .units
+        .get(&1)?
+        .first()
+        .cloned()
+}
+
+async fn all_good(run: &Run, n: usize) {
+    eventually(Duration::from_secs(20), "every tag good", || {
+        let m = run.latest.lock().expect("lock").clone();
+        let bad = run.telemetry.snapshot().bad_tags;
+        let ok = m.len() >= n && bad.is_empty() && m.values().all(|s| s.quality == Quality::Good);
+        async move { ok.then_some(()) }
+    })
+    .await;
+}
+
+/// Requests the server gets per poll of the ten-tag block, over 20 polls
+/// counted by the samples the gateway took. The two counts are read a
+/// moment apart at each end, so they may disagree by one request there.
+async fn requests_per_poll(run: &Run, peer: &mut Pymodbus) -> (u64, u64) {
+    let samples = |run: &Run| run.telemetry.snapshot().sources["dev"].samples;
+    let (r0, _) = peer.count(1);
+    let s0 = samples(run);
+    eventually(Duration::from_secs(20), "20 more polls", || {
+        let n = samples(run);
+        async move { (n >= s0 + 200).then_some(()) }
+    })
+    .await;
+    let (r1, _) = peer.count(1);
+    let polls = (samples(run) - s0) / 10;
+    (r1 - r0, polls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_failure_backs_the_unit_off_and_keeps_the_plan() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, tags) = ten_registers(dir.path());
+    let port = free_port();
+    let mut peer = pymodbus(&["--tcp", &port.to_string()], &data);
+    let run = Run::start(&tag_map(
+        &format!(
+            "kind = \"modbus_tcp\"\naddress = \"127.0.0.1:{port}\"\npoll_interval = \"50ms\"\ntimeout = \"500ms\"\nbackoff_max = \"1s\""
+        ),
+        &tags,
+    ));
+    all_good(&run, 10).await;
+
+    // The device fails every read of the block for a while (3 refusals,
+    // the unit backing off between them).
+    peer.must("exception 1 holding 3 4");
+    eventually(Duration::from_secs(20), "three refused reads", || {
+        let (_, refused) = peer.count(1);
+        async move { (refused >= 3).then_some(()) }
+    })
+    .await;
+    // Every tag of the unit turns bad with the device's word for it.
+    eventually(Duration::from_secs(10), "the unit's tags bad", || {
+        let all = (0..10).all(|i| {
+            run.sample(&format!("r{i}")).is_some_and(|s| {
+                matches!(&s.quality, Quality::Bad(why) if why == "unit 1: device reports ServerDeviceFailure (0x04)")
+            })
+        });
+        async move { all.then_some(()) }
+    })
+    .await;
+    let block = block_of(&run).expect("plan");
+    assert_eq!((block.start, block.count, block.tags), (0, 10, 10));
+    assert!(block.split.is_none(), "{block:?}");
+
+    peer.must("clear");
+    all_good(&run, 10).await;
+    let (requests, polls) = requests_per_poll(&run, &mut peer).await;
+    assert!(
+        requests <= polls + 2,
+        "{requests} requests in {polls} polls: the unsplit plan reads one block per poll"
+    );
+    assert_eq!(block_of(&run).map(|b| b.requests()), Some(1));
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_illegal_address_is_isolated_then_healed_at_the_reprobe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (data, tags) = ten_registers(dir.path());
+    let port = free_port();
+    let mut peer = pymodbus(&["--tcp", &port.to_string()], &data);
+    // The device map lacks register 7 from the start.
+    peer.must("exception 1 holding 7 2");
+    let run = Run::start(&tag_map(
+        &format!(
+            "kind = \"modbus_tcp\"\naddress = \"127.0.0.1:{port}\"\npoll_interval = \"50ms\"\nreprobe_interval = \"1s\""
+        ),
+        &tags,
+    ));
+    let got = run.all_read(10).await;
+    for i in 0..10u16 {
+        let s = &got[&format!("r{i}")];
+        if i == 7 {
+            assert!(
+                matches!(&s.quality, Quality::Bad(why) if why == "device exception IllegalDataAddress (0x02) at holding 7 (unit 1)"),
+                "{s:?}"
+            );
+        } else {
+            assert_eq!(
+                (&s.quality, &s.value),
+                (&Quality::Good, &Value::UInt(u64::from(100 + i))),
+                "r{i}"
+            );
+        }
+    }
+    let bad = run.telemetry.snapshot().bad_tags;
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    // The plan is published once the poll that split the block is done.
+    let split = eventually(Duration::from_secs(10), "the split on /status", || {
+        let s = block_of(&run).and_then(|b| b.split);
+        async move { s }
+    })
+    .await;
+    assert_eq!(split.why, "IllegalDataAddress (0x02) for holding 0..10");
+    assert_eq!(
+        split.refused.get("r7").map(String::as_str),
+        Some("IllegalDataAddress (0x02)")
+    );
+    assert!(split.reads.iter().any(|r| r.tags == ["r7"]), "{split:?}");
+    let covered: usize = split.reads.iter().map(|r| r.tags.len()).sum();
+    assert_eq!(covered, 10, "{split:?}");
+    // As /status shows it.
+    let plan = run.telemetry.snapshot().sources["dev"]
+        .plan
+        .clone()
+        .expect("plan");
+    let json = plan.to_json();
+    assert_eq!(
+        json["1"]["blocks"][0]["split"]["refused"]["r7"],
+        "IllegalDataAddress (0x02)"
+    );
+    assert_eq!(json["1"]["requests_per_poll"], split.reads.len());
+
+    // A re-probe while the address is still refused keeps the split.
+    let first = split.reprobe_at;
+    let again = eventually(Duration::from_secs(15), "a re-probe", || {
+        let s = block_of(&run).and_then(|b| b.split);
+        async move { s.filter(|s| s.reprobe_at > first) }
+    })
+    .await;
+    assert!(again.refused.contains_key("r7"), "{again:?}");
+
+    // The device map is fixed: the next re-probe reads the block whole.
+    peer.must("clear");
+    eventually(Duration::from_secs(15), "the block whole again", || {
+        let whole = block_of(&run).is_some_and(|b| b.split.is_none());
+        let r7 = run.sample("r7").map(|s| (s.quality, s.value));
+        let ok = whole && r7 == Some((Quality::Good, Value::UInt(107)));
+        async move { ok.then_some(()) }
+    })
+    .await;
+    all_good(&run, 10).await;
+    let (requests, polls) = requests_per_poll(&run, &mut peer).await;
+    assert!(
+        requests <= polls + 2,
+        "{requests} requests in {polls} polls: healed, the block is one read"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_rtu_replies_are_named_and_the_live_unit_keeps_flowing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_socat, a, b) = pty_pair(dir.path()).await;
+    let data = dir.path().join("data.json");
+    std::fs::write(&data, r#"{"holding": [[0, [11, 12]]]}"#).expect("data");
+    let mut peer = pymodbus(
+        &[
+            "--rtu",
+            &a.display().to_string(),
+            "--unit",
+            "2",
+            "--unit",
+            "4",
+            "--unit",
+            "6",
+            "--unit",
+            "7",
+        ],
+        &data,
+    );
+    peer.must("fault 2 garbage");
+    peer.must("fault 4 wrong-unit");
+    peer.must("fault 6 bad-crc");
+    // The live unit is read last in each cycle, after the failing ones.
+    let text = tag_map(
+        &format!(
+            "kind = \"modbus_rtu\"\ndevice = \"{}\"\nparity = \"none\"\nbaud = 19200\nunit = 7\npoll_interval = \"100ms\"\ntimeout = \"250ms\"\nbackoff_max = \"2s\"",
+            b.display()
+        ),
+        &[
+            ("garbage".into(), "register = 0\nunit_id = 2".into()),
+            ("wrong_unit".into(), "register = 0\nunit_id = 4".into()),
+            ("bad_crc".into(), "register = 0\nunit_id = 6".into()),
+            ("live".into(), "register = 0".into()),
+        ],
+    );
+    let run = Run::start(&text);
+    let mut seen = Vec::new();
+    for (tag, expect) in [
+        (
+            "garbage",
+            "unit 2: garbled answer: not a Modbus reply to function 0x03 of unit 2; 6 bytes",
+        ),
+        (
+            "wrong_unit",
+            "unit 4: garbled answer: reply from unit 44 to a request for unit 4; 7 bytes",
+        ),
+        ("bad_crc", "unit 6: garbled answer: bad CRC (frame says 0x"),
+    ] {
+        let why = eventually(Duration::from_secs(15), tag, || {
+            let s = run.sample(tag);
+            async move {
+                match s.map(|s| s.quality) {
+                    Some(Quality::Bad(why)) => Some(why),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+        assert!(why.starts_with(expect), "{tag}: {why}");
+        seen.push(why);
+    }
+    assert!(seen[2].ends_with("; 7 bytes"), "{}", seen[2]);
+    // The live unit keeps flowing meanwhile.
+    let before = run.telemetry.snapshot().sources["dev"].samples;
+    eventually(
+        Duration::from_secs(20),
+        "20 more samples of the live unit",
+        || {
+            let n = run.telemetry.snapshot().sources["dev"].samples;
+            async move { (n >= before + 20).then_some(()) }
+        },
+    )
+    .await;
+    assert_eq!(
+        run.sample("live").map(|s| (s.quality, s.value)),
+        Some((Quality::Good, Value::UInt(11)))
+    );
+    let m = run.telemetry.encode();
+    assert!(
+        support::metric(
+            &m,
+            "plantgate_modbus_requests_total{source=\"dev\",result=\"garbled\"}"
+        )
+        .is_some_and(|n| n >= 3.0),
+        "{m}"
+    );
+    run.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbled_tcp_replies_are_named_and_another_device_keeps_flowing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data.json");
+    std::fs::write(&data, r#"{"holding": [[0, [42, 43]]]}"#).expect("data");
+    let port = free_port();
+    let mut peer = pymodbus(
+        &["--tcp", &port.to_string(), "--unit", "1", "--unit", "2"],
+        &data,
+    );
+    let text = format!(
+        "[gateway]\nid = \"t\"\n[odoo]\ndry_run = true\n\
+         [[sources]]\nname = \"flaky\"\nkind = \"modbus_tcp\"\naddress = \"127.0.0.1:{port}\"\npoll_interval = \"50ms\"\ntimeout = \"300ms\"\nbackoff_max = \"1s\"\n\
+         [[sources]]\nname = \"steady\"\nkind = \"modbus_tcp\"\naddress = \"127.0.0.1:{port}\"\nunit = 2\npoll_interval = \"50ms\"\n\
+         [[tags]]\nname = \"f\"\nsource = \"flaky\"\nregister = 0\n\
+         [[tags]]\nname = \"s\"\nsource = \"steady\"\nregister = 1\n"
+    );
+    let run = Run::start(&text);
+    run.all_read(2).await;
+    good_again(&run, "f").await;
+    for (fault, expect) in [
+        // Noticed only at the deadline: the header announces more bytes.
+        (
+            "garbage",
+            "unit 1: garbled answer: not a Modbus TCP frame (protocol id 0xDEAD, not 0); 8 bytes",
+        ),
+        (
+            "wrong-unit",
+            "unit 1: garbled answer: reply from unit 41 to a request for unit 1; 11 bytes",
+        ),
+        ("wrong-transaction", "unit 1: garbled answer: transaction id "),
+        (
+            "wrong-function",
+            "unit 1: garbled answer: function code 0x04 in the reply to 0x03; 11 bytes",
+        ),
+        (
+            "bad-length",
+            "unit 1: garbled answer: length field announces 3 PDU bytes, the reply needs 4; 11 bytes",
+        ),
+    ] {
+        peer.must(&format!("fault 1 {fault}"));
+        let why = eventually(Duration::from_secs(10), fault, || {
+            let s = run.sample("f");
+            async move {
+                match s.map(|s| s.quality) {
+                    Some(Quality::Bad(why)) if why.starts_with(expect) => Some(why),
+                    _ => None,
+                }
+            }
+        })
+        .await;
+        let status = run.telemetry.snapshot();
+        assert_eq!(
+            status.sources["flaky"].last_error.as_deref(),
+            Some(why.as_str()),
+            "{fault}"
+        );
+        // The other device on the same server keeps flowing meanwhile.
+        let before = status.sources["steady"].samples;
+        eventually(Duration::from_secs(10), "steady samples", || {
+            let n = run.telemetry.snapshot().sources["steady"].samples;
+            async move { (n >= before + 5).then_some(()) }
+        })
+        .await;
+        assert_eq!(
+            run.sample("s").map(|s| (s.quality, s.value)),
+            Some((Quality::Good, Value::UInt(43)))
+        );
+        // `plantgate modbus read` says the same.
+        let probe = probe::Probe {
+            target: format!("tcp://127.0.0.1:{port}"),
+            unit: 1,
+            item: "holding:0".into(),
+            count: 1,
+            data_type: None,
+            order: None,
+            length: 0,
+            baud: 9600,
+            parity: Parity::None,
+            timeout: Duration::from_millis(300),
+        };
+        match probe::run(&probe).await {
+            Err(probe::ProbeError::Garbled(why)) => assert!(
+                expect.strip_prefix("unit 1: ").is_some_and(|e| why.starts_with(e)),
+                "{fault}: {why}"
+            ),
+            other => panic!("{fault}: {other:?}"),
+        }
+        peer.must("clear");
+        good_again(&run, "f").await;
+    }
     run.stop().await;
 }

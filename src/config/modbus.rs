@@ -29,6 +29,9 @@ pub struct ModbusSource {
     pub poll_groups: BTreeMap<String, Duration>,
     /// Longest wait between reconnect attempts.
     pub backoff_max: Duration,
+    /// How often a block that was split for an illegal address is tried
+    /// whole again, so a corrected device map heals without a restart.
+    pub reprobe_interval: Duration,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -430,6 +433,7 @@ impl Validator<'_> {
             max_gap,
             poll_groups,
             backoff_max: self.duration(&r.backoff_max, Duration::from_secs(30)),
+            reprobe_interval: self.duration(&r.reprobe_interval, Duration::from_secs(600)),
         })
     }
 

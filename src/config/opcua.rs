@@ -160,6 +160,10 @@ impl Validator<'_> {
                 (r.unit.as_ref().map(|v| v.span()), "unit"),
                 (r.max_gap.as_ref().map(|v| v.span()), "max_gap"),
                 (r.poll_groups.as_ref().map(|v| v.span()), "poll_groups"),
+                (
+                    r.reprobe_interval.as_ref().map(|v| v.span()),
+                    "reprobe_interval",
+                ),
             ],
             |key| format!("`{key}` belongs to {MODBUS_SOURCE_KEYS}"),
         );

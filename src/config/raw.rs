@@ -54,6 +54,7 @@ pub struct RawSource {
     pub unit: Option<S<i64>>,
     pub max_gap: Option<S<i64>>,
     pub poll_groups: Option<S<std::collections::BTreeMap<String, S<String>>>>,
+    pub reprobe_interval: Option<S<String>>,
     // OPC UA
     pub endpoint: Option<S<String>>,
     pub security_policy: Option<S<String>>,

@@ -6,7 +6,9 @@
 
 mod telemetry;
 
-pub use telemetry::{Board, SinkStatus, SourceStatus, Telemetry};
+pub use telemetry::{
+    Board, ModbusPlan, PlanBlock, PlanRead, PlanSplit, SinkStatus, SourceStatus, Telemetry,
+};
 
 use crate::admin;
 use crate::model::Millis;
@@ -184,16 +186,17 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
                 .filter(|((src, _), _)| src == name)
                 .map(|((_, tag), why)| (tag.clone(), serde_json::Value::from(why.as_str())))
                 .collect();
-            (
-                name.clone(),
-                serde_json::json!({
-                    "bad_tags": bad_tags,
-                    "connected": s.connected,
-                    "samples": s.samples,
-                    "last_sample": s.last_sample.map(Millis::rfc3339),
-                    "last_error": s.last_error,
-                }),
-            )
+            let mut entry = serde_json::json!({
+                "bad_tags": bad_tags,
+                "connected": s.connected,
+                "samples": s.samples,
+                "last_sample": s.last_sample.map(Millis::rfc3339),
+                "last_error": s.last_error,
+            });
+            if let (Some(plan), Some(map)) = (&s.plan, entry.as_object_mut()) {
+                map.insert("plan".into(), plan.to_json());
+            }
+            (name.clone(), entry)
         })
         .collect();
     let sinks: serde_json::Map<_, _> = board

@@ -46,6 +46,102 @@ pub struct SourceStatus {
     pub last_error: Option<String>,
     pub last_sample: Option<Millis>,
     pub samples: u64,
+    /// How a Modbus source reads its tags now.
+    pub plan: Option<ModbusPlan>,
+}
+
+/// A Modbus source's read plan per unit id: its blocks and, for a block the
+/// device refused for its addresses, the reads that replace it, the tags it
+/// refuses even alone, and when the block is tried whole again.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModbusPlan {
+    pub units: BTreeMap<u8, Vec<PlanBlock>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanBlock {
+    pub group: String,
+    pub table: &'static str,
+    pub start: u16,
+    pub count: u16,
+    pub tags: usize,
+    pub split: Option<PlanSplit>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanSplit {
+    /// The exception that refused the whole block.
+    pub why: String,
+    pub reads: Vec<PlanRead>,
+    /// Tag → exception, for tags the device refuses alone.
+    pub refused: BTreeMap<String, String>,
+    pub reprobe_at: Millis,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlanRead {
+    pub start: u16,
+    pub count: u16,
+    pub tags: Vec<String>,
+}
+
+impl PlanBlock {
+    /// Requests one read of the block costs now.
+    pub fn requests(&self) -> usize {
+        self.split.as_ref().map_or(1, |s| s.reads.len())
+    }
+}
+
+impl ModbusPlan {
+    /// Requests one poll of every block of `unit` costs now.
+    pub fn requests(&self, unit: u8) -> usize {
+        self.units
+            .get(&unit)
+            .map_or(0, |b| b.iter().map(PlanBlock::requests).sum())
+    }
+
+    /// The plan as `/status` shows it, keyed by unit id.
+    pub fn to_json(&self) -> serde_json::Value {
+        let units: serde_json::Map<_, _> = self
+            .units
+            .iter()
+            .map(|(unit, blocks)| {
+                let list: Vec<serde_json::Value> = blocks
+                    .iter()
+                    .map(|b| {
+                        let split = b.split.as_ref().map(|s| {
+                            serde_json::json!({
+                                "why": s.why,
+                                "reads": s.reads.iter().map(|r| serde_json::json!({
+                                    "start": r.start,
+                                    "count": r.count,
+                                    "tags": r.tags,
+                                })).collect::<Vec<_>>(),
+                                "refused": s.refused,
+                                "reprobe_at": s.reprobe_at.rfc3339(),
+                            })
+                        });
+                        serde_json::json!({
+                            "group": b.group,
+                            "table": b.table,
+                            "start": b.start,
+                            "count": b.count,
+                            "tags": b.tags,
+                            "split": split,
+                        })
+                    })
+                    .collect();
+                (
+                    unit.to_string(),
+                    serde_json::json!({
+                        "requests_per_poll": self.requests(*unit),
+                        "blocks": list,
+                    }),
+                )
+            })
+            .collect();
+        serde_json::Value::Object(units)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -82,7 +178,7 @@ impl Telemetry {
         });
         registry.register(
             "plantgate_modbus_requests",
-            "Modbus read requests, per source and result (ok, exception, timeout, error)",
+            "Modbus read requests, per source and result (ok, exception, timeout, garbled, error)",
             modbus_requests.clone(),
         );
         let modbus_cycle = Family::<Labels, Gauge<f64, AtomicU64>>::default();
@@ -254,6 +350,15 @@ impl Telemetry {
         let s = b.sources.entry(source.to_string()).or_default();
         s.connected = false;
         s.last_error = Some(error.to_string());
+    }
+
+    /// A Modbus source's read plan changed (or was made).
+    pub fn modbus_plan(&self, source: &str, plan: ModbusPlan) {
+        self.board()
+            .sources
+            .entry(source.to_string())
+            .or_default()
+            .plan = Some(plan);
     }
 
     /// A tag-level problem on a source that stays connected.

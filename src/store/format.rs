@@ -294,7 +294,7 @@ mod tests {
 
     #[test]
     fn queue_keys_sort_by_lane_then_sequence() {
-        let mut keys = vec![
+        let mut keys = [
             queue_key("odoo", Lane::Bulk, 1),
             queue_key("odoo", Lane::Critical, 300),
             queue_key("odoo", Lane::Normal, 2),

@@ -38,6 +38,9 @@ pub enum ProbeError {
     Timeout(Duration),
     #[error("the device answered with exception {0:?}")]
     Exception(tokio_modbus::ExceptionCode),
+    /// Bytes came back that are not a reply to the request.
+    #[error("{0}")]
+    Garbled(String),
 }
 
 fn transport(target: &str, p: &Probe) -> Result<Transport, ProbeError> {
@@ -111,9 +114,11 @@ pub async fn run(p: &Probe) -> Result<Vec<String>, ProbeError> {
             table.max_per_request()
         )));
     }
-    let mut ctx = link::connect(&transport, p.unit, p.timeout)
+    let (mut ctx, wire) = link::connect(&transport, p.unit, p.timeout)
         .await
         .map_err(ProbeError::Link)?;
+    let framing = link::framing(&transport);
+    wire.begin();
     let total = total as u16;
     let read = async {
         match table {
@@ -132,10 +137,20 @@ pub async fn run(p: &Probe) -> Result<Vec<String>, ProbeError> {
                 .map(|r| r.map(Ok)),
         }
     };
+    // Bytes that came back tell a garbled reply from a silent device.
     let answer = tokio::time::timeout(p.timeout, read)
         .await
-        .map_err(|_| ProbeError::Timeout(p.timeout))?
-        .map_err(|e| ProbeError::Link(e.to_string()))?
+        .map_err(|_| match link::garbled(framing, &wire, None) {
+            Some(why) => ProbeError::Garbled(why),
+            None => ProbeError::Timeout(p.timeout),
+        })?
+        .map_err(|e| {
+            let e = e.to_string();
+            match link::garbled(framing, &wire, Some(&e)) {
+                Some(why) => ProbeError::Garbled(why),
+                None => ProbeError::Link(e),
+            }
+        })?
         .map_err(ProbeError::Exception)?;
     let _ = ctx.disconnect().await;
     let mut out = Vec::new();
