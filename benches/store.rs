@@ -227,7 +227,6 @@ async fn bounded_disk() {
         // Reused records (same ids): the store keys by sequence, not id.
         let recs = &batches[(cycle / BATCH % 16) as usize];
         store.commit(recs, &[]).await.expect("commit");
-        n += BATCH;
         let mut acked = 0;
         while acked < BATCH {
             let chunk = store
