@@ -52,7 +52,7 @@ async fn run_press(regs: Registers) {
         let state = press_state(second);
         regs.set_u16(STATE_REGISTER, state);
         if state == 1 {
-            counter = counter.wrapping_add(1 + (second % 3 == 0) as u32);
+            counter = counter.wrapping_add(1 + second.is_multiple_of(3) as u32);
             regs.set_u32(COUNTER_REGISTER, counter);
         }
         second += 1;

@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn queue_keys_sort_by_lane_then_sequence() {
-        let mut keys = vec![
+        let mut keys = [
             queue_key(Lane::Bulk, 1),
             queue_key(Lane::Critical, 300),
             queue_key(Lane::Normal, 2),
