@@ -290,6 +290,15 @@ node = "nsu={NS_URI};s=Press.Counter"
         metric(&m, "plantgate_source_connected{source=\"press\"}"),
         Some(1.0)
     );
+    // A consumer that keeps up never has a value replaced.
+    assert_eq!(
+        metric(
+            &m,
+            "plantgate_opcua_samples_replaced_total{source=\"press\"}"
+        ),
+        Some(0.0),
+        "{m}"
+    );
     src.stop().await;
 }
 

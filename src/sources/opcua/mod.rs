@@ -16,6 +16,7 @@
 //!   per change, like the Modbus source.
 
 pub mod browse;
+pub mod buffer;
 pub mod client;
 pub mod commission;
 pub mod node_id;
@@ -50,6 +51,12 @@ const MAX_NOTIFICATIONS_PER_PUBLISH: u32 = 10_000;
 
 /// Data changes taken from the subscription per wake-up.
 const CHANGE_BATCH: usize = 1024;
+
+/// Data changes held in order between the subscription and this task: more
+/// than one full Publish response, so a burst (the first values of
+/// thousands of items) is passed on whole; beyond it, while the edge is
+/// held back, only each item's newest value is kept (see `buffer`).
+const CHANGE_BUFFER: usize = 16_384;
 
 pub struct OpcUaReader {
     pub name: String,
@@ -171,10 +178,11 @@ impl OpcUaReader {
         for (i, why) in refused {
             self.tag_refused(i, &why).await;
         }
-        // Unbounded because the stack's callback cannot wait; this task
-        // drains it in batches into the bounded sample channel, so it only
-        // grows while the edge is slower than the server's changes.
-        let (dtx, mut drx) = mpsc::unbounded_channel::<(u32, DataValue)>();
+        // The stack's callback cannot wait, so it hands over into a bounded
+        // buffer that coalesces per item when full; this task drains it in
+        // batches into the bounded sample channel.
+        let (dtx, mut drx) =
+            buffer::change_buffer(CHANGE_BUFFER, self.telemetry.opcua_replaced(&self.name));
         let subscribed: Vec<usize> = (0..self.points.len())
             .filter(|i| nodes[*i].is_some() && self.points[*i].mode == Mode::Subscribe)
             .collect();
@@ -233,7 +241,7 @@ impl OpcUaReader {
         conn: &Connection,
         nodes: &[Option<NodeId>],
         tags: &[usize],
-        dtx: mpsc::UnboundedSender<(u32, DataValue)>,
+        dtx: buffer::ChangeSender,
     ) -> Result<(), String> {
         let publishing = self.config.publishing_interval;
         // Keep-alive every 10 publishing intervals; the server drops the
@@ -248,7 +256,7 @@ impl OpcUaReader {
                 0,
                 true,
                 DataChangeCallback::new(move |dv, item| {
-                    let _ = dtx.send((item.client_handle(), dv));
+                    dtx.send(item.client_handle(), dv);
                 }),
             ),
         )
