@@ -65,6 +65,7 @@ pub struct OpcUaReader {
     out: Emitter,
     points: Vec<OpcUaTag>,
     telemetry: Arc<Telemetry>,
+    change_buffer: usize,
 }
 
 /// Why a session ended.
@@ -91,7 +92,15 @@ impl OpcUaReader {
             config,
             points,
             telemetry,
+            change_buffer: CHANGE_BUFFER,
         }
+    }
+
+    /// Hold at most `changes` data changes in order before coalescing per
+    /// item (default 16,384): small, a test sees the pressure at once.
+    pub fn with_change_buffer(mut self, changes: usize) -> Self {
+        self.change_buffer = changes;
+        self
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -181,8 +190,10 @@ impl OpcUaReader {
         // The stack's callback cannot wait, so it hands over into a bounded
         // buffer that coalesces per item when full; this task drains it in
         // batches into the bounded sample channel.
-        let (dtx, mut drx) =
-            buffer::change_buffer(CHANGE_BUFFER, self.telemetry.opcua_replaced(&self.name));
+        let (dtx, mut drx) = buffer::change_buffer(
+            self.change_buffer,
+            self.telemetry.opcua_replaced(&self.name),
+        );
         let subscribed: Vec<usize> = (0..self.points.len())
             .filter(|i| nodes[*i].is_some() && self.points[*i].mode == Mode::Subscribe)
             .collect();
