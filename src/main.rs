@@ -181,6 +181,9 @@ enum OpcuaCommand {
         /// Print [[tags]] entries ready to paste into a tag map instead of a tree.
         #[arg(long)]
         toml: bool,
+        /// With --toml: also the server's own nodes (namespace 0: status, diagnostics).
+        #[arg(long, requires = "toml")]
+        all: bool,
         /// The source name written into the --toml entries.
         #[arg(long, default_value = "opcua1")]
         source: String,
@@ -285,6 +288,7 @@ async fn opcua_command(command: OpcuaCommand) -> ExitCode {
             node,
             depth,
             toml,
+            all,
             source,
             conn,
         } => {
@@ -297,7 +301,7 @@ async fn opcua_command(command: OpcuaCommand) -> ExitCode {
             };
             match commission::browse(&cfg, node.as_deref(), depth).await {
                 Ok(entries) if toml => {
-                    print!("{}", browse::render_toml(&entries, &source));
+                    print!("{}", browse::render_toml(&entries, &source, all));
                     ExitCode::SUCCESS
                 }
                 Ok(entries) => {
@@ -371,9 +375,20 @@ fn confirm(question: &str) -> bool {
     }
 }
 
-fn init_logging() {
+/// `commissioning`: a command a person runs at a terminal, where the OPC UA
+/// stack's own warnings ("Endpoint config contains no endpoints",
+/// "Transport disconnected: Good" on a polite close) are noise: the command
+/// reports what went wrong itself, so the stack says only its errors.
+/// PLANTGATE_LOG overrides either default.
+fn init_logging(commissioning: bool) {
+    // A target directive matches by prefix: `opcua` covers every opcua_* crate.
+    let default = if commissioning {
+        "info,opcua=error"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLANTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -584,7 +599,7 @@ fn main() -> ExitCode {
             Err(e) => report_config_error(&e),
         };
     }
-    init_logging();
+    init_logging(matches!(cli.command, Command::Opcua { .. }));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,7 +3,8 @@
 //! server applies deadbands, every node id notation resolves, the gateway
 //! survives a server restart with its namespace indexes changed, and bad
 //! tags or a server without the configured security are reported by name
-//! while the rest keeps running.
+//! while the rest keeps running. An edge that is held back gets, once it
+//! takes samples again, the newest value of each item, not a backlog.
 
 #[path = "support/opcua_peer.rs"]
 mod opcua_peer;
@@ -14,9 +15,15 @@ mod support;
 use opcua::types::{DataValue, DateTime, Variant};
 use opcua_peer::{free_port, TestServer, NS_URI};
 use opcua_rig::{gateway_config, good, opcua_source, start_sources};
+use plantgate::config::SourceKind;
 use plantgate::model::{Quality, Value};
+use plantgate::sources::opcua::OpcUaReader;
+use plantgate::status::Telemetry;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use support::{eventually, metric};
+use tokio::sync::{mpsc, watch};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn value_changes_arrive_by_subscription_and_by_polling_in_every_notation() {
@@ -290,6 +297,15 @@ node = "nsu={NS_URI};s=Press.Counter"
         metric(&m, "plantgate_source_connected{source=\"press\"}"),
         Some(1.0)
     );
+    // A consumer that keeps up never has a value replaced.
+    assert_eq!(
+        metric(
+            &m,
+            "plantgate_opcua_samples_replaced_total{source=\"press\"}"
+        ),
+        Some(0.0),
+        "{m}"
+    );
     src.stop().await;
 }
 
@@ -465,4 +481,110 @@ async fn a_source_of_only_polled_tags_stays_connected() {
     assert!(later.iter().all(good), "{later:?}");
     assert!(src.telemetry.snapshot().sources["press"].connected);
     src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_back_edge_gets_the_newest_value_of_each_item_not_a_backlog() {
+    const BUFFER: usize = 4;
+    const ITEMS: usize = 3;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(0, &dir.path().join("server"), false).await;
+    server.add_many(ITEMS);
+    let ns = server.ns;
+    let tags: String = (0..ITEMS)
+        .map(|i| {
+            format!(
+                "[[tags]]\nname = \"m{i}\"\nsource = \"press\"\nnode = \"ns={ns};s=Many.{i}\"\n"
+            )
+        })
+        .collect();
+    let text = gateway_config(dir.path(), &opcua_source(&server.url(), ""), &tags);
+    let cfg = plantgate::config::parse(&text, &dir.path().join("gw.toml")).expect("config");
+    let SourceKind::OpcUa(source) = &cfg.sources[0].kind else {
+        panic!("an OPC UA source")
+    };
+    // The edge takes nothing until released: one sample fits in the channel.
+    let (tx, mut rx) = mpsc::channel(1);
+    let telemetry = Arc::new(Telemetry::default());
+    let reader = OpcUaReader::new(
+        "press".into(),
+        source.clone(),
+        cfg.tags.clone(),
+        tx,
+        telemetry.clone(),
+    )
+    .with_change_buffer(BUFFER);
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(reader.run(stop_rx));
+
+    // The server keeps changing every item while the edge is held back.
+    let nodes: Vec<_> = (0..ITEMS)
+        .map(|i| server.node(format!("Many.{i}")))
+        .collect();
+    let replaced = || {
+        metric(
+            &telemetry.encode(),
+            "plantgate_opcua_samples_replaced_total{source=\"press\"}",
+        )
+        .unwrap_or(0.0)
+    };
+    let mut round = 0u32;
+    eventually(
+        Duration::from_secs(30),
+        "50 values replaced while the edge is held back",
+        || {
+            round += 1;
+            for (i, node) in nodes.iter().enumerate() {
+                server.set(node, f64::from(round) * 10.0 + i as f64);
+            }
+            let done = replaced() >= 50.0;
+            async move { done.then_some(()) }
+        },
+    )
+    .await;
+    let last: Vec<f64> = (0..ITEMS).map(|i| 1e6 + i as f64).collect();
+    for (node, v) in nodes.iter().zip(&last) {
+        server.set(node, *v);
+    }
+
+    // Released: each item's newest value arrives, after a bounded backlog
+    // (the channel, the batch in hand, the buffer, and what the server
+    // still had queued), in order per item.
+    let mut seen: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut received = 0;
+    let all_last = |seen: &HashMap<String, Vec<f64>>| {
+        (0..ITEMS).all(|i| seen.get(&format!("m{i}")).and_then(|v| v.last()) == Some(&last[i]))
+    };
+    let drain = async {
+        while !all_last(&seen) {
+            let s = rx.recv().await.expect("the source runs");
+            received += 1;
+            if let Value::Float(v) = s.value {
+                seen.entry(s.tag).or_default().push(v);
+            }
+        }
+    };
+    let arrived = tokio::time::timeout(Duration::from_secs(30), drain).await;
+    assert!(
+        arrived.is_ok(),
+        "the newest values did not arrive: {seen:?}"
+    );
+    let bound = 2 + 2 * (BUFFER + ITEMS) + 3 * ITEMS;
+    assert!(
+        received <= bound,
+        "{received} samples after the release (at most {bound}), {} replaced: {seen:?}",
+        replaced()
+    );
+    for (tag, values) in &seen {
+        assert!(
+            values.windows(2).all(|w| w[0] < w[1]),
+            "{tag} out of order: {values:?}"
+        );
+    }
+    drop(rx);
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the source stops")
+        .expect("source task");
 }

@@ -2,7 +2,10 @@
 //! `asyncua` (tests/peers/asyncua_server.py). Values arrive in each node id
 //! notation; a Basic256Sha256 SignAndEncrypt server with a username login is
 //! first refused as untrusted, with the command that trusts it, and after
-//! `plantgate opcua trust --yes` its values flow.
+//! `plantgate opcua trust --yes` its values flow. `opcua browse` shows its
+//! arrays, texts and structures as a person reads them (golden output under
+//! tests/cases/opcua_browse/), and `--toml` proposes only the machine's
+//! nodes unless `--all`.
 
 #[path = "support/opcua_peer.rs"]
 mod opcua_peer;
@@ -14,6 +17,7 @@ use opcua_peer::PyServer;
 use opcua_rig::{gateway_config, good, opcua_source, start_sources};
 use plantgate::model::{Quality, Value};
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -160,4 +164,157 @@ async fn asyncua_refuses_a_wrong_password_and_the_error_says_so() {
         "{why}"
     );
     src.stop().await;
+}
+
+/// Run the plantgate binary: exit code, stdout, stderr.
+async fn plantgate(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(support::bin())
+            .args(args)
+            .env_remove("PLANTGATE_LOG")
+            .env("NO_COLOR", "1")
+            .output(),
+    )
+    .await
+    .expect("plantgate finishes")
+    .expect("run plantgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+/// Compare with tests/cases/opcua_browse/NAME; PLANTGATE_BLESS=1 rewrites it.
+fn golden(name: &str, got: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/cases/opcua_browse")
+        .join(name);
+    if std::env::var_os("PLANTGATE_BLESS").is_some() {
+        std::fs::write(&path, got).expect("write golden file");
+    }
+    let want = std::fs::read_to_string(&path).expect("golden file");
+    assert_eq!(got, want, "{} differs; got:\n{got}", path.display());
+}
+
+/// `plantgate check` on a gateway config with these [[tags]] under source "press".
+async fn check_tags(dir: &Path, url: &str, tags: &str) {
+    let path = dir.join("pasted.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[gateway]\nid = \"gw\"\n\n[[sources]]\nname = \"press\"\nkind = \"opcua\"\nendpoint = \"{url}\"\n\n{tags}\n[odoo]\ndry_run = true\n"
+        ),
+    )
+    .expect("write config");
+    let (code, out, err) = plantgate(&["check", "--config", path.to_str().expect("utf-8")]).await;
+    assert_eq!(
+        code, 0,
+        "plantgate check refused the pasted tags:\n{out}{err}\n{tags}"
+    );
+}
+
+/// Stack warnings that mean nothing to the person at the terminal.
+fn assert_quiet(stderr: &str) {
+    for noise in [
+        "WARN",
+        "Endpoint config contains no endpoints",
+        "Transport disconnected",
+    ] {
+        assert!(!stderr.contains(noise), "{noise:?} on stderr:\n{stderr}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asyncua_browse_shows_readable_values_and_proposes_only_the_machines_tags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peer = PyServer::start(&["--tick", "0.1"]);
+    let url = peer.url();
+    let data = dir.path().join("gw");
+    let data = data.to_str().expect("utf-8");
+    let line = format!("nsu={URI};s=Line");
+
+    let (code, tree, err) =
+        plantgate(&["opcua", "browse", &url, "--node", &line, "--data-dir", data]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_quiet(&err);
+    golden("line.txt", &tree);
+
+    let (code, toml_text, err) = plantgate(&[
+        "opcua",
+        "browse",
+        &url,
+        "--node",
+        &line,
+        "--toml",
+        "--source",
+        "press",
+        "--data-dir",
+        data,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_quiet(&err);
+    golden("line.toml", &toml_text);
+    check_tags(dir.path(), &url, &toml_text).await;
+
+    // From the Objects folder: the machine's nodes, not the server's own.
+    let (code, toml_text, err) = plantgate(&[
+        "opcua",
+        "browse",
+        &url,
+        "--toml",
+        "--source",
+        "press",
+        "--data-dir",
+        data,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let parsed: toml::Table = toml::from_str(&toml_text).expect("valid TOML");
+    let nodes: Vec<&str> = parsed["tags"]
+        .as_array()
+        .expect("[[tags]]")
+        .iter()
+        .filter_map(|t| t["node"].as_str())
+        .collect();
+    assert!(
+        nodes.contains(&format!("nsu={URI};s=Press.Counter").as_str()),
+        "{toml_text}"
+    );
+    assert!(
+        nodes.iter().all(|n| n.starts_with(&format!("nsu={URI};"))),
+        "only the machine's namespace: {nodes:?}"
+    );
+    assert!(
+        toml_text.contains(
+            "variables of namespace 0 (the server's own nodes) left out; --all includes them"
+        ),
+        "{toml_text}"
+    );
+    check_tags(dir.path(), &url, &toml_text).await;
+
+    // --all brings the server's own nodes back (its current time is a tag
+    // a gateway can read), still without arrays or structures.
+    let (code, all_text, err) = plantgate(&[
+        "opcua",
+        "browse",
+        &url,
+        "--toml",
+        "--all",
+        "--source",
+        "press",
+        "--data-dir",
+        data,
+    ])
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(all_text.contains("node = \"i=2258\""), "{all_text}");
+    assert!(
+        all_text.contains("# skipped ServerStatus [i=2256]: a structure (ServerStatusDataType)"),
+        "{all_text}"
+    );
+    assert!(!all_text.contains("left out"), "{all_text}");
+    check_tags(dir.path(), &url, &all_text).await;
 }

@@ -27,6 +27,7 @@ pub struct Telemetry {
     modbus_seconds: Family<Labels, Histogram>,
     modbus_cycle: Family<Labels, Gauge<f64, AtomicU64>>,
     opcua_reconnects: Family<Labels, Counter>,
+    opcua_replaced: Family<Labels, Counter>,
     board: Mutex<Board>,
     pub started: Millis,
 }
@@ -198,6 +199,13 @@ impl Telemetry {
             "OPC UA sessions re-established after a lost connection, per source",
             opcua_reconnects.clone(),
         );
+        let opcua_replaced = Family::<Labels, Counter>::default();
+        registry.register(
+            "plantgate_opcua_samples_replaced",
+            "OPC UA data changes replaced by a newer value of the same item before the source \
+             took them (the edge was held back), per source",
+            opcua_replaced.clone(),
+        );
         registry.register(
             "plantgate_samples",
             "Samples read, per source",
@@ -241,6 +249,7 @@ impl Telemetry {
             modbus_seconds,
             modbus_cycle,
             opcua_reconnects,
+            opcua_replaced,
             board: Mutex::new(Board::default()),
             started: Millis::now(),
         }
@@ -318,11 +327,19 @@ impl Telemetry {
             .observe(seconds);
     }
 
-    /// Show the reconnect counter of an OPC UA source from the start, at 0.
+    /// Show the OPC UA counters of a source from the start, at 0.
     pub fn opcua_added(&self, source: &str) {
-        let _ = self
-            .opcua_reconnects
-            .get_or_create(&vec![("source", source.to_string())]);
+        let labels = vec![("source", source.to_string())];
+        let _ = self.opcua_reconnects.get_or_create(&labels);
+        let _ = self.opcua_replaced.get_or_create(&labels);
+    }
+
+    /// The counter of a source's data changes replaced under pressure, to
+    /// be counted where it happens (the subscription callback).
+    pub fn opcua_replaced(&self, source: &str) -> Counter {
+        self.opcua_replaced
+            .get_or_create(&vec![("source", source.to_string())])
+            .clone()
     }
 
     /// An OPC UA session came back after its connection was lost.

@@ -16,6 +16,7 @@
 //!   per change, like the Modbus source.
 
 pub mod browse;
+pub mod buffer;
 pub mod client;
 pub mod commission;
 pub mod node_id;
@@ -51,6 +52,12 @@ const MAX_NOTIFICATIONS_PER_PUBLISH: u32 = 10_000;
 /// Data changes taken from the subscription per wake-up.
 const CHANGE_BATCH: usize = 1024;
 
+/// Data changes held in order between the subscription and this task: more
+/// than one full Publish response, so a burst (the first values of
+/// thousands of items) is passed on whole; beyond it, while the edge is
+/// held back, only each item's newest value is kept (see `buffer`).
+const CHANGE_BUFFER: usize = 16_384;
+
 pub struct OpcUaReader {
     pub name: String,
     pub config: OpcUaSource,
@@ -58,6 +65,7 @@ pub struct OpcUaReader {
     out: Emitter,
     points: Vec<OpcUaTag>,
     telemetry: Arc<Telemetry>,
+    change_buffer: usize,
 }
 
 /// Why a session ended.
@@ -84,7 +92,15 @@ impl OpcUaReader {
             config,
             points,
             telemetry,
+            change_buffer: CHANGE_BUFFER,
         }
+    }
+
+    /// Hold at most `changes` data changes in order before coalescing per
+    /// item (default 16,384): small, a test sees the pressure at once.
+    pub fn with_change_buffer(mut self, changes: usize) -> Self {
+        self.change_buffer = changes;
+        self
     }
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
@@ -171,10 +187,13 @@ impl OpcUaReader {
         for (i, why) in refused {
             self.tag_refused(i, &why).await;
         }
-        // Unbounded because the stack's callback cannot wait; this task
-        // drains it in batches into the bounded sample channel, so it only
-        // grows while the edge is slower than the server's changes.
-        let (dtx, mut drx) = mpsc::unbounded_channel::<(u32, DataValue)>();
+        // The stack's callback cannot wait, so it hands over into a bounded
+        // buffer that coalesces per item when full; this task drains it in
+        // batches into the bounded sample channel.
+        let (dtx, mut drx) = buffer::change_buffer(
+            self.change_buffer,
+            self.telemetry.opcua_replaced(&self.name),
+        );
         let subscribed: Vec<usize> = (0..self.points.len())
             .filter(|i| nodes[*i].is_some() && self.points[*i].mode == Mode::Subscribe)
             .collect();
@@ -233,7 +252,7 @@ impl OpcUaReader {
         conn: &Connection,
         nodes: &[Option<NodeId>],
         tags: &[usize],
-        dtx: mpsc::UnboundedSender<(u32, DataValue)>,
+        dtx: buffer::ChangeSender,
     ) -> Result<(), String> {
         let publishing = self.config.publishing_interval;
         // Keep-alive every 10 publishing intervals; the server drops the
@@ -248,7 +267,7 @@ impl OpcUaReader {
                 0,
                 true,
                 DataChangeCallback::new(move |dv, item| {
-                    let _ = dtx.send((item.client_handle(), dv));
+                    dtx.send(item.client_handle(), dv);
                 }),
             ),
         )
