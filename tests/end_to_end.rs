@@ -20,6 +20,11 @@ struct Rig {
 }
 
 async fn rig() -> Rig {
+    rig_with(|text| text).await
+}
+
+/// A rig whose press config is first passed through `edit`.
+async fn rig_with(edit: impl FnOnce(String) -> String) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let regs = Registers::default();
     regs.set_u32(COUNTER, 1000);
@@ -30,12 +35,12 @@ async fn rig() -> Rig {
     let odoo = FakeOdoo::start().await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let workorder = odoo.add_workorder(wc, "WO/00042", "progress");
-    let text = press_config(
+    let text = edit(press_config(
         dir.path(),
         &plc.addr.to_string(),
         &odoo.url(),
         "127.0.0.1:0",
-    );
+    ));
     let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
     let gateway = Gateway::start(cfg).await.expect("start");
     // The first reading is the counter's baseline; parts count from there.
@@ -90,9 +95,14 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     )
     .await;
 
-    // A hydraulic fault held for 1 s, longer than min_duration (300 ms).
+    // A hydraulic fault held until Odoo has the open record (it reached
+    // min_duration, 300 ms), then the press runs again.
     regs.set_u16(STATE, 2);
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    eventually(Duration::from_secs(10), "the stop announced", || {
+        let logs = r.odoo.productivity();
+        async move { logs.first().filter(|p| p.date_end.is_none()).map(|_| ()) }
+    })
+    .await;
     regs.set_u16(STATE, 1);
     let log = eventually(Duration::from_secs(10), "a closed downtime record", || {
         let logs = r.odoo.productivity();
@@ -111,10 +121,7 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     )
     .expect("end");
     let secs = (end - start).num_seconds();
-    assert!(
-        (0..=2).contains(&secs),
-        "about 1 s of downtime, got {secs} s"
-    );
+    assert!(secs >= 0, "the end is not before the start: {secs} s");
     let loads = r
         .odoo
         .calls()
@@ -126,12 +133,6 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
         "opened when it reached min_duration, closed when it ended"
     );
 
-    // A short stop (under 300 ms) is not downtime.
-    regs.set_u16(STATE, 2);
-    tokio::time::sleep(Duration::from_millis(120)).await;
-    regs.set_u16(STATE, 1);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(r.odoo.productivity().len(), 1);
     assert_eq!(
         r.odoo.workorder(r.workorder).map(|w| w.qty_produced),
         Some(f64::from(total))
@@ -202,11 +203,61 @@ async fn a_write_whose_reply_is_lost_is_not_counted_twice() {
         .filter(|c| c.outcome == "http:504")
         .count();
     assert_eq!(lost, 3, "the fault fired");
-    // A late duplicate would show up after the backlog is empty.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A late duplicate would still be queued: once the lane is empty,
+    // nothing is left to arrive.
+    let base = format!("http://{}", r.gateway.status_addr);
+    eventually(Duration::from_secs(20), "the normal lane empty", || {
+        let base = base.clone();
+        async move {
+            let m = get(&format!("{base}/metrics")).await?;
+            (metric(&m, r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#)? == 0.0)
+                .then_some(())
+        }
+    })
+    .await;
     assert_eq!(
         r.odoo.workorder(r.workorder).map(|w| w.qty_produced),
         Some(f64::from(total))
+    );
+    r.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_shorter_than_min_duration_is_not_downtime() {
+    // min_duration far above the stop, so a loaded machine that reads the
+    // state late cannot make the short stop look long.
+    let r = rig_with(|t| t.replace("min_duration = \"300ms\"", "min_duration = \"20s\"")).await;
+    let regs = &r.plc.registers;
+    let t = r.gateway.telemetry.clone();
+    let seen = |n: u64| {
+        let t = t.clone();
+        async move {
+            t.snapshot()
+                .sources
+                .get("press1")
+                .filter(|s| s.samples >= n)
+                .map(|_| ())
+        }
+    };
+    let now = t.snapshot().sources.get("press1").map_or(0, |s| s.samples);
+    regs.set_u16(STATE, 2);
+    // Two more reads of the press (the stop seen), then it runs again.
+    eventually(Duration::from_secs(10), "the stop read", || seen(now + 4)).await;
+    regs.set_u16(STATE, 1);
+    // Parts after the stop: once they are in Odoo, the stop's end was
+    // processed before them (same source, in order) and made no record.
+    let total = produce(regs, &[3]).await;
+    wait_qty(
+        &r.odoo,
+        r.workorder,
+        f64::from(total),
+        "parts after the stop",
+    )
+    .await;
+    assert_eq!(
+        r.odoo.productivity(),
+        vec![],
+        "a short stop is not downtime"
     );
     r.gateway.stop().await;
 }
