@@ -195,23 +195,26 @@ dry_run = true
     })
     .await;
     let counter = server.node("Press.Counter");
-    server.set(&counter, 3u32);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    server.set(&counter, 7u32);
     let mut produced = Vec::new();
-    let read = async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("mrp.workorder write") {
-                produced.push(line);
-                if produced.len() == 2 {
-                    return;
+    // Each change only after the one before was printed, so a slow machine
+    // cannot merge them into one sample.
+    for value in [3u32, 7] {
+        server.set(&counter, value);
+        let read = async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("mrp.workorder write") {
+                    return Some(line);
                 }
             }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(10), read)
-        .await
-        .expect("two production events printed");
+            None
+        };
+        let line = tokio::time::timeout(Duration::from_secs(30), read)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("a production event printed for counter {value}"));
+        produced.push(line);
+    }
     assert!(
         produced[0].contains("PRESS1") && produced[0].contains("<current> + 3}"),
         "{produced:?}"

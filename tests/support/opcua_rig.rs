@@ -74,7 +74,7 @@ pub fn start_sources(dir: &Path, text: &str) -> Sources {
 
 impl Sources {
     /// The first sample of `tag` that satisfies `pred` (earlier samples of
-    /// other tags are kept for later calls), within 10 s.
+    /// other tags are kept for later calls), within 30 s.
     pub async fn next(&mut self, tag: &str, pred: impl Fn(&Sample) -> bool) -> Sample {
         if let Some(i) = self.kept.iter().position(|s| s.tag == tag && pred(s)) {
             // Samples of this tag before the match are passed over.
@@ -94,9 +94,9 @@ impl Sources {
             }
             panic!("source stopped")
         };
-        tokio::time::timeout(Duration::from_secs(10), wait)
+        tokio::time::timeout(Duration::from_secs(30), wait)
             .await
-            .unwrap_or_else(|_| panic!("no matching sample of {tag} within 10 s"))
+            .unwrap_or_else(|_| panic!("no matching sample of {tag} within 30 s"))
     }
 
     /// Good values of `tag` received from now on, within `window`.
