@@ -6,28 +6,9 @@
 mod support;
 
 use plantgate::demo::plc::{Registers, SimulatedPlc};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::fake_odoo::FakeOdoo;
-use support::{bin, eventually, get, metric, press_config, COUNTER, STATE};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(bin())
-        .args(["run", "--config"])
-        .arg(config)
-        .env("PLANTGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn gateway")
-}
+use support::{eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER, STATE};
 
 /// SIGKILLs per run.
 const KILLS: usize = 20;
@@ -58,7 +39,7 @@ async fn kill_9_loses_nothing_and_doubles_nothing() {
     )
     .expect("cfg");
 
-    let mut child = spawn(&cfg);
+    let mut child = spawn_gateway(&cfg);
     eventually(Duration::from_secs(20), "gateway polling", || {
         let s = status.clone();
         async move { samples(&s).await.filter(|n| *n >= 4.0) }
@@ -88,7 +69,7 @@ async fn kill_9_loses_nothing_and_doubles_nothing() {
         }
         child.kill().expect("kill -9"); // SIGKILL on Unix
         child.wait().expect("reap");
-        child = spawn(&cfg);
+        child = spawn_gateway(&cfg);
         eventually(Duration::from_secs(30), "gateway back", || {
             let s = status.clone();
             async move { samples(&s).await.filter(|n| *n >= 1.0) }

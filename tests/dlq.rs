@@ -7,17 +7,12 @@ mod support;
 
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use support::fake_odoo::{FakeOdoo, Fault};
-use support::{bin, eventually, get, metric, press_config, COUNTER, STATE};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use support::{
+    bin, eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER, STATE,
+};
 
 struct Rig {
     regs: Registers,
@@ -56,17 +51,6 @@ async fn rig() -> Rig {
         _plc: plc,
         _dir: dir,
     }
-}
-
-fn spawn(cfg: &Path) -> Child {
-    Command::new(bin())
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("PLANTGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gateway")
 }
 
 fn cli(cfg: &Path, args: &[&str]) -> (i32, String, String) {
@@ -129,7 +113,7 @@ fn only_letter(cfg: &Path) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_on_a_stopped_gateway_delivers_exactly_once() {
     let r = rig().await;
-    let mut child = spawn(&r.cfg);
+    let mut child = spawn_gateway(&r.cfg);
     metric_at_least(
         &r.status,
         r#"plantgate_samples_total{source="press1"}"#,
@@ -172,7 +156,7 @@ async fn replay_on_a_stopped_gateway_delivers_exactly_once() {
     let (_, out, _) = cli(&r.cfg, &["dlq", "list"]);
     assert_eq!(out, "no dead letters\n");
 
-    let mut child = spawn(&r.cfg);
+    let mut child = spawn_gateway(&r.cfg);
     wait_qty(&r, 9, "the replayed parts").await;
     metric_at_least(
         &r.status,
@@ -196,7 +180,7 @@ async fn replay_on_a_stopped_gateway_delivers_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_and_drop_on_a_running_gateway() {
     let r = rig().await;
-    let mut child = spawn(&r.cfg);
+    let mut child = spawn_gateway(&r.cfg);
     metric_at_least(
         &r.status,
         r#"plantgate_samples_total{source="press1"}"#,

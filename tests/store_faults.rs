@@ -7,17 +7,9 @@ use plantgate::config;
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use plantgate::pipeline::Gateway;
 use std::fmt::Write as _;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::fake_odoo::FakeOdoo;
-use support::{bin, eventually, get, metric, press_config, COUNTER, STATE};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use support::{eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER, STATE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_is_quarantined_and_the_gateway_runs_on() {
@@ -45,14 +37,7 @@ async fn a_damaged_store_is_quarantined_and_the_gateway_runs_on() {
         press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), &status),
     )
     .expect("cfg");
-    let mut child = Command::new(bin())
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("PLANTGATE_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = spawn_gateway(&cfg);
     let st: serde_json::Value = eventually(Duration::from_secs(30), "status page", || {
         let s = status.clone();
         async move { serde_json::from_str(&get(&format!("http://{s}/status")).await?).ok() }

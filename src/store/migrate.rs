@@ -56,6 +56,27 @@ impl Upgrade for NoUpgrade {
     }
 }
 
+/// A dead letter holding a record that could not be read, as raw bytes.
+fn undecodable(id: u64, sink: &str, seq: u64, reason: &str, raw: &[u8], now: Millis) -> DeadLetter {
+    DeadLetter {
+        id,
+        sink: sink.to_string(),
+        lane: Lane::Normal,
+        seq,
+        event_id: String::new(),
+        kind: "undecodable".into(),
+        key: String::new(),
+        time: Millis(0),
+        accepted: Millis(0),
+        reason: reason.to_string(),
+        attempts: 0,
+        first_attempt: None,
+        last_attempt: None,
+        dead_at: now,
+        payload: raw.to_vec(),
+    }
+}
+
 fn prefixed(v: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(v.len() + 1);
     out.push(LEGACY_PAYLOAD);
@@ -125,24 +146,14 @@ pub(super) fn from_unversioned(
             None => {
                 for (i, c) in cursor.iter().enumerate() {
                     if seq > *c {
-                        let d = DeadLetter {
-                            id: next_dlq,
-                            sink: sinks[i].to_string(),
-                            lane: format::Lane::Normal,
+                        let d = undecodable(
+                            next_dlq,
+                            sinks[i],
                             seq,
-                            event_id: String::new(),
-                            kind: "undecodable".into(),
-                            key: String::new(),
-                            time: Millis(0),
-                            accepted: Millis(0),
-                            reason: "a queued record of the previous release could not be read"
-                                .into(),
-                            attempts: 0,
-                            first_attempt: None,
-                            last_attempt: None,
-                            dead_at: now,
-                            payload: v.to_vec(),
-                        };
+                            "a queued record of the previous release could not be read",
+                            &v,
+                            now,
+                        );
                         dead.push((next_dlq, encode(&d)?));
                         next_dlq += 1;
                     }
@@ -154,23 +165,14 @@ pub(super) fn from_unversioned(
         let (_, v) = item?;
         let Some(a) = upgrade.aside_v0(&v) else {
             tracing::warn!("a set-aside record of the previous release could not be read; kept raw as a dead letter");
-            let d = DeadLetter {
-                id: next_dlq,
-                sink: sinks.first().map(|s| s.to_string()).unwrap_or_default(),
-                lane: format::Lane::Normal,
-                seq: 0,
-                event_id: String::new(),
-                kind: "undecodable".into(),
-                key: String::new(),
-                time: Millis(0),
-                accepted: Millis(0),
-                reason: "a set-aside record of the previous release could not be read".into(),
-                attempts: 0,
-                first_attempt: None,
-                last_attempt: None,
-                dead_at: now,
-                payload: v.to_vec(),
-            };
+            let d = undecodable(
+                next_dlq,
+                sinks.first().copied().unwrap_or_default(),
+                0,
+                "a set-aside record of the previous release could not be read",
+                &v,
+                now,
+            );
             dead.push((next_dlq, encode(&d)?));
             next_dlq += 1;
             continue;

@@ -118,3 +118,23 @@ pub fn metric(text: &str, series: &str) -> Option<f64> {
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_plantgate"))
 }
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `plantgate run` on a config file, logging warnings to the test's stderr.
+pub fn spawn_gateway(config: &Path) -> std::process::Child {
+    std::process::Command::new(bin())
+        .args(["run", "--config"])
+        .arg(config)
+        .env("PLANTGATE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("spawn gateway")
+}
