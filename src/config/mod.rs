@@ -35,7 +35,26 @@ pub struct Config {
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
     pub store: crate::store::StoreOptions,
+    pub log: LogConfig,
 }
+
+/// The `[log]` section: how `run` writes its log lines to stderr.
+#[derive(Clone, Debug, Default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `/healthz` fails when the edge holds samples this long without a commit.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -47,6 +66,9 @@ pub struct GatewayConfig {
 #[derive(Clone, Debug)]
 pub struct StatusConfig {
     pub listen: SocketAddr,
+    /// `/healthz` says 503 (and the watchdog stops) when the edge holds
+    /// samples this long without committing them.
+    pub stall_after: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -348,8 +370,10 @@ impl<'a> Validator<'a> {
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref());
         let store = self.store(raw.store.as_ref());
+        let log = self.log(raw.log.as_ref());
         Some(Config {
             store,
+            log,
             gateway: gateway?,
             status,
             sources,
@@ -410,7 +434,34 @@ impl<'a> Validator<'a> {
             },
             None => default,
         };
-        StatusConfig { listen }
+        let stall_after = self.duration(
+            &raw.status
+                .as_ref()
+                .and_then(|s| s.get_ref().stall_after.clone()),
+            DEFAULT_STALL_AFTER,
+        );
+        StatusConfig {
+            listen,
+            stall_after,
+        }
+    }
+
+    fn log(&mut self, raw: Option<&S<raw::RawLog>>) -> LogConfig {
+        let Some(format) = raw.and_then(|l| l.get_ref().format.as_ref()) else {
+            return LogConfig::default();
+        };
+        let format = match format.get_ref().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                self.err(
+                    format,
+                    format!("unknown log format {other:?}: use \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        };
+        LogConfig { format }
     }
 
     fn sources(&mut self, raw: &[S<RawSource>]) -> Vec<SourceConfig> {
