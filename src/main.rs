@@ -32,7 +32,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a config file: exit 0 when valid, else print FILE:LINE:COL: message per problem and exit 1.
+    /// Validate a config file and the files it names (readable by this user; data dir writable): exit 0 when valid, else print FILE:LINE:COL: message per problem and exit 1.
     Check {
         #[arg(long, short)]
         config: PathBuf,
@@ -607,7 +607,8 @@ fn main() -> ExitCode {
         };
     }
     if let Command::Check { config: path } = &cli.command {
-        return match config::load(path) {
+        // Also every file the config names, as the user running the check.
+        return match config::load_checked(path) {
             Ok(c) => {
                 println!(
                     "{}: valid: {} sources, {} tags, {} event rules, Odoo {}",
