@@ -236,8 +236,9 @@ async fn run_edge(
                     break;
                 }
                 Err(e @ StoreError::Full { .. }) => {
-                    // Backpressure, not a broken store: the stall timer says
-                    // when it lasts too long.
+                    // Backpressure, not a broken store: /healthz says so
+                    // once it lasts past stall_after.
+                    health.store_full();
                     tracing::warn!(error = %e, "store full: holding the sources back");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));

@@ -250,6 +250,7 @@ impl Runner {
                 tracing::error!(sink = %self.name, event = event_id, reason = %why,
                     "sink stopped: nothing more is delivered to it until the cause is fixed and the gateway restarted");
                 self.telemetry.halted(&self.name, &why);
+                self.health.sink_halted(&self.name, &why);
             }
         }
         Ok(())

@@ -3,11 +3,12 @@
 //! into "ok" or a one-line reason.
 //!
 //! Two kinds of problem: *local* ones (the edge holds samples it cannot
-//! commit, the store cannot be written) that a restart may cure, and a
-//! sink stuck on one event past its lane's target, which is usually the
-//! destination's fault: the events are safe in the store, so it makes
-//! `/healthz` fail but does not stop the watchdog (a restart loop during an
-//! Odoo outage would help nobody).
+//! commit, the store cannot be written) that a restart may cure, and those
+//! that are usually the destination's fault — a sink stuck on one event past
+//! its lane's target, a halted sink, the edge held back because the store is
+//! full of undelivered critical events. Those make `/healthz` fail but do
+//! not stop the watchdog: the events are safe in the store, and a restart
+//! loop during an Odoo outage would help nobody.
 
 use crate::store::Lane;
 use std::collections::BTreeMap;
@@ -28,6 +29,10 @@ struct State {
     edge_busy_since: Option<Instant>,
     /// The last commit's error, until a commit succeeds.
     commit_error: Option<String>,
+    /// The edge waits because the store is full (backpressure by design).
+    store_full: bool,
+    /// Sinks that stopped delivering until restarted, with why.
+    halted: BTreeMap<String, String>,
     /// Per sink and lane, by sequence: events whose delivery keeps
     /// failing; the first is the lane's oldest held-back event.
     stuck: BTreeMap<String, [BTreeMap<u64, Stuck>; 3]>,
@@ -80,6 +85,18 @@ impl Health {
         let mut s = self.state();
         s.edge_busy_since = None;
         s.commit_error = None;
+        s.store_full = false;
+    }
+
+    /// The store refused the edge's commit for lack of room.
+    pub fn store_full(&self) {
+        self.state().store_full = true;
+    }
+
+    pub fn sink_halted(&self, sink: &str, why: &str) {
+        self.state()
+            .halted
+            .insert(sink.to_string(), why.to_string());
     }
 
     pub fn commit_failed(&self, error: &str) {
@@ -113,9 +130,15 @@ impl Health {
         if let Some(e) = &s.commit_error {
             problems.push(format!("store cannot be written: {e}"));
         }
+        let mut held_back = None;
         if let Some(since) = s.edge_busy_since {
             let held = now.saturating_duration_since(since);
-            if held > self.stall_after {
+            if held > self.stall_after && s.store_full {
+                held_back = Some(format!(
+                    "edge held back {}s: the store is full of undelivered critical events",
+                    held.as_secs()
+                ));
+            } else if held > self.stall_after {
                 problems.push(format!(
                     "edge stalled: samples held {}s without a commit (stall_after {}s)",
                     held.as_secs(),
@@ -124,6 +147,10 @@ impl Health {
             }
         }
         let local = !problems.is_empty();
+        problems.extend(held_back);
+        for (sink, why) in &s.halted {
+            problems.push(format!("sink {sink} halted: {why}"));
+        }
         for (sink, lanes) in &s.stuck {
             for lane in Lane::ALL {
                 let Some(st) = lanes[lane.index()].values().next() else {
@@ -165,6 +192,20 @@ mod tests {
         assert!(v.local && v.problems[0].contains("edge stalled"), "{v:?}");
         h.edge_done();
         assert!(h.check(Instant::now() + Duration::from_secs(61)).ok());
+    }
+
+    #[test]
+    fn a_full_store_or_a_halted_sink_fails_healthz_but_not_the_watchdog() {
+        let h = health();
+        h.edge_busy();
+        h.store_full();
+        let v = h.check(Instant::now() + Duration::from_secs(61));
+        assert!(!v.local && v.problems[0].contains("store is full"), "{v:?}");
+        h.edge_done();
+        h.sink_halted("odoo", "ledger unreadable");
+        let v = h.check(Instant::now());
+        assert_eq!(v.problems, vec!["sink odoo halted: ledger unreadable"]);
+        assert!(!v.local);
     }
 
     #[test]
