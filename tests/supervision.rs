@@ -322,3 +322,50 @@ async fn json_logs_are_one_object_per_line() {
     }
     assert!(stderr.contains("gateway started"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_stuck_past_its_lane_target_fails_healthz_until_delivered() {
+    use support::fake_odoo::{FakeOdoo, Fault};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let regs = Registers::default();
+    regs.set_u32(COUNTER, 10);
+    regs.set_u16(STATE, 1);
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
+        .await
+        .expect("plc");
+    let odoo = FakeOdoo::start().await;
+    let wc = odoo.add_workcenter("PRESS1", "Press 1");
+    let wo = odoo.add_workorder(wc, "WO/00001", "progress");
+    odoo.set_fault(Fault::BadGateway);
+    let status = format!("127.0.0.1:{}", free_port());
+    let cfg = dir.path().join("gw.toml");
+    let text = support::press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), &status)
+        + "\n[store.lanes.normal]\ntarget = \"1s\"\n";
+    std::fs::write(&cfg, text).expect("cfg");
+    let _gw = Gateway::spawn(&cfg, &[]);
+    eventually(Duration::from_secs(30), "the gateway up", || {
+        let s = status.clone();
+        async move { healthz(&s).await }
+    })
+    .await;
+    regs.set_u32(COUNTER, 15);
+    let (_, body) = eventually(Duration::from_secs(30), "/healthz 503", || {
+        let s = status.clone();
+        async move { healthz(&s).await.filter(|(c, _)| *c == 503) }
+    })
+    .await;
+    assert!(
+        body.starts_with("sink odoo stuck on event") && body.contains("lane normal"),
+        "{body}"
+    );
+    odoo.set_fault(Fault::None);
+    eventually(Duration::from_secs(30), "delivered and /healthz ok", || {
+        let s = status.clone();
+        let qty = odoo.workorder(wo).map(|w| w.qty_produced);
+        async move {
+            let (code, body) = healthz(&s).await?;
+            (code == 200 && body == "ok\n" && qty == Some(5.0)).then_some(())
+        }
+    })
+    .await;
+}
