@@ -24,7 +24,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 const ITEMS: usize = 5_000;
 const URI: &str = "urn:plantgate:bench";
@@ -175,7 +174,7 @@ async fn connect_to_first_value(b: &Bench, dir: &Path, secure: bool) -> Duration
         let (tx, mut rx) = mpsc::channel(1000);
         let telemetry = Arc::new(Telemetry::default());
         let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
+        let mut tasks = plantgate::supervise::Stages::default();
         let t = Instant::now();
         plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &stop_rx, &mut tasks);
         loop {
@@ -191,7 +190,7 @@ async fn connect_to_first_value(b: &Bench, dir: &Path, secure: bool) -> Duration
         }
         times.push(t.elapsed());
         stop.send_replace(true);
-        while tasks.join_next().await.is_some() {}
+        tasks.join_all().await;
     }
     times.sort();
     times[times.len() / 2]

@@ -18,6 +18,8 @@
 //! - [`sinks`]: delivery with acks, retries and set-aside.
 //! - [`status`]: health, metrics and status over HTTP.
 //! - [`pipeline`]: wires the stages and owns shutdown.
+//! - [`systemd`]: sd_notify readiness, status and a watchdog that proves progress.
+//! - [`supervise`]: the stages as named tasks; one that ends early is a failure.
 //! - [`demo`]: the embedded default (`plantgate demo`).
 
 pub mod admin;
@@ -25,6 +27,7 @@ pub mod backoff;
 pub mod config;
 pub mod demo;
 pub mod edge;
+pub mod fault;
 pub mod model;
 pub mod pipeline;
 pub mod records;
@@ -32,3 +35,5 @@ pub mod sinks;
 pub mod sources;
 pub mod status;
 pub mod store;
+pub mod supervise;
+pub mod systemd;

@@ -4,9 +4,10 @@
 use clap::{Parser, Subcommand};
 use plantgate::admin;
 use plantgate::config::opcua::{Identity, OpcUaSource, SecurityMode, SecurityPolicy};
-use plantgate::config::{self, ConfigError};
+use plantgate::config::{self, ConfigError, LogFormat};
 use plantgate::pipeline::Gateway;
 use plantgate::sources::opcua::{browse, commission, security};
+use plantgate::systemd;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,7 +32,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Validate a config file: exit 0 when valid, else print FILE:LINE:COL: message per problem and exit 1.
+    /// Validate a config file and the files it names (readable by this user; data dir writable): exit 0 when valid, else print FILE:LINE:COL: message per problem and exit 1.
     Check {
         #[arg(long, short)]
         config: PathBuf,
@@ -375,12 +376,15 @@ fn confirm(question: &str) -> bool {
     }
 }
 
-/// `commissioning`: a command a person runs at a terminal, where the OPC UA
-/// stack's own warnings ("Endpoint config contains no endpoints",
-/// "Transport disconnected: Good" on a polite close) are noise: the command
-/// reports what went wrong itself, so the stack says only its errors.
-/// PLANTGATE_LOG overrides either default.
-fn init_logging(commissioning: bool) {
+/// Log to stderr (journald under systemd): colour only on a terminal, so
+/// the journal holds no escape codes; JSON lines when `[log] format`
+/// asks for them. `commissioning`: a command a person runs at a terminal,
+/// where the OPC UA stack's own warnings ("Endpoint config contains no
+/// endpoints", "Transport disconnected: Good" on a polite close) are noise:
+/// the command reports what went wrong itself, so the stack says only its
+/// errors. PLANTGATE_LOG overrides either default.
+fn init_logging(format: LogFormat, commissioning: bool) {
+    use std::io::IsTerminal as _;
     // A target directive matches by prefix: `opcua` covers every opcua_* crate.
     let default = if commissioning {
         "info,opcua=error"
@@ -389,11 +393,17 @@ fn init_logging(commissioning: bool) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("PLANTGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 }
+
+/// A graceful stop must end before systemd's TimeoutStopSec (30 s) kills us.
+const STOP_GRACE: Duration = Duration::from_secs(25);
 
 fn report_config_error(e: &ConfigError) -> ExitCode {
     eprintln!("{e}");
@@ -423,16 +433,47 @@ async fn run(config_path: PathBuf) -> ExitCode {
         Ok(c) => c,
         Err(e) => return report_config_error(&e),
     };
-    let gateway = match Gateway::start(cfg).await {
+    init_logging(cfg.log.format, false);
+    let sources = cfg.sources.len();
+    let mut gateway = match Gateway::start(cfg).await {
         Ok(g) => g,
         Err(e) => {
             eprintln!("plantgate: cannot start: {e}");
             return ExitCode::from(2);
         }
     };
-    wait_for_stop_signal().await;
-    gateway.stop().await;
-    ExitCode::SUCCESS
+    // The store is open and the sources are started.
+    systemd::ready(&format!("started: {sources} sources"));
+    let reporter = systemd::Reporter {
+        health: gateway.health.clone(),
+        telemetry: gateway.telemetry.clone(),
+        store: gateway.store.clone(),
+    };
+    let failure = tokio::select! {
+        _ = wait_for_stop_signal() => None,
+        f = gateway.failed() => Some(f),
+        _ = reporter.run() => None,
+    };
+    let code = match failure {
+        None => {
+            systemd::stopping("stopping: flushing the event store");
+            ExitCode::SUCCESS
+        }
+        Some(f) => {
+            // Exit 2 so systemd restarts the whole process (Restart=on-failure).
+            tracing::error!(stage = %f.stage, "{f}; stopping so the service manager restarts the gateway");
+            systemd::stopping(&format!("failed: {f}"));
+            ExitCode::from(2)
+        }
+    };
+    if tokio::time::timeout(STOP_GRACE, gateway.stop())
+        .await
+        .is_err()
+    {
+        tracing::error!("the gateway did not stop within {STOP_GRACE:?}; exiting anyway (committed events are safe in the store)");
+        return ExitCode::from(2);
+    }
+    code
 }
 
 fn store_target(config: &std::path::Path) -> Result<admin::Target, ExitCode> {
@@ -580,7 +621,8 @@ fn main() -> ExitCode {
         };
     }
     if let Command::Check { config: path } = &cli.command {
-        return match config::load(path) {
+        // Also every file the config names, as the user running the check.
+        return match config::load_checked(path) {
             Ok(c) => {
                 println!(
                     "{}: valid: {} sources, {} tags, {} event rules, Odoo {}",
@@ -599,7 +641,9 @@ fn main() -> ExitCode {
             Err(e) => report_config_error(&e),
         };
     }
-    init_logging(matches!(cli.command, Command::Opcua { .. }));
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging(LogFormat::Text, matches!(cli.command, Command::Opcua { .. }));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

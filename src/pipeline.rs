@@ -1,7 +1,9 @@
 //! Wires the stages together and owns their tasks:
 //! sources → (bounded channel) → edge → store → sinks, plus the status
 //! listener. Shutdown is a broadcast (`watch`) that every task selects on;
-//! the edge drains what the sources already sent before it stops.
+//! the edge drains what the sources already sent before it stops. Every
+//! stage runs until shutdown: one that ends sooner is a failure that
+//! [`Gateway::failed`] reports.
 
 use crate::config::Config;
 use crate::edge::{self, Edge, Output};
@@ -9,14 +11,14 @@ use crate::model::{Millis, Sample};
 use crate::records::{FormatZero, Lanes};
 use crate::sinks::{self, dry_run::DryRunSink, odoo::OdooSink, Sink};
 use crate::sources;
-use crate::status::{self, StatusContext, Telemetry};
+use crate::status::{self, Health, StatusContext, Telemetry};
 use crate::store::{Store, StoreError};
+use crate::supervise::{StageFailure, Stages};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 /// The sink name the Odoo (or dry-run) sink reads the store under.
 pub const ODOO_SINK: &str = "odoo";
@@ -62,9 +64,12 @@ pub struct Gateway {
     pub status_addr: SocketAddr,
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
+    pub health: Arc<Health>,
     shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-    edge: tokio::task::JoinHandle<()>,
+    stages: Stages,
+    /// Kept so the edge's input stays open until stop even with no source
+    /// (or when every source ends): the edge ending is then always a failure.
+    samples: Option<mpsc::Sender<Sample>>,
 }
 
 impl Gateway {
@@ -100,27 +105,36 @@ impl Gateway {
             source,
         })?;
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
+        let mut tasks = Stages::default();
+        let health = Arc::new(Health::new(
+            config.status.stall_after,
+            config.store.lanes.each_ref().map(|l| l.target),
+        ));
 
         let ctx = Arc::new(StatusContext {
             gateway_id: config.gateway.id.clone(),
             telemetry: telemetry.clone(),
             store: store.clone(),
             primary_sink: ODOO_SINK.to_string(),
+            health: health.clone(),
         });
-        tasks.spawn(status::serve(listener, ctx, shutdown_rx.clone()));
+        tasks.spawn(
+            "status listener",
+            status::serve(listener, ctx, shutdown_rx.clone()),
+        );
 
         let runner = sinks::Runner {
             name: ODOO_SINK.to_string(),
             sink,
             store: store.clone(),
             telemetry: telemetry.clone(),
+            health: health.clone(),
             retry_min: config.odoo.retry_min,
             retry_max: config.odoo.retry_max,
         };
-        tasks.spawn(runner.run(shutdown_rx.clone()));
+        tasks.spawn(format!("sink {ODOO_SINK}"), runner.run(shutdown_rx.clone()));
 
-        tasks.spawn(expire(store.clone(), shutdown_rx.clone()));
+        tasks.spawn("expiry", expire(store.clone(), shutdown_rx.clone()));
         let edge = Edge::new(
             &config.gateway.id,
             &config.events,
@@ -128,25 +142,43 @@ impl Gateway {
         );
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL);
         sources::spawn_all(&config, &tx, &telemetry, &shutdown_rx, &mut tasks);
-        drop(tx);
-        let edge = tokio::spawn(run_edge(edge, lanes, rx, store.clone(), telemetry.clone()));
+        tasks.spawn(
+            "edge",
+            run_edge(
+                edge,
+                lanes,
+                rx,
+                store.clone(),
+                telemetry.clone(),
+                health.clone(),
+            ),
+        );
         tracing::info!(gateway = %config.gateway.id, status = %status_addr, "gateway started");
         Ok(Gateway {
             status_addr,
             store,
             telemetry,
+            health,
             shutdown,
-            tasks,
-            edge,
+            stages: tasks,
+            samples: Some(tx),
         })
+    }
+
+    /// Resolves when a stage ends or panics before [`Gateway::stop`]: the
+    /// gateway is then not doing its job and should be restarted. Cancel
+    /// safe, so it can be raced against the stop signal.
+    pub async fn failed(&mut self) -> StageFailure {
+        self.stages.next_end().await
     }
 
     /// Stop every stage; committed events stay in the store.
     pub async fn stop(mut self) {
         self.shutdown.send_replace(true);
-        // Sources stop and drop their senders; the edge then drains and ends.
-        while self.tasks.join_next().await.is_some() {}
-        let _ = self.edge.await;
+        // Sources stop and drop their senders, and so do we; the edge then
+        // drains and ends.
+        self.samples.take();
+        self.stages.join_all().await;
         if let Err(e) = self.store.sync().await {
             tracing::error!(error = %e, "cannot flush the event store at stop");
         }
@@ -164,14 +196,21 @@ async fn run_edge(
     mut rx: mpsc::Receiver<Sample>,
     store: Arc<Store>,
     telemetry: Arc<Telemetry>,
+    health: Arc<Health>,
 ) {
     let mut batch = Vec::with_capacity(EDGE_BATCH);
     while rx.recv_many(&mut batch, EDGE_BATCH).await > 0 {
+        health.edge_busy();
+        if crate::fault::injected("wedge", "edge") {
+            // Test hook: hold the batch for ever, as a deadlock would.
+            std::future::pending::<()>().await;
+        }
         let mut out = Output::default();
         for sample in batch.drain(..) {
             edge.apply(&sample, &mut out);
         }
         if out.is_empty() {
+            health.edge_done();
             continue;
         }
         let encoded = out
@@ -185,19 +224,27 @@ async fn run_edge(
             Err(e) => {
                 // Encoding plain data cannot fail short of a bug; say so loudly.
                 tracing::error!(error = %e, events = out.events.len(), "cannot encode events; they are lost");
+                health.edge_done();
                 continue;
             }
         };
         let mut wait = Duration::from_millis(200);
         loop {
             match store.commit(&records, &states).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    health.edge_done();
+                    break;
+                }
                 Err(e @ StoreError::Full { .. }) => {
+                    // Backpressure, not a broken store: /healthz says so
+                    // once it lasts past stall_after.
+                    health.store_full();
                     tracing::warn!(error = %e, "store full: holding the sources back");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
                 Err(e) => {
+                    health.commit_failed(&e.to_string());
                     tracing::error!(error = %e, events = out.events.len(), "cannot commit events; retrying");
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(10));
@@ -214,6 +261,8 @@ async fn run_edge(
 /// Sweep lanes with a TTL until shutdown.
 async fn expire(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
     if store.options().lanes.iter().all(|l| l.ttl.is_none()) {
+        // Nothing to sweep; still a stage that lives until shutdown.
+        let _ = shutdown.changed().await;
         return;
     }
     loop {

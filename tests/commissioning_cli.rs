@@ -115,7 +115,7 @@ async fn imported_tags_pass_check() {
     std::fs::write(
         &config,
         format!(
-            "[gateway]\nid = \"gw\"\n[odoo]\ndry_run = true\n\
+            "[gateway]\nid = \"gw\"\ndata_dir = \"data\"\n[odoo]\ndry_run = true\n\
              [[sources]]\nname = \"oven1\"\nkind = \"modbus_tcp\"\naddress = \"10.0.0.9:502\"\n\
              [sources.poll_groups]\nfast = \"200ms\"\n\n{tags}"
         ),

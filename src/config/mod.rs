@@ -4,6 +4,7 @@
 //! once and reports every problem as `FILE:LINE:COL: what and how to fix`.
 
 mod diagnostic;
+mod files;
 pub mod import;
 pub mod modbus;
 pub mod opcua;
@@ -35,7 +36,26 @@ pub struct Config {
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
     pub store: crate::store::StoreOptions,
+    pub log: LogConfig,
 }
+
+/// The `[log]` section: how `run` writes its log lines to stderr.
+#[derive(Clone, Debug, Default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines (coloured only on a terminal).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// `/healthz` fails when the edge holds samples this long without a commit.
+pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -47,6 +67,9 @@ pub struct GatewayConfig {
 #[derive(Clone, Debug)]
 pub struct StatusConfig {
     pub listen: SocketAddr,
+    /// `/healthz` says 503 (and the watchdog stops) when the edge holds
+    /// samples this long without committing them.
+    pub stall_after: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -203,8 +226,38 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Validate config text; `path` names the file in messages and anchors
-/// relative paths.
+/// relative paths. Looks at no file the config names: see [`check`].
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    parse_with_needs(text, path).map(|(c, _)| c)
+}
+
+/// Read a config and check it as `plantgate check` does: [`parse`], then
+/// every file and directory it names must be usable by this user (API key,
+/// CA and OPC UA files readable, trust dirs listable, the data dir
+/// writable or creatable, the listen address this host's).
+pub fn load_checked(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    check(&text, path)
+}
+
+/// [`load_checked`] on text.
+pub fn check(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let (config, needs) = parse_with_needs(text, path)?;
+    let mut diagnostics = files::check(text, &needs);
+    if diagnostics.is_empty() {
+        return Ok(config);
+    }
+    diagnostics.sort_by_key(|d| (d.line, d.col));
+    Err(ConfigError::Invalid {
+        path: path.to_path_buf(),
+        diagnostics,
+    })
+}
+
+fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>), ConfigError> {
     let invalid = |diagnostics| ConfigError::Invalid {
         path: path.to_path_buf(),
         diagnostics,
@@ -234,11 +287,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         data_dir: PathBuf::from(DEFAULT_DATA_DIR),
         declared_sources: HashSet::new(),
         declared_tags: HashSet::new(),
+        needs: Vec::new(),
     };
     let config = v.config(raw);
     if v.errors.is_empty() {
         if let Some(config) = config {
-            return Ok(config);
+            return Ok((config, v.needs));
         }
     }
     v.errors.sort_by_key(|d| (d.line, d.col));
@@ -255,6 +309,8 @@ struct Validator<'a> {
     /// make each reference to it an error.
     declared_sources: HashSet<String>,
     declared_tags: HashSet<String>,
+    /// Files and directories the config names, for [`check`].
+    needs: Vec<files::Need>,
 }
 
 const SOURCE_KINDS: &str = "\"modbus_tcp\", \"modbus_rtu\" or \"opcua\"";
@@ -268,6 +324,15 @@ fn is_plain_name(s: &str) -> bool {
 }
 
 impl<'a> Validator<'a> {
+    /// Record that `run` will need `what`, named by the key at `at`.
+    fn need<T>(&mut self, at: &S<T>, key: &'static str, what: files::What) {
+        self.needs.push(files::Need {
+            span: at.span(),
+            key,
+            what,
+        });
+    }
+
     fn err<T>(&mut self, at: &S<T>, message: impl Into<String>) {
         self.errors
             .push(Diagnostic::at(self.text, at.span(), message.into()));
@@ -348,8 +413,10 @@ impl<'a> Validator<'a> {
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref());
         let store = self.store(raw.store.as_ref());
+        let log = self.log(raw.log.as_ref());
         Some(Config {
             store,
+            log,
             gateway: gateway?,
             status,
             sources,
@@ -382,8 +449,16 @@ impl<'a> Validator<'a> {
                 self.err(d, "data_dir is empty: give a directory for the event store");
                 PathBuf::from(DEFAULT_DATA_DIR)
             }
-            Some(d) => self.base.join(d.get_ref()),
-            None => PathBuf::from(DEFAULT_DATA_DIR),
+            Some(d) => {
+                let dir = self.base.join(d.get_ref());
+                self.need(d, "data_dir", files::What::WritableDir(dir.clone()));
+                dir
+            }
+            None => {
+                let dir = PathBuf::from(DEFAULT_DATA_DIR);
+                self.need(g, "data_dir", files::What::WritableDir(dir.clone()));
+                dir
+            }
         };
         Some(GatewayConfig { id, data_dir })
     }
@@ -396,7 +471,10 @@ impl<'a> Validator<'a> {
             .and_then(|s| s.get_ref().listen.as_ref())
         {
             Some(l) => match l.get_ref().parse::<SocketAddr>() {
-                Ok(a) => a,
+                Ok(a) => {
+                    self.need(l, "listen", files::What::Listen(a));
+                    a
+                }
                 Err(_) => {
                     self.err(
                         l,
@@ -410,7 +488,34 @@ impl<'a> Validator<'a> {
             },
             None => default,
         };
-        StatusConfig { listen }
+        let stall_after = self.duration(
+            &raw.status
+                .as_ref()
+                .and_then(|s| s.get_ref().stall_after.clone()),
+            DEFAULT_STALL_AFTER,
+        );
+        StatusConfig {
+            listen,
+            stall_after,
+        }
+    }
+
+    fn log(&mut self, raw: Option<&S<raw::RawLog>>) -> LogConfig {
+        let Some(format) = raw.and_then(|l| l.get_ref().format.as_ref()) else {
+            return LogConfig::default();
+        };
+        let format = match format.get_ref().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                self.err(
+                    format,
+                    format!("unknown log format {other:?}: use \"text\" or \"json\""),
+                );
+                LogFormat::Text
+            }
+        };
+        LogConfig { format }
     }
 
     fn sources(&mut self, raw: &[S<RawSource>]) -> Vec<SourceConfig> {
@@ -716,7 +821,23 @@ impl<'a> Validator<'a> {
                 self.err(m, "retry_max is shorter than retry_min");
             }
         }
-        let ca_file = r.ca_file.as_ref().map(|c| self.base.join(c.get_ref()));
+        let ca_file = r.ca_file.as_ref().map(|c| {
+            let p = self.base.join(c.get_ref());
+            if !dry_run {
+                self.need(c, "ca_file", files::What::File(p.clone()));
+            }
+            p
+        });
+        if !dry_run {
+            if let Some(f) = &r.api_key_file {
+                let p = self.base.join(f.get_ref());
+                self.need(f, "api_key_file", files::What::File(p));
+            }
+            if let Some(c) = &r.api_key_credential {
+                let name = c.get_ref().clone();
+                self.need(c, "api_key_credential", files::What::Credential(name));
+            }
+        }
         let api_key = match (&r.api_key_file, &r.api_key_credential) {
             (Some(f), Some(_)) => {
                 self.err(

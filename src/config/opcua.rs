@@ -2,6 +2,7 @@
 //! identity, certificates) and each tag's node, acquisition mode and
 //! monitoring parameters, with their validation.
 
+use super::files::What;
 use super::raw::{RawSource, RawTag, S};
 use super::Validator;
 use crate::sources::opcua::node_id::NodeRef;
@@ -251,19 +252,27 @@ impl Validator<'_> {
                     );
                     return None;
                 };
+                let password = self.base.join(pw.get_ref());
+                self.need(pw, "password_file", What::File(password.clone()));
                 Identity::UserName {
                     user: u.get_ref().clone(),
-                    password: self.base.join(pw.get_ref()),
+                    password,
                 }
             }
             (None, Some(pw), None, None) => {
                 self.err(pw, "`password_file` needs `user`");
                 return None;
             }
-            (None, None, Some(c), Some(k)) => Identity::X509 {
-                certificate: self.base.join(c.get_ref()),
-                private_key: self.base.join(k.get_ref()),
-            },
+            (None, None, Some(c), Some(k)) => {
+                let certificate = self.base.join(c.get_ref());
+                let private_key = self.base.join(k.get_ref());
+                self.need(c, "user_certificate", What::File(certificate.clone()));
+                self.need(k, "user_private_key", What::File(private_key.clone()));
+                Identity::X509 {
+                    certificate,
+                    private_key,
+                }
+            }
             (None, None, Some(c), None) => {
                 self.err(c, "`user_certificate` needs `user_private_key`");
                 return None;
@@ -286,10 +295,20 @@ impl Validator<'_> {
         let pki_dir = opcua_dir.join("stack");
         let trust_dir = r.trust_dir.as_ref().map_or_else(
             || opcua_dir.join("trusted"),
-            |d| self.base.join(d.get_ref()),
+            |d| {
+                let dir = self.base.join(d.get_ref());
+                self.need(d, "trust_dir", What::Dir(dir.clone()));
+                dir
+            },
         );
         let (certificate, private_key) = match (&r.certificate, &r.private_key) {
-            (Some(c), Some(k)) => (self.base.join(c.get_ref()), self.base.join(k.get_ref())),
+            (Some(c), Some(k)) => {
+                let certificate = self.base.join(c.get_ref());
+                let private_key = self.base.join(k.get_ref());
+                self.need(c, "certificate", What::File(certificate.clone()));
+                self.need(k, "private_key", What::File(private_key.clone()));
+                (certificate, private_key)
+            }
             (None, None) => (
                 opcua_dir.join("own/cert.der"),
                 opcua_dir.join("private/private.pem"),

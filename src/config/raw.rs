@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub events: Vec<S<RawEvent>>,
     pub odoo: Option<S<RawOdoo>>,
     pub store: Option<S<super::store::RawStore>>,
+    pub log: Option<S<RawLog>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,13 @@ pub struct RawGateway {
 #[serde(deny_unknown_fields)]
 pub struct RawStatus {
     pub listen: Option<S<String>>,
+    pub stall_after: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<S<String>>,
 }
 
 /// One flat struct for every source kind: the validator says which keys a

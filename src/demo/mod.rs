@@ -29,6 +29,8 @@ pub enum DemoError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Start(#[from] StartError),
+    #[error(transparent)]
+    Stage(#[from] crate::supervise::StageFailure),
 }
 
 /// One step of the press's 30-second cycle: (state, parts per second).
@@ -80,7 +82,7 @@ pub async fn run(listen: Option<SocketAddr>, duration: Option<Duration>) -> Resu
     if let Some(l) = listen {
         cfg.status.listen = l;
     }
-    let gateway = match Gateway::start(cfg.clone()).await {
+    let mut gateway = match Gateway::start(cfg.clone()).await {
         Err(StartError::Listen { addr, source }) => {
             tracing::warn!(%addr, error = %source, "status port busy; using a free port");
             cfg.status.listen = ([127, 0, 0, 1], 0).into();
@@ -105,9 +107,16 @@ pub async fn run(listen: Option<SocketAddr>, duration: Option<Duration>) -> Resu
             }
         }
     };
-    stop.await;
+    // Like `run`: a stage that dies ends the demo with the reason (exit 2).
+    let failure = tokio::select! {
+        _ = stop => None,
+        f = gateway.failed() => Some(f),
+    };
     gateway.stop().await;
     press.abort();
+    if let Some(f) = failure {
+        return Err(f.into());
+    }
     println!("plantgate demo: stopped");
     Ok(())
 }

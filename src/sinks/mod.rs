@@ -9,7 +9,7 @@ pub mod odoo;
 pub mod schedule;
 
 use crate::model::Event;
-use crate::status::Telemetry;
+use crate::status::{Health, Telemetry};
 use crate::store::{Lane, Queued, Store, StoreError};
 use schedule::Schedule;
 use std::sync::Arc;
@@ -72,6 +72,8 @@ pub struct Runner {
     pub sink: Sink,
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
+    /// Told which head-of-line event keeps failing, for `/healthz`.
+    pub health: Arc<Health>,
     pub retry_min: Duration,
     pub retry_max: Duration,
 }
@@ -209,6 +211,7 @@ impl Runner {
         match outcome {
             Ok(()) => {
                 self.store.ack(&self.name, q)?;
+                self.health.attempt_done(&self.name, q.lane, q.seq);
                 schedule.done(q.lane, &key);
                 self.telemetry.delivered(&self.name);
             }
@@ -222,18 +225,23 @@ impl Runner {
                     .store
                     .dead_letter(&self.name, q, &why, &attempts)
                     .await?;
+                self.health.attempt_done(&self.name, q.lane, q.seq);
                 tracing::error!(sink = %self.name, lane = %q.lane, key = %key, event = event_id, dead_letter = id, reason = %why,
                     "destination refused the event; kept as dead letter #{id}: fix the cause, then `plantgate dlq replay {id}`");
                 self.telemetry.rejected(&self.name, &why);
             }
             Err(DeliveryError::Retry(why)) => {
                 let wait = schedule.failed(q.lane, &key, &why, Instant::now());
+                self.health
+                    .attempt_failed(&self.name, q.lane, q.seq, event_id, &why);
                 tracing::warn!(sink = %self.name, lane = %q.lane, key = %key, event = event_id, error = %why,
                     retry_in = ?wait, "delivery failed; will retry (other keys keep flowing)");
                 self.telemetry.delivery_error(&self.name, &why);
             }
             Err(DeliveryError::Unreachable(why)) => {
                 let wait = schedule.unreachable(Instant::now());
+                self.health
+                    .attempt_failed(&self.name, q.lane, q.seq, event_id, &why);
                 tracing::warn!(sink = %self.name, error = %why, retry_in = ?wait,
                     "destination unreachable; delivery paused");
                 self.telemetry.delivery_error(&self.name, &why);
@@ -242,6 +250,7 @@ impl Runner {
                 tracing::error!(sink = %self.name, event = event_id, reason = %why,
                     "sink stopped: nothing more is delivered to it until the cause is fixed and the gateway restarted");
                 self.telemetry.halted(&self.name, &why);
+                self.health.sink_halted(&self.name, &why);
             }
         }
         Ok(())

@@ -8,9 +8,9 @@ pub mod opcua;
 use crate::config::{Config, SourceKind, TagConfig, TagPoint};
 use crate::model::{Sample, Value};
 use crate::status::Telemetry;
+use crate::supervise::Stages;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 /// Start one task per configured source.
 pub fn spawn_all(
@@ -18,7 +18,7 @@ pub fn spawn_all(
     tx: &mpsc::Sender<Sample>,
     telemetry: &Arc<Telemetry>,
     shutdown: &watch::Receiver<bool>,
-    tasks: &mut JoinSet<()>,
+    tasks: &mut Stages,
 ) {
     for source in &config.sources {
         let tags: Vec<TagConfig> = config
@@ -37,7 +37,10 @@ pub fn spawn_all(
                     tx.clone(),
                     telemetry.clone(),
                 );
-                tasks.spawn(poller.run(shutdown.clone()));
+                tasks.spawn(
+                    format!("source {}", source.name),
+                    poller.run(shutdown.clone()),
+                );
             }
             SourceKind::OpcUa(cfg) => {
                 let reader = opcua::OpcUaReader::new(
@@ -47,7 +50,10 @@ pub fn spawn_all(
                     tx.clone(),
                     telemetry.clone(),
                 );
-                tasks.spawn(reader.run(shutdown.clone()));
+                tasks.spawn(
+                    format!("source {}", source.name),
+                    reader.run(shutdown.clone()),
+                );
             }
         }
     }

@@ -4,7 +4,10 @@
 //! `POST /dlq/ID/drop`) that `plantgate dlq` uses on a running gateway.
 //! Bound to loopback unless configured otherwise.
 
+mod health;
 mod telemetry;
+
+pub use health::{Health, Verdict};
 
 pub use telemetry::{
     Board, ModbusPlan, PlanBlock, PlanRead, PlanSplit, SinkStatus, SourceStatus, Telemetry,
@@ -32,6 +35,7 @@ pub struct StatusContext {
     pub store: Arc<Store>,
     /// The sink whose queue the unlabelled queue metrics describe.
     pub primary_sink: String,
+    pub health: Arc<Health>,
 }
 
 /// Serve until `shutdown` turns true.
@@ -102,7 +106,18 @@ async fn route<B>(req: &Request<B>, ctx: &StatusContext) -> Response<Full<Bytes>
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let store = &ctx.store;
     match (req.method(), parts.as_slice()) {
-        (&Method::GET, ["healthz"]) => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, ["healthz"]) => {
+            let verdict = ctx.health.check(tokio::time::Instant::now());
+            match verdict.problems.first() {
+                None => respond(StatusCode::OK, "text/plain", "ok\n".into()),
+                // One line: the most pressing problem (local ones come first).
+                Some(why) => respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    format!("{why}\n"),
+                ),
+            }
+        }
         (&Method::GET, ["metrics"]) => {
             store.refresh_age_metrics(Millis::now());
             respond(

@@ -5,12 +5,12 @@
 use plantgate::config;
 use plantgate::model::{Quality, Sample, Value};
 use plantgate::status::Telemetry;
+use plantgate::supervise::Stages;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
 
 /// The gateway's sources alone, with the samples they emit.
 pub struct Sources {
@@ -19,7 +19,7 @@ pub struct Sources {
     /// Samples received while waiting for another tag's.
     kept: VecDeque<Sample>,
     shutdown: watch::Sender<bool>,
-    tasks: JoinSet<()>,
+    tasks: Stages,
 }
 
 pub fn gateway_config(dir: &Path, source: &str, tags: &str) -> String {
@@ -61,7 +61,7 @@ pub fn start_sources(dir: &Path, text: &str) -> Sources {
     let (tx, rx) = mpsc::channel(10_000);
     let telemetry = Arc::new(Telemetry::default());
     let (shutdown, shutdown_rx) = watch::channel(false);
-    let mut tasks = JoinSet::new();
+    let mut tasks = Stages::default();
     plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &shutdown_rx, &mut tasks);
     Sources {
         rx,
@@ -126,7 +126,7 @@ impl Sources {
 
     pub async fn stop(mut self) {
         self.shutdown.send_replace(true);
-        let stop = async { while self.tasks.join_next().await.is_some() {} };
+        let stop = async { self.tasks.join_all().await };
         tokio::time::timeout(Duration::from_secs(10), stop)
             .await
             .expect("sources stop on shutdown");
