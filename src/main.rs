@@ -642,7 +642,10 @@ fn main() -> ExitCode {
         };
     }
     if !matches!(cli.command, Command::Run { .. }) {
-        init_logging(LogFormat::Text, matches!(cli.command, Command::Opcua { .. }));
+        init_logging(
+            LogFormat::Text,
+            matches!(cli.command, Command::Opcua { .. }),
+        );
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
