@@ -9,9 +9,9 @@ use crate::config::Config;
 use crate::edge::{self, Edge, Output};
 use crate::model::{Millis, Sample};
 use crate::records::{FormatZero, Lanes};
-use crate::sinks::{self, dry_run::DryRunSink, odoo::OdooSink, Sink};
+use crate::sinks::{self, dry_run::DryRunSink, latency::DeliveryLatency, odoo::OdooSink, Sink};
 use crate::sources;
-use crate::status::{self, Health, StatusContext, Telemetry};
+use crate::status::{self, sla::SlaWatch, Health, StatusContext, Telemetry};
 use crate::store::{Store, StoreError};
 use crate::supervise::{StageFailure, Stages};
 use std::net::SocketAddr;
@@ -57,6 +57,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Odoo(#[from] sinks::odoo::OdooSetupError),
+    #[error(transparent)]
+    Access(#[from] status::access::AccessError),
 }
 
 /// A started gateway.
@@ -88,7 +90,15 @@ impl Gateway {
             &config.store,
             &FormatZero(&lanes),
         )?);
-        let telemetry = Arc::new(Telemetry::new(|r| store.metrics.register(r)));
+        let latency = Arc::new(DeliveryLatency::default());
+        let sla = Arc::new(SlaWatch::default());
+        let process = Arc::new(status::process::ProcessMetrics::default());
+        let telemetry = Arc::new(Telemetry::new(|r| {
+            store.metrics.register(r);
+            latency.register(r);
+            sla.register(r);
+            process.register(r);
+        }));
         let sink = if config.odoo.dry_run {
             Sink::DryRun(DryRunSink)
         } else {
@@ -113,10 +123,15 @@ impl Gateway {
 
         let ctx = Arc::new(StatusContext {
             gateway_id: config.gateway.id.clone(),
+            config_hash: config.hash.clone(),
             telemetry: telemetry.clone(),
             store: store.clone(),
             primary_sink: ODOO_SINK.to_string(),
             health: health.clone(),
+            access: status::access::Access::from_config(&config.status)?,
+            latency: latency.clone(),
+            sla: sla.clone(),
+            process,
         });
         tasks.spawn(
             "status listener",
@@ -129,12 +144,17 @@ impl Gateway {
             store: store.clone(),
             telemetry: telemetry.clone(),
             health: health.clone(),
+            latency,
             retry_min: config.odoo.retry_min,
             retry_max: config.odoo.retry_max,
         };
         tasks.spawn(format!("sink {ODOO_SINK}"), runner.run(shutdown_rx.clone()));
 
         tasks.spawn("expiry", expire(store.clone(), shutdown_rx.clone()));
+        tasks.spawn(
+            "lane watch",
+            watch_lanes(sla, store.clone(), shutdown_rx.clone()),
+        );
         let edge = Edge::new(
             &config.gateway.id,
             &config.events,
@@ -259,6 +279,17 @@ async fn run_edge(
 }
 
 /// Sweep lanes with a TTL until shutdown.
+/// Compare each lane's oldest event with its target, every second.
+async fn watch_lanes(sla: Arc<SlaWatch>, store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        sla.check(&store, Millis::now());
+        tokio::select! {
+            _ = tokio::time::sleep(status::sla::CHECK_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 async fn expire(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
     if store.options().lanes.iter().all(|l| l.ttl.is_none()) {
         // Nothing to sweep; still a stage that lives until shutdown.

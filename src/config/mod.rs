@@ -10,20 +10,20 @@ pub mod modbus;
 pub mod opcua;
 mod raw;
 mod secret;
+pub mod status;
 pub mod store;
 
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use secret::{Secret, SecretError, SecretSource};
+pub use status::{ListenerTls, StatusConfig, DEFAULT_STALL_AFTER, DEFAULT_STATUS_LISTEN};
 
 use modbus::ModbusSource;
 use opcua::OpcUaSource;
 use raw::{RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9811";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/plantgate";
 
 /// A validated configuration. Every reference in it resolves.
@@ -37,6 +37,8 @@ pub struct Config {
     pub odoo: OdooConfig,
     pub store: crate::store::StoreOptions,
     pub log: LogConfig,
+    /// SHA-256 of the config text, hex: which config a gateway runs.
+    pub hash: String,
 }
 
 /// The `[log]` section: how `run` writes its log lines to stderr.
@@ -55,21 +57,12 @@ pub enum LogFormat {
 }
 
 /// `/healthz` fails when the edge holds samples this long without a commit.
-pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     /// Part of every event id and Odoo external id: unique per gateway.
     pub id: String,
     pub data_dir: PathBuf,
-}
-
-#[derive(Clone, Debug)]
-pub struct StatusConfig {
-    pub listen: SocketAddr,
-    /// `/healthz` says 503 (and the watchdog stops) when the edge holds
-    /// samples this long without committing them.
-    pub stall_after: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -257,6 +250,15 @@ pub fn check(text: &str, path: &Path) -> Result<Config, ConfigError> {
     })
 }
 
+/// SHA-256 of config text, in hex.
+fn text_hash(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>), ConfigError> {
     let invalid = |diagnostics| ConfigError::Invalid {
         path: path.to_path_buf(),
@@ -407,7 +409,7 @@ impl<'a> Validator<'a> {
         if let Some(g) = &gateway {
             self.data_dir = g.data_dir.clone();
         }
-        let status = self.status(&raw);
+        let status = self.status(raw.status.as_ref());
         let sources = self.sources(&raw.sources);
         let tags = self.tags(&raw.tags, &sources);
         let events = self.events(&raw.events, &tags);
@@ -415,6 +417,7 @@ impl<'a> Validator<'a> {
         let store = self.store(raw.store.as_ref());
         let log = self.log(raw.log.as_ref());
         Some(Config {
+            hash: text_hash(self.text),
             store,
             log,
             gateway: gateway?,
@@ -461,43 +464,6 @@ impl<'a> Validator<'a> {
             }
         };
         Some(GatewayConfig { id, data_dir })
-    }
-
-    fn status(&mut self, raw: &RawConfig) -> StatusConfig {
-        let default: SocketAddr = ([127, 0, 0, 1], 9811).into();
-        let listen = match raw
-            .status
-            .as_ref()
-            .and_then(|s| s.get_ref().listen.as_ref())
-        {
-            Some(l) => match l.get_ref().parse::<SocketAddr>() {
-                Ok(a) => {
-                    self.need(l, "listen", files::What::Listen(a));
-                    a
-                }
-                Err(_) => {
-                    self.err(
-                        l,
-                        format!(
-                            "bad listen address {:?}: write IP:PORT, like \"{DEFAULT_STATUS_LISTEN}\"",
-                            l.get_ref()
-                        ),
-                    );
-                    default
-                }
-            },
-            None => default,
-        };
-        let stall_after = self.duration(
-            &raw.status
-                .as_ref()
-                .and_then(|s| s.get_ref().stall_after.clone()),
-            DEFAULT_STALL_AFTER,
-        );
-        StatusConfig {
-            listen,
-            stall_after,
-        }
     }
 
     fn log(&mut self, raw: Option<&S<raw::RawLog>>) -> LogConfig {

@@ -5,6 +5,7 @@
 //! events of the same lane and key ([`schedule`]).
 
 pub mod dry_run;
+pub mod latency;
 pub mod odoo;
 pub mod schedule;
 
@@ -74,6 +75,7 @@ pub struct Runner {
     pub telemetry: Arc<Telemetry>,
     /// Told which head-of-line event keeps failing, for `/healthz`.
     pub health: Arc<Health>,
+    pub latency: Arc<latency::DeliveryLatency>,
     pub retry_min: Duration,
     pub retry_max: Duration,
 }
@@ -211,6 +213,10 @@ impl Runner {
         match outcome {
             Ok(()) => {
                 self.store.ack(&self.name, q)?;
+                if let Ok(e) = &q.entry {
+                    let now = crate::model::Millis::now();
+                    self.latency.delivered(&self.name, &e.kind, e.time, now);
+                }
                 self.health.attempt_done(&self.name, q.lane, q.seq);
                 schedule.done(q.lane, &key);
                 self.telemetry.delivered(&self.name);

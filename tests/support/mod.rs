@@ -4,6 +4,7 @@
 
 pub mod fake_odoo;
 pub mod faulty_device;
+pub mod press;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -137,4 +138,20 @@ pub fn spawn_gateway(config: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("spawn gateway")
+}
+
+/// `plantgate ARGS --config CFG`: exit code, stdout, stderr.
+pub fn cli(cfg: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .env("PLANTGATE_LOG", "warn")
+        .output()
+        .expect("run plantgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
