@@ -309,3 +309,149 @@ async fn metrics_read_by_a_prometheus_parser() {
         }
     }
 }
+
+/// The opening tag of the first element carrying `attr`, e.g. `<tr class="late" data-lane="critical">`.
+fn tag_with<'a>(dom: &'a str, attr: &str) -> &'a str {
+    let at = dom
+        .find(attr)
+        .unwrap_or_else(|| panic!("no element with {attr} in the page:\n{dom}"));
+    let start = dom[..at].rfind('<').expect("tag start");
+    let end = at + dom[at..].find('>').expect("tag end");
+    &dom[start..=end]
+}
+
+/// The page as Debian's chromium renders it, scripts run (virtual time
+/// lets its refresh loop fetch /status); a screenshot is kept under target/.
+async fn render_in_chromium(url: &str, screenshot: &std::path::Path) -> String {
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    assert!(
+        chromium.exists(),
+        "the status page test needs Debian's chromium: apt-get install chromium (.ci/run does)"
+    );
+    let profile = tempfile::tempdir().expect("profile");
+    let run = |extra: Vec<String>| {
+        let profile = profile.path().to_path_buf();
+        let url = url.to_string();
+        async move {
+            let out = tokio::process::Command::new(chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                ])
+                .arg(format!("--user-data-dir={}", profile.display()))
+                .arg("--virtual-time-budget=8000")
+                .args(extra)
+                .arg(url)
+                .output();
+            tokio::time::timeout(Duration::from_secs(120), out)
+                .await
+                .expect("chromium within 2 minutes")
+                .expect("run chromium")
+        }
+    };
+    let dom = run(vec!["--dump-dom".into()]).await;
+    assert!(
+        dom.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&dom.stderr)
+    );
+    let shot = run(vec![
+        format!("--screenshot={}", screenshot.display()),
+        "--window-size=1280,1100".into(),
+    ])
+    .await;
+    assert!(
+        shot.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    String::from_utf8_lossy(&dom.stdout).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_shows_sources_lanes_and_sinks_in_a_browser() {
+    let port = free_port();
+    let rig = press::start_edited(
+        |t, dir| with_token(t, dir, "page-token") + "\n[store.lanes.critical]\ntarget = \"1s\"\n",
+        &format!("0.0.0.0:{port}"),
+    )
+    .await;
+    let authed = |path: &'static str| {
+        let url = format!("http://127.0.0.1:{port}{path}");
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth("page-token")
+                .send()
+                .await
+                .ok()?;
+            resp.text().await.ok()
+        }
+    };
+    eventually(Duration::from_secs(30), "a few samples", || async {
+        let m = authed("/metrics").await?;
+        metric(&m, r#"plantgate_samples_total{source="press1"}"#).filter(|v| *v >= 2.0)
+    })
+    .await;
+    // Odoo away and the press stopped: the critical lane goes past its target.
+    rig.odoo.stop().await;
+    rig.regs.set_u16(STATE, 2);
+    eventually(
+        Duration::from_secs(30),
+        "the critical lane late",
+        || async {
+            let m = authed("/metrics").await?;
+            metric(&m, CRITICAL_BREACHED).filter(|v| *v >= 1.0)
+        },
+    )
+    .await;
+    let status: serde_json::Value =
+        serde_json::from_str(&authed("/status").await.expect("status")).expect("json");
+
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("status-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let dom =
+        render_in_chromium(&format!("http://127.0.0.1:{port}/#token=page-token"), &shot).await;
+    assert!(dom.contains(r#"<span id="gateway">gw1</span>"#), "{dom}");
+    let hash = status["config_hash"].as_str().expect("hash");
+    assert!(
+        dom.contains(&format!(r#"<span id="config">{}</span>"#, &hash[..12])),
+        "{dom}"
+    );
+    let source = tag_with(&dom, r#"data-source="press1""#);
+    assert!(source.contains(r#"class="ok""#), "{source}");
+    assert!(dom.contains("<td>connected</td>"), "{dom}");
+    let critical = tag_with(&dom, r#"data-lane="critical""#);
+    assert!(
+        critical.contains(r#"class="late""#),
+        "the late lane is red: {critical}"
+    );
+    let normal = tag_with(&dom, r#"data-lane="normal""#);
+    assert!(
+        normal.contains(r#"class="ok""#),
+        "an empty lane is green: {normal}"
+    );
+    let sink = tag_with(&dom, r#"data-sink="odoo"><td>odoo</td><td>"#);
+    assert!(
+        !sink.contains(r#"class="ok""#),
+        "the sink that cannot deliver is not green: {sink}"
+    );
+    assert!(
+        !dom.contains(r#"id="problem" style="display: block"#),
+        "{dom}"
+    );
+    let png = std::fs::read(&shot).expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG"),
+        "a PNG screenshot at {}",
+        shot.display()
+    );
+
+    // Without the token the page says how to give it, and shows no data.
+    let bare = shot.with_file_name("status-page-no-token.png");
+    let dom = render_in_chromium(&format!("http://127.0.0.1:{port}/"), &bare).await;
+    assert!(dom.contains("this listener needs its token"), "{dom}");
+    assert!(!dom.contains(r#"data-source="press1""#), "{dom}");
+}

@@ -58,6 +58,9 @@ pub async fn serve(
     ctx: Arc<StatusContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Connections are joined before this returns: none outlives the stage
+    // with its hold on the store (a reload reopens it).
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -68,22 +71,34 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = shutdown.changed() => break,
         };
         let ctx = ctx.clone();
-        tokio::spawn(async move {
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
             match &ctx.access.tls {
-                None => serve_connection(stream, ctx.clone()).await,
+                None => serve_connection(stream, ctx.clone(), shutdown).await,
                 Some(tls) => match tls.accept(stream).await {
-                    Ok(stream) => serve_connection(stream, ctx.clone()).await,
+                    Ok(stream) => serve_connection(stream, ctx.clone(), shutdown).await,
                     Err(e) => tracing::debug!(error = %e, "status listener TLS handshake failed"),
                 },
             }
         });
     }
+    drop(ctx);
+    // Requests in flight finish; idle keep-alive connections close now.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.shutdown().await;
 }
 
-async fn serve_connection<I>(io: I, ctx: Arc<StatusContext>)
+/// How long requests in flight at shutdown may take to finish.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn serve_connection<I>(io: I, ctx: Arc<StatusContext>, mut shutdown: watch::Receiver<bool>)
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -91,10 +106,16 @@ where
         let ctx = ctx.clone();
         async move { Ok::<_, Infallible>(route(&req, &ctx).await) }
     });
-    if let Err(e) = http1::Builder::new()
-        .serve_connection(TokioIo::new(io), service)
-        .await
-    {
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
         tracing::debug!(error = %e, "status connection ended");
     }
 }
@@ -320,6 +341,11 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
         "gateway": ctx.gateway_id,
         "delivery_latency": latency,
         "lanes_past_target": breaches,
+        "reload": board.reload.as_ref().map(|r| serde_json::json!({
+            "at": r.at.rfc3339(),
+            "applied": r.error.is_none(),
+            "error": r.error,
+        })),
         "version": env!("CARGO_PKG_VERSION"),
         "started": ctx.telemetry.started.rfc3339(),
         "uptime_seconds": now.saturating_sub(ctx.telemetry.started).max(0) as f64 / 1000.0,

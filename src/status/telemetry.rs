@@ -39,6 +39,16 @@ pub struct Board {
     /// Tags whose last reading failed, with why: (source, tag) → reason.
     pub bad_tags: BTreeMap<(String, String), String>,
     pub sinks: BTreeMap<String, SinkStatus>,
+    /// The last `SIGHUP` reload, if any.
+    pub reload: Option<Reload>,
+}
+
+/// How a config reload went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reload {
+    pub at: Millis,
+    /// None: applied. Some: refused, and why (the running config stays).
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -258,6 +268,13 @@ impl Telemetry {
     fn board(&self) -> std::sync::MutexGuard<'_, Board> {
         // A poisoned lock only means a panic elsewhere mid-update of plain data.
         self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn reload(&self, error: Option<String>) {
+        self.board().reload = Some(Reload {
+            at: Millis::now(),
+            error,
+        });
     }
 
     pub fn snapshot(&self) -> Board {
