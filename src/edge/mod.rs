@@ -294,3 +294,103 @@ impl Output {
         self.states.push((name.to_string(), state));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DowntimeRule, ProductionRule};
+    use crate::model::{EventBody, Millis, Quality, Value};
+    use std::time::Duration;
+
+    fn edge() -> Edge {
+        let rules = [
+            EventRule::Production(ProductionRule {
+                name: "parts".into(),
+                tag: "c".into(),
+                workcenter: "WC".into(),
+                wraps_at: None,
+                max_step: None,
+                report_every: Some(Duration::from_secs(1)),
+                report_parts: None,
+                parts_per_stroke: 1,
+                lane: None,
+            }),
+            EventRule::Downtime(DowntimeRule {
+                name: "stops".into(),
+                tag: "s".into(),
+                workcenter: "WC".into(),
+                min_duration: Duration::from_secs(3),
+                running: vec![1],
+                reasons: vec![],
+                default_loss: "mrp.block_reason0".into(),
+                default_description: "Stopped".into(),
+                lane: None,
+            }),
+        ];
+        Edge::new("gw", &rules, HashMap::new())
+    }
+
+    fn now(wall: i64, mono: u64) -> Now {
+        Now {
+            wall: Millis(wall),
+            mono: Mono(mono),
+        }
+    }
+
+    fn sample(tag: &str, value: i64, wall: i64) -> Sample {
+        Sample {
+            tag: tag.into(),
+            value: Value::Int(value),
+            quality: Quality::Good,
+            time: Millis(wall),
+            server_time: None,
+        }
+    }
+
+    #[test]
+    fn ticks_fire_rules_across_a_wall_clock_step_back() {
+        const W: i64 = 1_780_000_000_000;
+        const BACK: i64 = W - 3_600_000;
+        let mut e = edge();
+        let mut out = Output::default();
+        e.apply(&sample("c", 0, W), now(W, 0), &mut out);
+        e.apply(&sample("s", 1, W), now(W, 0), &mut out);
+        e.apply(&sample("c", 4, W + 500), now(W + 500, 500), &mut out);
+        e.apply(&sample("s", 3, W + 1_000), now(W + 1_000, 1_000), &mut out);
+        // NTP steps the clock back an hour; the sources are silent.
+        for mono in (1_250..=6_000).step_by(250) {
+            e.tick(now(BACK + mono as i64, mono), &mut out);
+        }
+        let kinds: Vec<_> = out.events.iter().map(|ev| ev.kind()).collect();
+        assert_eq!(
+            kinds,
+            ["production", "downtime_started"],
+            "the period ends and the stop is announced on the monotonic clock"
+        );
+        assert_eq!(out.events[1].id, "gw-stops-1780000001000-start");
+        e.apply(
+            &sample("s", 1, BACK + 7_000),
+            now(BACK + 7_000, 7_000),
+            &mut out,
+        );
+        let EventBody::DowntimeEnded(i) = &out.events[2].body else {
+            panic!("{:?}", out.events)
+        };
+        assert!(i.end >= Some(i.start), "{i:?}");
+        assert!(
+            out.events.iter().all(|ev| ev.time <= Millis(W + 1_000)),
+            "nothing dated past a clock reading the gateway had: {:?}",
+            out.events
+        );
+        // Each rule's latest state is there to be committed with the events.
+        let names: Vec<_> = out.states.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        // The stored state carries the rule's last date: a restart resumes
+        // its timeline from there.
+        let restored = restore(out.encoded_states().expect("encode"));
+        let RuleState::Downtime(d) = &restored["stops"] else {
+            panic!()
+        };
+        assert_eq!(d.clock.last, Some(Millis(W + 1_000)));
+    }
+}
