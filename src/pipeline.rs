@@ -6,7 +6,7 @@
 //! [`Gateway::failed`] reports.
 
 use crate::config::Config;
-use crate::edge::{self, Edge, Output};
+use crate::edge::{self, Edge, Mono, Now, Output};
 use crate::model::{Millis, Sample};
 use crate::records::{FormatZero, Lanes};
 use crate::sinks::{self, dry_run::DryRunSink, latency::DeliveryLatency, odoo::OdooSink, Sink};
@@ -206,10 +206,13 @@ impl Gateway {
     }
 }
 
-/// The edge task: apply samples in batches and commit each batch's events
-/// and rule states in one transaction. A failed commit (disk, or a store
-/// full of critical events) is retried with the same output; the sources
-/// wait meanwhile (bounded channel), so nothing is dropped.
+/// The edge task: apply samples in batches, tick the edge between them
+/// (so a stop is announced and a period ends while a source that reports
+/// only changes is silent), and commit each output's events and rule states
+/// in one transaction. A failed commit (disk, or a store full of critical
+/// events) is retried with the same output; the sources wait meanwhile
+/// (bounded channel), so nothing is dropped. When the sources are gone
+/// (stop), open aggregation periods are reported and committed.
 async fn run_edge(
     mut edge: Edge,
     lanes: Lanes,
@@ -218,63 +221,131 @@ async fn run_edge(
     telemetry: Arc<Telemetry>,
     health: Arc<Health>,
 ) {
+    let clock = EdgeClock::new();
+    let mut ticks = tokio::time::interval(EDGE_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(EDGE_BATCH);
-    while rx.recv_many(&mut batch, EDGE_BATCH).await > 0 {
-        health.edge_busy();
-        if crate::fault::injected("wedge", "edge") {
-            // Test hook: hold the batch for ever, as a deadlock would.
-            std::future::pending::<()>().await;
-        }
+    loop {
         let mut out = Output::default();
-        for sample in batch.drain(..) {
-            edge.apply(&sample, &mut out);
-        }
-        if out.is_empty() {
-            health.edge_done();
-            continue;
-        }
-        let encoded = out
-            .events
-            .iter()
-            .map(|e| lanes.record(e))
-            .collect::<Result<Vec<_>, _>>()
-            .and_then(|r| out.encoded_states().map(|s| (r, s)));
-        let (records, states) = match encoded {
-            Ok(x) => x,
-            Err(e) => {
-                // Encoding plain data cannot fail short of a bug; say so loudly.
-                tracing::error!(error = %e, events = out.events.len(), "cannot encode events; they are lost");
-                health.edge_done();
-                continue;
-            }
-        };
-        let mut wait = Duration::from_millis(200);
-        loop {
-            match store.commit(&records, &states).await {
-                Ok(_) => {
-                    health.edge_done();
+        tokio::select! {
+            n = rx.recv_many(&mut batch, EDGE_BATCH) => {
+                if n == 0 {
                     break;
                 }
-                Err(e @ StoreError::Full { .. }) => {
-                    // Backpressure, not a broken store: /healthz says so
-                    // once it lasts past stall_after.
-                    health.store_full();
-                    tracing::warn!(error = %e, "store full: holding the sources back");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                health.edge_busy();
+                if crate::fault::injected("wedge", "edge") {
+                    // Test hook: hold the batch for ever, as a deadlock would.
+                    std::future::pending::<()>().await;
                 }
-                Err(e) => {
-                    health.commit_failed(&e.to_string());
-                    tracing::error!(error = %e, events = out.events.len(), "cannot commit events; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
+                let now = clock.now();
+                for sample in batch.drain(..) {
+                    edge.apply(&sample, now, &mut out);
                 }
             }
+            _ = ticks.tick() => {
+                edge.tick(clock.now(), &mut out);
+                if out.is_empty() {
+                    continue;
+                }
+                health.edge_busy();
+            }
         }
-        for e in &out.events {
-            tracing::debug!(event = %e.id, kind = e.kind(), "event committed");
-            telemetry.event(e.kind());
+        commit(&out, &lanes, &store, &telemetry, &health, None).await;
+    }
+    let mut out = Output::default();
+    edge.flush(clock.now(), &mut out);
+    if !out.is_empty() {
+        // Bounded: a stop must end. A period not committed here is still
+        // in the committed rule state and is reported after the restart.
+        commit(&out, &lanes, &store, &telemetry, &health, Some(3)).await;
+    }
+}
+
+/// How often the edge is ticked: the lateness of a stop's announcement or
+/// a period's end, at most.
+const EDGE_TICK: Duration = Duration::from_millis(250);
+
+/// The pipeline's clocks as the edge reads them: the wall clock, and
+/// tokio's monotonic clock since the edge started (paused in tests).
+struct EdgeClock {
+    origin: tokio::time::Instant,
+}
+
+impl EdgeClock {
+    fn new() -> Self {
+        EdgeClock {
+            origin: tokio::time::Instant::now(),
         }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            wall: Millis::now(),
+            mono: Mono(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// Commit one output, retrying until it is in (or `attempts` ran out).
+async fn commit(
+    out: &Output,
+    lanes: &Lanes,
+    store: &Store,
+    telemetry: &Telemetry,
+    health: &Health,
+    attempts: Option<usize>,
+) {
+    if out.is_empty() {
+        health.edge_done();
+        return;
+    }
+    let encoded = out
+        .events
+        .iter()
+        .map(|e| lanes.record(e))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|r| out.encoded_states().map(|s| (r, s)));
+    let (records, states) = match encoded {
+        Ok(x) => x,
+        Err(e) => {
+            // Encoding plain data cannot fail short of a bug; say so loudly.
+            tracing::error!(error = %e, events = out.events.len(), "cannot encode events; they are lost");
+            health.edge_done();
+            return;
+        }
+    };
+    let mut wait = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match store.commit(&records, &states).await {
+            Ok(_) => {
+                health.edge_done();
+                break;
+            }
+            Err(e) if attempts.is_some_and(|n| tries >= n) => {
+                tracing::error!(error = %e, events = out.events.len(), "cannot commit at stop; the open periods are reported after the restart");
+                return;
+            }
+            Err(e @ StoreError::Full { .. }) => {
+                // Backpressure, not a broken store: /healthz says so
+                // once it lasts past stall_after.
+                health.store_full();
+                tracing::warn!(error = %e, "store full: holding the sources back");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                health.commit_failed(&e.to_string());
+                tracing::error!(error = %e, events = out.events.len(), "cannot commit events; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    for e in &out.events {
+        tracing::debug!(event = %e.id, kind = e.kind(), "event committed");
+        telemetry.event(e.kind());
     }
 }
 

@@ -56,6 +56,10 @@ pub enum LogFormat {
     Json,
 }
 
+/// A production rule with neither `report_every` nor `report_parts`
+/// reports this often.
+pub const DEFAULT_REPORT_EVERY: Duration = Duration::from_secs(30);
+
 /// `/healthz` fails when the edge holds samples this long without a commit.
 
 #[derive(Clone, Debug)]
@@ -153,6 +157,13 @@ pub struct ProductionRule {
     /// A jump larger than this is not production (a PLC swap, a preset):
     /// the counter is re-based and the jump is logged instead of posted.
     pub max_step: Option<u64>,
+    /// Report the parts counted once a period has run this long...
+    pub report_every: Option<Duration>,
+    /// ...or holds this many parts, whichever comes first. Neither given:
+    /// every [`DEFAULT_REPORT_EVERY`], so Odoo is not written every poll.
+    pub report_parts: Option<u64>,
+    /// Parts made per counted stroke (a multi-cavity tool).
+    pub parts_per_stroke: u64,
     /// Overrides the kind's lane (`normal`).
     pub lane: Option<crate::store::Lane>,
 }
@@ -632,25 +643,40 @@ impl<'a> Validator<'a> {
                     if let Some(first) = r.reason.first() {
                         self.err(first, "[[events.reason]] belongs to kind = \"downtime\"");
                     }
-                    let max_step = r.max_step.as_ref().and_then(|m| {
-                        if *m.get_ref() <= 0 {
-                            self.err(m, "max_step must be a positive count of parts");
-                            None
-                        } else {
-                            Some(*m.get_ref() as u64)
-                        }
-                    });
+                    let max_step =
+                        self.positive(&r.max_step, "max_step must be a positive count of parts");
+                    let report_parts = self.positive(
+                        &r.report_parts,
+                        "report_parts must be a positive count of parts, like report_parts = 100",
+                    );
+                    let parts_per_stroke = self
+                        .positive(
+                            &r.parts_per_stroke,
+                            "parts_per_stroke must be a positive count, like parts_per_stroke = 4",
+                        )
+                        .unwrap_or(1);
+                    let report_every = match (&r.report_every, report_parts) {
+                        (Some(_), _) => Some(self.duration(&r.report_every, DEFAULT_REPORT_EVERY)),
+                        (None, Some(_)) => None,
+                        (None, None) => Some(DEFAULT_REPORT_EVERY),
+                    };
                     out.push(EventRule::Production(ProductionRule {
                         name: name_str,
                         tag: tag_name,
                         workcenter,
                         wraps_at,
                         max_step,
+                        report_every,
+                        report_parts,
+                        parts_per_stroke,
                         lane,
                     }));
                 }
                 "downtime" => {
                     self.forbid(e, &r.max_step, "max_step", "production");
+                    self.forbid(e, &r.report_every, "report_every", "production");
+                    self.forbid(e, &r.report_parts, "report_parts", "production");
+                    self.forbid(e, &r.parts_per_stroke, "parts_per_stroke", "production");
                     if let Some(mut rule) = self.downtime(e, name_str, tag_name, workcenter) {
                         rule.lane = lane;
                         out.push(EventRule::Downtime(rule));
@@ -666,6 +692,17 @@ impl<'a> Validator<'a> {
             }
         }
         out
+    }
+
+    fn positive(&mut self, value: &Option<S<i64>>, message: &str) -> Option<u64> {
+        let v = value.as_ref()?;
+        match u64::try_from(*v.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.err(v, message);
+                None
+            }
+        }
     }
 
     fn forbid<T, U>(&mut self, _section: &S<T>, value: &Option<S<U>>, key: &str, kind: &str) {

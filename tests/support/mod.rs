@@ -14,7 +14,8 @@ pub const COUNTER: u16 = 100;
 pub const STATE: u16 = 102;
 
 /// A gateway config for one simulated press and a (fake) Odoo over plain
-/// HTTP on loopback, with short intervals so tests run fast.
+/// HTTP on loopback, with short intervals so tests run fast. Production is
+/// reported per change (`report_parts = 1`), as tests of delivery count it.
 pub fn press_config(dir: &Path, plc: &str, odoo_url: &str, status: &str) -> String {
     let key = dir.join("odoo.key");
     std::fs::write(&key, format!("{}\n", fake_odoo::API_KEY)).expect("write key");
@@ -50,6 +51,7 @@ kind = "production"
 name = "parts"
 tag = "parts"
 workcenter = "PRESS1"
+report_parts = 1
 
 [[events]]
 kind = "downtime"
