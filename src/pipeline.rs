@@ -93,11 +93,13 @@ impl Gateway {
         let latency = Arc::new(DeliveryLatency::default());
         let sla = Arc::new(SlaWatch::default());
         let process = Arc::new(status::process::ProcessMetrics::default());
+        let source_metrics = sources::SourceMetrics::default();
         let telemetry = Arc::new(Telemetry::new(|r| {
             store.metrics.register(r);
             latency.register(r);
             sla.register(r);
             process.register(r);
+            source_metrics.register(r);
         }));
         let sink = if config.odoo.dry_run {
             Sink::DryRun(DryRunSink)
@@ -161,7 +163,14 @@ impl Gateway {
             edge::restore(store.rule_states()?),
         );
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL);
-        sources::spawn_all(&config, &tx, &telemetry, &shutdown_rx, &mut tasks);
+        sources::spawn_all(
+            &config,
+            &tx,
+            &telemetry,
+            &source_metrics,
+            &shutdown_rx,
+            &mut tasks,
+        );
         tasks.spawn(
             "edge",
             run_edge(
