@@ -180,20 +180,47 @@ pub struct DowntimeRule {
     pub reasons: Vec<Reason>,
     pub default_loss: String,
     pub default_description: String,
+    /// A tag holding the machine's fault code, read with the state.
+    pub reason_tag: Option<String>,
+    /// Fault code → loss; a code found here wins over the state's reason.
+    pub codes: Vec<CodeReason>,
     /// Overrides the kind's lane (`critical`).
     pub lane: Option<crate::store::Lane>,
 }
 
+/// A fault code and the loss it means.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CodeReason {
+    pub code: i64,
+    pub loss: String,
+    pub description: String,
+}
+
 impl DowntimeRule {
-    /// The loss and text for a stop state.
-    pub fn reason_for(&self, state: i64) -> (&str, String) {
-        match self.reasons.iter().find(|r| r.state == state) {
-            Some(r) => (&r.loss, r.description.clone()),
+    /// The loss and text for a stop state and the fault code read with it
+    /// (0 or none: no fault code). A mapped code gives its own loss and
+    /// text; an unmapped one keeps the state's loss and is named in the text.
+    pub fn reason_for(&self, state: i64, code: Option<i64>) -> (&str, String) {
+        let code = code.filter(|c| *c != 0);
+        if let Some(r) = code.and_then(|c| self.codes.iter().find(|r| r.code == c)) {
+            return (&r.loss, r.description.clone());
+        }
+        let (loss, text) = match self.reasons.iter().find(|r| r.state == state) {
+            Some(r) => (r.loss.as_str(), r.description.clone()),
             None => (
-                &self.default_loss,
+                self.default_loss.as_str(),
                 format!("{} (state {state})", self.default_description),
             ),
+        };
+        match code {
+            Some(c) => (loss, format!("{text} (code {c})")),
+            None => (loss, text),
         }
+    }
+
+    /// Every tag the rule reads.
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.tag.as_str()).chain(self.reason_tag.as_deref())
     }
 }
 
@@ -643,6 +670,10 @@ impl<'a> Validator<'a> {
                     if let Some(first) = r.reason.first() {
                         self.err(first, "[[events.reason]] belongs to kind = \"downtime\"");
                     }
+                    if let Some(first) = r.code.first() {
+                        self.err(first, "[[events.code]] belongs to kind = \"downtime\"");
+                    }
+                    self.forbid(e, &r.reason_tag, "reason_tag", "downtime");
                     let max_step =
                         self.positive(&r.max_step, "max_step must be a positive count of parts");
                     let report_parts = self.positive(
@@ -677,7 +708,9 @@ impl<'a> Validator<'a> {
                     self.forbid(e, &r.report_every, "report_every", "production");
                     self.forbid(e, &r.report_parts, "report_parts", "production");
                     self.forbid(e, &r.parts_per_stroke, "parts_per_stroke", "production");
-                    if let Some(mut rule) = self.downtime(e, name_str, tag_name, workcenter) {
+                    if let Some(mut rule) =
+                        self.downtime(e, name_str, tag_name, workcenter, &by_name)
+                    {
                         rule.lane = lane;
                         out.push(EventRule::Downtime(rule));
                     }
@@ -733,8 +766,57 @@ impl<'a> Validator<'a> {
         name: String,
         tag: String,
         workcenter: String,
+        tags: &HashMap<&str, &TagConfig>,
     ) -> Option<DowntimeRule> {
         let r = e.get_ref();
+        let reason_tag = r.reason_tag.as_ref().and_then(|t| {
+            let name = t.get_ref();
+            if tags.contains_key(name.as_str()) {
+                Some(name.clone())
+            } else {
+                if !self.declared_tags.contains(name) {
+                    self.err(
+                        t,
+                        format!("reason_tag {name:?} is not defined in [[tags]]: name the tag holding the fault code"),
+                    );
+                }
+                None
+            }
+        });
+        if r.reason_tag.is_none() {
+            if let Some(first) = r.code.first() {
+                self.err(first, "[[events.code]] needs reason_tag = \"...\" (the tag holding the fault code) in its rule");
+            }
+        }
+        let mut codes: Vec<CodeReason> = Vec::new();
+        for c in &r.code {
+            let rc = c.get_ref();
+            let code = self.require(c, &rc.code, "code", "the fault code, e.g. code = 310");
+            let loss = self.require(
+                c,
+                &rc.loss,
+                "loss",
+                "an Odoo loss external id, e.g. loss = \"mrp.block_reason1\"",
+            );
+            let (Some(code), Some(loss)) = (code, loss) else {
+                continue;
+            };
+            if *code.get_ref() == 0 {
+                self.err(code, "code 0 means no fault: give the codes of faults");
+            }
+            if codes.iter().any(|x| x.code == *code.get_ref()) {
+                self.err(code, format!("code {} has two reasons", code.get_ref()));
+            }
+            let loss = self.loss(loss);
+            codes.push(CodeReason {
+                code: *code.get_ref(),
+                loss,
+                description: rc.description.as_ref().map_or_else(
+                    || format!("fault code {}", code.get_ref()),
+                    |d| d.get_ref().clone(),
+                ),
+            });
+        }
         let running = self
             .require(
                 e,
@@ -800,6 +882,8 @@ impl<'a> Validator<'a> {
                 .default_description
                 .as_ref()
                 .map_or_else(|| "Stopped".to_string(), |d| d.get_ref().clone()),
+            reason_tag,
+            codes,
             lane: None,
         })
     }
@@ -958,8 +1042,8 @@ dry_run = true
             panic!("downtime")
         };
         assert_eq!(d.min_duration, Duration::from_secs(2));
-        assert_eq!(d.reason_for(2).0, "mrp.block_reason1");
-        assert_eq!(d.reason_for(7).1, "Stopped (state 7)");
+        assert_eq!(d.reason_for(2, None).0, "mrp.block_reason1");
+        assert_eq!(d.reason_for(7, None).1, "Stopped (state 7)");
     }
 
     #[test]

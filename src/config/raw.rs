@@ -129,6 +129,18 @@ pub struct RawEvent {
     pub lane: Option<S<String>>,
     #[serde(default)]
     pub reason: Vec<S<RawReason>>,
+    pub reason_tag: Option<S<String>>,
+    #[serde(default)]
+    pub code: Vec<S<RawCode>>,
+}
+
+/// `[[events.code]]`: a fault code read from `reason_tag`, and its loss.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCode {
+    pub code: Option<S<i64>>,
+    pub loss: Option<S<String>>,
+    pub description: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

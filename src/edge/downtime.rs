@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 pub struct DowntimeState {
     pub open: Option<OpenStop>,
     pub clock: RuleClock,
+    /// The last good value of the rule's `reason_tag` (the fault code).
+    pub code: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -27,6 +29,9 @@ pub struct OpenStop {
     pub announced: bool,
     /// With `since`, the interval's id (see [`super::clock`]).
     pub seq: u32,
+    /// The fault code the stop is reported with, fixed when it is first
+    /// sent, so its start and end give Odoo the same loss.
+    pub code: Option<i64>,
 }
 
 pub struct Downtime {
@@ -82,11 +87,28 @@ impl Downtime {
                 since,
                 announced: false,
                 seq,
+                code: None,
             });
             self.held = Some(Held::start(at));
             changed = true;
         }
         self.on_tick(gateway, at, events) || changed
+    }
+
+    /// A reading of the rule's `reason_tag`: the fault code a stop that is
+    /// announced from now on is reported with. Says whether it changed.
+    pub fn on_code(&mut self, sample: &Sample) -> bool {
+        if sample.quality != Quality::Good {
+            return false;
+        }
+        let Some(code) = sample.value.as_i64() else {
+            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+                "fault-code tag gave a value that is not an integer; ignored");
+            return false;
+        };
+        let changed = self.state.code != Some(code);
+        self.state.code = Some(code);
+        changed
     }
 
     /// Announce the open stop once it has been held for `min_duration`,
@@ -107,6 +129,7 @@ impl Downtime {
         }
         let mut open = open.clone();
         open.announced = true;
+        open.code = self.state.code;
         events.push(self.event(gateway, &open, None));
         self.state.open = Some(open);
         true
@@ -117,13 +140,17 @@ impl Downtime {
             .held
             .unwrap_or_else(|| Held::resume(open.since, at))
             .ms(at);
-        if open.announced || u128::from(held) >= self.rule.min_duration.as_millis() {
+        if open.announced {
             events.push(self.event(gateway, open, Some(end)));
+        } else if u128::from(held) >= self.rule.min_duration.as_millis() {
+            let mut open = open.clone();
+            open.code = self.state.code;
+            events.push(self.event(gateway, &open, Some(end)));
         }
     }
 
     fn event(&self, gateway: &str, open: &OpenStop, end: Option<Millis>) -> Event {
-        let (loss, description) = self.rule.reason_for(open.state);
+        let (loss, description) = self.rule.reason_for(open.state, open.code);
         let downtime_id = event_id(gateway, &self.rule.name, open.since, open.seq);
         let interval = Interval {
             workcenter: self.rule.workcenter.clone(),
@@ -175,10 +202,100 @@ mod tests {
                 }],
                 default_loss: "mrp.block_reason0".into(),
                 default_description: "Stopped".into(),
+                reason_tag: Some("code".into()),
+                codes: vec![crate::config::CodeReason {
+                    code: 310,
+                    loss: "mrp.block_reason1".into(),
+                    description: "Motor overload".into(),
+                }],
                 lane: None,
             },
             DowntimeState::default(),
         )
+    }
+
+    fn code(d: &mut Downtime, value: i64) -> bool {
+        d.on_code(&Sample {
+            tag: "code".into(),
+            value: Value::Int(value),
+            quality: Quality::Good,
+            time: Millis(0),
+            server_time: None,
+        })
+    }
+
+    fn reason(e: &Event) -> (String, String) {
+        match &e.body {
+            EventBody::DowntimeStarted(i) | EventBody::DowntimeEnded(i) => {
+                (i.loss.clone(), i.description.clone())
+            }
+            other => panic!("not a stop: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_mapped_fault_code_gives_the_stop_its_loss_at_start_and_end() {
+        let mut d = rule();
+        assert!(code(&mut d, 0), "a new code value is state to keep");
+        assert!(feed_at(&mut d, 2, 1000, at_ms(1000)).is_empty());
+        // The code comes with (or just after) the state, before the stop is announced.
+        assert!(code(&mut d, 310));
+        let start = feed_at(&mut d, 2, 11_000, at_ms(11_000));
+        assert_eq!(start.len(), 1);
+        let motor = (
+            "mrp.block_reason1".to_string(),
+            "Motor overload".to_string(),
+        );
+        assert_eq!(reason(&start[0]), motor);
+        // The code is cleared while the machine is still down: the record keeps its loss.
+        code(&mut d, 0);
+        let end = feed_at(&mut d, 1, 20_000, at_ms(20_000));
+        assert_eq!(end.len(), 1);
+        assert_eq!(reason(&end[0]), motor, "start and end report the same loss");
+    }
+
+    #[test]
+    fn an_unmapped_code_keeps_the_state_loss_and_names_the_code() {
+        let mut d = rule();
+        code(&mut d, 999);
+        feed_at(&mut d, 2, 1000, at_ms(1000));
+        let start = feed_at(&mut d, 2, 11_000, at_ms(11_000));
+        assert_eq!(
+            reason(&start[0]),
+            (
+                "mrp.block_reason1".to_string(),
+                "Hydraulic fault (code 999)".to_string()
+            )
+        );
+        let mut d = rule();
+        code(&mut d, 0);
+        feed_at(&mut d, 5, 1000, at_ms(1000));
+        let start = feed_at(&mut d, 5, 11_000, at_ms(11_000));
+        assert_eq!(
+            reason(&start[0]),
+            (
+                "mrp.block_reason0".to_string(),
+                "Stopped (state 5)".to_string()
+            ),
+            "code 0 is no fault code"
+        );
+    }
+
+    #[test]
+    fn the_fault_code_of_an_open_stop_survives_a_restart() {
+        let mut d = rule();
+        feed_at(&mut d, 2, 1000, at_ms(1000));
+        code(&mut d, 310);
+        feed_at(&mut d, 2, 11_000, at_ms(11_000));
+        let bytes = RuleState::Downtime(d.state.clone())
+            .encode()
+            .expect("encode");
+        let RuleState::Downtime(state) = RuleState::decode(&bytes).expect("decode") else {
+            panic!("a downtime state")
+        };
+        let mut after = Downtime::new(rule().rule, state);
+        let end = feed_at(&mut after, 1, 30_000, at_ms(30_000));
+        assert_eq!(reason(&end[0]).1, "Motor overload");
     }
 
     /// A moment where wall and monotonic time agree (no clock step).

@@ -159,8 +159,10 @@ mod v1 {
                             since: o.since,
                             announced: o.announced,
                             seq: 0,
+                            code: None,
                         }),
                         clock,
+                        code: None,
                     })
                 }
             }
@@ -226,6 +228,11 @@ impl Edge {
                 timeline.seen(t);
             }
             by_tag.entry(rule.tag().to_string()).or_default().push(i);
+            if let EventRule::Downtime(d) = rule {
+                if let Some(t) = d.reason_tag.as_ref().filter(|t| **t != d.tag) {
+                    by_tag.entry(t.clone()).or_default().push(i);
+                }
+            }
             built.push(r);
         }
         Edge {
@@ -246,6 +253,7 @@ impl Edge {
             let rule = &mut self.rules[i];
             let changed = match rule {
                 Rule::Counter(c) => c.on_sample(&self.gateway, sample, at, &mut out.events),
+                Rule::Downtime(d) if sample.tag != d.rule.tag => d.on_code(sample),
                 Rule::Downtime(d) => d.on_sample(&self.gateway, sample, at, &mut out.events),
             };
             if changed {
@@ -324,6 +332,8 @@ mod tests {
                 reasons: vec![],
                 default_loss: "mrp.block_reason0".into(),
                 default_description: "Stopped".into(),
+                reason_tag: None,
+                codes: vec![],
                 lane: None,
             }),
         ];
