@@ -17,12 +17,14 @@ pub use diagnostic::{ConfigError, Diagnostic};
 pub use secret::{Secret, SecretError, SecretSource};
 pub use status::{ListenerTls, StatusConfig, DEFAULT_STALL_AFTER, DEFAULT_STATUS_LISTEN};
 
-use modbus::ModbusSource;
-use opcua::OpcUaSource;
-use raw::{RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
+use modbus::{ModbusSource, RawModbus, RawModbusRtu, RawModbusTag, RawModbusTcp, RawTransport};
+use opcua::{OpcUaSource, RawOpcUa, RawOpcUaTag};
+use raw::{keys_of, Entry, RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
+use serde::Deserialize as _;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::de::DeTable;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/plantgate";
 
@@ -302,23 +304,19 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
         path: path.to_path_buf(),
         diagnostics,
     };
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim().replace('\n', " ");
-            let hint = if message.starts_with("unknown field") {
-                " (check the spelling; firmware-config/gateway.toml lists every key)"
-            } else {
-                ""
-            };
-            return Err(invalid(vec![Diagnostic::at(
-                text,
-                span,
-                format!("{message}{hint}"),
-            )]));
-        }
+    // One parse: the sections are read from it by serde, the kind-shaped
+    // entries ([[sources]], [[tags]]) by kind, all with their positions.
+    let doc = DeTable::parse(text).map_err(|e| invalid(vec![toml_error(text, &e)]))?;
+    let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc.clone()))
+        .map_err(|e| invalid(vec![toml_error(text, &e)]))?;
+    let entries = |key: &str| -> Vec<Entry<'_>> {
+        doc.get_ref()
+            .get(key)
+            .and_then(|v| v.get_ref().as_array())
+            .map(|a| a.to_vec())
+            .unwrap_or_default()
     };
+    let (sources, tags) = (entries("sources"), entries("tags"));
     let base = path.parent().unwrap_or(Path::new("."));
     let mut v = Validator {
         text,
@@ -329,7 +327,7 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
         declared_tags: HashSet::new(),
         needs: Vec::new(),
     };
-    let config = v.config(raw);
+    let config = v.config(raw, &sources, &tags);
     if v.errors.is_empty() {
         if let Some(config) = config {
             return Ok((config, v.needs));
@@ -338,6 +336,21 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
     v.errors.sort_by_key(|d| (d.line, d.col));
     Err(invalid(v.errors))
 }
+
+/// A TOML or serde error, at its place in the file.
+fn toml_error(text: &str, e: &toml::de::Error) -> Diagnostic {
+    let span = e.span().unwrap_or(0..0);
+    let message = e.message().trim().replace('\n', " ");
+    let hint = if message.starts_with("unknown field") {
+        UNKNOWN_KEY_HINT
+    } else {
+        ""
+    };
+    Diagnostic::at(text, span, format!("{message}{hint}"))
+}
+
+const UNKNOWN_KEY_HINT: &str =
+    " (check the spelling; firmware-config/gateway.toml lists every key)";
 
 struct Validator<'a> {
     text: &'a str,
@@ -353,7 +366,88 @@ struct Validator<'a> {
     needs: Vec<files::Need>,
 }
 
-const SOURCE_KINDS: &str = "\"modbus_tcp\", \"modbus_rtu\" or \"opcua\"";
+/// The keys of one raw struct, from its serde derive.
+type KeysOf = fn() -> &'static [&'static str];
+
+/// Every source kind: its `kind` value and the raw structs its keys go
+/// into, besides [`RawSource`]'s. A key of another kind is reported as
+/// belonging there from these lists; adding a kind is a line here, its
+/// arm in `Validator::sources` and its own module. Its tags' shape is in
+/// [`TagShape::of`].
+const SOURCE_KINDS: [(&str, &[KeysOf]); 3] = [
+    (
+        "modbus_tcp",
+        &[keys_of::<RawModbusTcp>, keys_of::<RawModbus>],
+    ),
+    (
+        "modbus_rtu",
+        &[keys_of::<RawModbusRtu>, keys_of::<RawModbus>],
+    ),
+    ("opcua", &[keys_of::<RawOpcUa>]),
+];
+
+/// The keys a tag takes, by the kind of its source.
+struct TagShape {
+    /// What a message calls a tag of this shape.
+    what: &'static str,
+    /// Said after a key of another shape found on a tag of this one.
+    hint: Option<&'static str>,
+    /// The raw struct of its keys, besides [`RawTag`]'s.
+    keys: KeysOf,
+}
+
+const MODBUS_TAG: TagShape = TagShape {
+    what: "a Modbus tag",
+    hint: None,
+    keys: keys_of::<RawModbusTag>,
+};
+const OPCUA_TAG: TagShape = TagShape {
+    what: "a tag of an OPC UA source",
+    hint: Some("an OPC UA tag has `node` (the server reports the type)"),
+    keys: keys_of::<RawOpcUaTag>,
+};
+const TAG_SHAPES: [&TagShape; 2] = [&MODBUS_TAG, &OPCUA_TAG];
+
+impl TagShape {
+    fn of(kind: &SourceKind) -> &'static TagShape {
+        match kind {
+            SourceKind::Modbus(_) => &MODBUS_TAG,
+            SourceKind::OpcUa(_) => &OPCUA_TAG,
+        }
+    }
+}
+
+/// `"a", "b" or "c"`.
+fn quoted_choice(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("{n:?}")).collect();
+    match quoted.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
+/// The keys of each part, in order, once each.
+fn keys(parts: &[KeysOf]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for key in parts.iter().flat_map(|part| part().iter()) {
+        if !out.contains(key) {
+            out.push(key);
+        }
+    }
+    out
+}
+
+/// serde's wording for the keys an unknown one could have been.
+fn expected(keys: &[&str]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.as_slice() {
+        [] => "there are no fields".to_string(),
+        [one] => format!("expected {one}"),
+        [a, b] => format!("expected {a} or {b}"),
+        all => format!("expected one of {}", all.join(", ")),
+    }
+}
 
 /// Names that go into event ids and Odoo external ids: keep them plain.
 fn is_plain_name(s: &str) -> bool {
@@ -389,6 +483,61 @@ impl<'a> Validator<'a> {
             self.err(section, format!("missing key `{key}`: {hint}"));
         }
         value.as_ref()
+    }
+
+    /// Read one part of an entry, or report why it cannot be read.
+    fn part<T: serde::de::DeserializeOwned>(&mut self, entry: &Entry<'_>) -> Option<T> {
+        raw::read(entry)
+            .map_err(|e| self.errors.push(toml_error(self.text, &e)))
+            .ok()
+    }
+
+    /// Check an entry's keys against its shape's (`own`). A key that only
+    /// other shapes take is reported at its value as belonging there
+    /// (`belongs` names them from their names in `others`, then `hint`),
+    /// any other key at itself as unknown. Both are left out of the entry
+    /// returned, so the shape's parts read only their own keys and the
+    /// rest of the entry is still validated.
+    fn sort_keys<'e>(
+        &mut self,
+        entry: &Entry<'e>,
+        own: &[&str],
+        others: &[(&str, Vec<&'static str>)],
+        belongs: impl Fn(&[&str]) -> String,
+        hint: Option<&str>,
+    ) -> Entry<'e> {
+        let mut kept = entry.clone();
+        let toml::de::DeValue::Table(table) = kept.get_mut() else {
+            // Not a table: reading its parts says so.
+            return kept;
+        };
+        let foreign: Vec<(String, std::ops::Range<usize>, std::ops::Range<usize>)> = table
+            .iter()
+            .filter(|(key, _)| !own.contains(&key.get_ref().as_ref()))
+            .map(|(key, value)| (key.get_ref().to_string(), key.span(), value.span()))
+            .collect();
+        for (key, key_span, value_span) in foreign {
+            table.remove(key.as_str());
+            let owners: Vec<&str> = others
+                .iter()
+                .filter(|(_, keys)| keys.contains(&key.as_str()))
+                .map(|(name, _)| *name)
+                .collect();
+            let (span, message) = if owners.is_empty() {
+                (
+                    key_span,
+                    format!("unknown field `{key}`, {}{UNKNOWN_KEY_HINT}", expected(own)),
+                )
+            } else {
+                let hint = hint.map(|h| format!("; {h}")).unwrap_or_default();
+                (
+                    value_span,
+                    format!("`{key}` belongs to {}{hint}", belongs(&owners)),
+                )
+            };
+            self.errors.push(Diagnostic::at(self.text, span, message));
+        }
+        kept
     }
 
     /// Report each key that is present where it does not belong.
@@ -442,14 +591,19 @@ impl<'a> Validator<'a> {
         value.get_ref().clone()
     }
 
-    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+    fn config(
+        &mut self,
+        raw: RawConfig,
+        sources: &[Entry<'_>],
+        tags: &[Entry<'_>],
+    ) -> Option<Config> {
         let gateway = self.gateway(&raw);
         if let Some(g) = &gateway {
             self.data_dir = g.data_dir.clone();
         }
         let status = self.status(raw.status.as_ref());
-        let sources = self.sources(&raw.sources);
-        let tags = self.tags(&raw.tags, &sources);
+        let sources = self.sources(sources);
+        let tags = self.tags(tags, &sources);
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref());
         let store = self.store(raw.store.as_ref());
@@ -522,11 +676,38 @@ impl<'a> Validator<'a> {
         LogConfig { format }
     }
 
-    fn sources(&mut self, raw: &[S<RawSource>]) -> Vec<SourceConfig> {
+    fn sources(&mut self, raw: &[Entry<'_>]) -> Vec<SourceConfig> {
+        let kind_names: Vec<&str> = SOURCE_KINDS.iter().map(|(k, _)| *k).collect();
+        let one_of_kinds = quoted_choice(&kind_names);
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for s in raw {
-            let r = s.get_ref();
+            let Some(r) = self.part::<RawSource>(s) else {
+                continue;
+            };
+            let kind = r.kind.as_ref().map(|k| k.get_ref().as_str());
+            let shape = SOURCE_KINDS.iter().find(|(k, _)| Some(*k) == kind);
+            // Without a known kind, only keys no kind takes are wrong.
+            let own_parts: Vec<KeysOf> = match shape {
+                Some((_, parts)) => parts.to_vec(),
+                None => SOURCE_KINDS
+                    .iter()
+                    .flat_map(|(_, p)| p.iter().copied())
+                    .collect(),
+            };
+            let own = keys(&[&[keys_of::<RawSource> as KeysOf][..], &own_parts].concat());
+            let others: Vec<(&str, Vec<&'static str>)> = SOURCE_KINDS
+                .iter()
+                .filter(|(k, _)| shape.is_some() && Some(*k) != kind)
+                .map(|(k, parts)| (*k, keys(parts)))
+                .collect();
+            let s = &self.sort_keys(
+                s,
+                &own,
+                &others,
+                |kinds| format!("kind = {}", quoted_choice(kinds)),
+                None,
+            );
             let Some(name) = self.require(s, &r.name, "name", "every source needs a name") else {
                 continue;
             };
@@ -535,17 +716,26 @@ impl<'a> Validator<'a> {
                 self.err(name, format!("source {name_str:?} is defined twice"));
             }
             self.declared_sources.insert(name_str.clone());
-            let Some(kind) = self.require(s, &r.kind, "kind", SOURCE_KINDS) else {
+            let Some(kind) = self.require(s, &r.kind, "kind", &one_of_kinds) else {
                 continue;
             };
             let kind = match kind.get_ref().as_str() {
-                "modbus_tcp" => self.modbus_source(s, false).map(SourceKind::Modbus),
-                "modbus_rtu" => self.modbus_source(s, true).map(SourceKind::Modbus),
-                "opcua" => self.opcua_source(s).map(SourceKind::OpcUa),
+                "modbus_tcp" => {
+                    let tcp = self.part(s).map(RawTransport::Tcp);
+                    self.modbus(s, tcp)
+                }
+                "modbus_rtu" => {
+                    let rtu = self.part(s).map(RawTransport::Rtu);
+                    self.modbus(s, rtu)
+                }
+                "opcua" => self
+                    .part::<RawOpcUa>(s)
+                    .and_then(|r| self.opcua_source(s, &r))
+                    .map(SourceKind::OpcUa),
                 other => {
                     self.err(
                         kind,
-                        format!("unknown source kind {other:?}: use {SOURCE_KINDS}"),
+                        format!("unknown source kind {other:?}: use {one_of_kinds}"),
                     );
                     None
                 }
@@ -560,10 +750,43 @@ impl<'a> Validator<'a> {
         out
     }
 
-    fn tags(&mut self, raw: &[S<RawTag>], sources: &[SourceConfig]) -> Vec<TagConfig> {
+    /// A Modbus source: its transport's part (read by the caller, by kind)
+    /// and the part both transports share.
+    fn modbus(&mut self, s: &Entry<'_>, transport: Option<RawTransport>) -> Option<SourceKind> {
+        let shared = self.part::<RawModbus>(s);
+        let source = self.modbus_source(s, transport?, &shared?)?;
+        Some(SourceKind::Modbus(source))
+    }
+
+    fn tags(&mut self, raw: &[Entry<'_>], sources: &[SourceConfig]) -> Vec<TagConfig> {
         let mut out = Vec::new();
         for t in raw {
-            let r = t.get_ref();
+            let Some(r) = self.part::<RawTag>(t) else {
+                continue;
+            };
+            let src = r
+                .source
+                .as_ref()
+                .and_then(|name| sources.iter().find(|s| s.name == *name.get_ref()));
+            let shape = src.map(|s| TagShape::of(&s.kind));
+            // Without the source's kind, only keys no tag takes are wrong.
+            let mut parts: Vec<KeysOf> = vec![keys_of::<RawTag>];
+            match shape {
+                Some(shape) => parts.push(shape.keys),
+                None => parts.extend(TAG_SHAPES.iter().map(|s| s.keys)),
+            }
+            let others: Vec<(&str, Vec<&'static str>)> = TAG_SHAPES
+                .iter()
+                .filter(|other| shape.is_some_and(|own| !std::ptr::eq(own, **other)))
+                .map(|other| (other.what, keys(&[other.keys])))
+                .collect();
+            let t = &self.sort_keys(
+                t,
+                &keys(&parts),
+                &others,
+                |whats| whats.join(" or "),
+                shape.and_then(|s| s.hint),
+            );
             let Some(name) = self.require(t, &r.name, "name", "every tag needs a name") else {
                 continue;
             };
@@ -575,7 +798,7 @@ impl<'a> Validator<'a> {
             else {
                 continue;
             };
-            let Some(src) = sources.iter().find(|s| &s.name == source.get_ref()) else {
+            let Some(src) = src else {
                 // A source that is declared but invalid was reported already.
                 if !self.declared_sources.contains(source.get_ref()) {
                     let known: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
@@ -591,8 +814,14 @@ impl<'a> Validator<'a> {
                 continue;
             };
             let point = match &src.kind {
-                SourceKind::Modbus(m) => self.modbus_tag(t, m).map(TagPoint::Modbus),
-                SourceKind::OpcUa(_) => self.opcua_tag(t).map(TagPoint::OpcUa),
+                SourceKind::Modbus(m) => self
+                    .part::<RawModbusTag>(t)
+                    .and_then(|p| self.modbus_tag(t, &p, m))
+                    .map(TagPoint::Modbus),
+                SourceKind::OpcUa(_) => self
+                    .part::<RawOpcUaTag>(t)
+                    .and_then(|p| self.opcua_tag(t, &p))
+                    .map(TagPoint::OpcUa),
             };
             let Some(point) = point else { continue };
             if let Some(s) = &r.scale {
@@ -1076,5 +1305,95 @@ dry_run = true
         );
         let ok = text.replace("api_key_file", "allow_plaintext = true\napi_key_file");
         assert!(parse(&ok, Path::new("t.toml")).is_ok());
+    }
+
+    #[test]
+    fn keys_come_from_each_kinds_derive() {
+        assert_eq!(keys_of::<RawModbusTcp>(), ["address"]);
+        let tag = keys_of::<RawModbusTag>();
+        assert!(
+            tag.contains(&"type") && !tag.contains(&"data_type"),
+            "{tag:?}"
+        );
+        assert!(keys_of::<RawOpcUa>().contains(&"endpoint"));
+    }
+
+    /// Two parts of one shape must not share a key: the key check would
+    /// pass it and both parts would read it.
+    #[test]
+    fn the_parts_of_a_shape_share_no_key() {
+        let disjoint = |parts: &[KeysOf]| {
+            let all: Vec<&str> = parts.iter().flat_map(|p| p().iter().copied()).collect();
+            all.len() == keys(parts).len()
+        };
+        for (kind, parts) in SOURCE_KINDS {
+            let shape = [&[keys_of::<RawSource> as KeysOf][..], parts].concat();
+            assert!(disjoint(&shape), "{kind}");
+        }
+        for shape in TAG_SHAPES {
+            assert!(disjoint(&[keys_of::<RawTag>, shape.keys]), "{}", shape.what);
+        }
+    }
+
+    #[test]
+    fn keys_of_another_kind_are_reported_where_they_are_and_the_rest_still_checked() {
+        let text = GOOD
+            .replace(
+                "address = \"127.0.0.1:502\"",
+                "address = \"127.0.0.1:502\"\nstop_bits = 2\ntimeout = \"soon\"",
+            )
+            .replace(
+                "register = 102",
+                "register = 102\nnode = \"ns=2;s=X\"\nbt = 3",
+            );
+        let errs = errors(&text);
+        let got: Vec<(usize, usize, &str)> = errs
+            .iter()
+            .map(|d| (d.line, d.col, d.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert_eq!(
+            got[0],
+            (10, 13, "`stop_bits` belongs to kind = \"modbus_rtu\"")
+        );
+        assert_eq!((got[1].0, got[1].1), (11, 11), "{got:?}");
+        assert!(got[1].2.starts_with("bad duration \"soon\""), "{got:?}");
+        assert_eq!(
+            got[2],
+            (23, 8, "`node` belongs to a tag of an OPC UA source")
+        );
+        assert_eq!((got[3].0, got[3].1), (24, 1), "{got:?}");
+        assert!(
+            got[3].2.starts_with("unknown field `bt`, expected one of `name`, `source`, `scale`, `offset`, `engineering_unit`, `table`, `register`"),
+            "{got:?}"
+        );
+        assert!(
+            !got[3].2.contains("`node`"),
+            "only a Modbus tag's keys: {got:?}"
+        );
+    }
+
+    #[test]
+    fn a_missing_or_unknown_kind_is_reported_at_the_entry() {
+        let missing = GOOD.replace("kind = \"modbus_tcp\"\n", "");
+        let errs = errors(&missing);
+        assert_eq!(
+            (errs[0].line, errs[0].col, errs[0].message.as_str()),
+            (
+                6,
+                1,
+                "missing key `kind`: \"modbus_tcp\", \"modbus_rtu\" or \"opcua\""
+            )
+        );
+        let unknown = GOOD.replace("kind = \"modbus_tcp\"", "kind = \"modbus\"");
+        let errs = errors(&unknown);
+        assert_eq!(
+            (errs[0].line, errs[0].col, errs[0].message.as_str()),
+            (
+                8,
+                8,
+                "unknown source kind \"modbus\": use \"modbus_tcp\", \"modbus_rtu\" or \"opcua\""
+            )
+        );
     }
 }

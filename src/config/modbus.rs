@@ -1,5 +1,7 @@
-//! Modbus parts of the config: connections (TCP, RTU), tag addresses, data
-//! types and byte orders, and their validation.
+//! Modbus parts of the config: the keys of `kind = "modbus_tcp"` and
+//! `"modbus_rtu"` sources and of their tags, and their validation into
+//! connections (TCP, RTU) and tag addresses. Data types, byte orders and
+//! tables are the source's (`sources::modbus::types`).
 //!
 //! Addresses: `register` is the 0-based protocol address in the tag's
 //! `table`. `address` accepts the Modicon notation instead, 1-based with
@@ -7,15 +9,69 @@
 //! 3xxxx input registers, 4xxxx holding registers (5 digits up to x9999,
 //! 6 digits up to x65536). `40101` and `register = 100` are the same.
 
-use super::raw::{RawSource, RawTag, S};
+use super::raw::{Entry, S};
 use super::Validator;
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Most registers one read may ask for (Modbus spec, function 3/4).
-pub const MAX_REGISTERS: u16 = 125;
-/// Most bits one read may ask for (function 1/2).
-pub const MAX_BITS: u16 = 2000;
+// The protocol's own types live with the source; the config names them.
+pub use crate::sources::modbus::types::{
+    ByteOrder, DataType, Parity, Table, MAX_BITS, MAX_REGISTERS,
+};
+
+// The raw structs below are parts of an entry, read after its keys were
+// checked against the whole kind (`Validator::sort_keys`): hence no
+// `deny_unknown_fields`, and a key may not appear in two parts of a kind.
+
+/// `kind = "modbus_tcp"`: the device's address.
+#[derive(Debug, Deserialize)]
+pub struct RawModbusTcp {
+    pub address: Option<S<String>>,
+}
+
+/// `kind = "modbus_rtu"`: the serial line.
+#[derive(Debug, Deserialize)]
+pub struct RawModbusRtu {
+    pub device: Option<S<String>>,
+    pub baud: Option<S<i64>>,
+    pub parity: Option<S<String>>,
+    pub data_bits: Option<S<i64>>,
+    pub stop_bits: Option<S<i64>>,
+}
+
+/// Keys of both Modbus kinds.
+#[derive(Debug, Deserialize)]
+pub struct RawModbus {
+    pub unit: Option<S<i64>>,
+    pub max_gap: Option<S<i64>>,
+    pub poll_groups: Option<S<BTreeMap<String, S<String>>>>,
+    pub reprobe_interval: Option<S<String>>,
+    pub poll_interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub backoff_max: Option<S<String>>,
+}
+
+/// A Modbus source's transport, by kind.
+pub enum RawTransport {
+    Tcp(RawModbusTcp),
+    Rtu(RawModbusRtu),
+}
+
+/// A tag of a Modbus source: where its value is and how it is coded.
+#[derive(Debug, Deserialize)]
+pub struct RawModbusTag {
+    pub table: Option<S<String>>,
+    pub register: Option<S<i64>>,
+    pub address: Option<S<String>>,
+    #[serde(rename = "type")]
+    pub data_type: Option<S<String>>,
+    pub order: Option<S<String>>,
+    pub bit: Option<S<i64>>,
+    pub length: Option<S<i64>>,
+    pub unit_id: Option<S<i64>>,
+    pub poll_group: Option<S<String>>,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModbusSource {
@@ -59,178 +115,6 @@ pub struct SerialLine {
     pub parity: Parity,
     pub data_bits: u8,
     pub stop_bits: u8,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Parity {
-    None,
-    Even,
-    Odd,
-}
-
-impl Parity {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "none" => Parity::None,
-            "even" => Parity::Even,
-            "odd" => Parity::Odd,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Table {
-    Coil,
-    DiscreteInput,
-    InputRegister,
-    HoldingRegister,
-}
-
-impl Table {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "coil" | "coils" => Table::Coil,
-            "discrete" | "discrete_input" | "discrete_inputs" => Table::DiscreteInput,
-            "input" | "input_register" | "input_registers" => Table::InputRegister,
-            "holding" | "holding_register" | "holding_registers" => Table::HoldingRegister,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Table::Coil => "coil",
-            Table::DiscreteInput => "discrete",
-            Table::InputRegister => "input",
-            Table::HoldingRegister => "holding",
-        }
-    }
-
-    pub fn is_bits(self) -> bool {
-        matches!(self, Table::Coil | Table::DiscreteInput)
-    }
-
-    /// Most items one request may read from this table.
-    pub fn max_per_request(self) -> u16 {
-        if self.is_bits() {
-            MAX_BITS
-        } else {
-            MAX_REGISTERS
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DataType {
-    Bool,
-    U16,
-    I16,
-    U32,
-    I32,
-    U64,
-    I64,
-    F32,
-    F64,
-    /// ASCII text over this many registers (two characters each).
-    Text(u16),
-}
-
-impl DataType {
-    pub const NAMES: &'static str = "bool, u16, i16, u32, i32, u64, i64, f32, f64, string";
-
-    pub fn parse(s: &str, length: u16) -> Option<Self> {
-        Some(match s {
-            "bool" => DataType::Bool,
-            "u16" => DataType::U16,
-            "i16" => DataType::I16,
-            "u32" => DataType::U32,
-            "i32" => DataType::I32,
-            "u64" => DataType::U64,
-            "i64" => DataType::I64,
-            "f32" => DataType::F32,
-            "f64" => DataType::F64,
-            "string" => DataType::Text(length),
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DataType::Bool => "bool",
-            DataType::U16 => "u16",
-            DataType::I16 => "i16",
-            DataType::U32 => "u32",
-            DataType::I32 => "i32",
-            DataType::U64 => "u64",
-            DataType::I64 => "i64",
-            DataType::F32 => "f32",
-            DataType::F64 => "f64",
-            DataType::Text(_) => "string",
-        }
-    }
-
-    /// Registers the type occupies (a bool reads one register, or one bit).
-    pub fn registers(self) -> u16 {
-        match self {
-            DataType::Bool | DataType::U16 | DataType::I16 => 1,
-            DataType::U32 | DataType::I32 | DataType::F32 => 2,
-            DataType::U64 | DataType::I64 | DataType::F64 => 4,
-            DataType::Text(n) => n,
-        }
-    }
-
-    /// Largest raw value of an unsigned type, for counter wrap detection.
-    pub fn wraps_at(self) -> Option<u64> {
-        match self {
-            DataType::U16 => Some(u64::from(u16::MAX)),
-            DataType::U32 => Some(u64::from(u32::MAX)),
-            DataType::U64 => Some(u64::MAX),
-            _ => None,
-        }
-    }
-}
-
-/// How the bytes A (most significant) .. of a multi-register value are laid
-/// out in the registers. ABCD is big-endian (the Modbus default); CDAB swaps
-/// the words; BADC swaps the bytes in each word; DCBA does both. For 64-bit
-/// values the same two swaps apply to four words.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ByteOrder {
-    #[default]
-    Abcd,
-    Cdab,
-    Badc,
-    Dcba,
-}
-
-impl ByteOrder {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s.to_ascii_uppercase().as_str() {
-            "ABCD" => ByteOrder::Abcd,
-            "CDAB" => ByteOrder::Cdab,
-            "BADC" => ByteOrder::Badc,
-            "DCBA" => ByteOrder::Dcba,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            ByteOrder::Abcd => "ABCD",
-            ByteOrder::Cdab => "CDAB",
-            ByteOrder::Badc => "BADC",
-            ByteOrder::Dcba => "DCBA",
-        }
-    }
-
-    pub fn swaps_words(self) -> bool {
-        matches!(self, ByteOrder::Cdab | ByteOrder::Dcba)
-    }
-
-    pub fn swaps_bytes(self) -> bool {
-        matches!(self, ByteOrder::Badc | ByteOrder::Dcba)
-    }
 }
 
 /// Where and how one Modbus tag is read.
@@ -289,119 +173,91 @@ pub fn parse_modicon(s: &str) -> Result<(Table, u16), String> {
 }
 
 impl Validator<'_> {
-    pub(super) fn modbus_source(&mut self, s: &S<RawSource>, rtu: bool) -> Option<ModbusSource> {
-        let r = s.get_ref();
-        let transport = if rtu {
-            for (v, key) in [(&r.address, "address")] {
-                if let Some(v) = v {
+    pub(super) fn modbus_source(
+        &mut self,
+        s: &Entry<'_>,
+        transport: RawTransport,
+        r: &RawModbus,
+    ) -> Option<ModbusSource> {
+        let transport = match transport {
+            RawTransport::Rtu(line) => {
+                let device = self.require(
+                    s,
+                    &line.device,
+                    "device",
+                    "the serial port, e.g. device = \"/dev/ttyUSB0\"",
+                )?;
+                let baud = match &line.baud {
+                    Some(b) if !(300..=1_000_000).contains(b.get_ref()) => {
+                        self.err(
+                            b,
+                            format!("baud {} is out of range 300..=1000000", b.get_ref()),
+                        );
+                        9600
+                    }
+                    Some(b) => *b.get_ref() as u32,
+                    None => 9600,
+                };
+                let parity = match &line.parity {
+                    Some(p) => Parity::parse(p.get_ref()).unwrap_or_else(|| {
+                        let msg = format!(
+                            "parity {:?}: use \"none\", \"even\" or \"odd\"",
+                            p.get_ref()
+                        );
+                        self.err(p, msg);
+                        Parity::Even
+                    }),
+                    // The Modbus serial line spec's default.
+                    None => Parity::Even,
+                };
+                let data_bits = match &line.data_bits {
+                    Some(d) if !(5..=8).contains(d.get_ref()) => {
+                        self.err(d, "data_bits must be 5, 6, 7 or 8");
+                        8
+                    }
+                    Some(d) => *d.get_ref() as u8,
+                    None => 8,
+                };
+                let stop_bits = match &line.stop_bits {
+                    Some(d) if !(1..=2).contains(d.get_ref()) => {
+                        self.err(d, "stop_bits must be 1 or 2");
+                        1
+                    }
+                    Some(d) => *d.get_ref() as u8,
+                    None => 1,
+                };
+                Transport::Rtu(SerialLine {
+                    device: device.get_ref().clone(),
+                    baud,
+                    parity,
+                    data_bits,
+                    stop_bits,
+                })
+            }
+            RawTransport::Tcp(tcp) => {
+                let address = self.require(
+                    s,
+                    &tcp.address,
+                    "address",
+                    "the device's HOST:PORT, e.g. address = \"192.168.10.20:502\"",
+                )?;
+                let addr = address.get_ref();
+                let port_ok = addr
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !port_ok {
                     self.err(
-                        v,
+                        address,
                         format!(
-                            "`{key}` belongs to kind = \"modbus_tcp\"; a serial line has `device`"
+                            "bad address {addr:?}: write HOST:PORT, like \"192.168.10.20:502\""
                         ),
                     );
                 }
-            }
-            let device = self.require(
-                s,
-                &r.device,
-                "device",
-                "the serial port, e.g. device = \"/dev/ttyUSB0\"",
-            )?;
-            let baud = match &r.baud {
-                Some(b) if !(300..=1_000_000).contains(b.get_ref()) => {
-                    self.err(
-                        b,
-                        format!("baud {} is out of range 300..=1000000", b.get_ref()),
-                    );
-                    9600
+                Transport::Tcp {
+                    address: addr.clone(),
                 }
-                Some(b) => *b.get_ref() as u32,
-                None => 9600,
-            };
-            let parity = match &r.parity {
-                Some(p) => Parity::parse(p.get_ref()).unwrap_or_else(|| {
-                    let msg = format!(
-                        "parity {:?}: use \"none\", \"even\" or \"odd\"",
-                        p.get_ref()
-                    );
-                    self.err(p, msg);
-                    Parity::Even
-                }),
-                // The Modbus serial line spec's default.
-                None => Parity::Even,
-            };
-            let data_bits = match &r.data_bits {
-                Some(d) if !(5..=8).contains(d.get_ref()) => {
-                    self.err(d, "data_bits must be 5, 6, 7 or 8");
-                    8
-                }
-                Some(d) => *d.get_ref() as u8,
-                None => 8,
-            };
-            let stop_bits = match &r.stop_bits {
-                Some(d) if !(1..=2).contains(d.get_ref()) => {
-                    self.err(d, "stop_bits must be 1 or 2");
-                    1
-                }
-                Some(d) => *d.get_ref() as u8,
-                None => 1,
-            };
-            Transport::Rtu(SerialLine {
-                device: device.get_ref().clone(),
-                baud,
-                parity,
-                data_bits,
-                stop_bits,
-            })
-        } else {
-            self.misplaced(
-                &[
-                    (r.device.as_ref().map(|v| v.span()), "device"),
-                    (r.parity.as_ref().map(|v| v.span()), "parity"),
-                    (r.baud.as_ref().map(|v| v.span()), "baud"),
-                    (r.data_bits.as_ref().map(|v| v.span()), "data_bits"),
-                    (r.stop_bits.as_ref().map(|v| v.span()), "stop_bits"),
-                ],
-                |key| format!("`{key}` belongs to kind = \"modbus_rtu\""),
-            );
-            let address = self.require(
-                s,
-                &r.address,
-                "address",
-                "the device's HOST:PORT, e.g. address = \"192.168.10.20:502\"",
-            )?;
-            let addr = address.get_ref();
-            let port_ok = addr
-                .rsplit_once(':')
-                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
-            if !port_ok {
-                self.err(
-                    address,
-                    format!("bad address {addr:?}: write HOST:PORT, like \"192.168.10.20:502\""),
-                );
-            }
-            Transport::Tcp {
-                address: addr.clone(),
             }
         };
-        for (v, key) in [
-            (&r.endpoint, "endpoint"),
-            (&r.security_policy, "security_policy"),
-            (&r.security_mode, "security_mode"),
-            (&r.user, "user"),
-            (&r.password_file, "password_file"),
-            (&r.user_certificate, "user_certificate"),
-            (&r.user_private_key, "user_private_key"),
-            (&r.trust_dir, "trust_dir"),
-            (&r.certificate, "certificate"),
-            (&r.private_key, "private_key"),
-            (&r.publishing_interval, "publishing_interval"),
-        ] {
-            if let Some(v) = v {
-                self.err(v, format!("`{key}` belongs to kind = \"opcua\""));
-            }
-        }
         let unit = self.unit_id(&r.unit).unwrap_or(1);
         let max_gap = match &r.max_gap {
             Some(g) if !(0..=124).contains(g.get_ref()) => {
@@ -451,25 +307,12 @@ impl Validator<'_> {
         }
     }
 
-    pub(super) fn modbus_tag(&mut self, t: &S<RawTag>, source: &ModbusSource) -> Option<ModbusTag> {
-        let r = t.get_ref();
-        self.misplaced(
-            &[
-                (r.node.as_ref().map(|v| v.span()), "node"),
-                (r.mode.as_ref().map(|v| v.span()), "mode"),
-                (
-                    r.sampling_interval.as_ref().map(|v| v.span()),
-                    "sampling_interval",
-                ),
-                (r.queue_size.as_ref().map(|v| v.span()), "queue_size"),
-                (
-                    r.discard_oldest.as_ref().map(|v| v.span()),
-                    "discard_oldest",
-                ),
-                (r.deadband.as_ref().map(|v| v.span()), "deadband"),
-            ],
-            |key| format!("`{key}` belongs to a tag of an OPC UA source"),
-        );
+    pub(super) fn modbus_tag(
+        &mut self,
+        t: &Entry<'_>,
+        r: &RawModbusTag,
+        source: &ModbusSource,
+    ) -> Option<ModbusTag> {
         let (table, address) = match (&r.register, &r.address) {
             (Some(reg), Some(addr)) => {
                 self.err(addr, "give either `register` (0-based) or `address` (Modicon, like \"40101\"), not both");

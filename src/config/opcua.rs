@@ -1,13 +1,59 @@
-//! OPC UA parts of the config: the connection (endpoint, security, user
-//! identity, certificates) and each tag's node, acquisition mode and
-//! monitoring parameters, with their validation.
+//! OPC UA parts of the config: the keys of `kind = "opcua"` sources and of
+//! their tags, and their validation into the connection (endpoint,
+//! security, user identity, certificates) and each tag's node, acquisition
+//! mode and monitoring parameters.
 
 use super::files::What;
-use super::raw::{RawSource, RawTag, S};
+use super::raw::{Entry, S};
 use super::Validator;
 use crate::sources::opcua::node_id::NodeRef;
+use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
+
+// The protocol's own types live with the source; the config names them.
+pub use crate::sources::opcua::security::{SecurityMode, SecurityPolicy};
+pub use crate::sources::opcua::{Deadband, Mode};
+
+/// `kind = "opcua"`. A part of the entry read after its keys were checked
+/// (`Validator::sort_keys`), hence no `deny_unknown_fields`.
+#[derive(Debug, Deserialize)]
+pub struct RawOpcUa {
+    pub endpoint: Option<S<String>>,
+    pub security_policy: Option<S<String>>,
+    pub security_mode: Option<S<String>>,
+    pub user: Option<S<String>>,
+    pub password_file: Option<S<String>>,
+    pub user_certificate: Option<S<String>>,
+    pub user_private_key: Option<S<String>>,
+    pub trust_dir: Option<S<String>>,
+    pub certificate: Option<S<String>>,
+    pub private_key: Option<S<String>>,
+    pub publishing_interval: Option<S<String>>,
+    pub poll_interval: Option<S<String>>,
+    pub timeout: Option<S<String>>,
+    pub backoff_max: Option<S<String>>,
+}
+
+/// A tag of an OPC UA source: its node and how it is monitored. Read
+/// like [`RawOpcUa`], as a part of the entry.
+#[derive(Debug, Deserialize)]
+pub struct RawOpcUaTag {
+    pub node: Option<S<String>>,
+    pub mode: Option<S<String>>,
+    pub sampling_interval: Option<S<String>>,
+    pub queue_size: Option<S<i64>>,
+    pub discard_oldest: Option<S<bool>>,
+    pub deadband: Option<S<RawDeadband>>,
+}
+
+/// `deadband = { kind = "absolute", value = 0.5 }` on an OPC UA tag.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeadband {
+    pub kind: Option<S<String>>,
+    pub value: Option<S<f64>>,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpcUaSource {
@@ -32,64 +78,6 @@ pub struct OpcUaSource {
     pub backoff_max: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SecurityPolicy {
-    None,
-    Basic256Sha256,
-    Aes128Sha256RsaOaep,
-    Aes256Sha256RsaPss,
-}
-
-impl SecurityPolicy {
-    pub const NAMES: &'static str =
-        "\"None\", \"Basic256Sha256\", \"Aes128_Sha256_RsaOaep\" or \"Aes256_Sha256_RsaPss\"";
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "None" | "none" => SecurityPolicy::None,
-            "Basic256Sha256" => SecurityPolicy::Basic256Sha256,
-            "Aes128_Sha256_RsaOaep" => SecurityPolicy::Aes128Sha256RsaOaep,
-            "Aes256_Sha256_RsaPss" => SecurityPolicy::Aes256Sha256RsaPss,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityPolicy::None => "None",
-            SecurityPolicy::Basic256Sha256 => "Basic256Sha256",
-            SecurityPolicy::Aes128Sha256RsaOaep => "Aes128_Sha256_RsaOaep",
-            SecurityPolicy::Aes256Sha256RsaPss => "Aes256_Sha256_RsaPss",
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SecurityMode {
-    None,
-    Sign,
-    SignAndEncrypt,
-}
-
-impl SecurityMode {
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "None" | "none" => SecurityMode::None,
-            "Sign" => SecurityMode::Sign,
-            "SignAndEncrypt" => SecurityMode::SignAndEncrypt,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            SecurityMode::None => "None",
-            SecurityMode::Sign => "Sign",
-            SecurityMode::SignAndEncrypt => "SignAndEncrypt",
-        }
-    }
-}
-
 /// Who the gateway logs in as.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Identity {
@@ -105,23 +93,6 @@ pub enum Identity {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// A monitored item: the server reports changes (the default).
-    Subscribe,
-    /// The Read service every `poll_interval`, for servers that limit
-    /// monitored items.
-    Poll,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Deadband {
-    /// Report a change only when it exceeds this much.
-    Absolute(f64),
-    /// Percent of the node's EURange (the server must have one).
-    Percent(f64),
-}
-
 /// Where and how one OPC UA tag is read.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OpcUaTag {
@@ -134,40 +105,8 @@ pub struct OpcUaTag {
     pub deadband: Option<Deadband>,
 }
 
-const MODBUS_SOURCE_KEYS: &str = "kind = \"modbus_tcp\" or \"modbus_rtu\"";
-
 impl Validator<'_> {
-    pub(super) fn opcua_source(&mut self, s: &S<RawSource>) -> Option<OpcUaSource> {
-        let r = s.get_ref();
-        for (v, key) in [
-            (&r.address, "address"),
-            (&r.device, "device"),
-            (&r.parity, "parity"),
-        ] {
-            if let Some(v) = v {
-                self.err(
-                    v,
-                    format!(
-                        "`{key}` belongs to {MODBUS_SOURCE_KEYS}; an OPC UA source has `endpoint`"
-                    ),
-                );
-            }
-        }
-        self.misplaced(
-            &[
-                (r.baud.as_ref().map(|v| v.span()), "baud"),
-                (r.data_bits.as_ref().map(|v| v.span()), "data_bits"),
-                (r.stop_bits.as_ref().map(|v| v.span()), "stop_bits"),
-                (r.unit.as_ref().map(|v| v.span()), "unit"),
-                (r.max_gap.as_ref().map(|v| v.span()), "max_gap"),
-                (r.poll_groups.as_ref().map(|v| v.span()), "poll_groups"),
-                (
-                    r.reprobe_interval.as_ref().map(|v| v.span()),
-                    "reprobe_interval",
-                ),
-            ],
-            |key| format!("`{key}` belongs to {MODBUS_SOURCE_KEYS}"),
-        );
+    pub(super) fn opcua_source(&mut self, s: &Entry<'_>, r: &RawOpcUa) -> Option<OpcUaSource> {
         let endpoint = self.require(
             s,
             &r.endpoint,
@@ -338,19 +277,7 @@ impl Validator<'_> {
         })
     }
 
-    pub(super) fn opcua_tag(&mut self, t: &S<RawTag>) -> Option<OpcUaTag> {
-        let r = t.get_ref();
-        self.misplaced(&[
-            (r.table.as_ref().map(|v| v.span()), "table"),
-            (r.register.as_ref().map(|v| v.span()), "register"),
-            (r.address.as_ref().map(|v| v.span()), "address"),
-            (r.data_type.as_ref().map(|v| v.span()), "type"),
-            (r.order.as_ref().map(|v| v.span()), "order"),
-            (r.bit.as_ref().map(|v| v.span()), "bit"),
-            (r.length.as_ref().map(|v| v.span()), "length"),
-            (r.unit_id.as_ref().map(|v| v.span()), "unit_id"),
-            (r.poll_group.as_ref().map(|v| v.span()), "poll_group"),
-        ], |key| format!("`{key}` belongs to a Modbus tag; an OPC UA tag has `node` (the server reports the type)"));
+    pub(super) fn opcua_tag(&mut self, t: &Entry<'_>, r: &RawOpcUaTag) -> Option<OpcUaTag> {
         let node = self.require(
             t,
             &r.node,

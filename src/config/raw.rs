@@ -1,8 +1,11 @@
 //! The config file as written: serde structs that keep each value's place in
 //! the file, so validation can point at it. Nothing here checks meaning;
-//! `config::validate` turns these into the typed `Config`.
+//! the `Validator` in `config` turns these into the typed `Config`. Each
+//! source kind's own keys are in its module (`modbus`, `opcua`).
 
+use serde::de::{DeserializeOwned, Deserializer, IgnoredAny, Visitor};
 use serde::Deserialize;
+use toml::de::{DeValue, ValueDeserializer};
 use toml::Spanned;
 
 pub type S<T> = Spanned<T>;
@@ -12,10 +15,12 @@ pub type S<T> = Spanned<T>;
 pub struct RawConfig {
     pub gateway: Option<S<RawGateway>>,
     pub status: Option<S<super::status::RawStatus>>,
-    #[serde(default)]
-    pub sources: Vec<S<RawSource>>,
-    #[serde(default)]
-    pub tags: Vec<S<RawTag>>,
+    /// Only checked to be arrays here: their entries are read from the
+    /// parsed document by kind, as [`Entry`]s.
+    #[serde(default, rename = "sources")]
+    _sources: Vec<IgnoredAny>,
+    #[serde(default, rename = "tags")]
+    _tags: Vec<IgnoredAny>,
     #[serde(default)]
     pub events: Vec<S<RawEvent>>,
     pub odoo: Option<S<RawOdoo>>,
@@ -36,79 +41,74 @@ pub struct RawLog {
     pub format: Option<S<String>>,
 }
 
-/// One flat struct for every source kind: the validator says which keys a
-/// kind takes, with a better message than an untagged enum could give.
+/// The keys every `[[sources]]` entry has. The rest of the entry is read
+/// by its kind, into that kind's structs (`config::modbus`,
+/// `config::opcua`), after [`Validator::sort_keys`](super::Validator) has
+/// checked its keys; so no `deny_unknown_fields` here.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawSource {
     pub name: Option<S<String>>,
     pub kind: Option<S<String>>,
-    // Modbus TCP
-    pub address: Option<S<String>>,
-    // Modbus RTU
-    pub device: Option<S<String>>,
-    pub baud: Option<S<i64>>,
-    pub parity: Option<S<String>>,
-    pub data_bits: Option<S<i64>>,
-    pub stop_bits: Option<S<i64>>,
-    // Modbus, both transports
-    pub unit: Option<S<i64>>,
-    pub max_gap: Option<S<i64>>,
-    pub poll_groups: Option<S<std::collections::BTreeMap<String, S<String>>>>,
-    pub reprobe_interval: Option<S<String>>,
-    // OPC UA
-    pub endpoint: Option<S<String>>,
-    pub security_policy: Option<S<String>>,
-    pub security_mode: Option<S<String>>,
-    pub user: Option<S<String>>,
-    pub password_file: Option<S<String>>,
-    pub user_certificate: Option<S<String>>,
-    pub user_private_key: Option<S<String>>,
-    pub trust_dir: Option<S<String>>,
-    pub certificate: Option<S<String>>,
-    pub private_key: Option<S<String>>,
-    pub publishing_interval: Option<S<String>>,
-    // Every kind
-    pub poll_interval: Option<S<String>>,
-    pub timeout: Option<S<String>>,
-    pub backoff_max: Option<S<String>>,
 }
 
+/// The keys every `[[tags]]` entry has; the rest is read by the kind of
+/// the source the tag names.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawTag {
     pub name: Option<S<String>>,
     pub source: Option<S<String>>,
-    // Modbus
-    pub table: Option<S<String>>,
-    pub register: Option<S<i64>>,
-    pub address: Option<S<String>>,
-    #[serde(rename = "type")]
-    pub data_type: Option<S<String>>,
-    pub order: Option<S<String>>,
-    pub bit: Option<S<i64>>,
-    pub length: Option<S<i64>>,
-    pub unit_id: Option<S<i64>>,
-    pub poll_group: Option<S<String>>,
-    // OPC UA
-    pub node: Option<S<String>>,
-    pub mode: Option<S<String>>,
-    pub sampling_interval: Option<S<String>>,
-    pub queue_size: Option<S<i64>>,
-    pub discard_oldest: Option<S<bool>>,
-    pub deadband: Option<S<RawDeadband>>,
-    // Every kind
+    /// value × scale + offset, for every kind.
     pub scale: Option<S<f64>>,
     pub offset: Option<S<f64>>,
     pub engineering_unit: Option<S<String>>,
 }
 
-/// `deadband = { kind = "absolute", value = 0.5 }` on an OPC UA tag.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawDeadband {
-    pub kind: Option<S<String>>,
-    pub value: Option<S<f64>>,
+/// One `[[sources]]` or `[[tags]]` entry as parsed, with the position of
+/// every key and value. Its keys depend on a kind, and serde's tagged
+/// enums buffer the entry and drop the positions, so it is read in parts
+/// (see [`read`]) once the kind is known.
+pub type Entry<'i> = Spanned<DeValue<'i>>;
+
+/// Read one part of an entry into `T`. `T` skips keys it does not name:
+/// the entry's keys were checked against all the kind's parts before.
+pub fn read<T: DeserializeOwned>(entry: &Entry<'_>) -> Result<T, toml::de::Error> {
+    T::deserialize(ValueDeserializer::from(entry.clone()))
+}
+
+/// The keys serde's derive reads into struct `T` (after renames), asked of
+/// the derive itself, so no kind keeps a list of keys by hand.
+pub fn keys_of<T: DeserializeOwned>() -> &'static [&'static str] {
+    let mut keys: &'static [&'static str] = &[];
+    // The probe always fails: it only records what the derive asked for.
+    let _ = T::deserialize(KeyProbe(&mut keys));
+    keys
+}
+
+/// A deserializer that records the field names of the struct asked for.
+struct KeyProbe<'k>(&'k mut &'static [&'static str]);
+
+impl<'de> Deserializer<'de> for KeyProbe<'_> {
+    type Error = serde::de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(serde::de::Error::custom("not a struct"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = fields;
+        Err(serde::de::Error::custom("keys recorded"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map enum identifier ignored_any
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,8 @@
 //! Register and bit contents → values, for every data type and byte order.
 //! Pure functions: no I/O, exhaustively unit-tested.
 
-use crate::config::modbus::{ByteOrder, DataType, ModbusTag};
+use super::types::{ByteOrder, DataType};
+use crate::config::modbus::ModbusTag;
 use crate::model::Value;
 
 /// Decode a register tag from exactly its registers.
@@ -91,7 +92,7 @@ pub fn encode(bytes: &[u8], order: ByteOrder) -> Vec<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::modbus::Table;
+    use crate::sources::modbus::types::Table;
 
     fn tag(data_type: DataType, order: ByteOrder) -> ModbusTag {
         ModbusTag {

@@ -4,7 +4,8 @@
 //! apart from no reply and explained from its bytes.
 
 use super::frame::{self, Framing};
-use crate::config::modbus::{Parity, SerialLine, Transport};
+use super::types::Parity;
+use crate::config::modbus::{SerialLine, Transport};
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

@@ -31,13 +31,14 @@ mod link;
 mod metrics;
 pub mod plan;
 pub mod probe;
+pub mod types;
 
 pub use metrics::ModbusMetrics;
 
 use super::emit::Emitter;
 use super::split_points;
 use crate::backoff::Backoff;
-use crate::config::modbus::{ModbusSource, ModbusTag, Table};
+use crate::config::modbus::{ModbusSource, ModbusTag};
 use crate::config::{TagConfig, TagPoint};
 use crate::model::{Millis, Quality, Sample, Value};
 use crate::status::{ModbusPlan, PlanBlock, PlanRead, PlanSplit, Telemetry};
@@ -52,6 +53,7 @@ use tokio::time::Instant;
 use tokio_modbus::client::{Client as _, Context, Reader};
 use tokio_modbus::slave::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
+use types::Table;
 
 pub struct Poller {
     pub name: String,

@@ -3,7 +3,8 @@
 //! bridging gaps of at most `max_gap` unused items). Pure planning; the
 //! poller executes the blocks and splits one that hits an illegal address.
 
-use crate::config::modbus::{ModbusTag, Table};
+use super::types::Table;
+use crate::config::modbus::ModbusTag;
 
 /// One read request and the tags it serves.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,7 +91,7 @@ pub fn split(block: &Block, tags: &[ModbusTag]) -> Option<(Block, Block)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::modbus::{ByteOrder, DataType};
+    use crate::sources::modbus::types::{ByteOrder, DataType};
 
     fn tag(table: Table, address: u16, data_type: DataType) -> ModbusTag {
         ModbusTag {

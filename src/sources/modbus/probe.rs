@@ -2,10 +2,9 @@
 //! against it before deploying. Uses the same link and decoding as the
 //! source, so what it prints is what the gateway will read.
 
+use super::types::{ByteOrder, DataType, Parity, Table};
 use super::{codec, link};
-use crate::config::modbus::{
-    parse_modicon, ByteOrder, DataType, ModbusTag, Parity, SerialLine, Table, Transport,
-};
+use crate::config::modbus::{parse_modicon, ModbusTag, SerialLine, Transport};
 use std::time::Duration;
 use tokio_modbus::client::{Client as _, Reader};
 

@@ -8,8 +8,9 @@
 //! The source instead drops a lost session and builds a new one, with
 //! fresh namespaces and subscriptions.
 
+use super::security::SecurityPolicy;
 use super::security::{self, SecurityError};
-use crate::config::opcua::{OpcUaSource, SecurityPolicy};
+use crate::config::opcua::OpcUaSource;
 use futures::StreamExt;
 use opcua::client::{Client, ClientBuilder, IdentityToken, Session, SessionPollResult};
 use opcua::types::{EndpointDescription, NamespaceMap, UserTokenType};

@@ -29,7 +29,7 @@ pub use metrics::OpcUaMetrics;
 use super::emit::Emitter;
 use super::split_points;
 use crate::backoff::Backoff;
-use crate::config::opcua::{Deadband, Mode, OpcUaSource, OpcUaTag};
+use crate::config::opcua::{OpcUaSource, OpcUaTag};
 use crate::config::{TagConfig, TagPoint};
 use crate::model::{Millis, Quality, Sample};
 use crate::status::Telemetry;
@@ -43,6 +43,25 @@ use opcua::types::{
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
+
+/// How a tag is acquired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// A monitored item: the server reports changes (the default).
+    Subscribe,
+    /// The Read service every `poll_interval`, for servers that limit
+    /// monitored items.
+    Poll,
+}
+
+/// A data change filter: which changes the server reports.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Deadband {
+    /// Report a change only when it exceeds this much.
+    Absolute(f64),
+    /// Percent of the node's EURange (the server must have one).
+    Percent(f64),
+}
 
 /// Monitored items per CreateMonitoredItems request: servers cap the
 /// operations per call, and 1000 stays under common limits.

@@ -10,12 +10,70 @@
 //! used, because a gateway behind NAT connects by an address the server's
 //! certificate does not name.
 
-use crate::config::opcua::{Identity, SecurityMode, SecurityPolicy};
+use crate::config::opcua::Identity;
 use crate::config::SecretSource;
 use opcua::client::IdentityToken;
 use opcua::crypto::{CertificateStore, X509};
 use opcua::types::{ByteString, MessageSecurityMode};
 use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityPolicy {
+    None,
+    Basic256Sha256,
+    Aes128Sha256RsaOaep,
+    Aes256Sha256RsaPss,
+}
+
+impl SecurityPolicy {
+    pub const NAMES: &'static str =
+        "\"None\", \"Basic256Sha256\", \"Aes128_Sha256_RsaOaep\" or \"Aes256_Sha256_RsaPss\"";
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "None" | "none" => SecurityPolicy::None,
+            "Basic256Sha256" => SecurityPolicy::Basic256Sha256,
+            "Aes128_Sha256_RsaOaep" => SecurityPolicy::Aes128Sha256RsaOaep,
+            "Aes256_Sha256_RsaPss" => SecurityPolicy::Aes256Sha256RsaPss,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityPolicy::None => "None",
+            SecurityPolicy::Basic256Sha256 => "Basic256Sha256",
+            SecurityPolicy::Aes128Sha256RsaOaep => "Aes128_Sha256_RsaOaep",
+            SecurityPolicy::Aes256Sha256RsaPss => "Aes256_Sha256_RsaPss",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecurityMode {
+    None,
+    Sign,
+    SignAndEncrypt,
+}
+
+impl SecurityMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "None" | "none" => SecurityMode::None,
+            "Sign" => SecurityMode::Sign,
+            "SignAndEncrypt" => SecurityMode::SignAndEncrypt,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityMode::None => "None",
+            SecurityMode::Sign => "Sign",
+            SecurityMode::SignAndEncrypt => "SignAndEncrypt",
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecurityError {
