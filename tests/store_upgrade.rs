@@ -2,7 +2,10 @@
 //! their rule states. Fixtures (tests/fixtures/store-v*/store) were written
 //! by the release named in their folder and are committed as they are:
 //! - store-v0: the release before the layout was versioned (format 0);
-//! - store-v1: format 1, this layout.
+//! - store-v1: format 1, rule states version 1;
+//! - store-v1-rules-v2: format 1, rule states version 2 (the rule's clock,
+//!   the open aggregation period, the fault code), written by
+//!   `write_the_fixture_of_this_release` below through the real edge.
 //!
 //! Each holds: a dead letter (4 parts refused), production of 5 parts
 //! delivered, an announced stop of PRESS1 and 3 parts not yet delivered, the
@@ -104,4 +107,119 @@ async fn a_format_0_store_is_converted_and_delivered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_format_1_store_opens_and_delivers() {
     opens_delivers_and_resumes("store-v1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_format_1_store_with_version_2_rule_states_opens_and_delivers() {
+    opens_delivers_and_resumes("store-v1-rules-v2").await;
+}
+
+/// Writes the fixture content described at the top with this release's
+/// encodings, by feeding the real edge samples at fixed times and the store
+/// what the pipeline would commit. Run once per release that changes what
+/// is stored, then commit the folder:
+/// `PLANTGATE_WRITE_FIXTURE=store-vN cargo test --test store_upgrade -- --ignored`
+#[tokio::test]
+#[ignore]
+async fn write_the_fixture_of_this_release() {
+    use plantgate::edge::{Edge, Mono, Now, Output};
+    use plantgate::model::{Millis, Quality, Sample, Value};
+    use plantgate::records::Lanes;
+    use plantgate::store::{migrate::NoUpgrade, Attempts, Lane, Store};
+    use std::collections::HashMap;
+
+    let name = std::env::var("PLANTGATE_WRITE_FIXTURE").expect("PLANTGATE_WRITE_FIXTURE=<folder>");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+        .join("store");
+    assert!(
+        !out.exists(),
+        "{} exists: fixtures are never rewritten",
+        out.display()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = press_config(
+        dir.path(),
+        "127.0.0.1:1",
+        "http://127.0.0.1:1",
+        "127.0.0.1:0",
+    );
+    let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
+    let lanes = Lanes::new(&cfg.events);
+    let store = Store::open(&out, &["odoo"], &cfg.store, &NoUpgrade).expect("store");
+    let mut edge = Edge::new(&cfg.gateway.id, &cfg.events, HashMap::new());
+    const T0: i64 = 1_780_000_000_000;
+    let now = |ms: i64| Now {
+        wall: Millis(T0 + ms),
+        mono: Mono((10_000 + ms) as u64),
+    };
+    let sample = |tag: &str, v: i64, ms: i64| Sample {
+        tag: tag.into(),
+        value: Value::Int(v),
+        quality: Quality::Good,
+        time: Millis(T0 + ms),
+        server_time: None,
+    };
+    // Feed samples (and a tick) at `ms`, commit what comes out as the pipeline does.
+    let mut step = |samples: Vec<Sample>, ms: i64| {
+        let mut o = Output::default();
+        for s in &samples {
+            edge.apply(s, now(ms), &mut o);
+        }
+        edge.tick(now(ms), &mut o);
+        let records: Vec<_> = o
+            .events
+            .iter()
+            .map(|e| lanes.record(e).expect("record"))
+            .collect();
+        (records, o.encoded_states().expect("states"))
+    };
+    let (r, st) = step(
+        vec![sample("parts", 96, -1000), sample("state", 1, -1000)],
+        -1000,
+    );
+    store.commit(&r, &st).await.expect("baseline");
+    // 4 parts that Odoo refuses for good: a dead letter.
+    let (r, st) = step(vec![sample("parts", 100, 0)], 0);
+    assert_eq!(r.len(), 1);
+    store.commit(&r, &st).await.expect("commit");
+    let q = store
+        .scan("odoo", Lane::Normal, 0, 1)
+        .expect("scan")
+        .remove(0);
+    let at = Millis(T0 + 100);
+    let attempts = Attempts {
+        count: 1,
+        first: Some(at),
+        last: Some(at),
+    };
+    store
+        .dead_letter(
+            "odoo",
+            &q,
+            "odoo.exceptions.ValidationError: no mrp.workcenter with code \"PRESS1\"",
+            &attempts,
+        )
+        .await
+        .expect("dead letter");
+    // 5 parts delivered.
+    let (r, st) = step(vec![sample("parts", 105, 1000)], 1000);
+    store.commit(&r, &st).await.expect("commit");
+    let q = store
+        .scan("odoo", Lane::Normal, 0, 1)
+        .expect("scan")
+        .remove(0);
+    store.ack("odoo", &q).expect("ack");
+    // The press stops and the stop is announced; 3 more parts: both queued.
+    let (r, st) = step(vec![sample("state", 2, 2000)], 2000);
+    store.commit(&r, &st).await.expect("commit");
+    let (r, st) = step(vec![], 2400);
+    assert_eq!(r.len(), 1, "the stop is announced after min_duration");
+    store.commit(&r, &st).await.expect("commit");
+    let (r, st) = step(vec![sample("parts", 108, 3000)], 3000);
+    assert_eq!(r.len(), 1);
+    store.commit(&r, &st).await.expect("commit");
+    assert_eq!(store.depth("odoo"), 2);
+    store.sync().await.expect("sync");
 }
