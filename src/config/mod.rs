@@ -95,6 +95,8 @@ pub struct TagConfig {
     pub scale: Option<f64>,
     pub offset: Option<f64>,
     pub engineering_unit: Option<String>,
+    /// Valid range, clamping, deadband, report-on-change, heartbeat.
+    pub conditioning: crate::sources::filter::Conditioning,
 }
 
 /// Where a tag is read, per source kind.
@@ -836,9 +838,78 @@ impl<'a> Validator<'a> {
                 scale: r.scale.as_ref().map(|v| *v.get_ref()),
                 offset: r.offset.as_ref().map(|v| *v.get_ref()),
                 engineering_unit: r.engineering_unit.as_ref().map(|v| v.get_ref().clone()),
+                conditioning: self.conditioning(&r),
             });
         }
         out
+    }
+
+    /// A tag's signal conditioning keys, checked together.
+    fn conditioning(&mut self, r: &RawTag) -> crate::sources::filter::Conditioning {
+        use crate::sources::filter::{Conditioning, Deadband};
+        for (v, key) in [
+            (&r.min, "min"),
+            (&r.max, "max"),
+            (&r.min_change, "min_change"),
+            (&r.min_change_percent, "min_change_percent"),
+        ] {
+            if let Some(bad) = v.as_ref().filter(|x| !x.get_ref().is_finite()) {
+                self.err(bad, format!("{key} must be a finite number"));
+            }
+        }
+        let min = r.min.as_ref().map(|v| *v.get_ref());
+        let max = r.max.as_ref().map(|v| *v.get_ref());
+        if let (Some(lo), Some(hi), Some(at)) = (min, max, &r.max) {
+            if lo >= hi {
+                self.err(at, format!("max ({hi}) must be greater than min ({lo})"));
+            }
+        }
+        let clamp = r.clamp.as_ref().is_some_and(|c| *c.get_ref());
+        if let Some(c) = &r.clamp {
+            if *c.get_ref() && min.is_none() && max.is_none() {
+                self.err(c, "clamp needs a range: give min, max or both");
+            }
+        }
+        let deadband = match (&r.min_change, &r.min_change_percent) {
+            (Some(a), Some(_)) => {
+                self.err(a, "give either min_change (in the tag's units) or min_change_percent (of max - min), not both");
+                None
+            }
+            (Some(a), None) => {
+                if *a.get_ref() < 0.0 {
+                    self.err(a, "min_change must be 0 or more, in the tag's units");
+                }
+                Some(Deadband::Absolute(*a.get_ref()))
+            }
+            (None, Some(p)) => {
+                if !(*p.get_ref() > 0.0 && *p.get_ref() <= 100.0) {
+                    self.err(p, "min_change_percent must be more than 0 and at most 100");
+                }
+                if min.is_none() || max.is_none() {
+                    self.err(
+                        p,
+                        "min_change_percent is a percent of max - min: give both min and max",
+                    );
+                }
+                Some(Deadband::Percent(*p.get_ref()))
+            }
+            (None, None) => None,
+        };
+        let on_change = r.on_change.as_ref().is_some_and(|c| *c.get_ref());
+        let heartbeat = r.heartbeat.as_ref().map(|h| {
+            if deadband.is_none() && !on_change {
+                self.err(h, "heartbeat only matters with min_change, min_change_percent or on_change = true");
+            }
+            self.duration(&r.heartbeat, Duration::from_secs(60))
+        });
+        Conditioning {
+            min,
+            max,
+            clamp,
+            deadband,
+            on_change,
+            heartbeat,
+        }
     }
 
     fn events(&mut self, raw: &[S<RawEvent>], tags: &[TagConfig]) -> Vec<EventRule> {
@@ -1364,7 +1435,7 @@ dry_run = true
         );
         assert_eq!((got[3].0, got[3].1), (24, 1), "{got:?}");
         assert!(
-            got[3].2.starts_with("unknown field `bt`, expected one of `name`, `source`, `scale`, `offset`, `engineering_unit`, `table`, `register`"),
+            got[3].2.starts_with("unknown field `bt`, expected one of `name`, `source`, `scale`, `offset`, `engineering_unit`, `min`, `max`, `clamp`, `min_change`, `min_change_percent`, `on_change`, `heartbeat`, `table`, `register`"),
             "{got:?}"
         );
         assert!(
