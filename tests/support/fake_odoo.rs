@@ -33,14 +33,30 @@ pub const DB: &str = "plantdb";
 pub const LOGIN: &str = "gateway";
 pub const API_KEY: &str = "0123456789abcdef0123456789abcdef01234567"; // used as the password
 pub const UID: i64 = 2;
+/// A shop-floor user whose timers the gateway must respect.
+pub const OPERATOR_UID: i64 = 3;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct WorkOrder {
     pub id: i64,
     pub name: String,
     pub workcenter_id: i64,
+    pub production_id: i64,
     pub state: String,
     pub qty_produced: f64,
+    /// The MO's `qty_producing` (a related field in Odoo).
+    pub qty_producing: f64,
+    pub date_start: Option<String>,
+    pub date_finished: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Production {
+    pub id: i64,
+    pub name: String,
+    pub state: String,
+    pub product_qty: f64,
+    pub qty_producing: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -53,6 +69,10 @@ pub struct Productivity {
     pub date_end: Option<String>,
     pub description: String,
     pub xmlid: Option<String>,
+    pub workorder_id: Option<i64>,
+    pub user_id: i64,
+    /// availability / performance / quality / productive, from the loss.
+    pub loss_type: String,
 }
 
 #[derive(Clone, Debug)]
@@ -216,6 +236,7 @@ const LOSS: &str = "mrp.workcenter.productivity.loss";
 const WC: &str = "mrp.workcenter";
 const WO: &str = "mrp.workorder";
 const PROD: &str = "mrp.workcenter.productivity";
+const MO: &str = "mrp.production";
 
 type Sel = &'static [(&'static str, &'static str)];
 const WO_STATES: Sel = &[
@@ -224,6 +245,14 @@ const WO_STATES: Sel = &[
     ("ready", "Ready"),
     ("progress", "In Progress"),
     ("done", "Finished"),
+    ("cancel", "Cancelled"),
+];
+const MO_STATES: Sel = &[
+    ("draft", "Draft"),
+    ("confirmed", "Confirmed"),
+    ("progress", "In Progress"),
+    ("to_close", "To Close"),
+    ("done", "Done"),
     ("cancel", "Cancelled"),
 ];
 const LOSS_TYPES: Sel = &[
@@ -290,6 +319,7 @@ struct ModelDef {
 }
 
 static ID_FIELD: F = comp("id", "ID", Ty::Int);
+static F_QTY: F = f("qty_producing", "Currently Produced Quantity", Ty::Float);
 static DISPLAY_NAME: F = comp("display_name", "Display Name", Ty::Char);
 
 static MODELS: &[ModelDef] = &[
@@ -363,15 +393,26 @@ static MODELS: &[ModelDef] = &[
         fields: &[
             req("name", "Work Order", Ty::Char),
             req("workcenter_id", "Work Center", Ty::M2o(WC)),
-            f(
-                "production_id",
-                "Manufacturing Order",
-                Ty::M2o("mrp.production"),
-            ),
+            req("production_id", "Manufacturing Order", Ty::M2o(MO)),
             f("state", "Status", Ty::Sel(WO_STATES)),
             f("qty_produced", "Quantity", Ty::Float),
-            f("qty_producing", "Currently Produced Quantity", Ty::Float),
+            // Related to the MO's, with an inverse that writes it back (4.3).
+            comp("qty_producing", "Currently Produced Quantity", Ty::Float),
+            comp("production_state", "Production State", Ty::Sel(MO_STATES)),
             f("date_start", "Start", Ty::Datetime),
+            f("date_finished", "End", Ty::Datetime),
+        ],
+    },
+    ModelDef {
+        name: MO,
+        desc: "Manufacturing Order",
+        rec_name: Some("name"),
+        order: "id desc",
+        fields: &[
+            req("name", "Reference", Ty::Char),
+            req("product_qty", "Quantity To Produce", Ty::Float),
+            f("qty_producing", "Quantity Producing", Ty::Float),
+            f("state", "State", Ty::Sel(MO_STATES)),
         ],
     },
     ModelDef {
@@ -644,6 +685,10 @@ impl Db {
             USERS,
             json!({"name": "Gateway", "login": LOGIN, "active": true}),
         );
+        db.insert_raw(
+            USERS,
+            json!({"name": "Operator", "login": "operator", "active": true}),
+        );
         let mut types = BTreeMap::new();
         for lt in ["availability", "performance", "quality", "productive"] {
             let id = db.insert_raw(LOSS_TYPE, json!({ "loss_type": lt }));
@@ -767,6 +812,7 @@ impl Db {
             LOSS => json!({"manual": true, "sequence": 1}),
             WC => json!({"active": true, "sequence": 1}),
             WO => json!({"state": "pending"}),
+            MO => json!({"state": "confirmed", "product_qty": 1.0}),
             PROD => json!({"date_start": now(), "user_id": uid}),
             _ => json!({}),
         }));
@@ -793,6 +839,8 @@ impl Db {
             (LOSS, "loss_type") => via(self.val(LOSS, id, "loss_id"), LOSS_TYPE, "loss_type"),
             (PROD, "loss_type") => via(self.val(PROD, id, "loss_id"), LOSS, "loss_type"),
             (PROD, "duration") => json!(self.duration(id)),
+            (WO, "qty_producing") => via(self.val(WO, id, "production_id"), MO, "qty_producing"),
+            (WO, "production_state") => via(self.val(WO, id, "production_id"), MO, "state"),
             _ => self
                 .rec(def.name, id)
                 .and_then(|r| r.get(f.name))
@@ -1407,6 +1455,11 @@ impl Db {
     ) -> Result<(), OdooError> {
         let changes = self.changes(def, vals)?;
         self.check_exist(def.name, ids)?;
+        // The inverse of the WO's related qty_producing (`_set_qty_producing`).
+        let producing = match (def.name, vals.get("qty_producing")) {
+            (WO, Some(v)) => Some(self.coerce(def, &F_QTY, v)?),
+            _ => None,
+        };
         for &id in ids {
             if def.name == WO {
                 self.check_wo_write(ctx, id, &changes)?;
@@ -1418,6 +1471,19 @@ impl Db {
             self.check_sql(def, &r)?;
             self.put(def.name, id, Some(r));
             self.check_constraints(def, id, &changes)?;
+            if def.name == WO {
+                // mrp.workorder.write: qty_produced also sets the MO's qty_producing.
+                let produced = changes
+                    .iter()
+                    .find(|(f, _)| f.name == "qty_produced")
+                    .map(|(_, v)| v.clone());
+                let to_mo = produced.or(producing.clone().filter(|v| v.as_f64() != Some(0.0)));
+                if let (Some(q), Some(mo)) = (to_mo, self.val(WO, id, "production_id").as_i64()) {
+                    let mut m = self.rec(MO, mo).cloned().unwrap_or_default();
+                    m.insert("qty_producing".into(), q);
+                    self.put(MO, mo, Some(m));
+                }
+            }
         }
         Ok(())
     }
@@ -2351,8 +2417,23 @@ impl FakeOdoo {
             .insert_raw(WC, json!({"name": name, "code": code}))
     }
 
+    /// A manufacturing order (state confirmed) of `product_qty` units.
+    pub fn add_production(&self, name: &str, product_qty: f64) -> i64 {
+        lock(&self.state)
+            .db
+            .insert_raw(MO, json!({"name": name, "product_qty": product_qty}))
+    }
+
+    /// A work order with its own MO ("MO/" + name, 100 units).
     /// state: pending/waiting/ready/progress/done/cancel
     pub fn add_workorder(&self, workcenter_id: i64, name: &str, state: &str) -> i64 {
+        let mo = self.add_production(&format!("MO/{name}"), 100.0);
+        self.add_workorder_for(mo, workcenter_id, name, state)
+    }
+
+    /// A work order of an existing MO. Started now when its state is
+    /// progress or done (finished now when done), as button_start/finish do.
+    pub fn add_workorder_for(&self, mo: i64, workcenter_id: i64, name: &str, state: &str) -> i64 {
         assert!(
             WO_STATES.iter().any(|(s, _)| *s == state),
             "FakeOdoo: bad work order state {state:?}"
@@ -2362,12 +2443,31 @@ impl FakeOdoo {
             st.db.exists(WC, workcenter_id),
             "FakeOdoo: no work center {workcenter_id}"
         );
-        st.db.insert_raw(
+        assert!(
+            st.db.exists(MO, mo),
+            "FakeOdoo: no manufacturing order {mo}"
+        );
+        let started = matches!(state, "progress" | "done");
+        let id = st.db.insert_raw(
             WO,
-            json!({"name": name, "workcenter_id": workcenter_id, "state": state}),
-        )
+            json!({"name": name, "workcenter_id": workcenter_id, "production_id": mo, "state": state,
+                   "date_start": if started { json!(now()) } else { FALSE },
+                   "date_finished": if state == "done" { json!(now()) } else { FALSE }}),
+        );
+        if started {
+            Self::set_raw(&mut st.db, MO, mo, "state", json!("progress"));
+        }
+        id
     }
 
+    fn set_raw(db: &mut Db, model: &str, id: i64, field: &str, v: Value) {
+        if let Some(r) = db.tables.get_mut(model).and_then(|t| t.get_mut(&id)) {
+            r.insert(field.into(), v);
+        }
+    }
+
+    /// Set a work order's state as Odoo's buttons would: starting sets
+    /// `date_start`, finishing sets `date_finished` (when not yet set).
     pub fn set_workorder_state(&self, id: i64, state: &str) {
         assert!(
             WO_STATES.iter().any(|(s, _)| *s == state),
@@ -2375,21 +2475,110 @@ impl FakeOdoo {
         );
         let mut st = lock(&self.state);
         assert!(st.db.exists(WO, id), "FakeOdoo: no work order {id}");
-        if let Some(r) = st.db.tables.get_mut(WO).and_then(|t| t.get_mut(&id)) {
-            r.insert("state".into(), json!(state));
+        Self::set_raw(&mut st.db, WO, id, "state", json!(state));
+        for (field, when) in [
+            ("date_start", ["progress", "done"]),
+            ("date_finished", ["done", "done"]),
+        ] {
+            if when.contains(&state) && is_false(&st.db.val(WO, id, field)) {
+                Self::set_raw(&mut st.db, WO, id, field, json!(now()));
+            }
         }
+    }
+
+    /// Set a work order's start and end ("YYYY-MM-DD HH:MM:SS" UTC or None).
+    pub fn set_workorder_dates(&self, id: i64, start: Option<&str>, finished: Option<&str>) {
+        let mut st = lock(&self.state);
+        assert!(st.db.exists(WO, id), "FakeOdoo: no work order {id}");
+        let v = |d: Option<&str>| d.map_or(FALSE, |d| json!(d));
+        Self::set_raw(&mut st.db, WO, id, "date_start", v(start));
+        Self::set_raw(&mut st.db, WO, id, "date_finished", v(finished));
+    }
+
+    /// What an operator typing a quantity on the MO form does.
+    pub fn set_production_qty(&self, mo: i64, qty_producing: f64) {
+        let mut st = lock(&self.state);
+        assert!(
+            st.db.exists(MO, mo),
+            "FakeOdoo: no manufacturing order {mo}"
+        );
+        Self::set_raw(&mut st.db, MO, mo, "qty_producing", json!(qty_producing));
+    }
+
+    /// What an operator recording a quantity on the work order does (the
+    /// same link as the API: the MO follows).
+    pub fn set_workorder_qty(&self, wo: i64, qty_produced: f64) {
+        let mut st = lock(&self.state);
+        assert!(st.db.exists(WO, wo), "FakeOdoo: no work order {wo}");
+        Self::set_raw(&mut st.db, WO, wo, "qty_produced", json!(qty_produced));
+        if let Some(mo) = st.db.val(WO, wo, "production_id").as_i64() {
+            Self::set_raw(&mut st.db, MO, mo, "qty_producing", json!(qty_produced));
+        }
+    }
+
+    pub fn set_production_state(&self, mo: i64, state: &str) {
+        assert!(
+            MO_STATES.iter().any(|(s, _)| *s == state),
+            "FakeOdoo: bad MO state {state:?}"
+        );
+        let mut st = lock(&self.state);
+        assert!(
+            st.db.exists(MO, mo),
+            "FakeOdoo: no manufacturing order {mo}"
+        );
+        Self::set_raw(&mut st.db, MO, mo, "state", json!(state));
+    }
+
+    pub fn production(&self, id: i64) -> Option<Production> {
+        let st = lock(&self.state);
+        let db = &st.db;
+        db.rec(MO, id)?;
+        Some(Production {
+            id,
+            name: str_of(&db.val(MO, id, "name")),
+            state: str_of(&db.val(MO, id, "state")),
+            product_qty: db.val(MO, id, "product_qty").as_f64().unwrap_or(0.0),
+            qty_producing: db.val(MO, id, "qty_producing").as_f64().unwrap_or(0.0),
+        })
+    }
+
+    /// An operator's productive timer on a work order (open when `end` is
+    /// None), as button_start creates it: loss "Fully Productive Time".
+    pub fn add_timer(&self, wo: i64, start: &str, end: Option<&str>) -> i64 {
+        let mut st = lock(&self.state);
+        let wc = st.db.val(WO, wo, "workcenter_id");
+        let (_, _, productive) = st
+            .db
+            .find_xmlid("mrp", "block_reason7")
+            .expect("seeded loss");
+        st.db.insert_raw(
+            PROD,
+            json!({"workcenter_id": wc, "workorder_id": wo, "loss_id": productive,
+                   "date_start": start, "date_end": end.map_or(FALSE, |e| json!(e)),
+                   "user_id": OPERATOR_UID, "description": "Time Tracking: Operator"}),
+        )
+    }
+
+    /// mrp.workcenter.working_state: normal, blocked or done ("In Progress").
+    pub fn working_state(&self, wc: i64) -> String {
+        lock(&self.state).db.working_state(wc).to_string()
     }
 
     pub fn workorder(&self, id: i64) -> Option<WorkOrder> {
         let st = lock(&self.state);
         let db = &st.db;
         db.rec(WO, id)?;
+        let opt = |v: Value| v.as_str().map(str::to_string);
         Some(WorkOrder {
             id,
             name: str_of(&db.val(WO, id, "name")),
             workcenter_id: db.val(WO, id, "workcenter_id").as_i64().unwrap_or(0),
+            production_id: db.val(WO, id, "production_id").as_i64().unwrap_or(0),
             state: str_of(&db.val(WO, id, "state")),
             qty_produced: db.val(WO, id, "qty_produced").as_f64().unwrap_or(0.0),
+            qty_producing: db.val(WO, id, "qty_producing").as_f64().unwrap_or(0.0),
+            date_start: opt(db.val(WO, id, "date_start")),
+            date_finished: opt(db.val(WO, id, "date_finished")),
         })
     }
 
@@ -2409,6 +2598,9 @@ impl FakeOdoo {
                     date_end: db.val(PROD, id, "date_end").as_str().map(str::to_string),
                     description: str_of(&db.val(PROD, id, "description")),
                     xmlid: db.xmlid_of(PROD, id),
+                    workorder_id: db.val(PROD, id, "workorder_id").as_i64(),
+                    user_id: db.val(PROD, id, "user_id").as_i64().unwrap_or(0),
+                    loss_type: str_of(&db.val(PROD, id, "loss_type")),
                 }
             })
             .collect()
