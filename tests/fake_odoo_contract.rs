@@ -243,3 +243,118 @@ async fn work_orders_are_found_by_state_and_dates() {
         "blocked is a 19 state: {bad}"
     );
 }
+
+/// POST /json/2/<model>/<method> with a bearer key; (status, JSON body).
+async fn json2(odoo: &FakeOdoo, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+    plantgate::sinks::odoo::http::install_crypto_provider();
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/json/2/{path}", odoo.url()))
+        .json(&body);
+    if let Some(k) = key {
+        req = req.bearer_auth(k);
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// 2.1–2.2: bearer API key (401 "Invalid apikey"), named arguments, bare
+/// results, `create` always a list, ids refused on model methods (422),
+/// Odoo exceptions as their HTTP status with `{name, message, ...}`;
+/// `GET /web/version` without auth.
+#[tokio::test]
+async fn json2_on_19_answers_bare_results_and_errors_as_statuses() {
+    let odoo = FakeOdoo::start_version(19).await;
+    let wc = odoo.add_workcenter("PRESS1", "Press 1");
+    let version: Value = reqwest::get(format!("{}/web/version", odoo.url()))
+        .await
+        .expect("version")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(version["version_info"][0], 19, "{version}");
+
+    let body = json!({"domain": [["code", "=", "PRESS1"]], "fields": ["id"]});
+    let (status, found) = json2(
+        &odoo,
+        "mrp.workcenter/search_read",
+        Some(API_KEY),
+        body.clone(),
+    )
+    .await;
+    assert_eq!((status, found), (200, json!([{"id": wc}])));
+    let (status, no_key) = json2(&odoo, "mrp.workcenter/search_read", None, body.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        no_key["message"],
+        "User not authenticated, use an API Key with a Bearer Authorization header."
+    );
+    let wrong = "ffffffffffffffffffffffffffffffffffffffff";
+    let (status, bad) = json2(&odoo, "mrp.workcenter/search_read", Some(wrong), body).await;
+    assert_eq!(
+        (status, bad["message"].as_str()),
+        (401, Some("Invalid apikey"))
+    );
+
+    let (status, created) = json2(
+        &odoo,
+        "mrp.workcenter/create",
+        Some(API_KEY),
+        json!({"vals_list": {"name": "Press 2"}}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        created.as_array().is_some_and(|a| a.len() == 1),
+        "{created}"
+    );
+    let (status, with_ids) = json2(
+        &odoo,
+        "mrp.workcenter/create",
+        Some(API_KEY),
+        json!({"ids": [wc], "vals_list": {"name": "X"}}),
+    )
+    .await;
+    assert_eq!(
+        (status, with_ids["message"].as_str()),
+        (422, Some("cannot call mrp.workcenter.create with ids"))
+    );
+
+    let wo = odoo.add_workorder(wc, "WO/1", "done");
+    let (status, closed) = json2(
+        &odoo,
+        "mrp.workorder/write",
+        Some(API_KEY),
+        json!({"ids": [wo], "vals": {"qty_produced": 1.0}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{closed}");
+    assert_eq!(closed["name"], "odoo.exceptions.UserError");
+    assert_eq!(closed["message"], "This production order has been closed.");
+    let (status, _) = json2(
+        &odoo,
+        "mrp.nothing/search",
+        Some(API_KEY),
+        json!({"domain": []}),
+    )
+    .await;
+    assert_eq!(status, 404);
+}
+
+/// 0: JSON-2 and `/web/version` do not exist before 18.4.
+#[tokio::test]
+async fn json2_is_not_served_as_17() {
+    let odoo = FakeOdoo::start().await;
+    let (status, _) = json2(
+        &odoo,
+        "mrp.workcenter/search_read",
+        Some(API_KEY),
+        json!({"domain": []}),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let v = reqwest::get(format!("{}/web/version", odoo.url()))
+        .await
+        .expect("get");
+    assert_eq!(v.status(), 404);
+}

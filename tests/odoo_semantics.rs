@@ -31,9 +31,10 @@ fn odoo_config(dir: &std::path::Path, url: &str, extra: &str) -> OdooConfig {
         .odoo
 }
 
-async fn rig(extra: &str) -> Rig {
+/// Odoo 17 (JSON-RPC) or 19 (JSON-2, found by `api = "auto"`).
+async fn rig(version: u8, extra: &str) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let odoo = FakeOdoo::start().await;
+    let odoo = FakeOdoo::start_version(version).await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let sink = OdooSink::new(&odoo_config(dir.path(), &odoo.url(), extra)).expect("sink");
     let store = Store::open(
@@ -113,12 +114,12 @@ impl Rig {
 
 const T0: &str = "2026-01-01 08:00:00";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operators_quantity_is_kept_and_the_parts_added_for_each_target() {
+async fn an_operators_quantity_is_kept_and_the_parts_added_for_each_target_on(version: u8) {
     for target in ["workorder", "production", "both"] {
-        let mut r = rig(&format!(
-            "production_target = \"{target}\"\nquantity_max_age = \"1h\"\n"
-        ))
+        let mut r = rig(
+            version,
+            &format!("production_target = \"{target}\"\nquantity_max_age = \"1h\"\n"),
+        )
         .await;
         let mo = r.odoo.add_production("MO/1", 500.0);
         let wo = r.odoo.add_workorder_for(mo, r.wc, "WO/1", "progress");
@@ -144,12 +145,25 @@ async fn an_operators_quantity_is_kept_and_the_parts_added_for_each_target() {
             "{target}: {:?}",
             &r.odoo.calls()[after_first..]
         );
+        // `api = "auto"` speaks JSON-2 to 19 and JSON-RPC to 17.
+        let want: &[&str] = if version >= 19 {
+            &["json2"]
+        } else {
+            &["common", "object"]
+        };
+        assert!(
+            r.odoo
+                .calls()
+                .iter()
+                .all(|c| want.contains(&c.service.as_str())),
+            "{version}: {:?}",
+            r.odoo.calls()
+        );
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_quantity_max_age_0_an_entry_made_mid_run_is_kept() {
-    let mut r = rig("quantity_max_age = \"0s\"\n").await;
+async fn with_quantity_max_age_0_an_entry_made_mid_run_is_kept_on(version: u8) {
+    let mut r = rig(version, "quantity_max_age = \"0s\"\n").await;
     let wo = r.odoo.add_workorder(r.wc, "WO/1", "progress");
     r.odoo.set_workorder_dates(wo, Some(T0), None);
     r.ok(&parts("e1", "2026-01-01 09:00:00", 3)).await;
@@ -160,9 +174,10 @@ async fn with_quantity_max_age_0_an_entry_made_mid_run_is_kept() {
     assert_eq!((w.qty_produced, w.qty_producing), (52.0, 52.0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_work_order_closing_mid_run_keeps_the_parts_it_made_and_the_next_gets_the_rest() {
-    let mut r = rig("quantity_max_age = \"1h\"\n").await;
+async fn a_work_order_closing_mid_run_keeps_the_parts_it_made_and_the_next_gets_the_rest_on(
+    version: u8,
+) {
+    let mut r = rig(version, "quantity_max_age = \"1h\"\n").await;
     let wo1 = r.odoo.add_workorder(r.wc, "WO/1", "progress");
     r.odoo.set_workorder_dates(wo1, Some(T0), None);
     r.ok(&parts("e1", "2026-01-01 08:30:00", 5)).await;
@@ -210,7 +225,7 @@ async fn a_work_order_closing_mid_run_keeps_the_parts_it_made_and_the_next_gets_
     }
     assert_eq!(r.writes(), writes);
     // Parts made when no work order had run yet, nor started since.
-    let r2 = &mut rig("").await;
+    let r2 = &mut rig(version, "").await;
     let wo = r2.odoo.add_workorder(r2.wc, "WO/9", "ready");
     let none = r2.deliver(&parts("e1", T0, 1)).await;
     assert!(
@@ -220,10 +235,9 @@ async fn a_work_order_closing_mid_run_keeps_the_parts_it_made_and_the_next_gets_
     assert_eq!(r2.odoo.workorder(wo).map(|w| w.qty_produced), Some(0.0));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn repeats_after_lost_replies_an_outage_and_a_crash_change_nothing() {
+async fn repeats_after_lost_replies_an_outage_and_a_crash_change_nothing_on(version: u8) {
     for target in ["workorder", "production", "both"] {
-        let mut r = rig(&format!("production_target = \"{target}\"\n")).await;
+        let mut r = rig(version, &format!("production_target = \"{target}\"\n")).await;
         let wo = r.odoo.add_workorder(r.wc, "WO/1", "progress");
         r.odoo.set_workorder_dates(wo, Some(T0), None);
         let mo = r.odoo.workorder(wo).expect("wo").production_id;
@@ -296,9 +310,8 @@ fn overlaps(logs: &[Productivity]) -> Vec<(i64, i64)> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps() {
-    let mut r = rig("").await;
+async fn a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps_on(version: u8) {
+    let mut r = rig(version, "").await;
     let wo = r.odoo.add_workorder(r.wc, "WO/1", "progress");
     r.odoo.set_workorder_dates(wo, Some(T0), None);
     let timer = r.odoo.add_timer(wo, "2026-01-01 08:05:00", None);
@@ -342,4 +355,85 @@ async fn a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps
     assert_eq!(again.user_id, OPERATOR_UID);
     assert_eq!(overlaps(&logs), vec![]);
     assert_eq!(r.odoo.working_state(r.wc), "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_quantity_is_kept_and_the_parts_added_for_each_target_jsonrpc_17() {
+    an_operators_quantity_is_kept_and_the_parts_added_for_each_target_on(17).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_quantity_is_kept_and_the_parts_added_for_each_target_json2_19() {
+    an_operators_quantity_is_kept_and_the_parts_added_for_each_target_on(19).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_quantity_max_age_0_an_entry_made_mid_run_is_kept_jsonrpc_17() {
+    with_quantity_max_age_0_an_entry_made_mid_run_is_kept_on(17).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_quantity_max_age_0_an_entry_made_mid_run_is_kept_json2_19() {
+    with_quantity_max_age_0_an_entry_made_mid_run_is_kept_on(19).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_order_closing_mid_run_keeps_the_parts_it_made_and_the_next_gets_the_rest_jsonrpc_17(
+) {
+    a_work_order_closing_mid_run_keeps_the_parts_it_made_and_the_next_gets_the_rest_on(17).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_work_order_closing_mid_run_keeps_the_parts_it_made_and_the_next_gets_the_rest_json2_19()
+{
+    a_work_order_closing_mid_run_keeps_the_parts_it_made_and_the_next_gets_the_rest_on(19).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_after_lost_replies_an_outage_and_a_crash_change_nothing_jsonrpc_17() {
+    repeats_after_lost_replies_an_outage_and_a_crash_change_nothing_on(17).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_after_lost_replies_an_outage_and_a_crash_change_nothing_json2_19() {
+    repeats_after_lost_replies_an_outage_and_a_crash_change_nothing_on(19).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps_jsonrpc_17() {
+    a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps_on(17).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps_json2_19() {
+    a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps_on(19).await;
+}
+
+/// A refused key pauses the sink (the whole destination), naming what to
+/// check and never the key itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_api_key_over_json2_pauses_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let odoo = FakeOdoo::start_version(19).await;
+    odoo.add_workcenter("PRESS1", "Press 1");
+    let mut cfg = odoo_config(dir.path(), &odoo.url(), "api = \"json2\"\n");
+    let wrong = "ffffffffffffffffffffffffffffffffffffffff";
+    let key = dir.path().join("wrong.key");
+    std::fs::write(&key, wrong).expect("key");
+    cfg.api_key = Some(config::SecretSource::File(key));
+    let mut sink = OdooSink::new(&cfg).expect("sink");
+    let store = Store::open(
+        &dir.path().join("store"),
+        &[SINK],
+        &StoreOptions::default(),
+        &NoUpgrade,
+    )
+    .expect("store");
+    match sink.deliver(&store, SINK, &parts("e1", T0, 1)).await {
+        Err(DeliveryError::Unreachable(m)) => {
+            assert!(m.contains("refused the API key"), "{m}");
+            assert!(!m.contains(wrong), "{m}");
+        }
+        other => panic!("expected a pause, got {other:?}"),
+    }
 }

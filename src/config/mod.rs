@@ -214,11 +214,24 @@ pub struct OdooConfig {
     pub timeout: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Which external API to speak.
+    pub api: OdooApi,
     /// Which Odoo record holds the parts counted.
     pub production_target: ProductionTarget,
     /// How long a work order's quantity read from Odoo is trusted before it
     /// is read again; zero reads before every write.
     pub quantity_max_age: Duration,
+}
+
+/// Odoo's external API (`[odoo] api`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OdooApi {
+    /// `GET /web/version`: JSON-2 from Odoo 19 on, JSON-RPC before.
+    Auto,
+    /// `/json/2/<model>/<method>` with a bearer API key (Odoo 19 and later).
+    Json2,
+    /// `/jsonrpc` with login and API key (Odoo 16–18; deprecated in 19).
+    JsonRpc,
 }
 
 /// Where produced parts are written in Odoo (`[odoo] production_target`).
@@ -899,6 +912,18 @@ impl<'a> Validator<'a> {
                 self.err(o, "missing key `api_key_file` (a file holding the user's API key) or `api_key_credential` (a systemd credential name)");
             }
         }
+        let api = match &r.api {
+            None => OdooApi::Auto,
+            Some(a) => match a.get_ref().as_str() {
+                "auto" => OdooApi::Auto,
+                "json2" => OdooApi::Json2,
+                "jsonrpc" => OdooApi::JsonRpc,
+                other => {
+                    self.err(a, format!("unknown api {other:?}: write \"auto\" (the default: JSON-2 from Odoo 19 on), \"json2\" or \"jsonrpc\""));
+                    OdooApi::Auto
+                }
+            },
+        };
         let production_target = match &r.production_target {
             None => ProductionTarget::Workorder,
             Some(t) => match t.get_ref().as_str() {
@@ -933,6 +958,7 @@ impl<'a> Validator<'a> {
             timeout,
             retry_min,
             retry_max,
+            api,
             production_target,
             quantity_max_age,
         })

@@ -1,7 +1,10 @@
-//! A fake Odoo 17 server for plantgate's integration tests.
+//! A fake Odoo 17 (or 19, [`FakeOdoo::start_version`]) server for
+//! plantgate's integration tests.
 //!
-//! It speaks Odoo's external JSON-RPC API (`POST /jsonrpc`) as documented in
-//! shared/odoo-api.md: the same envelopes, exception names and messages, `load`
+//! It speaks Odoo's external JSON-RPC API (`POST /jsonrpc`) and, as 19,
+//! JSON-2 (`POST /json/2/<model>/<method>`, `GET /web/version`), as
+//! documented in shared/odoo-api.md: the same envelopes, exception names and
+//! messages, HTTP statuses, `load`
 //! upserts by external id, and the MRP checks a gateway can run into. Data lives
 //! in memory and every RPC is recorded, so tests can assert on traffic and data.
 //!
@@ -1874,7 +1877,30 @@ struct State {
     db: Db,
     fault: Fault,
     calls: Vec<Call>,
+    /// Major version served: 17 (JSON-RPC only) or 19 (JSON-2 as well).
+    version: u8,
 }
+
+/// An HTTP request as the handlers need it.
+struct HttpReq<'a> {
+    method: &'a str,
+    path: &'a str,
+    content_type: Option<&'a str>,
+    authorization: Option<&'a str>,
+    database: Option<&'a str>,
+    body: &'a [u8],
+}
+
+/// Model methods (`@api.model`) that JSON-2 refuses ids for.
+const MODEL_METHODS: &[&str] = &[
+    "search",
+    "search_read",
+    "search_count",
+    "create",
+    "load",
+    "fields_get",
+    "name_search",
+];
 
 impl State {
     fn dispatch(
@@ -1887,9 +1913,9 @@ impl State {
         match service {
             "common" => match method {
                 "version" => Ok(Some(json!({
-                    "server_version": "17.0",
-                    "server_version_info": [17, 0, 0, "final", 0, ""],
-                    "server_serie": "17.0",
+                    "server_version": format!("{}.0", self.version),
+                    "server_version_info": [self.version, 0, 0, "final", 0, ""],
+                    "server_serie": format!("{}.0", self.version),
                     "protocol_version": 1,
                 }))),
                 "login" | "authenticate" => {
@@ -2050,14 +2076,15 @@ impl State {
     // The JSON-RPC envelope at /jsonrpc (JsonRPCDispatcher in odoo/http.py).
     // -----------------------------------------------------------------------
 
-    fn handle_http(
-        &mut self,
-        path: &str,
-        content_type: Option<&str>,
-        body: &[u8],
-    ) -> (u16, &'static str, String) {
+    fn handle_http(&mut self, req: &HttpReq) -> (u16, &'static str, String) {
+        let (path, content_type, body) = (req.path, req.content_type, req.body);
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
-        let mut call = describe(parsed.as_ref());
+        let json2 = self.version >= 19 && path.starts_with("/json/2");
+        let mut call = if json2 {
+            describe_json2(path, parsed.as_ref())
+        } else {
+            describe(parsed.as_ref())
+        };
         let target = (call.model.clone(), call.model_method.clone());
         let mut finish = |state: &mut State, outcome: String| {
             call.outcome = outcome;
@@ -2073,6 +2100,34 @@ impl State {
             finish(self, "http:503".into());
             let text = "The server is temporarily unable to service your request due to maintenance downtime or capacity problems. Please try again later.";
             return (503, HTML, werkzeug_page(503, "Service Unavailable", text));
+        }
+        if self.version >= 19 && path == "/web/version" && req.method == "GET" {
+            let v = json!({"version_info": [self.version, 0, 0, "final", 0, ""], "version": format!("{}.0", self.version)});
+            return (200, JSON, v.to_string());
+        }
+        if json2 {
+            let (status, reply) = self.json2(req, parsed);
+            let lost = matches!(&self.fault, Fault::ReplyLost { model, method, count }
+                if *count > 0 && status == 200
+                    && target.0.as_deref() == Some(model.as_str())
+                    && target.1.as_deref() == Some(method.as_str()));
+            if lost {
+                if let Fault::ReplyLost { count, .. } = &mut self.fault {
+                    *count -= 1;
+                }
+                finish(self, "http:504".into());
+                return (504, HTML, GATEWAY_TIMEOUT_HTML.into());
+            }
+            let outcome = match (status, &reply) {
+                (200, _) => "ok".to_string(),
+                (_, Ok(v)) => format!("error:{}", v["name"].as_str().unwrap_or("?")),
+                (s, Err(_)) => format!("http:{s}"),
+            };
+            finish(self, outcome);
+            return match reply {
+                Ok(v) => (status, JSON, v.to_string()),
+                Err(html) => (status, HTML, html),
+            };
         }
         if path != "/jsonrpc" {
             return (404, HTML, werkzeug_page(404, "Not Found", NOT_FOUND_TEXT));
@@ -2125,7 +2180,8 @@ impl State {
             Err(e) => (
                 format!("error:{}", e.name),
                 json!({"jsonrpc": "2.0", "id": id, "error": {
-                    "code": 200,
+                    // 0 from 18.1 on (PR #183902).
+                    "code": if self.version >= 19 { 0 } else { 200 },
                     "message": "Odoo Server Error",
                     "data": {
                         "name": e.name,
@@ -2139,6 +2195,126 @@ impl State {
         };
         finish(self, outcome);
         (200, JSON, reply.to_string())
+    }
+
+    /// `Json2Dispatcher` + `web_json_2_rpc` (section 2): the status and
+    /// either a JSON body or an HTML page.
+    fn json2(&mut self, req: &HttpReq, parsed: Option<Value>) -> (u16, Result<Value, String>) {
+        let werk = |code: u16, name: &str, message: &str| {
+            (
+                code,
+                Ok(
+                    json!({"name": format!("werkzeug.exceptions.{name}"), "message": message,
+                          "arguments": [message, code], "context": {}, "debug": ""}),
+                ),
+            )
+        };
+        let parts: Vec<&str> = req.path.trim_start_matches("/json/2").split('/').collect();
+        let (model, method) = match (req.method, parts.as_slice()) {
+            ("POST", ["", m, f]) if !m.is_empty() && !f.is_empty() => (*m, *f),
+            _ => {
+                return werk(
+                    404,
+                    "NotFound",
+                    "Did you mean POST /json/2/<model>/<method>?",
+                )
+            }
+        };
+        let key = req.authorization.and_then(|a| {
+            let (scheme, key) = a.split_once(char::is_whitespace)?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+        });
+        match key {
+            None => {
+                return werk(
+                    401,
+                    "Unauthorized",
+                    "User not authenticated, use an API Key with a Bearer Authorization header.",
+                )
+            }
+            Some(k) if k != API_KEY => return werk(401, "Unauthorized", "Invalid apikey"),
+            Some(_) => {}
+        }
+        if req.database.is_some_and(|d| d != DB) {
+            return (404, Err(werkzeug_page(404, "Not Found", NOT_FOUND_TEXT)));
+        }
+        let mime = req
+            .content_type
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !req.body.is_empty() && mime != "application/json" {
+            let text = "Request inferred type is compatible with ['http'] but '/json/2/<path:subpath>' is type='json2'.";
+            return (415, Err(werkzeug_page(415, "Unsupported Media Type", text)));
+        }
+        let mut body = match (req.body.is_empty(), parsed) {
+            (true, _) => Map::new(),
+            (false, Some(Value::Object(m))) => m,
+            (false, _) => {
+                return werk(
+                    400,
+                    "BadRequest",
+                    "could not parse the body as json: not an object",
+                )
+            }
+        };
+        if model_def(model).is_none() {
+            return werk(
+                404,
+                "NotFound",
+                &format!("the model '{model}' does not exist"),
+            );
+        }
+        let ids = body.remove("ids").unwrap_or(json!([]));
+        let has_ids = ids.as_array().is_some_and(|a| !a.is_empty());
+        if MODEL_METHODS.contains(&method) && has_ids {
+            return werk(
+                422,
+                "UnprocessableEntity",
+                &format!("cannot call {model}.{method} with ids"),
+            );
+        }
+        let args = if MODEL_METHODS.contains(&method) {
+            vec![]
+        } else {
+            vec![ids]
+        };
+        match self.execute(&json!(model), &json!(method), &args, body) {
+            Ok(v) => {
+                let v = v.unwrap_or(Value::Null);
+                // JSON-2 create always answers a list of ids.
+                let v = if method == "create" && v.is_number() {
+                    json!([v])
+                } else {
+                    v
+                };
+                (200, Ok(v))
+            }
+            Err(e) => {
+                let status = match e.name {
+                    "odoo.exceptions.UserError" | "odoo.exceptions.ValidationError" => 422,
+                    "odoo.exceptions.AccessError" | "odoo.exceptions.AccessDenied" => 403,
+                    "odoo.exceptions.MissingError" | "builtins.AttributeError" => 404,
+                    "builtins.TypeError" => 422,
+                    _ => 500,
+                };
+                let message = if e.name == "builtins.AttributeError" {
+                    format!("The method '{model}.{method}' does not exist")
+                } else {
+                    e.message.clone()
+                };
+                (
+                    status,
+                    Ok(
+                        json!({"name": e.name, "message": message, "arguments": e.arguments,
+                                   "context": {}, "debug": e.traceback()}),
+                    ),
+                )
+            }
+        }
     }
 
     /// The `/jsonrpc` controller: `jsonrpc(service, method, args)`.
@@ -2174,6 +2350,27 @@ impl State {
             _ => return Err(OdooError::type_error("args must be a list")),
         };
         self.dispatch(&service, method, &args)
+    }
+}
+
+/// A JSON-2 request for `calls()`: service "json2", the ids (if any) as the
+/// first argument like JSON-RPC's record methods, then the named arguments.
+fn describe_json2(path: &str, body: Option<&Value>) -> Call {
+    let mut parts = path.trim_start_matches("/json/2/").splitn(2, '/');
+    let model = parts.next().map(str::to_string);
+    let method = parts.next().map(str::to_string);
+    let ids = body.and_then(|b| b.get("ids")).cloned();
+    let named = body.cloned().unwrap_or(Value::Null);
+    Call {
+        service: "json2".into(),
+        method: method.clone().unwrap_or_default(),
+        model,
+        model_method: method,
+        outcome: String::new(),
+        args: match ids {
+            Some(ids) => json!([ids, named]),
+            None => json!([named]),
+        },
     }
 }
 
@@ -2309,11 +2506,16 @@ fn serve(state: Arc<Mutex<State>>, listener: TcpListener) -> Running {
 
 async fn respond(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
-    let content_type = req
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let method = req.method().as_str().to_string();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let content_type = header(CONTENT_TYPE.as_str());
+    let authorization = header("authorization");
+    let database = header("x-odoo-database");
     let (status, ctype, body) = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Err(_) => (
             413,
@@ -2328,7 +2530,14 @@ async fn respond(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
             let body = body.to_bytes();
             // Never take the test down: a bug in here becomes a 500, as in Odoo.
             let handled = catch_unwind(AssertUnwindSafe(|| {
-                lock(&state).handle_http(&path, content_type.as_deref(), &body)
+                lock(&state).handle_http(&HttpReq {
+                    method: &method,
+                    path: &path,
+                    content_type: content_type.as_deref(),
+                    authorization: authorization.as_deref(),
+                    database: database.as_deref(),
+                    body: &body,
+                })
             }));
             handled.unwrap_or_else(|_| {
                 (
@@ -2351,8 +2560,15 @@ async fn respond(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
 // ---------------------------------------------------------------------------
 
 impl FakeOdoo {
-    /// Bind 127.0.0.1 on a free port and serve plain HTTP in a tokio task.
+    /// Bind 127.0.0.1 on a free port and serve plain HTTP in a tokio task,
+    /// as Odoo 17.
     pub async fn start() -> FakeOdoo {
+        Self::start_version(17).await
+    }
+
+    /// As [`FakeOdoo::start`], as Odoo `version` (17 or 19: 19 serves
+    /// JSON-2 and `/web/version`, and JSON-RPC errors carry code 0).
+    pub async fn start_version(version: u8) -> FakeOdoo {
         let listener = listen_on(0).expect("FakeOdoo: cannot bind 127.0.0.1:0");
         let port = listener
             .local_addr()
@@ -2362,6 +2578,7 @@ impl FakeOdoo {
             db: Db::seeded(),
             fault: Fault::None,
             calls: Vec::new(),
+            version,
         }));
         let running = serve(state.clone(), listener);
         FakeOdoo {

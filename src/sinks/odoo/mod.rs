@@ -1,4 +1,5 @@
-//! The Odoo sink: delivers events to Odoo over JSON-RPC, idempotently.
+//! The Odoo sink: delivers events to Odoo over JSON-2 or JSON-RPC
+//! ([`rpc`]), idempotently.
 //!
 //! - Production ([`production`]): the parts go to the work order that was
 //!   running at the work center when they were made, as an absolute
@@ -27,7 +28,7 @@ use crate::model::{Event, Millis};
 use crate::store::Store;
 use plan::Plan;
 use production::{Intent, WorkOrderView};
-use rpc::{JsonRpc, RpcError};
+use rpc::{Rpc, RpcError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -89,7 +90,7 @@ struct Snapshot {
 }
 
 pub struct OdooSink {
-    rpc: JsonRpc,
+    rpc: Rpc,
     target: ProductionTarget,
     max_age: Duration,
     /// Work center code → id; codes are stable, so cached for the process.
@@ -105,6 +106,7 @@ fn classify(e: RpcError) -> DeliveryError {
     match &e {
         RpcError::Unreachable { .. }
         | RpcError::LoginRefused { .. }
+        | RpcError::KeyRefused { .. }
         | RpcError::Http {
             status: 502 | 504, ..
         } => DeliveryError::Unreachable(e.to_string()),
@@ -156,7 +158,7 @@ impl OdooSink {
         let key = cfg.api_key.as_ref().ok_or(OdooSetupError::NoKey)?.read()?;
         let http = http::client(cfg)?;
         Ok(OdooSink {
-            rpc: JsonRpc::new(http, &cfg.url, &cfg.database, &cfg.login, key),
+            rpc: Rpc::new(http, &cfg.url, &cfg.database, &cfg.login, key, cfg.api),
             target: cfg.production_target,
             max_age: cfg.quantity_max_age,
             workcenters: HashMap::new(),
@@ -206,11 +208,12 @@ impl OdooSink {
         }
         let found = self
             .rpc
-            .execute_kw(
+            .call(
                 "mrp.workcenter",
                 "search_read",
-                json!([[["code", "=", code]]]),
-                json!({"fields": ["id", "name"], "limit": 1}),
+                None,
+                json!({"domain": [["code", "=", code]], "fields": ["id", "name"], "limit": 1}),
+                None,
             )
             .await
             .map_err(classify)?;
@@ -242,17 +245,23 @@ impl OdooSink {
         if force || !fresh {
             let rows = self
                 .rpc
-                .execute_kw(
+                .call(
                     "mrp.workorder",
                     "search_read",
-                    json!([[
-                        ["workcenter_id", "=", wc],
-                        ["state", "in", ["progress", "done"]],
-                        "|",
-                        ["state", "=", "progress"],
-                        ["date_finished", ">=", at]
-                    ]]),
-                    json!({"fields": WO_FIELDS, "order": "date_start asc, id asc", "limit": WO_READ_LIMIT}),
+                    None,
+                    json!({
+                        "domain": [
+                            ["workcenter_id", "=", wc],
+                            ["state", "in", ["progress", "done"]],
+                            "|",
+                            ["state", "=", "progress"],
+                            ["date_finished", ">=", at]
+                        ],
+                        "fields": WO_FIELDS,
+                        "order": "date_start asc, id asc",
+                        "limit": WO_READ_LIMIT,
+                    }),
+                    None,
                 )
                 .await
                 .map_err(classify)?;
@@ -284,11 +293,12 @@ impl OdooSink {
     async fn read_workorder(&mut self, id: i64) -> Result<Option<WorkOrderView>, DeliveryError> {
         let rows = self
             .rpc
-            .execute_kw(
+            .call(
                 "mrp.workorder",
                 "search_read",
-                json!([[["id", "=", id]]]),
-                json!({"fields": WO_FIELDS}),
+                None,
+                json!({"domain": [["id", "=", id]], "fields": WO_FIELDS}),
+                None,
             )
             .await
             .map_err(classify)?;
@@ -366,12 +376,8 @@ impl OdooSink {
     }
 
     async fn write_intent(&mut self, intent: &Intent) -> Result<(), DeliveryError> {
-        let context = if intent.closed {
-            // Odoo's own escape for correcting a finished work order (4.3).
-            json!({"context": {"allow_qty_change": true}})
-        } else {
-            json!({})
-        };
+        // Odoo's own escape for correcting a finished work order (4.3).
+        let context = intent.closed.then(|| json!({"allow_qty_change": true}));
         let closed_meanwhile = |e: RpcError| match &e {
             // Closed after it was read: plan again from a fresh read.
             RpcError::Odoo { message, .. } if message.contains("has been closed") => {
@@ -383,10 +389,11 @@ impl OdooSink {
         };
         if intent.target != ProductionTarget::Production {
             self.rpc
-                .execute_kw(
+                .call(
                     "mrp.workorder",
                     "write",
-                    json!([[intent.workorder], {"qty_produced": intent.value}]),
+                    Some(&[intent.workorder]),
+                    json!({"vals": {"qty_produced": intent.value}}),
                     context,
                 )
                 .await
@@ -397,11 +404,12 @@ impl OdooSink {
                 DeliveryError::Reject("the delivery record names no manufacturing order".into())
             })?;
             self.rpc
-                .execute_kw(
+                .call(
                     "mrp.production",
                     "write",
-                    json!([[mo], {"qty_producing": intent.value}]),
-                    json!({}),
+                    Some(&[mo]),
+                    json!({"vals": {"qty_producing": intent.value}}),
+                    None,
                 )
                 .await
                 .map_err(classify)?;
@@ -442,16 +450,20 @@ impl OdooSink {
         // operator's after the stop, which a late repeat must not end.
         let open = self
             .rpc
-            .execute_kw(
+            .call(
                 "mrp.workcenter.productivity",
                 "search_read",
-                json!([[
-                    ["workcenter_id", "=", wc],
-                    ["date_end", "=", false],
-                    ["loss_type", "in", ["productive", "performance"]],
-                    ["date_start", "<", start]
-                ]]),
-                json!({"fields": ["id"]}),
+                None,
+                json!({
+                    "domain": [
+                        ["workcenter_id", "=", wc],
+                        ["date_end", "=", false],
+                        ["loss_type", "in", ["productive", "performance"]],
+                        ["date_start", "<", start]
+                    ],
+                    "fields": ["id"],
+                }),
+                None,
             )
             .await
             .map_err(classify)?;
@@ -465,11 +477,12 @@ impl OdooSink {
             .unwrap_or_default();
         if !ids.is_empty() {
             self.rpc
-                .execute_kw(
+                .call(
                     "mrp.workcenter.productivity",
                     "write",
-                    json!([ids, {"date_end": start}]),
-                    json!({}),
+                    Some(&ids),
+                    json!({"vals": {"date_end": start}}),
+                    None,
                 )
                 .await
                 .map_err(classify)?;
@@ -486,11 +499,12 @@ impl OdooSink {
         row.extend(date_end);
         let result = self
             .rpc
-            .execute_kw(
+            .call(
                 "mrp.workcenter.productivity",
                 "load",
-                json!([plan::time_log_fields(ended), [row]]),
-                json!({"context": {"tz": "UTC"}}),
+                None,
+                json!({"fields": plan::time_log_fields(ended), "data": [row]}),
+                Some(json!({"tz": "UTC"})),
             )
             .await
             .map_err(classify)?;
