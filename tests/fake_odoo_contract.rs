@@ -358,3 +358,38 @@ async fn json2_is_not_served_as_17() {
         .expect("get");
     assert_eq!(v.status(), 404);
 }
+
+/// 0 and 4.3: work order states are pending/waiting/ready/progress/done/
+/// cancel in 16–18 and blocked/ready/progress/done/cancel in 19.
+#[tokio::test]
+async fn work_order_states_are_those_of_the_version() {
+    for (version, old, new) in [(17, "pending", "blocked"), (19, "blocked", "pending")] {
+        let odoo = FakeOdoo::start_version(version).await;
+        let wc = odoo.add_workcenter("PRESS1", "Press 1");
+        let wo = odoo.add_workorder(wc, "WO/1", "ready");
+        let ok = execute_kw(
+            &odoo,
+            "mrp.workorder",
+            "write",
+            json!([[wo], {"state": old}]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(ok["result"], true, "{version}: {ok}");
+        let bad = execute_kw(
+            &odoo,
+            "mrp.workorder",
+            "write",
+            json!([[wo], {"state": new}]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            error_message(&bad).0,
+            "builtins.ValueError",
+            "{version}: {bad}"
+        );
+        // JSON-RPC error code: 200 up to 18.0, 0 from 18.1.
+        assert_eq!(bad["error"]["code"], if version >= 19 { 0 } else { 200 });
+    }
+}

@@ -258,6 +258,14 @@ const MO_STATES: Sel = &[
     ("done", "Done"),
     ("cancel", "Cancelled"),
 ];
+/// 19.0's work order states (PR #194841, saas-18.3).
+const WO_STATES_19: Sel = &[
+    ("blocked", "Blocked"),
+    ("ready", "To Do"),
+    ("progress", "In Progress"),
+    ("done", "Finished"),
+    ("cancel", "Cancelled"),
+];
 const LOSS_TYPES: Sel = &[
     ("availability", "Availability"),
     ("performance", "Performance"),
@@ -661,6 +669,8 @@ impl Ctx<'_> {
 
 #[derive(Default)]
 struct Db {
+    /// Major version whose selections apply (0 or 17: 16–18).
+    version: u8,
     tables: BTreeMap<String, BTreeMap<i64, Rec>>,
     /// Like PostgreSQL sequences, not rolled back with the data.
     seq: BTreeMap<String, i64>,
@@ -678,8 +688,11 @@ fn rec(v: Value) -> Rec {
 
 impl Db {
     /// The data a fresh Odoo 17 database with mrp installed has (addons/mrp/data/mrp_data.xml).
-    fn seeded() -> Db {
-        let mut db = Db::default();
+    fn seeded(version: u8) -> Db {
+        let mut db = Db {
+            version,
+            ..Db::default()
+        };
         db.insert_raw(
             USERS,
             json!({"name": "OdooBot", "login": "__system__", "active": false}),
@@ -713,6 +726,15 @@ impl Db {
             db.add_xmlid("mrp", &format!("block_reason{n}"), LOSS, id);
         }
         db
+    }
+
+    /// A selection as this version has it.
+    fn selection(&self, opts: Sel) -> Sel {
+        if self.version >= 19 && std::ptr::eq(opts, WO_STATES) {
+            WO_STATES_19
+        } else {
+            opts
+        }
     }
 
     fn rows(&self, model: &str) -> impl Iterator<Item = (i64, &Rec)> {
@@ -814,7 +836,7 @@ impl Db {
             LOSS_TYPE => json!({"loss_type": "availability"}),
             LOSS => json!({"manual": true, "sequence": 1}),
             WC => json!({"active": true, "sequence": 1}),
-            WO => json!({"state": "pending"}),
+            WO => json!({"state": if self.version >= 19 { "ready" } else { "pending" }}),
             MO => json!({"state": "confirmed", "product_qty": 1.0}),
             PROD => json!({"date_start": now(), "user_id": uid}),
             _ => json!({}),
@@ -1357,7 +1379,7 @@ impl Db {
                 }
             }
             Ty::Sel(opts) => match v.as_str() {
-                Some(s) if opts.iter().any(|(k, _)| *k == s) => json!(s),
+                Some(s) if self.selection(opts).iter().any(|(k, _)| *k == s) => json!(s),
                 _ => return Err(wrong()),
             },
             Ty::Datetime => match v {
@@ -2575,7 +2597,7 @@ impl FakeOdoo {
             .expect("FakeOdoo: no local address")
             .port();
         let state = Arc::new(Mutex::new(State {
-            db: Db::seeded(),
+            db: Db::seeded(version),
             fault: Fault::None,
             calls: Vec::new(),
             version,
@@ -2642,7 +2664,8 @@ impl FakeOdoo {
     }
 
     /// A work order with its own MO ("MO/" + name, 100 units).
-    /// state: pending/waiting/ready/progress/done/cancel
+    /// state: pending/waiting/ready/progress/done/cancel (17),
+    /// blocked/ready/progress/done/cancel (19)
     pub fn add_workorder(&self, workcenter_id: i64, name: &str, state: &str) -> i64 {
         let mo = self.add_production(&format!("MO/{name}"), 100.0);
         self.add_workorder_for(mo, workcenter_id, name, state)
@@ -2651,11 +2674,12 @@ impl FakeOdoo {
     /// A work order of an existing MO. Started now when its state is
     /// progress or done (finished now when done), as button_start/finish do.
     pub fn add_workorder_for(&self, mo: i64, workcenter_id: i64, name: &str, state: &str) -> i64 {
-        assert!(
-            WO_STATES.iter().any(|(s, _)| *s == state),
-            "FakeOdoo: bad work order state {state:?}"
-        );
         let mut st = lock(&self.state);
+        assert!(
+            st.db.selection(WO_STATES).iter().any(|(s, _)| *s == state),
+            "FakeOdoo: bad work order state {state:?} for {}",
+            st.version
+        );
         assert!(
             st.db.exists(WC, workcenter_id),
             "FakeOdoo: no work center {workcenter_id}"
@@ -2686,11 +2710,12 @@ impl FakeOdoo {
     /// Set a work order's state as Odoo's buttons would: starting sets
     /// `date_start`, finishing sets `date_finished` (when not yet set).
     pub fn set_workorder_state(&self, id: i64, state: &str) {
-        assert!(
-            WO_STATES.iter().any(|(s, _)| *s == state),
-            "FakeOdoo: bad work order state {state:?}"
-        );
         let mut st = lock(&self.state);
+        assert!(
+            st.db.selection(WO_STATES).iter().any(|(s, _)| *s == state),
+            "FakeOdoo: bad work order state {state:?} for {}",
+            st.version
+        );
         assert!(st.db.exists(WO, id), "FakeOdoo: no work order {id}");
         Self::set_raw(&mut st.db, WO, id, "state", json!(state));
         for (field, when) in [
