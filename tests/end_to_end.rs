@@ -180,6 +180,8 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     assert_eq!(unit["blocks"][0]["start"], 100, "{status}");
     assert_eq!(unit["blocks"][0]["split"], serde_json::Value::Null);
     assert_eq!(status["queue"]["sinks"]["odoo"]["depth"], 0);
+    // `api = "auto"`: the fake is Odoo 17, which has no /web/version.
+    assert_eq!(status["sinks"]["odoo"]["api"], "jsonrpc", "{status}");
     r.gateway.stop().await;
 }
 

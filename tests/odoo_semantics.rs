@@ -145,7 +145,13 @@ async fn an_operators_quantity_is_kept_and_the_parts_added_for_each_target_on(ve
             "{target}: {:?}",
             &r.odoo.calls()[after_first..]
         );
-        // `api = "auto"` speaks JSON-2 to 19 and JSON-RPC to 17.
+        // `api = "auto"` speaks JSON-2 to 19 and JSON-RPC to 17, and says so.
+        let api = if version >= 19 {
+            "json2 (Odoo 19.0)"
+        } else {
+            "jsonrpc"
+        };
+        assert_eq!(r.sink.api().as_deref(), Some(api));
         let want: &[&str] = if version >= 19 {
             &["json2"]
         } else {

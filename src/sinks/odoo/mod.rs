@@ -167,6 +167,11 @@ impl OdooSink {
         })
     }
 
+    /// "json2 (Odoo 19.0)", "jsonrpc", ...: once the first call decided it.
+    pub fn api(&self) -> Option<String> {
+        self.rpc.describe()
+    }
+
     pub async fn deliver(
         &mut self,
         store: &Store,

@@ -55,6 +55,8 @@ pub struct Rpc {
     api: OdooApi,
     /// Decided on the first call (`auto` asks the server).
     protocol: Option<Protocol>,
+    /// The server's version, when `auto` asked it.
+    version: Option<String>,
     uid: Option<i64>,
     next_id: u64,
 }
@@ -99,6 +101,7 @@ impl Rpc {
             key,
             api,
             protocol: None,
+            version: None,
             uid: None,
             next_id: 1,
         }
@@ -136,10 +139,13 @@ impl Rpc {
                     });
                 }
                 // 16–18 have no such route (404): JSON-RPC.
-                let major = serde_json::from_str::<Value>(&text)
+                let reply = serde_json::from_str::<Value>(&text)
                     .ok()
-                    .filter(|_| status == 200)
+                    .filter(|_| status == 200);
+                let major = reply
+                    .as_ref()
                     .and_then(|v| v.get("version_info")?.get(0)?.as_i64());
+                self.version = reply.and_then(|v| v.get("version")?.as_str().map(str::to_string));
                 let p = match major {
                     Some(m) if m >= 19 => Protocol::Json2,
                     _ => Protocol::JsonRpc,
@@ -150,6 +156,18 @@ impl Rpc {
         };
         self.protocol = Some(p);
         Ok(p)
+    }
+
+    /// The protocol in use, with the server version when known.
+    pub fn describe(&self) -> Option<String> {
+        let p = match self.protocol? {
+            Protocol::Json2 => "json2",
+            Protocol::JsonRpc => "jsonrpc",
+        };
+        Some(match &self.version {
+            Some(v) => format!("{p} (Odoo {v})"),
+            None => p.to_string(),
+        })
     }
 
     /// `model.method(*ids, **named)` with `context`, over the protocol in use.
