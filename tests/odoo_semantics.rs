@@ -269,6 +269,13 @@ async fn repeats_after_lost_replies_an_outage_and_a_crash_change_nothing_on(vers
                 assert!(tries < 5, "{target}: {} keeps failing: {e}", ev.id);
             }
         }
+        let lost = r
+            .odoo
+            .calls()
+            .iter()
+            .filter(|c| c.outcome == "http:504")
+            .count();
+        assert_eq!(lost, 2, "{target}: the fault fired");
         // Odoo goes away and comes back: the event in flight is repeated.
         r.odoo.stop().await;
         let down = r.deliver(&events[3]).await;
