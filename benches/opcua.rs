@@ -176,7 +176,8 @@ async fn connect_to_first_value(b: &Bench, dir: &Path, secure: bool) -> Duration
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = plantgate::supervise::Stages::default();
         let t = Instant::now();
-        plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &stop_rx, &mut tasks);
+        let metrics = plantgate::sources::SourceMetrics::default();
+        plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &metrics, &stop_rx, &mut tasks);
         loop {
             let s = tokio::time::timeout(Duration::from_secs(10), rx.recv())
                 .await

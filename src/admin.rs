@@ -4,7 +4,7 @@
 //! itself; on a running one (the store is locked) it asks the gateway's
 //! status listener, so the sled files are never opened twice.
 
-use crate::config::Config;
+use crate::config::{Config, Secret, StatusConfig};
 use crate::model::{Event, Millis};
 use crate::records::{FormatZero, Lanes};
 use crate::store::{lock, DeadLetter, Lane, Stats, Store, StoreError};
@@ -96,7 +96,7 @@ pub async fn replay_all(store: &Store, sink: Option<&str>) -> Result<Vec<u64>, S
 /// Where the commands act: the store itself, or the running gateway.
 pub enum Target {
     Local(Box<Store>),
-    Running { base: String },
+    Running(Remote),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,13 +112,7 @@ pub enum AdminError {
 pub fn target(config: &Config) -> Result<Target, AdminError> {
     let dir = config.gateway.data_dir.join("store");
     if lock::is_held(&dir) {
-        let mut addr = config.status.listen;
-        if addr.ip().is_unspecified() {
-            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        return Ok(Target::Running {
-            base: format!("http://{addr}"),
-        });
+        return Ok(Target::Running(Remote::new(&config.status)?));
     }
     let sinks = crate::pipeline::sink_names(config);
     let lanes = Lanes::new(&config.events);
@@ -126,19 +120,58 @@ pub fn target(config: &Config) -> Result<Target, AdminError> {
     Ok(Target::Local(Box::new(store)))
 }
 
-impl Target {
-    async fn remote(base: &str, method: reqwest::Method, path: &str) -> Result<Value, AdminError> {
+/// A running gateway's status listener, reached as its config says: with
+/// its token, and over TLS trusting the listener's own certificate.
+pub struct Remote {
+    base: String,
+    client: reqwest::Client,
+    token: Option<Secret>,
+}
+
+impl Remote {
+    fn new(status: &StatusConfig) -> Result<Remote, AdminError> {
         crate::sinks::odoo::http::install_crypto_provider();
+        let base = status.local_url();
         let err = |why: String| AdminError::Remote {
-            base: base.to_string(),
+            base: base.clone(),
             why,
         };
-        let resp = reqwest::Client::new()
-            .request(method, format!("{base}{path}"))
-            .send()
-            .await
+        let mut builder = reqwest::Client::builder();
+        if let Some(tls) = &status.tls {
+            let roots = crate::sinks::odoo::http::pem_roots(&tls.cert_file)
+                .map_err(|e| err(e.to_string()))?;
+            builder = builder.tls_certs_only(roots);
+        }
+        let client = builder.build().map_err(|e| err(e.to_string()))?;
+        let token = status
+            .token
+            .as_ref()
+            .map(|t| t.read())
+            .transpose()
             .map_err(|e| err(e.to_string()))?;
+        Ok(Remote {
+            base,
+            client,
+            token,
+        })
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str) -> Result<Value, AdminError> {
+        let err = |why: String| AdminError::Remote {
+            base: self.base.clone(),
+            why,
+        };
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t.expose());
+        }
+        let resp = req.send().await.map_err(|e| err(e.to_string()))?;
         let status = resp.status();
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(AdminError::Refused(
+                "the status listener refused the token: check [status] token_file".into(),
+            ));
+        }
         let body: Value = resp.json().await.map_err(|e| err(e.to_string()))?;
         if !status.is_success() {
             let why = body
@@ -150,15 +183,17 @@ impl Target {
         }
         Ok(body)
     }
+}
 
+impl Target {
     pub async fn list(&self, sink: Option<&str>) -> Result<Value, AdminError> {
         match self {
             Target::Local(s) => Ok(Value::Array(
                 s.dead_letters(sink)?.iter().map(dead_letter_json).collect(),
             )),
-            Target::Running { base } => {
+            Target::Running(r) => {
                 let q = sink.map(|s| format!("?sink={s}")).unwrap_or_default();
-                Self::remote(base, reqwest::Method::GET, &format!("/dlq{q}")).await
+                r.call(reqwest::Method::GET, &format!("/dlq{q}")).await
             }
         }
     }
@@ -166,9 +201,7 @@ impl Target {
     pub async fn show(&self, id: u64) -> Result<Value, AdminError> {
         match self {
             Target::Local(s) => Ok(dead_letter_json(&s.dead_letter_get(id)?)),
-            Target::Running { base } => {
-                Self::remote(base, reqwest::Method::GET, &format!("/dlq/{id}")).await
-            }
+            Target::Running(r) => r.call(reqwest::Method::GET, &format!("/dlq/{id}")).await,
         }
     }
 
@@ -184,13 +217,13 @@ impl Target {
                 };
                 Ok(json!({ "replayed": ids }))
             }
-            Target::Running { base } => {
+            Target::Running(r) => {
                 let path = match (id, sink) {
                     (Some(id), _) => format!("/dlq/{id}/replay"),
                     (None, Some(s)) => format!("/dlq/replay?sink={s}"),
                     (None, None) => "/dlq/replay".to_string(),
                 };
-                Self::remote(base, reqwest::Method::POST, &path).await
+                r.call(reqwest::Method::POST, &path).await
             }
         }
     }
@@ -200,8 +233,9 @@ impl Target {
             Target::Local(s) => {
                 Ok(json!({ "dropped": dead_letter_json(&s.drop_dead_letter(id).await?) }))
             }
-            Target::Running { base } => {
-                Self::remote(base, reqwest::Method::POST, &format!("/dlq/{id}/drop")).await
+            Target::Running(r) => {
+                r.call(reqwest::Method::POST, &format!("/dlq/{id}/drop"))
+                    .await
             }
         }
     }
@@ -209,7 +243,7 @@ impl Target {
     pub async fn stats(&self) -> Result<Value, AdminError> {
         match self {
             Target::Local(s) => Ok(stats_json(&s.stats(), Millis::now())),
-            Target::Running { base } => Self::remote(base, reqwest::Method::GET, "/queue").await,
+            Target::Running(r) => r.call(reqwest::Method::GET, "/queue").await,
         }
     }
 }

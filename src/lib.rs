@@ -11,7 +11,7 @@
 //! - [`config`]: the TOML tag map → a validated [`config::Config`].
 //! - [`model`]: [`model::Sample`] and [`model::Event`].
 //! - [`sources`]: device readers, one task per connection.
-//! - [`edge`]: rules that turn samples into events (pure, no I/O).
+//! - [`edge`]: rules that turn samples and clock ticks into events (pure, no I/O).
 //! - [`records`]: events as store records (lane, key, payload), and reading older stores.
 //! - [`store`]: the durable queue: lanes, group commit, dead letters, quotas; its module doc states the invariants.
 //! - [`admin`]: dead-letter and queue commands, on a stopped or a running gateway.

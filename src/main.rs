@@ -434,7 +434,7 @@ async fn run(config_path: PathBuf) -> ExitCode {
         Err(e) => return report_config_error(&e),
     };
     init_logging(cfg.log.format, false);
-    let sources = cfg.sources.len();
+    let mut running = cfg.clone();
     let mut gateway = match Gateway::start(cfg).await {
         Ok(g) => g,
         Err(e) => {
@@ -443,16 +443,31 @@ async fn run(config_path: PathBuf) -> ExitCode {
         }
     };
     // The store is open and the sources are started.
-    systemd::ready(&format!("started: {sources} sources"));
-    let reporter = systemd::Reporter {
-        health: gateway.health.clone(),
-        telemetry: gateway.telemetry.clone(),
-        store: gateway.store.clone(),
-    };
-    let failure = tokio::select! {
-        _ = wait_for_stop_signal() => None,
-        f = gateway.failed() => Some(f),
-        _ = reporter.run() => None,
+    systemd::ready(&format!("started: {} sources", running.sources.len()));
+    let mut hangup = Hangup::new();
+    // One stop-signal future for the whole run, so a SIGTERM that comes
+    // during a reload is still seen.
+    let mut stop = std::pin::pin!(wait_for_stop_signal());
+    let failure = loop {
+        let reporter = systemd::Reporter {
+            health: gateway.health.clone(),
+            telemetry: gateway.telemetry.clone(),
+            store: gateway.store.clone(),
+        };
+        tokio::select! {
+            _ = &mut stop => break None,
+            f = gateway.failed() => break Some(f),
+            _ = reporter.run() => break None,
+            // The reporter (and its hold on the store) ends with the select.
+            _ = hangup.recv() => {}
+        }
+        match reload(&config_path, gateway, &running).await {
+            Ok((g, cfg)) => {
+                gateway = g;
+                running = cfg;
+            }
+            Err(code) => return code,
+        }
     };
     let code = match failure {
         None => {
@@ -466,14 +481,95 @@ async fn run(config_path: PathBuf) -> ExitCode {
             ExitCode::from(2)
         }
     };
-    if tokio::time::timeout(STOP_GRACE, gateway.stop())
-        .await
-        .is_err()
-    {
-        tracing::error!("the gateway did not stop within {STOP_GRACE:?}; exiting anyway (committed events are safe in the store)");
+    if !stop_within_grace(gateway).await {
         return ExitCode::from(2);
     }
     code
+}
+
+async fn stop_within_grace(gateway: Gateway) -> bool {
+    let stopped = tokio::time::timeout(STOP_GRACE, gateway.stop())
+        .await
+        .is_ok();
+    if !stopped {
+        tracing::error!("the gateway did not stop within {STOP_GRACE:?}; exiting anyway (committed events are safe in the store)");
+    }
+    stopped
+}
+
+/// SIGHUP (`systemctl reload`): re-read the config. An invalid one is
+/// refused (logged, on /status) and the running gateway goes on. A valid
+/// one replaces it: the pipeline stops (store flushed, sessions closed)
+/// and starts again on the new config; queued events and rule states are
+/// in the store, so nothing is lost and unchanged counters keep their
+/// baselines. Should the new config fail to start, the old one is started
+/// again. Returns the running gateway and its config, or the exit code.
+async fn reload(
+    path: &std::path::Path,
+    gateway: Gateway,
+    running: &config::Config,
+) -> Result<(Gateway, config::Config), ExitCode> {
+    tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+    let new = match config::load_checked(path) {
+        Ok(c) => c,
+        Err(e) => {
+            let why = e.to_string();
+            tracing::error!("config reload refused, the running config stays: {why}");
+            gateway.telemetry.reload(Some(why));
+            return Ok((gateway, running.clone()));
+        }
+    };
+    if new.hash == running.hash {
+        tracing::info!("config unchanged; nothing to reload");
+        gateway.telemetry.reload(None);
+        return Ok((gateway, running.clone()));
+    }
+    systemd::reloading("reloading the config");
+    if !stop_within_grace(gateway).await {
+        return Err(ExitCode::from(2));
+    }
+    match Gateway::start(new.clone()).await {
+        Ok(g) => {
+            g.telemetry.reload(None);
+            tracing::info!(config_hash = %new.hash, "config reloaded");
+            systemd::ready(&format!("reloaded: {} sources", new.sources.len()));
+            Ok((g, new))
+        }
+        Err(e) => {
+            let why = format!("the new config did not start: {e}");
+            tracing::error!("{why}; starting the previous config again");
+            match Gateway::start(running.clone()).await {
+                Ok(g) => {
+                    g.telemetry.reload(Some(why));
+                    systemd::ready("reload failed: running the previous config");
+                    Ok((g, running.clone()))
+                }
+                Err(e) => {
+                    eprintln!("plantgate: cannot start the previous config again: {e}");
+                    Err(ExitCode::from(2))
+                }
+            }
+        }
+    }
+}
+
+/// SIGHUP as a stream; never fires where there is none.
+struct Hangup(Option<tokio::signal::unix::Signal>);
+
+impl Hangup {
+    fn new() -> Hangup {
+        use tokio::signal::unix::{signal, SignalKind};
+        Hangup(signal(SignalKind::hangup()).ok())
+    }
+
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 fn store_target(config: &std::path::Path) -> Result<admin::Target, ExitCode> {

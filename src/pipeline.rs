@@ -6,12 +6,12 @@
 //! [`Gateway::failed`] reports.
 
 use crate::config::Config;
-use crate::edge::{self, Edge, Output};
+use crate::edge::{self, Edge, Mono, Now, Output};
 use crate::model::{Millis, Sample};
 use crate::records::{FormatZero, Lanes};
-use crate::sinks::{self, dry_run::DryRunSink, odoo::OdooSink, Sink};
+use crate::sinks::{self, dry_run::DryRunSink, latency::DeliveryLatency, odoo::OdooSink, Sink};
 use crate::sources;
-use crate::status::{self, Health, StatusContext, Telemetry};
+use crate::status::{self, sla::SlaWatch, Health, StatusContext, Telemetry};
 use crate::store::{Store, StoreError};
 use crate::supervise::{StageFailure, Stages};
 use std::net::SocketAddr;
@@ -57,6 +57,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Odoo(#[from] sinks::odoo::OdooSetupError),
+    #[error(transparent)]
+    Access(#[from] status::access::AccessError),
 }
 
 /// A started gateway.
@@ -88,7 +90,17 @@ impl Gateway {
             &config.store,
             &FormatZero(&lanes),
         )?);
-        let telemetry = Arc::new(Telemetry::new(|r| store.metrics.register(r)));
+        let latency = Arc::new(DeliveryLatency::default());
+        let sla = Arc::new(SlaWatch::default());
+        let process = Arc::new(status::process::ProcessMetrics::default());
+        let source_metrics = sources::SourceMetrics::default();
+        let telemetry = Arc::new(Telemetry::new(|r| {
+            store.metrics.register(r);
+            latency.register(r);
+            sla.register(r);
+            process.register(r);
+            source_metrics.register(r);
+        }));
         let sink = if config.odoo.dry_run {
             Sink::DryRun(DryRunSink)
         } else {
@@ -113,10 +125,15 @@ impl Gateway {
 
         let ctx = Arc::new(StatusContext {
             gateway_id: config.gateway.id.clone(),
+            config_hash: config.hash.clone(),
             telemetry: telemetry.clone(),
             store: store.clone(),
             primary_sink: ODOO_SINK.to_string(),
             health: health.clone(),
+            access: status::access::Access::from_config(&config.status)?,
+            latency: latency.clone(),
+            sla: sla.clone(),
+            process,
         });
         tasks.spawn(
             "status listener",
@@ -129,19 +146,31 @@ impl Gateway {
             store: store.clone(),
             telemetry: telemetry.clone(),
             health: health.clone(),
+            latency,
             retry_min: config.odoo.retry_min,
             retry_max: config.odoo.retry_max,
         };
         tasks.spawn(format!("sink {ODOO_SINK}"), runner.run(shutdown_rx.clone()));
 
         tasks.spawn("expiry", expire(store.clone(), shutdown_rx.clone()));
+        tasks.spawn(
+            "lane watch",
+            watch_lanes(sla, store.clone(), shutdown_rx.clone()),
+        );
         let edge = Edge::new(
             &config.gateway.id,
             &config.events,
             edge::restore(store.rule_states()?),
         );
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL);
-        sources::spawn_all(&config, &tx, &telemetry, &shutdown_rx, &mut tasks);
+        sources::spawn_all(
+            &config,
+            &tx,
+            &telemetry,
+            &source_metrics,
+            &shutdown_rx,
+            &mut tasks,
+        );
         tasks.spawn(
             "edge",
             run_edge(
@@ -186,10 +215,13 @@ impl Gateway {
     }
 }
 
-/// The edge task: apply samples in batches and commit each batch's events
-/// and rule states in one transaction. A failed commit (disk, or a store
-/// full of critical events) is retried with the same output; the sources
-/// wait meanwhile (bounded channel), so nothing is dropped.
+/// The edge task: apply samples in batches, tick the edge between them
+/// (so a stop is announced and a period ends while a source that reports
+/// only changes is silent), and commit each output's events and rule states
+/// in one transaction. A failed commit (disk, or a store full of critical
+/// events) is retried with the same output; the sources wait meanwhile
+/// (bounded channel), so nothing is dropped. When the sources are gone
+/// (stop), open aggregation periods are reported and committed.
 async fn run_edge(
     mut edge: Edge,
     lanes: Lanes,
@@ -198,67 +230,146 @@ async fn run_edge(
     telemetry: Arc<Telemetry>,
     health: Arc<Health>,
 ) {
+    let clock = EdgeClock::new();
+    let mut ticks = tokio::time::interval(EDGE_TICK);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(EDGE_BATCH);
-    while rx.recv_many(&mut batch, EDGE_BATCH).await > 0 {
-        health.edge_busy();
-        if crate::fault::injected("wedge", "edge") {
-            // Test hook: hold the batch for ever, as a deadlock would.
-            std::future::pending::<()>().await;
-        }
+    loop {
         let mut out = Output::default();
-        for sample in batch.drain(..) {
-            edge.apply(&sample, &mut out);
-        }
-        if out.is_empty() {
-            health.edge_done();
-            continue;
-        }
-        let encoded = out
-            .events
-            .iter()
-            .map(|e| lanes.record(e))
-            .collect::<Result<Vec<_>, _>>()
-            .and_then(|r| out.encoded_states().map(|s| (r, s)));
-        let (records, states) = match encoded {
-            Ok(x) => x,
-            Err(e) => {
-                // Encoding plain data cannot fail short of a bug; say so loudly.
-                tracing::error!(error = %e, events = out.events.len(), "cannot encode events; they are lost");
-                health.edge_done();
-                continue;
-            }
-        };
-        let mut wait = Duration::from_millis(200);
-        loop {
-            match store.commit(&records, &states).await {
-                Ok(_) => {
-                    health.edge_done();
+        tokio::select! {
+            n = rx.recv_many(&mut batch, EDGE_BATCH) => {
+                if n == 0 {
                     break;
                 }
-                Err(e @ StoreError::Full { .. }) => {
-                    // Backpressure, not a broken store: /healthz says so
-                    // once it lasts past stall_after.
-                    health.store_full();
-                    tracing::warn!(error = %e, "store full: holding the sources back");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(5));
+                health.edge_busy();
+                if crate::fault::injected("wedge", "edge") {
+                    // Test hook: hold the batch for ever, as a deadlock would.
+                    std::future::pending::<()>().await;
                 }
-                Err(e) => {
-                    health.commit_failed(&e.to_string());
-                    tracing::error!(error = %e, events = out.events.len(), "cannot commit events; retrying");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
+                let now = clock.now();
+                for sample in batch.drain(..) {
+                    edge.apply(&sample, now, &mut out);
                 }
             }
+            _ = ticks.tick() => {
+                edge.tick(clock.now(), &mut out);
+                if out.is_empty() {
+                    continue;
+                }
+                health.edge_busy();
+            }
         }
-        for e in &out.events {
-            tracing::debug!(event = %e.id, kind = e.kind(), "event committed");
-            telemetry.event(e.kind());
+        commit(&out, &lanes, &store, &telemetry, &health, None).await;
+    }
+    let mut out = Output::default();
+    edge.flush(clock.now(), &mut out);
+    if !out.is_empty() {
+        // Bounded: a stop must end. A period not committed here is still
+        // in the committed rule state and is reported after the restart.
+        commit(&out, &lanes, &store, &telemetry, &health, Some(3)).await;
+    }
+}
+
+/// How often the edge is ticked: the lateness of a stop's announcement or
+/// a period's end, at most.
+const EDGE_TICK: Duration = Duration::from_millis(250);
+
+/// The pipeline's clocks as the edge reads them: the wall clock, and
+/// tokio's monotonic clock since the edge started (paused in tests).
+struct EdgeClock {
+    origin: tokio::time::Instant,
+}
+
+impl EdgeClock {
+    fn new() -> Self {
+        EdgeClock {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            wall: Millis::now(),
+            mono: Mono(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
 
+/// Commit one output, retrying until it is in (or `attempts` ran out).
+async fn commit(
+    out: &Output,
+    lanes: &Lanes,
+    store: &Store,
+    telemetry: &Telemetry,
+    health: &Health,
+    attempts: Option<usize>,
+) {
+    if out.is_empty() {
+        health.edge_done();
+        return;
+    }
+    let encoded = out
+        .events
+        .iter()
+        .map(|e| lanes.record(e))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|r| out.encoded_states().map(|s| (r, s)));
+    let (records, states) = match encoded {
+        Ok(x) => x,
+        Err(e) => {
+            // Encoding plain data cannot fail short of a bug; say so loudly.
+            tracing::error!(error = %e, events = out.events.len(), "cannot encode events; they are lost");
+            health.edge_done();
+            return;
+        }
+    };
+    let mut wait = Duration::from_millis(200);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match store.commit(&records, &states).await {
+            Ok(_) => {
+                health.edge_done();
+                break;
+            }
+            Err(e) if attempts.is_some_and(|n| tries >= n) => {
+                tracing::error!(error = %e, events = out.events.len(), "cannot commit at stop; the open periods are reported after the restart");
+                return;
+            }
+            Err(e @ StoreError::Full { .. }) => {
+                // Backpressure, not a broken store: /healthz says so
+                // once it lasts past stall_after.
+                health.store_full();
+                tracing::warn!(error = %e, "store full: holding the sources back");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                health.commit_failed(&e.to_string());
+                tracing::error!(error = %e, events = out.events.len(), "cannot commit events; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+    for e in &out.events {
+        tracing::debug!(event = %e.id, kind = e.kind(), "event committed");
+        telemetry.event(e.kind());
+    }
+}
+
 /// Sweep lanes with a TTL until shutdown.
+/// Compare each lane's oldest event with its target, every second.
+async fn watch_lanes(sla: Arc<SlaWatch>, store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        sla.check(&store, Millis::now());
+        tokio::select! {
+            _ = tokio::time::sleep(status::sla::CHECK_EVERY) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
 async fn expire(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
     if store.options().lanes.iter().all(|l| l.ttl.is_none()) {
         // Nothing to sweep; still a stage that lives until shutdown.

@@ -24,6 +24,16 @@ pub fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
+/// A reload begins; `ready` ends it.
+pub fn reloading(status: &str) {
+    let mut states = vec![NotifyState::Reloading, NotifyState::Status(status)];
+    // systemd matches the reload to its request by this timestamp.
+    if let Ok(now) = NotifyState::monotonic_usec_now() {
+        states.push(now);
+    }
+    send(&states);
+}
+
 pub fn stopping(status: &str) {
     send(&[NotifyState::Stopping, NotifyState::Status(status)]);
 }

@@ -7,11 +7,10 @@ mod support;
 
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 use support::fake_odoo::{FakeOdoo, Fault};
 use support::{
-    bin, eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER, STATE,
+    cli, eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER, STATE,
 };
 
 struct Rig {
@@ -51,21 +50,6 @@ async fn rig() -> Rig {
         _plc: plc,
         _dir: dir,
     }
-}
-
-fn cli(cfg: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin())
-        .args(args)
-        .arg("--config")
-        .arg(cfg)
-        .env("PLANTGATE_LOG", "warn")
-        .output()
-        .expect("run plantgate");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
 }
 
 async fn metric_at_least(status: &str, series: &str, n: f64) {

@@ -225,6 +225,57 @@ async fn a_write_whose_reply_is_lost_is_not_counted_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_are_reported_per_period_and_the_open_one_at_a_graceful_stop() {
+    let r = rig_with(|t| t.replace("report_parts = 1", "report_parts = 10")).await;
+    let regs = &r.plc.registers;
+    // 25 parts, one at a time: two periods of 10, and 5 still open.
+    let total = produce(regs, &[1; 25]).await;
+    assert_eq!(total, 25);
+    wait_qty(&r.odoo, r.workorder, 20.0, "two periods of 10 parts").await;
+    let writes = |odoo: &FakeOdoo| {
+        odoo.calls()
+            .iter()
+            .filter(|c| {
+                c.model.as_deref() == Some("mrp.workorder")
+                    && c.model_method.as_deref() == Some("write")
+            })
+            .count()
+    };
+    assert_eq!(writes(&r.odoo), 2, "one write per period, not per part");
+    // Two more reads of the press, so the last parts are counted.
+    let t = r.gateway.telemetry.clone();
+    let read = move || t.snapshot().sources.get("press1").map_or(0, |s| s.samples);
+    let now = read();
+    eventually(Duration::from_secs(10), "two more polls", || {
+        let n = read();
+        async move { (n >= now + 4).then_some(()) }
+    })
+    .await;
+    // The last 5 parts are counted in the open period; a graceful stop
+    // reports it, and the next start delivers it.
+    let Rig {
+        plc,
+        odoo,
+        gateway,
+        workorder,
+        _dir,
+    } = r;
+    gateway.stop().await;
+    let text = press_config(
+        _dir.path(),
+        &plc.addr.to_string(),
+        &odoo.url(),
+        "127.0.0.1:0",
+    )
+    .replace("report_parts = 1", "report_parts = 10");
+    let cfg = config::parse(&text, &_dir.path().join("gw.toml")).expect("config");
+    let gateway = Gateway::start(cfg).await.expect("restart");
+    wait_qty(&odoo, workorder, 25.0, "the open period, after the stop").await;
+    assert_eq!(writes(&odoo), 3);
+    gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_shorter_than_min_duration_is_not_downtime() {
     // min_duration far above the stop, so a loaded machine that reads the
     // state late cannot make the short stop look long.

@@ -194,7 +194,8 @@ struct Run {
 impl Run {
     fn start(text: &str) -> Run {
         let cfg = config::parse(text, Path::new("t.toml")).expect("valid tag map");
-        let telemetry = Arc::new(Telemetry::default());
+        let metrics = Arc::new(plantgate::sources::modbus::ModbusMetrics::default());
+        let telemetry = Arc::new(Telemetry::new(|r| metrics.register(r)));
         let (tx, mut rx) = mpsc::channel::<Sample>(10_000);
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -215,6 +216,7 @@ impl Run {
                 tags,
                 tx.clone(),
                 telemetry.clone(),
+                metrics.clone(),
             );
             tasks.push(tokio::spawn(p.run(stop_rx.clone())));
         }

@@ -512,13 +512,15 @@ async fn a_held_back_edge_gets_the_newest_value_of_each_item_not_a_backlog() {
     };
     // The edge takes nothing until released: one sample fits in the channel.
     let (tx, mut rx) = mpsc::channel(1);
-    let telemetry = Arc::new(Telemetry::default());
+    let metrics = Arc::new(plantgate::sources::opcua::OpcUaMetrics::default());
+    let telemetry = Arc::new(Telemetry::new(|r| metrics.register(r)));
     let reader = OpcUaReader::new(
         "press".into(),
         source.clone(),
         cfg.tags.clone(),
         tx,
         telemetry.clone(),
+        metrics,
     )
     .with_change_buffer(BUFFER);
     let (stop, stop_rx) = watch::channel(false);

@@ -160,6 +160,7 @@ kind = "production"
 name = "parts"
 tag = "parts"
 workcenter = "PRESS1"
+report_parts = 1
 
 [[events]]
 kind = "production"

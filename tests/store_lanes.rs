@@ -20,6 +20,7 @@ name = "parts_bulk"
 tag = "parts"
 workcenter = "PRESS2"
 lane = "bulk"
+report_parts = 1
 "#;
 
 struct Rig {

@@ -10,20 +10,20 @@ pub mod modbus;
 pub mod opcua;
 mod raw;
 mod secret;
+pub mod status;
 pub mod store;
 
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use secret::{Secret, SecretError, SecretSource};
+pub use status::{ListenerTls, StatusConfig, DEFAULT_STALL_AFTER, DEFAULT_STATUS_LISTEN};
 
 use modbus::ModbusSource;
 use opcua::OpcUaSource;
 use raw::{RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const DEFAULT_STATUS_LISTEN: &str = "127.0.0.1:9811";
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/plantgate";
 
 /// A validated configuration. Every reference in it resolves.
@@ -37,6 +37,8 @@ pub struct Config {
     pub odoo: OdooConfig,
     pub store: crate::store::StoreOptions,
     pub log: LogConfig,
+    /// SHA-256 of the config text, hex: which config a gateway runs.
+    pub hash: String,
 }
 
 /// The `[log]` section: how `run` writes its log lines to stderr.
@@ -54,22 +56,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// A production rule with neither `report_every` nor `report_parts`
+/// reports this often.
+pub const DEFAULT_REPORT_EVERY: Duration = Duration::from_secs(30);
+
 /// `/healthz` fails when the edge holds samples this long without a commit.
-pub const DEFAULT_STALL_AFTER: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     /// Part of every event id and Odoo external id: unique per gateway.
     pub id: String,
     pub data_dir: PathBuf,
-}
-
-#[derive(Clone, Debug)]
-pub struct StatusConfig {
-    pub listen: SocketAddr,
-    /// `/healthz` says 503 (and the watchdog stops) when the edge holds
-    /// samples this long without committing them.
-    pub stall_after: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -160,6 +157,13 @@ pub struct ProductionRule {
     /// A jump larger than this is not production (a PLC swap, a preset):
     /// the counter is re-based and the jump is logged instead of posted.
     pub max_step: Option<u64>,
+    /// Report the parts counted once a period has run this long...
+    pub report_every: Option<Duration>,
+    /// ...or holds this many parts, whichever comes first. Neither given:
+    /// every [`DEFAULT_REPORT_EVERY`], so Odoo is not written every poll.
+    pub report_parts: Option<u64>,
+    /// Parts made per counted stroke (a multi-cavity tool).
+    pub parts_per_stroke: u64,
     /// Overrides the kind's lane (`normal`).
     pub lane: Option<crate::store::Lane>,
 }
@@ -294,6 +298,15 @@ pub fn check(text: &str, path: &Path) -> Result<Config, ConfigError> {
         path: path.to_path_buf(),
         diagnostics,
     })
+}
+
+/// SHA-256 of config text, in hex.
+fn text_hash(text: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>), ConfigError> {
@@ -446,7 +459,7 @@ impl<'a> Validator<'a> {
         if let Some(g) = &gateway {
             self.data_dir = g.data_dir.clone();
         }
-        let status = self.status(&raw);
+        let status = self.status(raw.status.as_ref());
         let sources = self.sources(&raw.sources);
         let tags = self.tags(&raw.tags, &sources);
         let events = self.events(&raw.events, &tags);
@@ -454,6 +467,7 @@ impl<'a> Validator<'a> {
         let store = self.store(raw.store.as_ref());
         let log = self.log(raw.log.as_ref());
         Some(Config {
+            hash: text_hash(self.text),
             store,
             log,
             gateway: gateway?,
@@ -500,43 +514,6 @@ impl<'a> Validator<'a> {
             }
         };
         Some(GatewayConfig { id, data_dir })
-    }
-
-    fn status(&mut self, raw: &RawConfig) -> StatusConfig {
-        let default: SocketAddr = ([127, 0, 0, 1], 9811).into();
-        let listen = match raw
-            .status
-            .as_ref()
-            .and_then(|s| s.get_ref().listen.as_ref())
-        {
-            Some(l) => match l.get_ref().parse::<SocketAddr>() {
-                Ok(a) => {
-                    self.need(l, "listen", files::What::Listen(a));
-                    a
-                }
-                Err(_) => {
-                    self.err(
-                        l,
-                        format!(
-                            "bad listen address {:?}: write IP:PORT, like \"{DEFAULT_STATUS_LISTEN}\"",
-                            l.get_ref()
-                        ),
-                    );
-                    default
-                }
-            },
-            None => default,
-        };
-        let stall_after = self.duration(
-            &raw.status
-                .as_ref()
-                .and_then(|s| s.get_ref().stall_after.clone()),
-            DEFAULT_STALL_AFTER,
-        );
-        StatusConfig {
-            listen,
-            stall_after,
-        }
     }
 
     fn log(&mut self, raw: Option<&S<raw::RawLog>>) -> LogConfig {
@@ -705,25 +682,40 @@ impl<'a> Validator<'a> {
                     if let Some(first) = r.reason.first() {
                         self.err(first, "[[events.reason]] belongs to kind = \"downtime\"");
                     }
-                    let max_step = r.max_step.as_ref().and_then(|m| {
-                        if *m.get_ref() <= 0 {
-                            self.err(m, "max_step must be a positive count of parts");
-                            None
-                        } else {
-                            Some(*m.get_ref() as u64)
-                        }
-                    });
+                    let max_step =
+                        self.positive(&r.max_step, "max_step must be a positive count of parts");
+                    let report_parts = self.positive(
+                        &r.report_parts,
+                        "report_parts must be a positive count of parts, like report_parts = 100",
+                    );
+                    let parts_per_stroke = self
+                        .positive(
+                            &r.parts_per_stroke,
+                            "parts_per_stroke must be a positive count, like parts_per_stroke = 4",
+                        )
+                        .unwrap_or(1);
+                    let report_every = match (&r.report_every, report_parts) {
+                        (Some(_), _) => Some(self.duration(&r.report_every, DEFAULT_REPORT_EVERY)),
+                        (None, Some(_)) => None,
+                        (None, None) => Some(DEFAULT_REPORT_EVERY),
+                    };
                     out.push(EventRule::Production(ProductionRule {
                         name: name_str,
                         tag: tag_name,
                         workcenter,
                         wraps_at,
                         max_step,
+                        report_every,
+                        report_parts,
+                        parts_per_stroke,
                         lane,
                     }));
                 }
                 "downtime" => {
                     self.forbid(e, &r.max_step, "max_step", "production");
+                    self.forbid(e, &r.report_every, "report_every", "production");
+                    self.forbid(e, &r.report_parts, "report_parts", "production");
+                    self.forbid(e, &r.parts_per_stroke, "parts_per_stroke", "production");
                     if let Some(mut rule) = self.downtime(e, name_str, tag_name, workcenter) {
                         rule.lane = lane;
                         out.push(EventRule::Downtime(rule));
@@ -739,6 +731,17 @@ impl<'a> Validator<'a> {
             }
         }
         out
+    }
+
+    fn positive(&mut self, value: &Option<S<i64>>, message: &str) -> Option<u64> {
+        let v = value.as_ref()?;
+        match u64::try_from(*v.get_ref()) {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                self.err(v, message);
+                None
+            }
+        }
     }
 
     fn forbid<T, U>(&mut self, _section: &S<T>, value: &Option<S<U>>, key: &str, kind: &str) {

@@ -11,7 +11,7 @@ pub type S<T> = Spanned<T>;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub gateway: Option<S<RawGateway>>,
-    pub status: Option<S<RawStatus>>,
+    pub status: Option<S<super::status::RawStatus>>,
     #[serde(default)]
     pub sources: Vec<S<RawSource>>,
     #[serde(default)]
@@ -28,13 +28,6 @@ pub struct RawConfig {
 pub struct RawGateway {
     pub id: Option<S<String>>,
     pub data_dir: Option<S<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawStatus {
-    pub listen: Option<S<String>>,
-    pub stall_after: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,6 +119,9 @@ pub struct RawEvent {
     pub tag: Option<S<String>>,
     pub workcenter: Option<S<String>>,
     pub max_step: Option<S<i64>>,
+    pub report_every: Option<S<String>>,
+    pub report_parts: Option<S<i64>>,
+    pub parts_per_stroke: Option<S<i64>>,
     pub min_duration: Option<S<String>>,
     pub running: Option<S<Vec<i64>>>,
     pub default_loss: Option<S<String>>,

@@ -1,75 +1,183 @@
 //! Production from a part counter: the difference between two readings of a
-//! monotonic counter, with wrap and reset detected.
+//! monotonic counter, with wrap and reset detected, times `parts_per_stroke`,
+//! gathered into periods so Odoo is written once per period, not per poll.
+//!
+//! A period opens with the first parts counted after the previous one was
+//! reported and is reported (one event per work center) when it has run
+//! `report_every` or holds `report_parts` parts, whichever comes first, or
+//! when the gateway stops. Its count is part of the rule state, committed
+//! with the counter reading that produced it: after a `kill -9` the period
+//! resumes where the last commit left it, nothing lost and nothing counted
+//! twice.
 
+use super::clock::{event_id, At, Held, RuleClock};
 use crate::config::ProductionRule;
-use crate::model::{Event, EventBody, Production, Quality, Sample};
+use crate::model::{Event, EventBody, Millis, Production, Quality, Sample};
 use serde::{Deserialize, Serialize};
 
-/// What survives a restart: the last counter reading, so parts made while
-/// the gateway was down are still counted once it is back.
+/// What survives a restart: the last counter reading (parts made while the
+/// gateway was down are counted once it is back), the period not yet
+/// reported, and the rule's dates and ids.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CounterState {
     pub last: Option<u64>,
+    pub period: Option<Period>,
+    pub clock: RuleClock,
+}
+
+/// Parts counted and not yet reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Period {
+    /// Date of the first parts: with `seq`, the event's id.
+    pub start: Millis,
+    pub seq: u32,
+    pub quantity: u64,
+    /// Counter readings the quantity was derived from, for audit.
+    pub counter_from: u64,
+    pub counter_to: u64,
 }
 
 pub struct Counter {
     pub rule: ProductionRule,
     pub state: CounterState,
-}
-
-/// What one reading did to the counter.
-#[derive(Debug, PartialEq)]
-pub enum Step {
-    /// Nothing to post and nothing to save.
-    None,
-    /// The baseline moved without production (first reading, implausible jump).
-    Rebased,
-    Produced(Event),
+    /// How long the open period has run, on the monotonic clock; rebuilt
+    /// from `period.start` after a restart.
+    held: Option<Held>,
 }
 
 impl Counter {
-    pub fn on_sample(&mut self, gateway: &str, sample: &Sample) -> Step {
+    pub fn new(rule: ProductionRule, state: CounterState) -> Self {
+        Counter {
+            rule,
+            state,
+            held: None,
+        }
+    }
+
+    /// Feed one reading; pushes any event and says whether the state changed.
+    pub fn on_sample(
+        &mut self,
+        gateway: &str,
+        sample: &Sample,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
         if sample.quality != Quality::Good {
-            return Step::None;
+            return self.on_tick(gateway, at, events);
         }
         let Some(now) = sample.value.as_u64() else {
             tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
                 "counter tag gave a value that is not a non-negative integer; ignored");
-            return Step::None;
+            return self.on_tick(gateway, at, events);
         };
         let Some(last) = self.state.last else {
             self.state.last = Some(now);
             tracing::info!(rule = %self.rule.name, counter = now, "counter baseline taken");
-            return Step::Rebased;
+            return true;
         };
         if now == last {
-            return Step::None;
+            return self.on_tick(gateway, at, events);
         }
-        let quantity = self.delta(last, now);
+        let strokes = self.delta(last, now);
         self.state.last = Some(now);
         if let Some(max) = self.rule.max_step {
-            if quantity > max {
-                tracing::warn!(rule = %self.rule.name, from = last, to = now, quantity, max_step = max,
+            if strokes > max {
+                tracing::warn!(rule = %self.rule.name, from = last, to = now, quantity = strokes, max_step = max,
                     "counter jump larger than max_step: re-based, nothing posted");
-                return Step::Rebased;
+                self.on_tick(gateway, at, events);
+                return true;
             }
         }
-        Step::Produced(Event {
-            id: format!("{gateway}-{}-{}", self.rule.name, sample.time.0),
-            rule: self.rule.name.clone(),
-            time: sample.time,
-            body: EventBody::Production(Production {
-                workcenter: self.rule.workcenter.clone(),
-                quantity,
-                counter_from: last,
-                counter_to: now,
-            }),
-        })
+        // A period that has run its time ends before these parts: they
+        // belong to the next one.
+        self.on_tick(gateway, at, events);
+        let quantity = strokes.saturating_mul(self.rule.parts_per_stroke);
+        if quantity > 0 {
+            self.add(sample.time, at, quantity, last, now);
+        }
+        let full = self
+            .rule
+            .report_parts
+            .zip(self.state.period.as_ref())
+            .is_some_and(|(n, p)| p.quantity >= n);
+        if full {
+            self.close(gateway, at, events);
+        }
+        true
     }
 
-    /// Parts between two readings. A drop is a wrap when the counter was in
-    /// its top tenth and is now in its bottom tenth; any other drop is a reset
-    /// to zero, after which `now` parts were made.
+    /// Report the open period if it has run `report_every`.
+    pub fn on_tick(&mut self, gateway: &str, at: At, events: &mut Vec<Event>) -> bool {
+        let Some(period) = &self.state.period else {
+            return false;
+        };
+        let Some(every) = self.rule.report_every else {
+            return false;
+        };
+        let held = *self
+            .held
+            .get_or_insert_with(|| Held::resume(period.start, at));
+        if u128::from(held.ms(at)) < every.as_millis() {
+            return false;
+        }
+        self.close(gateway, at, events);
+        true
+    }
+
+    /// Report the open period now (graceful stop).
+    pub fn flush(&mut self, gateway: &str, at: At, events: &mut Vec<Event>) -> bool {
+        if self.state.period.is_none() {
+            return false;
+        }
+        self.close(gateway, at, events);
+        true
+    }
+
+    fn add(&mut self, time: Millis, at: At, quantity: u64, from: u64, to: u64) {
+        match &mut self.state.period {
+            Some(p) => {
+                // Keep the rule's dates moving with its parts.
+                self.state.clock.date(time, at);
+                p.quantity = p.quantity.saturating_add(quantity);
+                p.counter_to = to;
+            }
+            None => {
+                let start = self.state.clock.date(time, at);
+                let seq = self.state.clock.sequence(start);
+                self.held = Some(Held::start(at));
+                self.state.period = Some(Period {
+                    start,
+                    seq,
+                    quantity,
+                    counter_from: from,
+                    counter_to: to,
+                });
+            }
+        }
+    }
+
+    fn close(&mut self, gateway: &str, at: At, events: &mut Vec<Event>) {
+        self.held = None;
+        let Some(p) = self.state.period.take() else {
+            return;
+        };
+        let time = self.state.clock.date(at.time, at);
+        events.push(Event {
+            id: event_id(gateway, &self.rule.name, p.start, p.seq),
+            rule: self.rule.name.clone(),
+            time,
+            body: EventBody::Production(Production {
+                workcenter: self.rule.workcenter.clone(),
+                quantity: p.quantity,
+                counter_from: p.counter_from,
+                counter_to: p.counter_to,
+            }),
+        });
+    }
+
+    /// Strokes between two readings. A drop is a wrap when the counter was
+    /// in its top tenth and is now in its bottom tenth; any other drop is a
+    /// reset to zero, after which `now` strokes were made.
     fn delta(&self, last: u64, now: u64) -> u64 {
         if now > last {
             return now - last;
@@ -87,11 +195,15 @@ impl Counter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Millis;
+    use crate::edge::clock::{Mono, Now, Timeline};
+    use crate::edge::RuleState;
+    use proptest::prelude::*;
+    use std::collections::HashSet;
+    use std::time::Duration;
 
-    fn sample(tag: &str, value: u64, at: i64) -> Sample {
+    fn sample(value: u64, at: i64) -> Sample {
         Sample {
-            tag: tag.to_string(),
+            tag: "c".to_string(),
             value: crate::model::Value::UInt(value),
             quality: Quality::Good,
             time: Millis(at),
@@ -99,56 +211,101 @@ mod tests {
         }
     }
 
-    fn counter(wraps_at: Option<u64>, max_step: Option<u64>) -> Counter {
-        Counter {
-            rule: ProductionRule {
-                name: "parts".into(),
-                tag: "c".into(),
-                workcenter: "WC".into(),
-                wraps_at,
-                max_step,
-                lane: None,
-            },
-            state: CounterState::default(),
+    /// A moment where wall and monotonic time agree (no clock step).
+    fn at(ms: i64) -> At {
+        At {
+            time: Millis(ms),
+            mono: Mono(ms as u64),
         }
     }
 
-    fn qty(step: Step) -> Option<u64> {
-        match step {
-            Step::Produced(e) => match e.body {
+    fn rule(
+        wraps_at: Option<u64>,
+        max_step: Option<u64>,
+        every: Option<u64>,
+        parts: Option<u64>,
+    ) -> ProductionRule {
+        ProductionRule {
+            name: "parts".into(),
+            tag: "c".into(),
+            workcenter: "WC".into(),
+            wraps_at,
+            max_step,
+            report_every: every.map(Duration::from_millis),
+            report_parts: parts,
+            parts_per_stroke: 1,
+            lane: None,
+        }
+    }
+
+    fn counter(wraps_at: Option<u64>, max_step: Option<u64>) -> Counter {
+        // One event per change, as before aggregation.
+        Counter::new(
+            rule(wraps_at, max_step, None, Some(1)),
+            CounterState::default(),
+        )
+    }
+
+    fn feed(c: &mut Counter, value: u64, ms: i64) -> Vec<Event> {
+        let mut ev = Vec::new();
+        c.on_sample("gw", &sample(value, ms), at(ms), &mut ev);
+        ev
+    }
+
+    fn tick(c: &mut Counter, ms: i64) -> Vec<Event> {
+        let mut ev = Vec::new();
+        c.on_tick("gw", at(ms), &mut ev);
+        ev
+    }
+
+    fn qty(events: &[Event]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match &e.body {
                 EventBody::Production(p) => Some(p.quantity),
                 _ => None,
-            },
-            _ => None,
-        }
+            })
+            .collect()
     }
 
     #[test]
     fn first_reading_is_a_baseline_then_deltas() {
         let mut c = counter(Some(65535), None);
-        assert_eq!(c.on_sample("gw", &sample("c", 100, 1)), Step::Rebased);
-        assert_eq!(c.on_sample("gw", &sample("c", 100, 2)), Step::None);
-        assert_eq!(qty(c.on_sample("gw", &sample("c", 105, 3))), Some(5));
+        assert!(feed(&mut c, 100, 1).is_empty());
+        assert_eq!(c.state.last, Some(100));
+        assert!(feed(&mut c, 100, 2).is_empty());
+        assert_eq!(qty(&feed(&mut c, 105, 3)), [5]);
     }
 
     #[test]
     fn wrap_and_reset() {
         let mut c = counter(Some(65535), None);
-        c.on_sample("gw", &sample("c", 65530, 1));
-        assert_eq!(qty(c.on_sample("gw", &sample("c", 4, 2))), Some(10));
-        assert_eq!(
-            qty(c.on_sample("gw", &sample("c", 2, 3))),
-            Some(2),
-            "reset counts from zero"
-        );
+        feed(&mut c, 65530, 1);
+        assert_eq!(qty(&feed(&mut c, 4, 2)), [10]);
+        assert_eq!(qty(&feed(&mut c, 2, 3)), [2], "reset counts from zero");
     }
 
     #[test]
     fn implausible_jump_is_not_production() {
         let mut c = counter(None, Some(100));
-        c.on_sample("gw", &sample("c", 10, 1));
-        assert_eq!(c.on_sample("gw", &sample("c", 5000, 2)), Step::Rebased);
-        assert_eq!(qty(c.on_sample("gw", &sample("c", 5003, 3))), Some(3));
+        feed(&mut c, 10, 1);
+        assert!(feed(&mut c, 5000, 2).is_empty());
+        assert_eq!(c.state.last, Some(5000));
+        assert_eq!(qty(&feed(&mut c, 5003, 3)), [3]);
+    }
+
+    #[test]
+    fn parts_per_stroke_scales_the_count() {
+        let mut r = rule(Some(65535), None, None, Some(1));
+        r.parts_per_stroke = 4;
+        let mut c = Counter::new(r, CounterState::default());
+        feed(&mut c, 65534, 1);
+        let ev = feed(&mut c, 1, 2);
+        assert_eq!(qty(&ev), [12], "3 strokes across the wrap, 4 parts each");
+        let EventBody::Production(p) = &ev[0].body else {
+            panic!()
+        };
+        assert_eq!((p.counter_from, p.counter_to), (65534, 1));
     }
 
     #[test]
@@ -156,12 +313,267 @@ mod tests {
         let mut a = counter(None, None);
         let mut b = counter(None, None);
         for c in [&mut a, &mut b] {
-            c.on_sample("gw", &sample("c", 1, 1));
+            feed(c, 1, 1);
         }
-        let ea = a.on_sample("gw", &sample("c", 2, 7));
-        let eb = b.on_sample("gw", &sample("c", 2, 7));
+        let ea = feed(&mut a, 2, 7);
+        let eb = feed(&mut b, 2, 7);
         assert_eq!(ea, eb);
-        let Step::Produced(e) = ea else { panic!() };
-        assert_eq!(e.id, "gw-parts-7");
+        assert_eq!(ea[0].id, "gw-parts-7");
+    }
+
+    #[test]
+    fn a_period_is_reported_by_the_clock_when_no_sample_comes() {
+        let mut c = Counter::new(
+            rule(None, None, Some(30_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        for s in 1..=10u64 {
+            assert!(feed(&mut c, s, 1_000 * s as i64).is_empty());
+        }
+        assert_eq!(
+            c.state.period.as_ref().map(|p| p.quantity),
+            Some(10),
+            "the open count is in the state"
+        );
+        // The press stopped; the source sends nothing more.
+        assert!(
+            tick(&mut c, 30_999).is_empty(),
+            "29.999 s after the period opened"
+        );
+        let ev = tick(&mut c, 31_000);
+        assert_eq!(qty(&ev), [10]);
+        assert_eq!(ev[0].id, "gw-parts-1000", "named after the period's start");
+        assert_eq!(ev[0].time, Millis(31_000));
+        assert_eq!(c.state.period, None);
+        assert!(tick(&mut c, 90_000).is_empty(), "no empty periods");
+    }
+
+    #[test]
+    fn one_event_per_period_while_parts_flow() {
+        let mut c = Counter::new(
+            rule(None, None, Some(30_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        let mut events = Vec::new();
+        // One part a second for 95 s.
+        for s in 1..=95u64 {
+            events.extend(feed(&mut c, s, 1_000 * s as i64));
+            events.extend(tick(&mut c, 1_000 * s as i64 + 500));
+        }
+        assert_eq!(qty(&events), [30, 30, 30], "{events:?}");
+        assert_eq!(c.state.period.as_ref().map(|p| p.quantity), Some(5));
+        let ids: HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(ids.len(), 3);
+    }
+
+    #[test]
+    fn a_period_is_reported_by_parts() {
+        let mut c = Counter::new(rule(None, None, None, Some(100)), CounterState::default());
+        feed(&mut c, 0, 0);
+        let mut events = Vec::new();
+        for s in 1..=250u64 {
+            events.extend(feed(&mut c, s, s as i64 * 10));
+            events.extend(tick(&mut c, s as i64 * 10 + 1_000_000));
+        }
+        assert_eq!(qty(&events), [100, 100], "time alone reports nothing");
+        let ev = feed(&mut c, 400, 5_000);
+        assert_eq!(qty(&ev), [200], "the open 50 and a step of 150, whole");
+    }
+
+    #[test]
+    fn parts_or_time_whichever_first() {
+        let mut c = Counter::new(
+            rule(None, None, Some(10_000), Some(50)),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        assert_eq!(qty(&feed(&mut c, 60, 1_000)), [60]);
+        feed(&mut c, 61, 2_000);
+        assert_eq!(qty(&tick(&mut c, 12_000)), [1]);
+    }
+
+    #[test]
+    fn a_graceful_stop_reports_the_open_period() {
+        let mut c = Counter::new(
+            rule(None, None, Some(30_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        feed(&mut c, 7, 1_000);
+        let mut ev = Vec::new();
+        assert!(c.flush("gw", at(2_000), &mut ev));
+        assert_eq!(qty(&ev), [7]);
+        assert!(!c.flush("gw", at(3_000), &mut ev), "nothing left");
+    }
+
+    #[test]
+    fn a_restart_mid_period_resumes_its_count() {
+        let r = rule(None, None, Some(30_000), None);
+        let mut c = Counter::new(r.clone(), CounterState::default());
+        feed(&mut c, 0, 0);
+        feed(&mut c, 4, 1_000);
+        // kill -9: only the committed state survives.
+        let bytes = RuleState::Counter(c.state.clone())
+            .encode()
+            .expect("encode");
+        let RuleState::Counter(state) = RuleState::decode(&bytes).expect("decode") else {
+            panic!()
+        };
+        let mut c = Counter::new(r, state);
+        // The new process's monotonic clock starts again at 0.
+        let mut ev = Vec::new();
+        let later = |ms: i64, mono: u64| At {
+            time: Millis(ms),
+            mono: Mono(mono),
+        };
+        c.on_sample("gw", &sample(6, 20_000), later(20_000, 0), &mut ev);
+        assert!(ev.is_empty());
+        c.on_tick("gw", later(30_999, 10_999), &mut ev);
+        assert!(ev.is_empty(), "29.999 s since the period opened");
+        c.on_tick("gw", later(31_000, 11_000), &mut ev);
+        assert_eq!(qty(&ev), [6], "4 before the kill and 2 after, once");
+        assert_eq!(ev[0].id, "gw-parts-1000");
+    }
+
+    #[test]
+    fn a_clock_step_back_neither_backdates_nor_repeats_ids() {
+        let mut c = Counter::new(rule(None, None, Some(1_000), None), CounterState::default());
+        let mut ev = Vec::new();
+        let step = |wall: i64, mono: u64| At {
+            time: Millis(wall),
+            mono: Mono(mono),
+        };
+        c.on_sample("gw", &sample(0, 100_000), step(100_000, 0), &mut ev);
+        c.on_sample("gw", &sample(1, 100_500), step(100_500, 500), &mut ev);
+        c.on_tick("gw", step(101_500, 1_500), &mut ev);
+        // NTP steps the clock back an hour. The timeline stands still at
+        // 101_500 (the edge's own `Timeline`); device times are an hour back.
+        for (i, mono) in [2_000u64, 3_600, 5_200].into_iter().enumerate() {
+            let wall = 101_500 - 3_600_000 + mono as i64;
+            let at = step(101_500, mono);
+            c.on_sample("gw", &sample(2 + i as u64, wall), at, &mut ev);
+            c.on_tick("gw", step(101_500, mono + 1_000), &mut ev);
+        }
+        assert_eq!(qty(&ev), [1, 1, 1, 1], "periods still end on time");
+        let ids: HashSet<_> = ev.iter().map(|e| &e.id).collect();
+        assert_eq!(ids.len(), ev.len(), "{ev:?}");
+        assert!(ev.windows(2).all(|w| w[0].time <= w[1].time), "{ev:?}");
+        assert!(ev.iter().all(|e| e.time <= Millis(101_500)), "{ev:?}");
+        assert_eq!(ev[2].id, "gw-parts-101500-1");
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// The press makes this many strokes (the counter wraps at u16).
+        Make(u16),
+        /// The PLC's counter is reset and then makes this many strokes.
+        Reset(u8),
+        /// The gateway reads the counter.
+        Read,
+        Tick,
+        /// kill -9: the rule restarts from its committed state.
+        Kill,
+        /// Graceful stop: the open period is reported, then a restart.
+        Stop,
+        /// The wall clock steps by this many seconds.
+        Step(i32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0u16..3000).prop_map(Op::Make),
+            1 => (0u8..50).prop_map(Op::Reset),
+            4 => Just(Op::Read),
+            3 => Just(Op::Tick),
+            1 => Just(Op::Kill),
+            1 => Just(Op::Stop),
+            1 => (-7200i32..7200).prop_map(Op::Step),
+        ]
+    }
+
+    fn now(t: &mut Timeline, wall: i64, mono: u64) -> At {
+        t.at(Now {
+            wall: Millis(wall),
+            mono: Mono(mono),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn counted_parts_are_never_lost_doubled_or_negative(
+            start in 0u16..=u16::MAX,
+            every in prop::option::of(1u64..20_000),
+            parts in prop::option::of(1u64..500),
+            ops in prop::collection::vec(op(), 1..200),
+        ) {
+            let r = rule(Some(u64::from(u16::MAX)), None, every.or(Some(30_000)), parts);
+            let mut c = Counter::new(r.clone(), CounterState::default());
+            let mut timeline = Timeline::default();
+            let (mut wall, mut mono) = (1_780_000_000_000i64, 0u64);
+            let mut highest = wall;
+            let mut device = start;
+            let mut made = 0u64;
+            let mut events = Vec::new();
+            // The baseline; parts count from here.
+            let at = now(&mut timeline, wall, mono);
+            c.on_sample("gw", &sample(u64::from(device), wall), at, &mut events);
+            for op in ops {
+                mono += 250;
+                wall += 250;
+                highest = highest.max(wall);
+                let at = now(&mut timeline, wall, mono);
+                match op {
+                    Op::Make(n) => {
+                        // Under a tenth of the width: a wrap is seen as one.
+                        device = device.wrapping_add(n);
+                        made += u64::from(n);
+                        c.on_sample("gw", &sample(u64::from(device), wall), at, &mut events);
+                    }
+                    Op::Reset(n) => {
+                        // Only a drop from below the top tenth reads as a reset.
+                        if device > u16::from(n) && u64::from(device) <= u64::from(u16::MAX) / 10 * 9 {
+                            device = u16::from(n);
+                            made += u64::from(n);
+                            c.on_sample("gw", &sample(u64::from(device), wall), at, &mut events);
+                        }
+                    }
+                    Op::Read => {
+                        c.on_sample("gw", &sample(u64::from(device), wall), at, &mut events);
+                    }
+                    Op::Tick => {
+                        c.on_tick("gw", at, &mut events);
+                    }
+                    Op::Kill | Op::Stop => {
+                        if matches!(op, Op::Stop) {
+                            c.flush("gw", at, &mut events);
+                        }
+                        let bytes = RuleState::Counter(c.state.clone()).encode().expect("encode");
+                        let RuleState::Counter(s) = RuleState::decode(&bytes).expect("decode") else {
+                            panic!("kind changed")
+                        };
+                        prop_assert_eq!(&s, &c.state);
+                        // A new process: its timeline starts from the stored
+                        // dates, its monotonic clock from 0.
+                        timeline = Timeline::default();
+                        if let Some(last) = s.clock.last {
+                            timeline.seen(last);
+                        }
+                        c = Counter::new(r.clone(), s);
+                        mono = 0;
+                    }
+                    Op::Step(s) => wall += i64::from(s) * 1000,
+                }
+            }
+            let reported: u64 = qty(&events).iter().sum();
+            let open = c.state.period.as_ref().map_or(0, |p| p.quantity);
+            prop_assert_eq!(reported + open, made);
+            prop_assert!(qty(&events).iter().all(|&q| q > 0));
+            let ids: HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+            prop_assert_eq!(ids.len(), events.len(), "an id repeated");
+            prop_assert!(events.windows(2).all(|w| w[0].time <= w[1].time), "dated backwards");
+            prop_assert!(events.iter().all(|e| e.time.0 <= highest), "dated in the future");
+        }
     }
 }

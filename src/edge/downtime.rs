@@ -5,14 +5,18 @@
 //! lasted `min_duration` (an open time log, so the work center shows blocked
 //! while it is down) and once when it ends (the same log gets its end).
 
+use super::clock::{event_id, At, Held, RuleClock};
 use crate::config::DowntimeRule;
 use crate::model::{Downtime as Interval, Event, EventBody, Millis, Quality, Sample};
 use serde::{Deserialize, Serialize};
 
-/// What survives a restart: the stop in progress, if any.
+/// What survives a restart: the stop in progress, if any, and the rule's
+/// dates and ids. A tick needs no more: how long the stop has been held is
+/// rebuilt from `since`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DowntimeState {
     pub open: Option<OpenStop>,
+    pub clock: RuleClock,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -21,65 +25,106 @@ pub struct OpenStop {
     pub since: Millis,
     /// The start event was emitted (the stop reached `min_duration`).
     pub announced: bool,
+    /// With `since`, the interval's id (see [`super::clock`]).
+    pub seq: u32,
 }
 
 pub struct Downtime {
     pub rule: DowntimeRule,
     pub state: DowntimeState,
+    /// How long the open stop has been held, on the monotonic clock;
+    /// rebuilt from `since` after a restart.
+    held: Option<Held>,
 }
 
 impl Downtime {
+    pub fn new(rule: DowntimeRule, state: DowntimeState) -> Self {
+        Downtime {
+            rule,
+            state,
+            held: None,
+        }
+    }
+
     /// Feed one reading; pushes any events and says whether the state changed.
-    pub fn on_sample(&mut self, gateway: &str, sample: &Sample, events: &mut Vec<Event>) -> bool {
+    pub fn on_sample(
+        &mut self,
+        gateway: &str,
+        sample: &Sample,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
         if sample.quality != Quality::Good {
-            return false;
+            return self.on_tick(gateway, at, events);
         }
         let Some(value) = sample.value.as_i64() else {
             tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
                 "machine-state tag gave a value that is not an integer; ignored");
-            return false;
+            return self.on_tick(gateway, at, events);
         };
-        let now = sample.time;
         let running = self.rule.running.contains(&value);
         let mut changed = false;
         if let Some(open) = &self.state.open {
             if running || open.state != value {
                 let open = open.clone();
-                self.close(gateway, &open, now, events);
+                let end = self.state.clock.date(sample.time, at);
+                self.close(gateway, &open, end, at, events);
                 self.state.open = None;
+                self.held = None;
                 changed = true;
             }
         }
         if !running && self.state.open.is_none() {
+            let since = self.state.clock.date(sample.time, at);
+            let seq = self.state.clock.sequence(since);
             self.state.open = Some(OpenStop {
                 state: value,
-                since: now,
+                since,
                 announced: false,
+                seq,
             });
+            self.held = Some(Held::start(at));
             changed = true;
         }
-        if let Some(open) = &mut self.state.open {
-            let held = now.saturating_sub(open.since);
-            if !open.announced && held >= self.rule.min_duration.as_millis() as i64 {
-                open.announced = true;
-                let open = open.clone();
-                events.push(self.event(gateway, &open, None));
-                changed = true;
-            }
-        }
-        changed
+        self.on_tick(gateway, at, events) || changed
     }
 
-    fn close(&self, gateway: &str, open: &OpenStop, end: Millis, events: &mut Vec<Event>) {
-        let held = end.saturating_sub(open.since);
-        if open.announced || held >= self.rule.min_duration.as_millis() as i64 {
+    /// Announce the open stop once it has been held for `min_duration`,
+    /// whether or not a sample came (a source that reports only changes is
+    /// silent while the machine stays down).
+    pub fn on_tick(&mut self, gateway: &str, at: At, events: &mut Vec<Event>) -> bool {
+        let Some(open) = &self.state.open else {
+            return false;
+        };
+        if open.announced {
+            return false;
+        }
+        let held = *self
+            .held
+            .get_or_insert_with(|| Held::resume(open.since, at));
+        if u128::from(held.ms(at)) < self.rule.min_duration.as_millis() {
+            return false;
+        }
+        let mut open = open.clone();
+        open.announced = true;
+        events.push(self.event(gateway, &open, None));
+        self.state.open = Some(open);
+        true
+    }
+
+    fn close(&self, gateway: &str, open: &OpenStop, end: Millis, at: At, events: &mut Vec<Event>) {
+        let held = self
+            .held
+            .unwrap_or_else(|| Held::resume(open.since, at))
+            .ms(at);
+        if open.announced || u128::from(held) >= self.rule.min_duration.as_millis() {
             events.push(self.event(gateway, open, Some(end)));
         }
     }
 
     fn event(&self, gateway: &str, open: &OpenStop, end: Option<Millis>) -> Event {
         let (loss, description) = self.rule.reason_for(open.state);
-        let downtime_id = format!("{gateway}-{}-{}", self.rule.name, open.since.0);
+        let downtime_id = event_id(gateway, &self.rule.name, open.since, open.seq);
         let interval = Interval {
             workcenter: self.rule.workcenter.clone(),
             downtime_id: downtime_id.clone(),
@@ -110,12 +155,14 @@ impl Downtime {
 mod tests {
     use super::*;
     use crate::config::Reason;
+    use crate::edge::clock::Mono;
+    use crate::edge::RuleState;
     use crate::model::Value;
     use std::time::Duration;
 
     fn rule() -> Downtime {
-        Downtime {
-            rule: DowntimeRule {
+        Downtime::new(
+            DowntimeRule {
                 name: "stops".into(),
                 tag: "s".into(),
                 workcenter: "WC".into(),
@@ -130,21 +177,39 @@ mod tests {
                 default_description: "Stopped".into(),
                 lane: None,
             },
-            state: DowntimeState::default(),
+            DowntimeState::default(),
+        )
+    }
+
+    /// A moment where wall and monotonic time agree (no clock step).
+    fn at_ms(ms: i64) -> At {
+        At {
+            time: Millis(ms),
+            mono: Mono(ms as u64),
         }
     }
 
-    fn feed(d: &mut Downtime, value: i64, secs: i64) -> Vec<Event> {
+    fn feed_at(d: &mut Downtime, value: i64, device_ms: i64, at: At) -> Vec<Event> {
         let mut ev = Vec::new();
         let s = Sample {
             tag: "s".into(),
             value: Value::Int(value),
             quality: Quality::Good,
-            time: Millis(secs * 1000),
+            time: Millis(device_ms),
             server_time: None,
         };
-        d.on_sample("gw", &s, &mut ev);
+        d.on_sample("gw", &s, at, &mut ev);
         ev
+    }
+
+    fn tick(d: &mut Downtime, at: At) -> Vec<Event> {
+        let mut ev = Vec::new();
+        d.on_tick("gw", at, &mut ev);
+        ev
+    }
+
+    fn feed(d: &mut Downtime, value: i64, secs: i64) -> Vec<Event> {
+        feed_at(d, value, secs * 1000, at_ms(secs * 1000))
     }
 
     #[test]
@@ -193,5 +258,100 @@ mod tests {
         assert_eq!(d.state.open.as_ref().map(|o| o.state), Some(5));
         let ev = feed(&mut d, 1, 35);
         assert!(ev.is_empty(), "5 s of state 5 is under min_duration");
+    }
+
+    #[test]
+    fn a_stop_is_announced_by_the_clock_while_no_sample_comes() {
+        let mut d = rule();
+        feed(&mut d, 1, 0);
+        // The source reports the change to fault once, then stays silent.
+        assert!(feed(&mut d, 2, 100).is_empty());
+        assert!(tick(&mut d, at_ms(109_999)).is_empty());
+        let start = tick(&mut d, at_ms(110_000));
+        assert_eq!(start.len(), 1, "announced after min_duration, still down");
+        assert_eq!(start[0].id, "gw-stops-100000-start");
+        let EventBody::DowntimeStarted(i) = &start[0].body else {
+            panic!("{start:?}")
+        };
+        assert_eq!((i.start, i.end), (Millis(100_000), None));
+        assert!(tick(&mut d, at_ms(150_000)).is_empty(), "announced once");
+        let end = feed(&mut d, 1, 160);
+        let EventBody::DowntimeEnded(e) = &end[0].body else {
+            panic!("{end:?}")
+        };
+        assert_eq!(e.downtime_id, i.downtime_id);
+        assert_eq!(e.end, Some(Millis(160_000)));
+    }
+
+    #[test]
+    fn a_stop_open_at_a_restart_is_announced_and_closed_after_it() {
+        let mut d = rule();
+        feed(&mut d, 2, 100);
+        let bytes = RuleState::Downtime(d.state.clone())
+            .encode()
+            .expect("encode");
+        let RuleState::Downtime(state) = RuleState::decode(&bytes).expect("decode") else {
+            panic!()
+        };
+        let mut d = Downtime::new(d.rule.clone(), state);
+        // The new process's monotonic clock starts at 0, 4 s after the stop began.
+        let at = |wall: i64, mono: u64| At {
+            time: Millis(wall),
+            mono: Mono(mono),
+        };
+        assert!(tick(&mut d, at(104_000, 0)).is_empty());
+        assert!(tick(&mut d, at(109_999, 5_999)).is_empty());
+        let start = tick(&mut d, at(110_000, 6_000));
+        assert_eq!(start[0].id, "gw-stops-100000-start");
+        let end = feed_at(&mut d, 1, 120_000, at(120_000, 16_000));
+        assert_eq!(end[0].id, "gw-stops-100000-end");
+    }
+
+    #[test]
+    fn a_clock_step_back_gives_no_negative_stop_no_future_date_and_no_repeated_id() {
+        let mut d = rule();
+        let at = |wall: i64, mono: u64| At {
+            time: Millis(wall),
+            mono: Mono(mono),
+        };
+        let mut events = feed_at(&mut d, 1, 1_000_000, at(1_000_000, 0));
+        events.extend(feed_at(&mut d, 2, 1_000_000, at(1_000_000, 0)));
+        // NTP steps the clock back an hour 2 s into the stop: device times
+        // are an hour back, the edge's timeline stands still at 1_002_000.
+        let back = |mono: u64| 1_000_000 - 3_600_000 + mono as i64;
+        let still = |mono: u64| at(1_002_000, mono);
+        events.extend(tick(&mut d, still(10_000)));
+        assert_eq!(events.len(), 1, "announced on the monotonic clock, on time");
+        events.extend(feed_at(&mut d, 1, back(12_000), still(12_000)));
+        // Two more stops before the wall clock has caught up.
+        for mono in [20_000u64, 40_000] {
+            events.extend(feed_at(&mut d, 2, back(mono), still(mono)));
+            events.extend(tick(&mut d, still(mono + 10_000)));
+            events.extend(feed_at(
+                &mut d,
+                1,
+                back(mono + 11_000),
+                still(mono + 11_000),
+            ));
+        }
+        let intervals: Vec<_> = events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::DowntimeEnded(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(intervals.len(), 3, "{events:?}");
+        for i in &intervals {
+            let end = i.end.expect("ended");
+            assert!(end >= i.start, "negative stop: {i:?}");
+            assert!(end <= Millis(1_002_000), "dated in the future: {i:?}");
+        }
+        let ids: std::collections::HashSet<_> =
+            intervals.iter().map(|i| i.downtime_id.clone()).collect();
+        assert_eq!(ids.len(), 3, "{intervals:?}");
+        assert!(ids.contains("gw-stops-1000000-1"), "{ids:?}");
+        let all: std::collections::HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+        assert_eq!(all.len(), events.len(), "{events:?}");
     }
 }

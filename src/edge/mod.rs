@@ -1,19 +1,26 @@
 //! The edge: turns samples into business events. Not every signal goes to
 //! Odoo; each `[[events]]` rule reads one tag and decides what matters.
 //!
-//! This is a synchronous core with no I/O: the pipeline feeds it samples and
-//! commits what it returns (events plus the rule states that produced them)
-//! in one store transaction, so a crash can neither lose nor repeat an event.
+//! This is a synchronous core with no I/O: the pipeline feeds it samples
+//! ([`Edge::apply`]), ticks it ([`Edge::tick`], so time-based rules fire
+//! while a source that reports only changes is silent) and flushes it at a
+//! graceful stop ([`Edge::flush`]); it commits what each returns (events
+//! plus the rule states that produced them) in one store transaction, so a
+//! crash can neither lose nor repeat an event. How event dates, durations
+//! and ids relate to the wall and monotonic clocks is in [`clock`].
 
+pub mod clock;
 mod counter;
 mod downtime;
 
-pub use counter::CounterState;
-pub use downtime::DowntimeState;
+pub use clock::{Mono, Now};
+pub use counter::{CounterState, Period};
+pub use downtime::{DowntimeState, OpenStop};
 
 use crate::config::EventRule;
 use crate::model::{Event, PayloadError, Sample};
-use counter::{Counter, Step};
+use clock::{At, Timeline};
+use counter::Counter;
 use downtime::Downtime;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -44,6 +51,13 @@ impl Rule {
             Rule::Downtime(d) => RuleState::Downtime(d.state.clone()),
         }
     }
+
+    fn last_date(&self) -> Option<crate::model::Millis> {
+        match self {
+            Rule::Counter(c) => c.state.clock.last,
+            Rule::Downtime(d) => d.state.clock.last,
+        }
+    }
 }
 
 /// What a batch of samples produced: events to append, and the new state of
@@ -68,25 +82,88 @@ impl Output {
     }
 }
 
-/// Version byte of [`RuleState::encode`]. Version 0 is format 0's
-/// unversioned state (carried over by the store's migration), which still
-/// has today's shape; when `RuleState` changes, freeze a copy of the old
-/// shape and decode each version with its own.
+/// Version byte of [`RuleState::encode`]. Version 2 added the open period
+/// of a counter and each rule's [`clock::RuleClock`]. Versions 1 and 0
+/// (format 0's unversioned state, carried over by the store's migration)
+/// have the shape frozen in [`v1`]. When `RuleState` changes again, freeze
+/// a copy of this shape and decode each version with its own.
+const STATE_V2: u8 = 2;
 const STATE_V1: u8 = 1;
 const STATE_V0: u8 = crate::store::migrate::LEGACY_PAYLOAD;
 
 impl RuleState {
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = vec![STATE_V1];
+        let mut out = vec![STATE_V2];
         out.extend(postcard::to_stdvec(self)?);
         Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<RuleState, PayloadError> {
         match bytes.split_first() {
-            Some((&STATE_V1 | &STATE_V0, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&STATE_V2, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&STATE_V1 | &STATE_V0, rest)) => {
+                Ok(postcard::from_bytes::<v1::RuleState>(rest)?.into())
+            }
             Some((&v, _)) => Err(PayloadError::Version(v)),
             None => Err(PayloadError::Empty),
+        }
+    }
+}
+
+/// Rule states as versions 0 and 1 wrote them.
+mod v1 {
+    use crate::model::Millis;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub enum RuleState {
+        Counter(CounterState),
+        Downtime(DowntimeState),
+    }
+
+    #[derive(Deserialize)]
+    pub struct CounterState {
+        pub last: Option<u64>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct DowntimeState {
+        pub open: Option<OpenStop>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct OpenStop {
+        pub state: i64,
+        pub since: Millis,
+        pub announced: bool,
+    }
+
+    impl From<RuleState> for super::RuleState {
+        fn from(s: RuleState) -> Self {
+            match s {
+                RuleState::Counter(c) => super::RuleState::Counter(super::CounterState {
+                    last: c.last,
+                    ..Default::default()
+                }),
+                RuleState::Downtime(d) => {
+                    // The open stop's start is the rule's last date: ids
+                    // and dates go on from there.
+                    let clock = super::clock::RuleClock {
+                        last: d.open.as_ref().map(|o| o.since),
+                        id_start: d.open.as_ref().map(|o| o.since),
+                        seq: 0,
+                    };
+                    super::RuleState::Downtime(super::DowntimeState {
+                        open: d.open.map(|o| super::OpenStop {
+                            state: o.state,
+                            since: o.since,
+                            announced: o.announced,
+                            seq: 0,
+                        }),
+                        clock,
+                    })
+                }
+            }
         }
     }
 }
@@ -113,6 +190,8 @@ pub struct Edge {
     rules: Vec<Rule>,
     /// Tag name → indexes into `rules`.
     by_tag: HashMap<String, Vec<usize>>,
+    /// Event dates never go back, across restarts too (see [`clock`]).
+    timeline: Timeline,
 }
 
 impl Edge {
@@ -124,24 +203,28 @@ impl Edge {
     ) -> Self {
         let mut built = Vec::new();
         let mut by_tag: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut timeline = Timeline::default();
         for (i, rule) in rules.iter().enumerate() {
             let state = restored.remove(rule.name());
             let r = match rule {
-                EventRule::Production(p) => Rule::Counter(Counter {
-                    rule: p.clone(),
-                    state: match state {
+                EventRule::Production(p) => Rule::Counter(Counter::new(
+                    p.clone(),
+                    match state {
                         Some(RuleState::Counter(s)) => s,
                         _ => CounterState::default(),
                     },
-                }),
-                EventRule::Downtime(d) => Rule::Downtime(Downtime {
-                    rule: d.clone(),
-                    state: match state {
+                )),
+                EventRule::Downtime(d) => Rule::Downtime(Downtime::new(
+                    d.clone(),
+                    match state {
                         Some(RuleState::Downtime(s)) => s,
                         _ => DowntimeState::default(),
                     },
-                }),
+                )),
             };
+            if let Some(t) = r.last_date() {
+                timeline.seen(t);
+            }
             by_tag.entry(rule.tag().to_string()).or_default().push(i);
             built.push(r);
         }
@@ -149,34 +232,165 @@ impl Edge {
             gateway: gateway.to_string(),
             rules: built,
             by_tag,
+            timeline,
         }
     }
 
-    /// Apply one sample to every rule reading its tag.
-    pub fn apply(&mut self, sample: &Sample, out: &mut Output) {
+    /// Apply one sample, received at `now`, to every rule reading its tag.
+    pub fn apply(&mut self, sample: &Sample, now: Now, out: &mut Output) {
+        let at = self.timeline.at(now);
         let Some(indexes) = self.by_tag.get(&sample.tag) else {
             return;
         };
         for &i in indexes {
             let rule = &mut self.rules[i];
             let changed = match rule {
-                Rule::Counter(c) => match c.on_sample(&self.gateway, sample) {
-                    Step::None => false,
-                    Step::Rebased => true,
-                    Step::Produced(e) => {
-                        out.events.push(e);
-                        true
-                    }
-                },
-                Rule::Downtime(d) => d.on_sample(&self.gateway, sample, &mut out.events),
+                Rule::Counter(c) => c.on_sample(&self.gateway, sample, at, &mut out.events),
+                Rule::Downtime(d) => d.on_sample(&self.gateway, sample, at, &mut out.events),
             };
             if changed {
-                let name = rule.name().to_string();
-                let state = rule.state();
-                // Keep only the latest state per rule within a batch.
-                out.states.retain(|(n, _)| n != &name);
-                out.states.push((name, state));
+                out.changed(rule);
             }
         }
+    }
+
+    /// Let time pass with no sample: stops held for `min_duration` are
+    /// announced, aggregation periods that have run `report_every` end.
+    pub fn tick(&mut self, now: Now, out: &mut Output) {
+        let at = self.timeline.at(now);
+        for rule in &mut self.rules {
+            let changed = match rule {
+                Rule::Counter(c) => c.on_tick(&self.gateway, at, &mut out.events),
+                Rule::Downtime(d) => d.on_tick(&self.gateway, at, &mut out.events),
+            };
+            if changed {
+                out.changed(rule);
+            }
+        }
+    }
+
+    /// A graceful stop: report every open aggregation period now. (An open
+    /// stop stays open: it is still in progress, and its state resumes it.)
+    pub fn flush(&mut self, now: Now, out: &mut Output) {
+        let at: At = self.timeline.at(now);
+        for rule in &mut self.rules {
+            let changed = match rule {
+                Rule::Counter(c) => c.flush(&self.gateway, at, &mut out.events),
+                Rule::Downtime(_) => false,
+            };
+            if changed {
+                out.changed(rule);
+            }
+        }
+    }
+}
+
+impl Output {
+    /// Keep only the latest state per rule within a batch.
+    fn changed(&mut self, rule: &Rule) {
+        let name = rule.name();
+        let state = rule.state();
+        self.states.retain(|(n, _)| n != name);
+        self.states.push((name.to_string(), state));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DowntimeRule, ProductionRule};
+    use crate::model::{EventBody, Millis, Quality, Value};
+    use std::time::Duration;
+
+    fn edge() -> Edge {
+        let rules = [
+            EventRule::Production(ProductionRule {
+                name: "parts".into(),
+                tag: "c".into(),
+                workcenter: "WC".into(),
+                wraps_at: None,
+                max_step: None,
+                report_every: Some(Duration::from_secs(1)),
+                report_parts: None,
+                parts_per_stroke: 1,
+                lane: None,
+            }),
+            EventRule::Downtime(DowntimeRule {
+                name: "stops".into(),
+                tag: "s".into(),
+                workcenter: "WC".into(),
+                min_duration: Duration::from_secs(3),
+                running: vec![1],
+                reasons: vec![],
+                default_loss: "mrp.block_reason0".into(),
+                default_description: "Stopped".into(),
+                lane: None,
+            }),
+        ];
+        Edge::new("gw", &rules, HashMap::new())
+    }
+
+    fn now(wall: i64, mono: u64) -> Now {
+        Now {
+            wall: Millis(wall),
+            mono: Mono(mono),
+        }
+    }
+
+    fn sample(tag: &str, value: i64, wall: i64) -> Sample {
+        Sample {
+            tag: tag.into(),
+            value: Value::Int(value),
+            quality: Quality::Good,
+            time: Millis(wall),
+            server_time: None,
+        }
+    }
+
+    #[test]
+    fn ticks_fire_rules_across_a_wall_clock_step_back() {
+        const W: i64 = 1_780_000_000_000;
+        const BACK: i64 = W - 3_600_000;
+        let mut e = edge();
+        let mut out = Output::default();
+        e.apply(&sample("c", 0, W), now(W, 0), &mut out);
+        e.apply(&sample("s", 1, W), now(W, 0), &mut out);
+        e.apply(&sample("c", 4, W + 500), now(W + 500, 500), &mut out);
+        e.apply(&sample("s", 3, W + 1_000), now(W + 1_000, 1_000), &mut out);
+        // NTP steps the clock back an hour; the sources are silent.
+        for mono in (1_250..=6_000).step_by(250) {
+            e.tick(now(BACK + mono as i64, mono), &mut out);
+        }
+        let kinds: Vec<_> = out.events.iter().map(|ev| ev.kind()).collect();
+        assert_eq!(
+            kinds,
+            ["production", "downtime_started"],
+            "the period ends and the stop is announced on the monotonic clock"
+        );
+        assert_eq!(out.events[1].id, "gw-stops-1780000001000-start");
+        e.apply(
+            &sample("s", 1, BACK + 7_000),
+            now(BACK + 7_000, 7_000),
+            &mut out,
+        );
+        let EventBody::DowntimeEnded(i) = &out.events[2].body else {
+            panic!("{:?}", out.events)
+        };
+        assert!(i.end >= Some(i.start), "{i:?}");
+        assert!(
+            out.events.iter().all(|ev| ev.time <= Millis(W + 1_000)),
+            "nothing dated past a clock reading the gateway had: {:?}",
+            out.events
+        );
+        // Each rule's latest state is there to be committed with the events.
+        let names: Vec<_> = out.states.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        // The stored state carries the rule's last date: a restart resumes
+        // its timeline from there.
+        let restored = restore(out.encoded_states().expect("encode"));
+        let RuleState::Downtime(d) = &restored["stops"] else {
+            panic!()
+        };
+        assert_eq!(d.clock.last, Some(Millis(W + 1_000)));
     }
 }

@@ -5,6 +5,7 @@
 //! events of the same lane and key ([`schedule`]).
 
 pub mod dry_run;
+pub mod latency;
 pub mod odoo;
 pub mod schedule;
 
@@ -82,6 +83,7 @@ pub struct Runner {
     pub telemetry: Arc<Telemetry>,
     /// Told which head-of-line event keeps failing, for `/healthz`.
     pub health: Arc<Health>,
+    pub latency: Arc<latency::DeliveryLatency>,
     pub retry_min: Duration,
     pub retry_max: Duration,
 }
@@ -222,6 +224,10 @@ impl Runner {
         match outcome {
             Ok(()) => {
                 self.store.ack(&self.name, q)?;
+                if let Ok(e) = &q.entry {
+                    let now = crate::model::Millis::now();
+                    self.latency.delivered(&self.name, &e.kind, e.time, now);
+                }
                 self.health.attempt_done(&self.name, q.lane, q.seq);
                 schedule.done(q.lane, &key);
                 self.telemetry.delivered(&self.name);

@@ -9,14 +9,30 @@ use crate::config::{Config, SourceKind, TagConfig, TagPoint};
 use crate::model::{Sample, Value};
 use crate::status::Telemetry;
 use crate::supervise::Stages;
+use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
+
+/// Each protocol's own metric set, shared by its sources.
+#[derive(Clone, Default)]
+pub struct SourceMetrics {
+    pub modbus: Arc<modbus::ModbusMetrics>,
+    pub opcua: Arc<opcua::OpcUaMetrics>,
+}
+
+impl SourceMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        self.modbus.register(registry);
+        self.opcua.register(registry);
+    }
+}
 
 /// Start one task per configured source.
 pub fn spawn_all(
     config: &Config,
     tx: &mpsc::Sender<Sample>,
     telemetry: &Arc<Telemetry>,
+    metrics: &SourceMetrics,
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Stages,
 ) {
@@ -36,6 +52,7 @@ pub fn spawn_all(
                     tags,
                     tx.clone(),
                     telemetry.clone(),
+                    metrics.modbus.clone(),
                 );
                 tasks.spawn(
                     format!("source {}", source.name),
@@ -49,6 +66,7 @@ pub fn spawn_all(
                     tags,
                     tx.clone(),
                     telemetry.clone(),
+                    metrics.opcua.clone(),
                 );
                 tasks.spawn(
                     format!("source {}", source.name),

@@ -2,9 +2,13 @@
 //! `/status` and `/queue` (JSON), and the dead letters (`GET /dlq`,
 //! `GET /dlq/ID`, `POST /dlq/ID/replay`, `POST /dlq/replay[?sink=S]`,
 //! `POST /dlq/ID/drop`) that `plantgate dlq` uses on a running gateway.
-//! Bound to loopback unless configured otherwise.
+//! Bound to loopback unless configured otherwise; off loopback a bearer
+//! token guards everything but `/healthz` (see [`access`]).
 
+pub mod access;
 mod health;
+pub mod process;
+pub mod sla;
 mod telemetry;
 
 pub use health::{Health, Verdict};
@@ -28,14 +32,24 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// The status page: self-contained (no external assets), it reads
+/// `/status` every two seconds.
+const PAGE: &str = include_str!("page.html");
+
 /// What the status pages read.
 pub struct StatusContext {
     pub gateway_id: String,
+    /// SHA-256 of the running config, hex.
+    pub config_hash: String,
     pub telemetry: Arc<Telemetry>,
     pub store: Arc<Store>,
     /// The sink whose queue the unlabelled queue metrics describe.
     pub primary_sink: String,
     pub health: Arc<Health>,
+    pub access: access::Access,
+    pub latency: Arc<crate::sinks::latency::DeliveryLatency>,
+    pub sla: Arc<sla::SlaWatch>,
+    pub process: Arc<process::ProcessMetrics>,
 }
 
 /// Serve until `shutdown` turns true.
@@ -44,6 +58,9 @@ pub async fn serve(
     ctx: Arc<StatusContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Connections are joined before this returns: none outlives the stage
+    // with its hold on the store (a reload reopens it).
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let (stream, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -54,21 +71,52 @@ pub async fn serve(
                     continue;
                 }
             },
-            _ = shutdown.changed() => return,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = shutdown.changed() => break,
         };
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let ctx = ctx.clone();
-                async move { Ok::<_, Infallible>(route(&req, &ctx).await) }
-            });
-            if let Err(e) = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(error = %e, "status connection ended");
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            match &ctx.access.tls {
+                None => serve_connection(stream, ctx.clone(), shutdown).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => serve_connection(stream, ctx.clone(), shutdown).await,
+                    Err(e) => tracing::debug!(error = %e, "status listener TLS handshake failed"),
+                },
             }
         });
+    }
+    drop(ctx);
+    // Requests in flight finish; idle keep-alive connections close now.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.shutdown().await;
+}
+
+/// How long requests in flight at shutdown may take to finish.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn serve_connection<I>(io: I, ctx: Arc<StatusContext>, mut shutdown: watch::Receiver<bool>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, Infallible>(route(&req, &ctx).await) }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::debug!(error = %e, "status connection ended");
     }
 }
 
@@ -105,7 +153,29 @@ async fn route<B>(req: &Request<B>, ctx: &StatusContext) -> Response<Full<Bytes>
     let path = req.uri().path();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let store = &ctx.store;
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    // The page holds no data (it fetches /status with the token), and
+    // `/healthz` is for supervisors that hold no token.
+    let open = path == "/healthz" || path == "/";
+    if !open && !ctx.access.admits(auth) {
+        let mut resp = respond(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "this status listener needs `Authorization: Bearer <token>` (the token in [status] token_file)\n".into(),
+        );
+        resp.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        return resp;
+    }
     match (req.method(), parts.as_slice()) {
+        (&Method::GET, [""]) => {
+            respond(StatusCode::OK, "text/html; charset=utf-8", PAGE.to_string())
+        }
         (&Method::GET, ["healthz"]) => {
             let verdict = ctx.health.check(tokio::time::Instant::now());
             match verdict.problems.first() {
@@ -120,6 +190,7 @@ async fn route<B>(req: &Request<B>, ctx: &StatusContext) -> Response<Full<Bytes>
         }
         (&Method::GET, ["metrics"]) => {
             store.refresh_age_metrics(Millis::now());
+            ctx.process.refresh();
             respond(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -179,7 +250,7 @@ async fn route<B>(req: &Request<B>, ctx: &StatusContext) -> Response<Full<Bytes>
         (&Method::GET, _) => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /healthz, /metrics, /status, /queue or /dlq\n".into(),
+            "not found: try /, /healthz, /metrics, /status, /queue or /dlq\n".into(),
         ),
         _ => respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -247,10 +318,39 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
             )
         })
         .collect();
+    let latency: Vec<serde_json::Value> = ctx
+        .latency
+        .summary(now)
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "sink": l.sink,
+                "kind": l.kind,
+                "delivered_last_hour": l.count,
+                "p50_seconds": l.p50_seconds,
+                "p99_seconds": l.p99_seconds,
+            })
+        })
+        .collect();
+    let breaches: Vec<serde_json::Value> = ctx
+        .sla
+        .breaches()
+        .iter()
+        .map(|b| serde_json::json!({ "sink": b.sink, "lane": b.lane.as_str(), "since": b.since.rfc3339() }))
+        .collect();
     serde_json::json!({
         "gateway": ctx.gateway_id,
+        "delivery_latency": latency,
+        "lanes_past_target": breaches,
+        "reload": board.reload.as_ref().map(|r| serde_json::json!({
+            "at": r.at.rfc3339(),
+            "applied": r.error.is_none(),
+            "error": r.error,
+        })),
         "version": env!("CARGO_PKG_VERSION"),
         "started": ctx.telemetry.started.rfc3339(),
+        "uptime_seconds": now.saturating_sub(ctx.telemetry.started).max(0) as f64 / 1000.0,
+        "config_hash": ctx.config_hash,
         "sources": sources,
         "sinks": sinks,
         "lanes": lanes,

@@ -7,10 +7,8 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 type Labels = Vec<(&'static str, String)>;
@@ -23,11 +21,6 @@ pub struct Telemetry {
     delivered: Family<Labels, Counter>,
     delivery_errors: Family<Labels, Counter>,
     rejected: Family<Labels, Counter>,
-    modbus_requests: Family<Labels, Counter>,
-    modbus_seconds: Family<Labels, Histogram>,
-    modbus_cycle: Family<Labels, Gauge<f64, AtomicU64>>,
-    opcua_reconnects: Family<Labels, Counter>,
-    opcua_replaced: Family<Labels, Counter>,
     board: Mutex<Board>,
     pub started: Millis,
 }
@@ -39,6 +32,16 @@ pub struct Board {
     /// Tags whose last reading failed, with why: (source, tag) → reason.
     pub bad_tags: BTreeMap<(String, String), String>,
     pub sinks: BTreeMap<String, SinkStatus>,
+    /// The last `SIGHUP` reload, if any.
+    pub reload: Option<Reload>,
+}
+
+/// How a config reload went.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reload {
+    pub at: Millis,
+    /// None: applied. Some: refused, and why (the running config stays).
+    pub error: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -173,41 +176,6 @@ impl Telemetry {
         let delivered = Family::<Labels, Counter>::default();
         let delivery_errors = Family::<Labels, Counter>::default();
         let rejected = Family::<Labels, Counter>::default();
-        let modbus_requests = Family::<Labels, Counter>::default();
-        let modbus_seconds = Family::<Labels, Histogram>::new_with_constructor(|| {
-            Histogram::new([
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ])
-        });
-        registry.register(
-            "plantgate_modbus_requests",
-            "Modbus read requests, per source and result (ok, exception, timeout, garbled, error)",
-            modbus_requests.clone(),
-        );
-        let modbus_cycle = Family::<Labels, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "plantgate_modbus_cycle_seconds",
-            "Duration of the last full read of a poll group, per source and group",
-            modbus_cycle.clone(),
-        );
-        registry.register(
-            "plantgate_modbus_response_seconds",
-            "Modbus response time, per source",
-            modbus_seconds.clone(),
-        );
-        let opcua_reconnects = Family::<Labels, Counter>::default();
-        registry.register(
-            "plantgate_opcua_reconnects",
-            "OPC UA sessions re-established after a lost connection, per source",
-            opcua_reconnects.clone(),
-        );
-        let opcua_replaced = Family::<Labels, Counter>::default();
-        registry.register(
-            "plantgate_opcua_samples_replaced",
-            "OPC UA data changes replaced by a newer value of the same item before the source \
-             took them (the edge was held back), per source",
-            opcua_replaced.clone(),
-        );
         registry.register(
             "plantgate_samples",
             "Samples read, per source",
@@ -247,11 +215,6 @@ impl Telemetry {
             delivered,
             delivery_errors,
             rejected,
-            modbus_requests,
-            modbus_seconds,
-            modbus_cycle,
-            opcua_reconnects,
-            opcua_replaced,
             board: Mutex::new(Board::default()),
             started: Millis::now(),
         }
@@ -260,6 +223,13 @@ impl Telemetry {
     fn board(&self) -> std::sync::MutexGuard<'_, Board> {
         // A poisoned lock only means a panic elsewhere mid-update of plain data.
         self.board.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn reload(&self, error: Option<String>) {
+        self.board().reload = Some(Reload {
+            at: Millis::now(),
+            error,
+        });
     }
 
     pub fn snapshot(&self) -> Board {
@@ -306,49 +276,6 @@ impl Telemetry {
                 b.bad_tags.remove(&key);
             }
         }
-    }
-
-    pub fn modbus_cycle(&self, source: &str, group: &str, seconds: f64) {
-        self.modbus_cycle
-            .get_or_create(&vec![
-                ("source", source.to_string()),
-                ("group", group.to_string()),
-            ])
-            .set(seconds);
-    }
-
-    pub fn modbus_request(&self, source: &str, result: &str, seconds: f64) {
-        self.modbus_requests
-            .get_or_create(&vec![
-                ("source", source.to_string()),
-                ("result", result.to_string()),
-            ])
-            .inc();
-        self.modbus_seconds
-            .get_or_create(&vec![("source", source.to_string())])
-            .observe(seconds);
-    }
-
-    /// Show the OPC UA counters of a source from the start, at 0.
-    pub fn opcua_added(&self, source: &str) {
-        let labels = vec![("source", source.to_string())];
-        let _ = self.opcua_reconnects.get_or_create(&labels);
-        let _ = self.opcua_replaced.get_or_create(&labels);
-    }
-
-    /// The counter of a source's data changes replaced under pressure, to
-    /// be counted where it happens (the subscription callback).
-    pub fn opcua_replaced(&self, source: &str) -> Counter {
-        self.opcua_replaced
-            .get_or_create(&vec![("source", source.to_string())])
-            .clone()
-    }
-
-    /// An OPC UA session came back after its connection was lost.
-    pub fn opcua_reconnect(&self, source: &str) {
-        self.opcua_reconnects
-            .get_or_create(&vec![("source", source.to_string())])
-            .inc();
     }
 
     pub fn source_up(&self, source: &str) {

@@ -838,26 +838,52 @@ impl Store {
     /// [`flush::LAZY_FLUSH`]): a crash before that only re-delivers it,
     /// which sinks make harmless.
     pub fn ack(&self, sink: &str, q: &Queued) -> Result<(), StoreError> {
-        let i = self.sink_index(sink)?;
-        let key = queue_key(sink, q.lane, q.seq);
-        let mut st = self.state();
-        // Already gone (evicted meanwhile): nothing to count twice.
-        if !self.tree.contains_key(&key)? {
+        self.ack_many(sink, std::slice::from_ref(q))
+    }
+
+    /// [`Store::ack`] for many events at once, in one batch: how a sink that
+    /// delivers several events per request acknowledges them.
+    pub fn ack_many(&self, sink: &str, acked: &[Queued]) -> Result<(), StoreError> {
+        if acked.is_empty() {
             return Ok(());
         }
+        let i = self.sink_index(sink)?;
+        let mut st = self.state();
         let mut batch = Batch::default();
-        batch.remove(key);
-        if let Some(id) = q.event_id() {
-            let lk = ledger_key(sink, id);
-            if st.ledgered.remove(&lk) {
-                batch.remove(lk);
+        let mut changes = Changes::default();
+        let mut removed = Vec::with_capacity(acked.len());
+        let mut seen = std::collections::HashSet::with_capacity(acked.len());
+        for q in acked {
+            let key = queue_key(sink, q.lane, q.seq);
+            // Already gone (evicted meanwhile, or twice in this call):
+            // nothing to count twice.
+            if !seen.insert((q.lane, q.seq)) || !self.tree.contains_key(&key)? {
+                continue;
+            }
+            batch.remove(key);
+            if let Some(id) = q.event_id() {
+                let lk = ledger_key(sink, id);
+                if st.ledgered.remove(&lk) {
+                    batch.remove(lk);
+                }
+            }
+            changes.add(i, q.lane, -1, -(q.bytes as i64));
+            removed.push(q);
+        }
+        if removed.is_empty() {
+            return Ok(());
+        }
+        self.apply(&mut st, batch, &changes)?;
+        let mut lanes = [false; 3];
+        for q in removed {
+            self.removed_head(&mut st, i, q);
+            lanes[q.lane.index()] = true;
+        }
+        for lane in Lane::ALL {
+            if lanes[lane.index()] {
+                self.publish(&st, i, lane);
             }
         }
-        let mut changes = Changes::default();
-        changes.add(i, q.lane, -1, -(q.bytes as i64));
-        self.apply(&mut st, batch, &changes)?;
-        self.removed_head(&mut st, i, q);
-        self.publish(&st, i, q.lane);
         drop(st);
         self.flusher.lazy();
         Ok(())

@@ -106,6 +106,53 @@ async fn each_sink_reads_each_lane_from_its_own_position() {
 }
 
 #[tokio::test]
+async fn many_acks_in_one_batch_count_once_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let opts = StoreOptions::default();
+    {
+        let s = open(dir.path(), &["odoo"], &opts);
+        let recs: Vec<Record> = (1..=6)
+            .map(|n| {
+                record(
+                    n,
+                    if n % 2 == 0 {
+                        Lane::Critical
+                    } else {
+                        Lane::Normal
+                    },
+                    "k",
+                )
+            })
+            .collect();
+        s.commit(&recs, &[]).await.expect("commit");
+        let mut acked = s.scan("odoo", Lane::Normal, 0, 2).expect("scan");
+        acked.extend(s.scan("odoo", Lane::Critical, 0, 1).expect("scan"));
+        // Acking the same event twice in one call counts it once.
+        acked.push(acked[0].clone());
+        s.ack_many("odoo", &acked).expect("ack");
+        s.ack_many("odoo", &acked)
+            .expect("a repeated ack is harmless");
+        assert_eq!(s.depth("odoo"), 3);
+        s.sync().await.expect("sync");
+    }
+    let s = open(dir.path(), &["odoo"], &opts);
+    assert_eq!(s.depth("odoo"), 3, "the counts on disk match the queue");
+    assert_eq!(
+        ids(&s.scan("odoo", Lane::Normal, 0, 10).expect("scan")),
+        ["ev-0005"]
+    );
+    assert_eq!(
+        ids(&s.scan("odoo", Lane::Critical, 0, 10).expect("scan")),
+        ["ev-0004", "ev-0006"]
+    );
+    let st = s.stats();
+    assert_eq!(
+        st.sinks[0].lanes[Lane::Critical.index()].head.map(|h| h.0),
+        Some(4)
+    );
+}
+
+#[tokio::test]
 async fn dead_letters_keep_why_and_replay_at_the_end_of_their_lane() {
     let dir = tempfile::tempdir().expect("tempdir");
     let s = open(dir.path(), &["odoo"], &StoreOptions::default());

@@ -4,6 +4,7 @@
 
 pub mod fake_odoo;
 pub mod faulty_device;
+pub mod press;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,8 @@ pub const COUNTER: u16 = 100;
 pub const STATE: u16 = 102;
 
 /// A gateway config for one simulated press and a (fake) Odoo over plain
-/// HTTP on loopback, with short intervals so tests run fast.
+/// HTTP on loopback, with short intervals so tests run fast. Production is
+/// reported per change (`report_parts = 1`), as tests of delivery count it.
 pub fn press_config(dir: &Path, plc: &str, odoo_url: &str, status: &str) -> String {
     let key = dir.join("odoo.key");
     std::fs::write(&key, format!("{}\n", fake_odoo::API_KEY)).expect("write key");
@@ -49,6 +51,7 @@ kind = "production"
 name = "parts"
 tag = "parts"
 workcenter = "PRESS1"
+report_parts = 1
 
 [[events]]
 kind = "downtime"
@@ -137,4 +140,20 @@ pub fn spawn_gateway(config: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .expect("spawn gateway")
+}
+
+/// `plantgate ARGS --config CFG`: exit code, stdout, stderr.
+pub fn cli(cfg: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .env("PLANTGATE_LOG", "warn")
+        .output()
+        .expect("run plantgate");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }

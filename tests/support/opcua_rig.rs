@@ -59,10 +59,11 @@ backoff_max = "300ms"
 pub fn start_sources(dir: &Path, text: &str) -> Sources {
     let cfg = config::parse(text, &dir.join("gw.toml")).expect("config");
     let (tx, rx) = mpsc::channel(10_000);
-    let telemetry = Arc::new(Telemetry::default());
+    let metrics = plantgate::sources::SourceMetrics::default();
+    let telemetry = Arc::new(Telemetry::new(|r| metrics.register(r)));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Stages::default();
-    plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &shutdown_rx, &mut tasks);
+    plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &metrics, &shutdown_rx, &mut tasks);
     Sources {
         rx,
         telemetry,

@@ -30,22 +30,27 @@ pub fn client(cfg: &OdooConfig) -> Result<reqwest::Client, HttpSetupError> {
         .connect_timeout(cfg.timeout)
         .https_only(!cfg.allow_plaintext);
     if let Some(path) = &cfg.ca_file {
-        let ca_err = |detail: String| HttpSetupError::CaFile {
-            path: path.clone(),
-            detail,
-        };
-        let mut roots = Vec::new();
-        for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_err(e.to_string()))? {
-            let der = cert.map_err(|e| ca_err(e.to_string()))?;
-            roots.push(reqwest::Certificate::from_der(&der).map_err(|e| ca_err(e.to_string()))?);
-        }
-        if roots.is_empty() {
-            return Err(HttpSetupError::CaEmpty(path.clone()));
-        }
         // A plant CA replaces the system roots: trust exactly what was given.
-        builder = builder.tls_certs_only(roots);
+        builder = builder.tls_certs_only(pem_roots(path)?);
     }
     builder
         .build()
         .map_err(|e| HttpSetupError::Client(e.to_string()))
+}
+
+/// The certificates of a PEM file, as roots a client trusts.
+pub fn pem_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, HttpSetupError> {
+    let ca_err = |detail: String| HttpSetupError::CaFile {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut roots = Vec::new();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| ca_err(e.to_string()))? {
+        let der = cert.map_err(|e| ca_err(e.to_string()))?;
+        roots.push(reqwest::Certificate::from_der(&der).map_err(|e| ca_err(e.to_string()))?);
+    }
+    if roots.is_empty() {
+        return Err(HttpSetupError::CaEmpty(path.to_path_buf()));
+    }
+    Ok(roots)
 }

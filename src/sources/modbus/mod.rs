@@ -28,8 +28,11 @@
 pub mod codec;
 pub mod frame;
 mod link;
+mod metrics;
 pub mod plan;
 pub mod probe;
+
+pub use metrics::ModbusMetrics;
 
 use super::emit::Emitter;
 use super::split_points;
@@ -57,6 +60,7 @@ pub struct Poller {
     out: Emitter,
     points: Vec<ModbusTag>,
     telemetry: Arc<Telemetry>,
+    metrics: Arc<ModbusMetrics>,
     framing: Framing,
 }
 
@@ -161,6 +165,7 @@ impl Poller {
         tags: Vec<TagConfig>,
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
+        metrics: Arc<ModbusMetrics>,
     ) -> Self {
         let (tags, points) = split_points(tags, |p| match p {
             TagPoint::Modbus(x) => Some(x),
@@ -173,6 +178,7 @@ impl Poller {
             config,
             points,
             telemetry,
+            metrics,
         }
     }
 
@@ -332,8 +338,8 @@ impl Poller {
                 }
                 let g = &mut groups[gi];
                 g.due = (g.due + g.every).max(now);
-                self.telemetry
-                    .modbus_cycle(&self.name, &g.name, started.elapsed().as_secs_f64());
+                self.metrics
+                    .cycle(&self.name, &g.name, started.elapsed().as_secs_f64());
                 if changed {
                     self.publish_plan(groups);
                 }
@@ -609,8 +615,8 @@ impl Poller {
             Outcome::Garbled(_) => "garbled",
             Outcome::Broken(_) => "error",
         };
-        self.telemetry
-            .modbus_request(&self.name, label, started.elapsed().as_secs_f64());
+        self.metrics
+            .request(&self.name, label, started.elapsed().as_secs_f64());
         outcome
     }
 

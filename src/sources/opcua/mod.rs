@@ -19,9 +19,12 @@ pub mod browse;
 pub mod buffer;
 pub mod client;
 pub mod commission;
+mod metrics;
 pub mod node_id;
 pub mod security;
 pub mod value;
+
+pub use metrics::OpcUaMetrics;
 
 use super::emit::Emitter;
 use super::split_points;
@@ -65,6 +68,7 @@ pub struct OpcUaReader {
     out: Emitter,
     points: Vec<OpcUaTag>,
     telemetry: Arc<Telemetry>,
+    metrics: Arc<OpcUaMetrics>,
     change_buffer: usize,
 }
 
@@ -81,6 +85,7 @@ impl OpcUaReader {
         tags: Vec<TagConfig>,
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
+        metrics: Arc<OpcUaMetrics>,
     ) -> Self {
         let (tags, points) = split_points(tags, |p| match p {
             TagPoint::OpcUa(x) => Some(x),
@@ -92,6 +97,7 @@ impl OpcUaReader {
             config,
             points,
             telemetry,
+            metrics,
             change_buffer: CHANGE_BUFFER,
         }
     }
@@ -105,7 +111,7 @@ impl OpcUaReader {
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let all: Vec<usize> = (0..self.out.tag_count()).collect();
-        self.telemetry.opcua_added(&self.name);
+        self.metrics.added(&self.name);
         // Making the application certificate (RSA key generation on first
         // start) takes a while: keep it off the async workers.
         let cfg = self.config.clone();
@@ -145,7 +151,7 @@ impl OpcUaReader {
                 Ok(conn) => {
                     backoff.reset();
                     if lost_before {
-                        self.telemetry.opcua_reconnect(&self.name);
+                        self.metrics.reconnect(&self.name);
                     }
                     tracing::info!(source = %self.name, endpoint = %self.config.endpoint, "connected");
                     match self.serve(conn, &mut shutdown).await {
@@ -190,10 +196,8 @@ impl OpcUaReader {
         // The stack's callback cannot wait, so it hands over into a bounded
         // buffer that coalesces per item when full; this task drains it in
         // batches into the bounded sample channel.
-        let (dtx, mut drx) = buffer::change_buffer(
-            self.change_buffer,
-            self.telemetry.opcua_replaced(&self.name),
-        );
+        let (dtx, mut drx) =
+            buffer::change_buffer(self.change_buffer, self.metrics.replaced(&self.name));
         let subscribed: Vec<usize> = (0..self.points.len())
             .filter(|i| nodes[*i].is_some() && self.points[*i].mode == Mode::Subscribe)
             .collect();

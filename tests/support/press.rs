@@ -1,0 +1,78 @@
+//! One simulated press (a Modbus TCP PLC), a fake Odoo with its work
+//! center and a work order in progress, and a gateway started in-process
+//! on them: the rig most end-to-end tests share.
+
+use super::fake_odoo::FakeOdoo;
+use super::{eventually, get, metric, press_config, COUNTER, STATE};
+use plantgate::config;
+use plantgate::demo::plc::{Registers, SimulatedPlc};
+use plantgate::pipeline::Gateway;
+use std::time::Duration;
+
+pub struct PressRig {
+    pub regs: Registers,
+    pub odoo: FakeOdoo,
+    pub gateway: Gateway,
+    pub workorder: i64,
+    /// `http://` base of the status listener.
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    _plc: SimulatedPlc,
+}
+
+/// Start the rig; `extra` is appended to the press config, and `status`
+/// is the listen address (`127.0.0.1:0` for any free port).
+pub async fn start(extra: &str, status: &str) -> PressRig {
+    start_edited(|t, _| t + extra, status).await
+}
+
+/// [`start`] with the config text edited by `edit`, which is also given
+/// the directory the rig's files live in.
+pub async fn start_edited(
+    edit: impl FnOnce(String, &std::path::Path) -> String,
+    status: &str,
+) -> PressRig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let regs = Registers::default();
+    regs.set_u32(COUNTER, 1000);
+    regs.set_u16(STATE, 1);
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
+        .await
+        .expect("plc");
+    let odoo = FakeOdoo::start().await;
+    let wc = odoo.add_workcenter("PRESS1", "Press 1");
+    let workorder = odoo.add_workorder(wc, "WO/1", "progress");
+    let text = edit(
+        press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), status),
+        dir.path(),
+    );
+    let path = dir.path().join("gw.toml");
+    std::fs::write(&path, &text).expect("config");
+    let cfg = config::parse(&text, &path).expect("config");
+    let gateway = Gateway::start(cfg).await.expect("start");
+    let base = format!("http://{}", gateway.status_addr);
+    PressRig {
+        regs,
+        odoo,
+        gateway,
+        workorder,
+        base,
+        dir,
+        _plc: plc,
+    }
+}
+
+impl PressRig {
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("gw.toml")
+    }
+}
+
+/// Wait until a series of an open status listener reaches `at_least`.
+pub async fn wait_metric(base: &str, series: &str, at_least: f64) -> f64 {
+    eventually(Duration::from_secs(30), series, || async move {
+        let m = get(&format!("{base}/metrics")).await?;
+        metric(&m, series).filter(|v| *v >= at_least)
+    })
+    .await
+}
