@@ -249,6 +249,45 @@ pub struct OdooConfig {
     pub timeout: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Which external API to speak.
+    pub api: OdooApi,
+    /// Which Odoo record holds the parts counted.
+    pub production_target: ProductionTarget,
+    /// How long a work order's quantity read from Odoo is trusted before it
+    /// is read again; zero reads before every write.
+    pub quantity_max_age: Duration,
+}
+
+/// Odoo's external API (`[odoo] api`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OdooApi {
+    /// `GET /web/version`: JSON-2 from Odoo 19 on, JSON-RPC before.
+    Auto,
+    /// `/json/2/<model>/<method>` with a bearer API key (Odoo 19 and later).
+    Json2,
+    /// `/jsonrpc` with login and API key (Odoo 16–18; deprecated in 19).
+    JsonRpc,
+}
+
+/// Where produced parts are written in Odoo (`[odoo] production_target`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ProductionTarget {
+    /// `mrp.workorder.qty_produced`; Odoo carries it to the MO's `qty_producing`.
+    Workorder,
+    /// `mrp.production.qty_producing` only; the work order is left alone.
+    Production,
+    /// Both, to the same value: the work order first, then the MO.
+    Both,
+}
+
+impl ProductionTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductionTarget::Workorder => "workorder",
+            ProductionTarget::Production => "production",
+            ProductionTarget::Both => "both",
+        }
+    }
 }
 
 /// Read and validate a config file.
@@ -1260,6 +1299,41 @@ impl<'a> Validator<'a> {
                 self.err(o, "missing key `api_key_file` (a file holding the user's API key) or `api_key_credential` (a systemd credential name)");
             }
         }
+        let api = match &r.api {
+            None => OdooApi::Auto,
+            Some(a) => match a.get_ref().as_str() {
+                "auto" => OdooApi::Auto,
+                "json2" => OdooApi::Json2,
+                "jsonrpc" => OdooApi::JsonRpc,
+                other => {
+                    self.err(a, format!("unknown api {other:?}: write \"auto\" (the default: JSON-2 from Odoo 19 on), \"json2\" or \"jsonrpc\""));
+                    OdooApi::Auto
+                }
+            },
+        };
+        let production_target = match &r.production_target {
+            None => ProductionTarget::Workorder,
+            Some(t) => match t.get_ref().as_str() {
+                "workorder" => ProductionTarget::Workorder,
+                "production" => ProductionTarget::Production,
+                "both" => ProductionTarget::Both,
+                other => {
+                    self.err(t, format!("unknown production_target {other:?}: write \"workorder\" (the default), \"production\" or \"both\""));
+                    ProductionTarget::Workorder
+                }
+            },
+        };
+        // Zero is meaningful here (read before every write), so not `duration`.
+        let quantity_max_age = match &r.quantity_max_age {
+            None => Duration::from_secs(5),
+            Some(v) => match humantime::parse_duration(v.get_ref()) {
+                Ok(d) => d,
+                Err(_) => {
+                    self.err(v, format!("bad duration {:?}: write it like \"5s\", or \"0s\" to read before every write", v.get_ref()));
+                    Duration::from_secs(5)
+                }
+            },
+        };
         Some(OdooConfig {
             dry_run,
             url: text(&r.url).trim_end_matches('/').to_string(),
@@ -1271,6 +1345,9 @@ impl<'a> Validator<'a> {
             timeout,
             retry_min,
             retry_max,
+            api,
+            production_target,
+            quantity_max_age,
         })
     }
 }
