@@ -1324,8 +1324,10 @@ impl<'a> Validator<'a> {
             },
         };
         // Zero is meaningful here (read before every write), so not `duration`.
+        // Default 0: read before every write, so an entry an operator just
+        // typed into Odoo is never overtaken (correctness over requests).
         let quantity_max_age = match &r.quantity_max_age {
-            None => Duration::from_secs(5),
+            None => Duration::ZERO,
             Some(v) => match humantime::parse_duration(v.get_ref()) {
                 Ok(d) => d,
                 Err(_) => {
