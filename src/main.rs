@@ -37,6 +37,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Change control for configs.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Commissioning tools for Modbus devices.
     Modbus {
         #[command(subcommand)]
@@ -119,6 +124,12 @@ enum DlqCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// What a change does, in words: sources, tags and rules added, removed or changed, and the Odoo records each affected rule writes. Both files must be valid.
+    Diff { old: PathBuf, new: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -572,6 +583,33 @@ impl Hangup {
     }
 }
 
+/// `plantgate config diff OLD NEW`: exit 0 with the report, 1 when either
+/// file is not a valid config.
+fn config_diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
+    let load = |p: &std::path::Path| -> Result<(config::Config, String), ExitCode> {
+        let text = std::fs::read_to_string(p).map_err(|e| {
+            eprintln!("plantgate: cannot read {}: {e}", p.display());
+            ExitCode::from(1)
+        })?;
+        let cfg = config::parse(&text, p).map_err(|e| report_config_error(&e))?;
+        Ok((cfg, text))
+    };
+    let (a, b) = match (load(old), load(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    match config::diff::diff(&a.0, &a.1, &b.0, &b.1) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plantgate: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn store_target(config: &std::path::Path) -> Result<admin::Target, ExitCode> {
     let cfg = config::load(config).map_err(|e| report_config_error(&e))?;
     admin::target(&cfg).map_err(|e| {
@@ -716,6 +754,12 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Config {
+        command: ConfigCommand::Diff { old, new },
+    } = &cli.command
+    {
+        return config_diff(old, new);
+    }
     if let Command::Check { config: path } = &cli.command {
         // Also every file the config names, as the user running the check.
         return match config::load_checked(path) {
@@ -769,7 +813,9 @@ fn main() -> ExitCode {
             Command::Opcua { command } => opcua_command(command).await,
             Command::Dlq { command } => dlq_command(command).await,
             Command::Queue { command } => queue_command(command).await,
-            Command::Check { .. } | Command::Tags { .. } => ExitCode::SUCCESS,
+            Command::Check { .. } | Command::Tags { .. } | Command::Config { .. } => {
+                ExitCode::SUCCESS
+            }
         }
     })
 }

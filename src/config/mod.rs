@@ -4,6 +4,7 @@
 //! once and reports every problem as `FILE:LINE:COL: what and how to fix`.
 
 mod diagnostic;
+pub mod diff;
 mod files;
 pub mod import;
 pub mod modbus;
