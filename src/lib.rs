@@ -4,7 +4,8 @@
 //! ```text
 //!  sources/ ──Sample──▶ edge/ ──Event──▶ store/ ──▶ sinks/ ──▶ Odoo
 //!  (Modbus,   bounded     (rules)  commit   (sled)  per-sink   (JSON-RPC,
-//!   OPC UA)   channel              + flush          cursor     or dry run)
+//!   OPC UA,   channel              + flush          cursor     or dry run)
+//!   MQTT)
 //!                          status/ ◀── every stage reports here
 //! ```
 //!

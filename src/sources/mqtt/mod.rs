@@ -1,0 +1,420 @@
+//! MQTT source: one task per broker connection. Each tag subscribes to a
+//! topic filter; every message on a matching topic is decoded (plain text
+//! or JSON, see `payload`) into a sample of the tag, named from the
+//! topic's levels when the tag's name has `{N}` (see `topic`).
+//!
+//! Faults, and what each does:
+//! - cannot connect, or refused (bad credentials, not authorized): the
+//!   source is down with the broker's reason in plain words, its tags bad,
+//!   and it retries with exponential backoff (rumqttc has none of its own);
+//! - connection lost: the same; on reconnect every filter is subscribed
+//!   again (rumqttc does not), and the broker sends the retained messages;
+//! - a payload that gives no value: counted
+//!   (`plantgate_mqtt_payload_errors_total`), logged with its topic and why
+//!   (at most [`LOG_BURST`] lines a minute, then a count of the rest), and a
+//!   bad sample with the reason for the tag; the next good message makes
+//!   it good again.
+//!
+//! Messages are acknowledged to the broker as they are read (rumqttc's
+//! automatic acks): a sample not yet committed by the edge when the
+//! gateway stops is not asked for again.
+
+mod metrics;
+pub mod payload;
+pub mod tls;
+pub mod topic;
+
+pub use metrics::MqttMetrics;
+
+use super::{condition, split_points};
+use crate::backoff::Backoff;
+use crate::config::mqtt::{MqttSource, MqttTag};
+use crate::config::{TagConfig, TagPoint};
+use crate::model::{Millis, Quality, Sample, Value};
+use crate::status::Telemetry;
+use rumqttc::{
+    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
+    StateError, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Payload errors logged per minute and source before the rest are only
+/// counted, so a flood of garbage cannot fill the journal.
+pub const LOG_BURST: u32 = 10;
+
+/// Largest message accepted (rumqttc's default is 10 KiB, too small for
+/// JSON from SCADA systems).
+const MAX_PACKET: usize = 1 << 20;
+
+/// First reconnect wait; it doubles up to the source's `backoff_max`.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+pub struct MqttReader {
+    pub name: String,
+    pub config: MqttSource,
+    /// The source's tags; their MQTT points are at the same index.
+    tags: Vec<TagConfig>,
+    points: Vec<MqttTag>,
+    tx: mpsc::Sender<Sample>,
+    telemetry: Arc<Telemetry>,
+    metrics: Arc<MqttMetrics>,
+    /// Every tag name a message named (fixed ones from the start), with
+    /// its tag's index and its bad reason while bad; so a lost broker
+    /// marks them bad, and a reason is reported once per change.
+    names: BTreeMap<String, (usize, Option<String>)>,
+    log: LogLimit,
+}
+
+impl MqttReader {
+    pub fn new(
+        name: String,
+        config: MqttSource,
+        tags: Vec<TagConfig>,
+        tx: mpsc::Sender<Sample>,
+        telemetry: Arc<Telemetry>,
+        metrics: Arc<MqttMetrics>,
+    ) -> Self {
+        let (tags, points) = split_points(tags, |p| match p {
+            TagPoint::Mqtt(x) => Some(x),
+            _ => None,
+        });
+        let names = points
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| Some((p.name.fixed()?.to_string(), (i, None))))
+            .collect();
+        MqttReader {
+            name,
+            config,
+            tags,
+            points,
+            tx,
+            telemetry,
+            metrics,
+            names,
+            log: LogLimit::default(),
+        }
+    }
+
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        self.metrics.added(&self.name);
+        let mut backoff = Backoff::new(BACKOFF_MIN, self.config.backoff_max);
+        let (client, mut eventloop) = loop {
+            match self.event_loop() {
+                Ok(e) => break e,
+                Err(why) => {
+                    self.down(&why).await;
+                    if wait(&mut shutdown, backoff.next_delay()).await {
+                        return;
+                    }
+                }
+            }
+        };
+        let mut connected = false;
+        loop {
+            if !connected {
+                // The password is read at each connect: a rotated file is
+                // picked up without a restart.
+                if let Err(why) = self.credentials(&mut eventloop.mqtt_options) {
+                    self.down(&why).await;
+                    if wait(&mut shutdown, backoff.next_delay()).await {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let event = tokio::select! {
+                _ = shutdown.changed() => {
+                    let _ = client.try_disconnect();
+                    return;
+                }
+                e = eventloop.poll() => e,
+            };
+            match event {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    connected = true;
+                    backoff.reset();
+                    tracing::info!(source = %self.name, broker = %self.address(),
+                        session_present = ack.session_present, "connected to the MQTT broker");
+                    self.telemetry.source_up(&self.name);
+                    // Subscribed on every connect: rumqttc does not, and a
+                    // clean session starts with none.
+                    if let Err(e) = client.try_subscribe_many(self.filters()) {
+                        tracing::error!(source = %self.name, error = %e, "cannot subscribe");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    self.message(&p.topic, &p.payload).await;
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let refused = ack
+                        .return_codes
+                        .iter()
+                        .filter(|c| matches!(c, SubscribeReasonCode::Failure))
+                        .count();
+                    if refused > 0 {
+                        let why = format!(
+                            "the broker refused {refused} of the subscriptions (check its ACL for this user)"
+                        );
+                        tracing::error!(source = %self.name, "{why}");
+                        self.telemetry.source_error(&self.name, &why);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    connected = false;
+                    let why = describe(&e, &self.address());
+                    self.down(&why).await;
+                    if wait(&mut shutdown, backoff.next_delay()).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("{}:{}", self.config.host, self.config.port)
+    }
+
+    /// One subscription per distinct filter, at the highest QoS asked.
+    fn filters(&self) -> Vec<SubscribeFilter> {
+        let mut by_filter: BTreeMap<&str, u8> = BTreeMap::new();
+        for p in &self.points {
+            let q = by_filter.entry(p.topic.as_str()).or_default();
+            *q = (*q).max(p.qos);
+        }
+        by_filter
+            .into_iter()
+            .map(|(f, q)| SubscribeFilter::new(f.to_string(), qos(q)))
+            .collect()
+    }
+
+    fn event_loop(&self) -> Result<(AsyncClient, EventLoop), String> {
+        let c = &self.config;
+        let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+        options
+            .set_keep_alive(c.keep_alive)
+            .set_clean_session(c.clean_session)
+            .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+        if let Some(t) = &c.tls {
+            let config = tls::client_config(t).map_err(|e| e.to_string())?;
+            options.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
+        }
+        Ok(AsyncClient::new(options, 64))
+    }
+
+    fn credentials(&self, options: &mut MqttOptions) -> Result<(), String> {
+        let (Some(user), Some(file)) = (&self.config.username, &self.config.password_file) else {
+            return Ok(());
+        };
+        let password = crate::config::SecretSource::File(file.clone())
+            .read()
+            .map_err(|e| format!("password_file: {e}"))?;
+        options.set_credentials(user.clone(), password.expose().to_string());
+        Ok(())
+    }
+
+    /// The broker is unreachable: the source is down and every tag known
+    /// so far bad, with the reason.
+    async fn down(&mut self, why: &str) {
+        tracing::warn!(source = %self.name, broker = %self.address(), error = %why,
+            "MQTT broker unavailable; retrying");
+        self.telemetry.source_down(&self.name, why);
+        let names: Vec<String> = self.names.keys().cloned().collect();
+        let now = Millis::now();
+        for name in names {
+            self.bad(&name, None, why, now).await;
+        }
+    }
+
+    /// One message: a sample for each tag whose filter matches its topic.
+    async fn message(&mut self, topic: &str, bytes: &[u8]) {
+        self.metrics.message(&self.name);
+        let now = Millis::now();
+        let mut good = 0;
+        for i in 0..self.points.len() {
+            let Some(levels) = self.points[i].topic.matches(topic) else {
+                continue;
+            };
+            let name = self.points[i].name.render(&levels);
+            if self.points[i].name.fixed().is_none() && !plain(&name) {
+                self.payload_error(topic, &format!("topic gives tag name {name:?}, which is not a plain name (letters, digits, `_`, `-`)"));
+                continue;
+            }
+            let point = &self.points[i];
+            match payload::decode(&point.payload, point.value_type, bytes) {
+                Ok((value, time)) => {
+                    let value = condition(&self.tags[i], value);
+                    self.good(&name, i, value, time.unwrap_or(now)).await;
+                    good += 1;
+                }
+                Err(e) => {
+                    let why = format!("bad payload on {topic}: {e}");
+                    self.payload_error(topic, &e.to_string());
+                    self.bad(&name, Some(i), &why, now).await;
+                }
+            }
+        }
+        if good > 0 {
+            self.telemetry.samples(&self.name, good, now);
+        }
+    }
+
+    fn payload_error(&mut self, topic: &str, why: &str) {
+        self.metrics.payload_error(&self.name);
+        if let Some(suppressed) = self.log.allow(Instant::now()) {
+            if suppressed > 0 {
+                tracing::warn!(source = %self.name, suppressed,
+                    "more MQTT payload errors were not logged (counted in plantgate_mqtt_payload_errors_total)");
+            }
+            tracing::warn!(source = %self.name, topic, error = why, "MQTT payload gives no value");
+        }
+    }
+
+    async fn good(&mut self, name: &str, i: usize, value: Value, time: Millis) {
+        let entry = self.names.entry(name.to_string()).or_insert((i, None));
+        if entry.1.take().is_some() {
+            self.telemetry.tag_quality(&self.name, name, None);
+        }
+        self.send(name, value, Quality::Good, time).await;
+    }
+
+    /// A bad sample; the status page hears of it once per change of reason.
+    async fn bad(&mut self, name: &str, i: Option<usize>, why: &str, time: Millis) {
+        let Some(entry) = (match i {
+            Some(i) => Some(self.names.entry(name.to_string()).or_insert((i, None))),
+            None => self.names.get_mut(name),
+        }) else {
+            return;
+        };
+        if entry.1.as_deref() == Some(why) {
+            return;
+        }
+        entry.1 = Some(why.to_string());
+        self.telemetry.tag_quality(&self.name, name, Some(why));
+        self.send(name, Value::Int(0), Quality::Bad(why.to_string()), time)
+            .await;
+    }
+
+    async fn send(&self, name: &str, value: Value, quality: Quality, time: Millis) {
+        let sample = Sample {
+            tag: name.to_string(),
+            value,
+            quality,
+            time,
+            server_time: None,
+        };
+        // A closed channel means the gateway is stopping; the shutdown
+        // signal ends the source right after.
+        let _ = self.tx.send(sample).await;
+    }
+}
+
+/// Sleep `d` unless the gateway stops first (then true).
+async fn wait(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    tokio::select! {
+        _ = shutdown.changed() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
+
+fn qos(q: u8) -> QoS {
+    match q {
+        0 => QoS::AtMostOnce,
+        2 => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
+fn plain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// A connection error in plain words, for the status page and the log.
+pub fn describe(e: &ConnectionError, broker: &str) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            let why = match code {
+                ConnectReturnCode::BadUserNamePassword => {
+                    "bad user name or password (check username and password_file)"
+                }
+                ConnectReturnCode::NotAuthorized => {
+                    "not authorized (check username and password_file, and the broker's ACL)"
+                }
+                ConnectReturnCode::BadClientId => "client id rejected (set another client_id)",
+                ConnectReturnCode::ServiceUnavailable => "server unavailable",
+                ConnectReturnCode::RefusedProtocolVersion => "protocol version not accepted",
+                ConnectReturnCode::Success => "no reason given",
+            };
+            format!("connection refused by the broker: {why}")
+        }
+        ConnectionError::Io(io) => format!("cannot reach the broker at {broker}: {io}"),
+        ConnectionError::Tls(t) => format!("TLS with the broker at {broker} failed: {t}"),
+        ConnectionError::NetworkTimeout => {
+            format!("no answer from the broker at {broker} (timed out)")
+        }
+        ConnectionError::MqttState(StateError::Io(io)) => {
+            format!("connection to the broker at {broker} lost: {io}")
+        }
+        ConnectionError::MqttState(StateError::AwaitPingResp) => {
+            format!("the broker at {broker} stopped answering pings")
+        }
+        other => format!("connection to the broker at {broker} failed: {other}"),
+    }
+}
+
+/// At most [`LOG_BURST`] lines a minute.
+#[derive(Default)]
+struct LogLimit {
+    window: Option<Instant>,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// `Some(n)` when a line may be logged now, with how many were held
+    /// back since the last one.
+    fn allow(&mut self, now: Instant) -> Option<u64> {
+        let fresh = self
+            .window
+            .is_none_or(|w| now.duration_since(w) >= Duration::from_secs(60));
+        if fresh {
+            self.window = Some(now);
+            self.logged = 0;
+        }
+        if self.logged < LOG_BURST {
+            self.logged += 1;
+            Some(std::mem::take(&mut self.suppressed))
+        } else {
+            self.suppressed += 1;
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_limit_holds_a_flood_back_and_counts_it() {
+        let mut l = LogLimit::default();
+        let t0 = Instant::now();
+        let allowed = (0..100).filter(|_| l.allow(t0).is_some()).count();
+        assert_eq!(allowed, LOG_BURST as usize);
+        assert_eq!(l.allow(t0 + Duration::from_secs(61)), Some(90));
+    }
+
+    #[test]
+    fn refusals_are_said_plainly() {
+        let e = ConnectionError::ConnectionRefused(ConnectReturnCode::NotAuthorized);
+        assert!(describe(&e, "b:1").starts_with("connection refused by the broker: not authorized"));
+    }
+}
