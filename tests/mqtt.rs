@@ -12,7 +12,7 @@ mod mosquitto;
 mod opcua_rig;
 mod support;
 
-use mosquitto::{mqtt_source, Broker};
+use mosquitto::{mqtt_source, Broker, Pki};
 use opcua_rig::{gateway_config, good, start_sources, Sources};
 use plantgate::model::{Millis, Quality, Value};
 use std::time::Duration;
@@ -348,4 +348,42 @@ retry_max = "400ms"
     assert_eq!(log.date_end, Some(Millis(t0 + 8_000).odoo_datetime()));
     assert_eq!(odoo.productivity().len(), 1);
     gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_plant_ca_and_a_server_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::make(dir.path());
+    let broker = Broker::with_tls(&pki);
+    let tls = format!(
+        "tls = true\nca_file = \"{}\"\nclient_certificate = \"{}\"\nclient_key = \"{}\"",
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    // Reached by IP, the broker's certificate names broker.test.
+    let extra = format!("{tls}\nserver_name = \"broker.test\"");
+    let mut src = start(dir.path(), &broker, &extra, TAGS);
+    subscribed(&broker, 1).await;
+    broker.publish("plant1/press1/count", "3", false);
+    let s = src.next("count", good).await;
+    assert_eq!(s.value, Value::UInt(3));
+    src.stop().await;
+
+    // Without server_name the certificate does not fit the address: refused.
+    let other = tempfile::tempdir().expect("tempdir");
+    let src = start(other.path(), &broker, &tls, TAGS);
+    let t = src.telemetry.clone();
+    let error = eventually(Duration::from_secs(30), "the TLS handshake refused", || {
+        let e = t.snapshot().sources["broker"].last_error.clone();
+        async move { e }
+    })
+    .await;
+    assert!(
+        error.starts_with("TLS with the broker at 127.0.0.1:"),
+        "{error}"
+    );
+    assert!(error.contains("certificate"), "{error}");
+    assert!(!src.telemetry.snapshot().sources["broker"].connected);
+    src.stop().await;
 }

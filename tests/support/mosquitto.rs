@@ -12,14 +12,60 @@ pub struct Broker {
     dir: tempfile::TempDir,
     config: PathBuf,
     child: Option<Child>,
-    /// Credentials mosquitto_pub uses, when the broker wants them.
-    login: Option<(String, String)>,
+    /// What mosquitto_pub needs besides host and port (credentials,
+    /// certificates).
+    pub_args: Vec<String>,
+}
+
+/// Certificates made for one test: a CA, the broker's certificate (for
+/// `broker.test` only, not 127.0.0.1) and a client certificate, all PEM.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Pki {
+    pub fn make(dir: &Path) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "plantgate test CA");
+        let ca_key = KeyPair::generate().expect("ca key");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("ca cert");
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, cn: &str| {
+            let key = KeyPair::generate().expect("key");
+            let mut params = CertificateParams::new(names).expect("params");
+            params.distinguished_name.push(DnType::CommonName, cn);
+            let cert = params.signed_by(&key, &issuer).expect("sign");
+            (cert.pem(), key.serialize_pem())
+        };
+        let (server_cert, server_key) = leaf(vec!["broker.test".into()], "broker.test");
+        let (client_cert, client_key) = leaf(vec![], "gw1");
+        let write = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).expect("write pem");
+            p
+        };
+        Pki {
+            ca: write("ca.pem", &ca_cert.pem()),
+            server_cert: write("server.pem", &server_cert),
+            server_key: write("server.key", &server_key),
+            client_cert: write("client.pem", &client_cert),
+            client_key: write("client.key", &client_key),
+        }
+    }
 }
 
 impl Broker {
     /// Anonymous clients allowed.
     pub fn start() -> Broker {
-        Broker::with("allow_anonymous true\n", None)
+        Broker::with("allow_anonymous true\n", Vec::new())
     }
 
     /// Only `user` with `password` may connect (a password file made by
@@ -36,13 +82,36 @@ impl Broker {
         assert!(ok.success(), "mosquitto_passwd failed");
         let extra = format!("allow_anonymous false\npassword_file {}\n", file.display());
         let mut b = Broker::in_dir(dir, &extra);
-        b.login = Some((user.to_string(), password.to_string()));
+        b.pub_args = ["-u", user, "-P", password].map(String::from).to_vec();
         b
     }
 
-    fn with(extra: &str, login: Option<(String, String)>) -> Broker {
+    /// TLS only, with a client certificate from `pki`'s CA required.
+    pub fn with_tls(pki: &Pki) -> Broker {
+        let extra = format!(
+            "allow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\nrequire_certificate true\n",
+            pki.ca.display(),
+            pki.server_cert.display(),
+            pki.server_key.display()
+        );
+        let mut b = Broker::in_dir(tempfile::tempdir().expect("tempdir"), &extra);
+        // The broker's certificate names broker.test, not 127.0.0.1:
+        // --insecure skips only that name check.
+        b.pub_args = vec![
+            "--cafile".into(),
+            pki.ca.display().to_string(),
+            "--cert".into(),
+            pki.client_cert.display().to_string(),
+            "--key".into(),
+            pki.client_key.display().to_string(),
+            "--insecure".into(),
+        ];
+        b
+    }
+
+    fn with(extra: &str, pub_args: Vec<String>) -> Broker {
         let mut b = Broker::in_dir(tempfile::tempdir().expect("tempdir"), extra);
-        b.login = login;
+        b.pub_args = pub_args;
         b
     }
 
@@ -61,7 +130,7 @@ impl Broker {
             dir,
             config,
             child: None,
-            login: None,
+            pub_args: Vec::new(),
         };
         b.spawn();
         b
@@ -123,9 +192,7 @@ impl Broker {
         if retain {
             cmd.arg("-r");
         }
-        if let Some((u, p)) = &self.login {
-            cmd.args(["-u", u, "-P", p]);
-        }
+        cmd.args(&self.pub_args);
         let out = cmd.output().expect("run mosquitto_pub");
         assert!(
             out.status.success(),
