@@ -3,7 +3,8 @@
 //! and times, wildcard topics name tags from their levels, a payload that
 //! gives no value is a counted bad sample and the next good one flows, a
 //! killed broker is reconnected to, retained values are read on subscribe,
-//! a wrong password is refused in plain words and retried, and an MQTT
+//! a wrong password is refused in plain words and retried (each of these
+//! in MQTT 3.1.1 and 5), mutual TLS with a plant CA works, and an MQTT
 //! counter and state drive production and downtime into (fake) Odoo.
 
 #[path = "support/mosquitto.rs"]
@@ -64,10 +65,26 @@ type = "bool"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_and_json_payloads_become_samples_and_wildcards_name_tags() {
+    payloads_and_wildcards("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_plain_and_json_payloads_become_samples_and_wildcards_name_tags() {
+    payloads_and_wildcards("protocol = \"5\"").await;
+}
+
+async fn payloads_and_wildcards(protocol: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::start();
-    let mut src = start(dir.path(), &broker, "", TAGS);
+    let mut src = start(dir.path(), &broker, protocol, TAGS);
     subscribed(&broker, 1).await;
+    // mosquitto logs the version a client speaks: p2 is 3.1.1, p5 is 5.
+    let version = if protocol.is_empty() { "(p2," } else { "(p5," };
+    assert!(
+        broker.log().contains(&format!("as {CLIENT} {version}")),
+        "{}",
+        broker.log()
+    );
 
     let before = Millis::now();
     broker.publish("plant1/press1/count", "42", false);
@@ -162,11 +179,20 @@ async fn a_bad_payload_is_a_counted_bad_sample_and_the_next_good_one_flows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_broker_is_reconnected_and_retained_values_are_read() {
+    reconnect_and_retained("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_a_killed_broker_is_reconnected_and_retained_values_are_read() {
+    reconnect_and_retained("protocol = \"5\"").await;
+}
+
+async fn reconnect_and_retained(protocol: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut broker = Broker::start();
     // Published before the gateway subscribes: the broker keeps it.
     broker.publish("plant1/press1/count", "5", true);
-    let mut src = start(dir.path(), &broker, "", TAGS);
+    let mut src = start(dir.path(), &broker, protocol, TAGS);
     let s = src.next("count", good).await;
     assert_eq!(s.value, Value::UInt(5));
 
@@ -197,11 +223,23 @@ async fn a_killed_broker_is_reconnected_and_retained_values_are_read() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_refused_plainly_and_retried() {
+    wrong_password("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_a_wrong_password_is_refused_plainly_and_retried() {
+    wrong_password("protocol = \"5\"").await;
+}
+
+async fn wrong_password(protocol: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let broker = Broker::with_password("gw", "s3cret");
     let pw = dir.path().join("mqtt.pw");
     std::fs::write(&pw, "wrong\n").expect("password file");
-    let extra = format!("username = \"gw\"\npassword_file = \"{}\"", pw.display());
+    let extra = format!(
+        "{protocol}\nusername = \"gw\"\npassword_file = \"{}\"",
+        pw.display()
+    );
     let mut src = start(dir.path(), &broker, &extra, TAGS);
     let t = src.telemetry.clone();
     let error = eventually(Duration::from_secs(30), "the login refused", || {

@@ -45,8 +45,17 @@ pub struct RawMqttTag {
     pub qos: Option<S<i64>>,
 }
 
+/// The MQTT version spoken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    V311,
+    V5,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct MqttSource {
+    /// `protocol = "3.1.1"` (default) or `"5"`.
+    pub protocol: Protocol,
     pub host: String,
     pub port: u16,
     /// Fixed, so a persistent session is found again after a reconnect.
@@ -121,16 +130,17 @@ impl Validator<'_> {
                 )
             })
             .unwrap_or_default();
-        if let Some(p) = &r.protocol {
-            if p.get_ref() != "3.1.1" {
-                let why = if p.get_ref() == "5" {
-                    "MQTT 5 is not supported yet: use protocol = \"3.1.1\" (brokers speak both)"
-                } else {
-                    "unknown protocol: use \"3.1.1\""
-                };
-                self.err(p, why);
+        let protocol = match r.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "3.1.1")) => Protocol::V311,
+            Some((_, "5")) => Protocol::V5,
+            Some((p, other)) => {
+                self.err(
+                    p,
+                    format!("unknown protocol {other:?}: use \"3.1.1\" (the default) or \"5\""),
+                );
+                Protocol::V311
             }
-        }
+        };
         let client_id = match &r.client_id {
             Some(c) if c.get_ref().is_empty() || c.get_ref().len() > 128 => {
                 self.err(c, "client_id must be 1 to 128 characters");
@@ -223,6 +233,7 @@ impl Validator<'_> {
         }
         parsed?;
         Some(MqttSource {
+            protocol,
             host,
             port,
             client_id,

@@ -1,4 +1,4 @@
-//! MQTT source: one task per broker connection. Each tag subscribes to a
+//! MQTT source (3.1.1 or 5, see `link`): one task per broker connection. Each tag subscribes to a
 //! topic filter; every message on a matching topic is decoded (plain text
 //! or JSON, see `payload`) into a sample of the tag, named from the
 //! topic's levels when the tag's name has `{N}` (see `topic`).
@@ -19,6 +19,7 @@
 //! automatic acks): a sample not yet committed by the edge when the
 //! gateway stops is not asked for again.
 
+mod link;
 mod metrics;
 pub mod payload;
 pub mod tls;
@@ -32,10 +33,8 @@ use crate::config::mqtt::{MqttSource, MqttTag};
 use crate::config::{TagConfig, TagPoint};
 use crate::model::{Millis, Quality, Sample, Value};
 use crate::status::Telemetry;
-use rumqttc::{
-    AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
-    StateError, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport,
-};
+use link::{Link, LinkEvent};
+use rumqttc::{ConnectReturnCode, ConnectionError, StateError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,10 +43,6 @@ use tokio::sync::{mpsc, watch};
 /// Payload errors logged per minute and source before the rest are only
 /// counted, so a flood of garbage cannot fill the journal.
 pub const LOG_BURST: u32 = 10;
-
-/// Largest message accepted (rumqttc's default is 10 KiB, too small for
-/// JSON from SCADA systems).
-const MAX_PACKET: usize = 1 << 20;
 
 /// First reconnect wait; it doubles up to the source's `backoff_max`.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -101,10 +96,11 @@ impl MqttReader {
 
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         self.metrics.added(&self.name);
+        let broker = self.address();
         let mut backoff = Backoff::new(BACKOFF_MIN, self.config.backoff_max);
-        let (client, mut eventloop) = loop {
-            match self.event_loop() {
-                Ok(e) => break e,
+        let mut link = loop {
+            match Link::new(&self.config) {
+                Ok(l) => break l,
                 Err(why) => {
                     self.down(&why).await;
                     if wait(&mut shutdown, backoff.next_delay()).await {
@@ -118,7 +114,7 @@ impl MqttReader {
             if !connected {
                 // The password is read at each connect: a rotated file is
                 // picked up without a restart.
-                if let Err(why) = self.credentials(&mut eventloop.mqtt_options) {
+                if let Err(why) = self.credentials(&mut link) {
                     self.down(&why).await;
                     if wait(&mut shutdown, backoff.next_delay()).await {
                         return;
@@ -128,45 +124,37 @@ impl MqttReader {
             }
             let event = tokio::select! {
                 _ = shutdown.changed() => {
-                    let _ = client.try_disconnect();
+                    link.disconnect();
                     return;
                 }
-                e = eventloop.poll() => e,
+                e = link.poll(&broker) => e,
             };
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                Ok(LinkEvent::Connected { session_present }) => {
                     connected = true;
                     backoff.reset();
-                    tracing::info!(source = %self.name, broker = %self.address(),
-                        session_present = ack.session_present, "connected to the MQTT broker");
+                    tracing::info!(source = %self.name, broker = %broker,
+                        session_present, "connected to the MQTT broker");
                     self.telemetry.source_up(&self.name);
                     // Subscribed on every connect: rumqttc does not, and a
                     // clean session starts with none.
-                    if let Err(e) = client.try_subscribe_many(self.filters()) {
+                    if let Err(e) = link.subscribe(&self.filters()) {
                         tracing::error!(source = %self.name, error = %e, "cannot subscribe");
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    self.message(&p.topic, &p.payload).await;
+                Ok(LinkEvent::Message { topic, payload }) => {
+                    self.message(&topic, &payload).await;
                 }
-                Ok(Event::Incoming(Packet::SubAck(ack))) => {
-                    let refused = ack
-                        .return_codes
-                        .iter()
-                        .filter(|c| matches!(c, SubscribeReasonCode::Failure))
-                        .count();
-                    if refused > 0 {
-                        let why = format!(
-                            "the broker refused {refused} of the subscriptions (check its ACL for this user)"
-                        );
-                        tracing::error!(source = %self.name, "{why}");
-                        self.telemetry.source_error(&self.name, &why);
-                    }
+                Ok(LinkEvent::Refused(refused)) if refused > 0 => {
+                    let why = format!(
+                        "the broker refused {refused} of the subscriptions (check its ACL for this user)"
+                    );
+                    tracing::error!(source = %self.name, "{why}");
+                    self.telemetry.source_error(&self.name, &why);
                 }
                 Ok(_) => {}
-                Err(e) => {
+                Err(why) => {
                     connected = false;
-                    let why = describe(&e, &self.address());
                     self.down(&why).await;
                     if wait(&mut shutdown, backoff.next_delay()).await {
                         return;
@@ -181,7 +169,7 @@ impl MqttReader {
     }
 
     /// One subscription per distinct filter, at the highest QoS asked.
-    fn filters(&self) -> Vec<SubscribeFilter> {
+    fn filters(&self) -> Vec<(String, u8)> {
         let mut by_filter: BTreeMap<&str, u8> = BTreeMap::new();
         for p in &self.points {
             let q = by_filter.entry(p.topic.as_str()).or_default();
@@ -189,32 +177,18 @@ impl MqttReader {
         }
         by_filter
             .into_iter()
-            .map(|(f, q)| SubscribeFilter::new(f.to_string(), qos(q)))
+            .map(|(f, q)| (f.to_string(), q))
             .collect()
     }
 
-    fn event_loop(&self) -> Result<(AsyncClient, EventLoop), String> {
-        let c = &self.config;
-        let mut options = MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
-        options
-            .set_keep_alive(c.keep_alive)
-            .set_clean_session(c.clean_session)
-            .set_max_packet_size(MAX_PACKET, MAX_PACKET);
-        if let Some(t) = &c.tls {
-            let config = tls::client_config(t).map_err(|e| e.to_string())?;
-            options.set_transport(Transport::Tls(TlsConfiguration::Rustls(config)));
-        }
-        Ok(AsyncClient::new(options, 64))
-    }
-
-    fn credentials(&self, options: &mut MqttOptions) -> Result<(), String> {
+    fn credentials(&self, link: &mut Link) -> Result<(), String> {
         let (Some(user), Some(file)) = (&self.config.username, &self.config.password_file) else {
             return Ok(());
         };
         let password = crate::config::SecretSource::File(file.clone())
             .read()
             .map_err(|e| format!("password_file: {e}"))?;
-        options.set_credentials(user.clone(), password.expose().to_string());
+        link.set_credentials(user, password.expose());
         Ok(())
     }
 
@@ -322,14 +296,6 @@ async fn wait(shutdown: &mut watch::Receiver<bool>, d: Duration) -> bool {
     }
 }
 
-fn qos(q: u8) -> QoS {
-    match q {
-        0 => QoS::AtMostOnce,
-        2 => QoS::ExactlyOnce,
-        _ => QoS::AtLeastOnce,
-    }
-}
-
 fn plain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
@@ -337,7 +303,8 @@ fn plain(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
-/// A connection error in plain words, for the status page and the log.
+/// A connection error (MQTT 3.1.1) in plain words, for the status page
+/// and the log.
 pub fn describe(e: &ConnectionError, broker: &str) -> String {
     match e {
         ConnectionError::ConnectionRefused(code) => {
