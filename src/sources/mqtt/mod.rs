@@ -44,6 +44,9 @@ use tokio::sync::{mpsc, watch};
 /// counted, so a flood of garbage cannot fill the journal.
 pub const LOG_BURST: u32 = 10;
 
+/// Tag names tracked per source (see `MqttReader::tracked`).
+const MAX_NAMES: usize = 10_000;
+
 /// First reconnect wait; it doubles up to the source's `backoff_max`.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 
@@ -57,9 +60,9 @@ pub struct MqttReader {
     telemetry: Arc<Telemetry>,
     metrics: Arc<MqttMetrics>,
     /// Every tag name a message named (fixed ones from the start), with
-    /// its tag's index and its bad reason while bad; so a lost broker
-    /// marks them bad, and a reason is reported once per change.
-    names: BTreeMap<String, (usize, Option<String>)>,
+    /// its bad reason while bad; so a lost broker marks them bad, and a
+    /// reason is reported once per change.
+    names: BTreeMap<String, Option<String>>,
     log: LogLimit,
 }
 
@@ -78,8 +81,7 @@ impl MqttReader {
         });
         let names = points
             .iter()
-            .enumerate()
-            .filter_map(|(i, p)| Some((p.name.fixed()?.to_string(), (i, None))))
+            .filter_map(|p| Some((p.name.fixed()?.to_string(), None)))
             .collect();
         MqttReader {
             name,
@@ -201,7 +203,7 @@ impl MqttReader {
         let names: Vec<String> = self.names.keys().cloned().collect();
         let now = Millis::now();
         for name in names {
-            self.bad(&name, None, why, now).await;
+            self.bad(&name, why, now).await;
         }
     }
 
@@ -223,13 +225,13 @@ impl MqttReader {
             match payload::decode(&point.payload, point.value_type, bytes) {
                 Ok((value, time)) => {
                     let value = condition(&self.tags[i], value);
-                    self.good(&name, i, value, time.unwrap_or(now)).await;
+                    self.good(&name, value, time.unwrap_or(now)).await;
                     good += 1;
                 }
                 Err(e) => {
                     let why = format!("bad payload on {topic}: {e}");
                     self.payload_error(topic, &e.to_string());
-                    self.bad(&name, Some(i), &why, now).await;
+                    self.bad(&name, &why, now).await;
                 }
             }
         }
@@ -249,26 +251,31 @@ impl MqttReader {
         }
     }
 
-    async fn good(&mut self, name: &str, i: usize, value: Value, time: Millis) {
-        let entry = self.names.entry(name.to_string()).or_insert((i, None));
-        if entry.1.take().is_some() {
+    /// A name's bad reason, tracked from its first message on; past
+    /// [`MAX_NAMES`] new names are not tracked (topics full of garbage
+    /// levels must not grow the map without end).
+    fn tracked(&mut self, name: &str) -> Option<&mut Option<String>> {
+        if !self.names.contains_key(name) && self.names.len() < MAX_NAMES {
+            self.names.insert(name.to_string(), None);
+        }
+        self.names.get_mut(name)
+    }
+
+    async fn good(&mut self, name: &str, value: Value, time: Millis) {
+        if self.tracked(name).and_then(|bad| bad.take()).is_some() {
             self.telemetry.tag_quality(&self.name, name, None);
         }
         self.send(name, value, Quality::Good, time).await;
     }
 
     /// A bad sample; the status page hears of it once per change of reason.
-    async fn bad(&mut self, name: &str, i: Option<usize>, why: &str, time: Millis) {
-        let Some(entry) = (match i {
-            Some(i) => Some(self.names.entry(name.to_string()).or_insert((i, None))),
-            None => self.names.get_mut(name),
-        }) else {
-            return;
-        };
-        if entry.1.as_deref() == Some(why) {
-            return;
+    async fn bad(&mut self, name: &str, why: &str, time: Millis) {
+        if let Some(bad) = self.tracked(name) {
+            if bad.as_deref() == Some(why) {
+                return;
+            }
+            *bad = Some(why.to_string());
         }
-        entry.1 = Some(why.to_string());
         self.telemetry.tag_quality(&self.name, name, Some(why));
         self.send(name, Value::Int(0), Quality::Bad(why.to_string()), time)
             .await;
