@@ -157,10 +157,20 @@ async fn a_bad_payload_is_a_counted_bad_sample_and_the_next_good_one_flows() {
         matches!(&s.quality, Quality::Bad(w) if w.contains("not JSON")),
         "{s:?}"
     );
+    // Nested deeper than the JSON parser goes: refused, not a stack overflow.
+    let deep = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    broker.publish("plant1/press1/env", &deep, false);
+    let s = src
+        .next(
+            "temperature",
+            |s| matches!(&s.quality, Quality::Bad(w) if w.contains("recursion limit")),
+        )
+        .await;
+    assert_eq!(s.value, Value::Int(0));
     let m = src.telemetry.encode();
     assert_eq!(
         metric(&m, "plantgate_mqtt_payload_errors_total{source=\"broker\"}"),
-        Some(2.0),
+        Some(3.0),
         "{m}"
     );
 
