@@ -6,7 +6,7 @@
 //!    to drain the backlog, the gateway's CPU time and memory (RSS), and
 //!    checks that Odoo holds exactly the parts produced.
 
-#[path = "../tests/support/fake_odoo.rs"]
+#[path = "../tests/support/fake_odoo/mod.rs"]
 mod fake_odoo;
 mod support;
 

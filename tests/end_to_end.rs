@@ -180,6 +180,8 @@ async fn counted_parts_and_a_stop_reach_odoo_exactly_once() {
     assert_eq!(unit["blocks"][0]["start"], 100, "{status}");
     assert_eq!(unit["blocks"][0]["split"], serde_json::Value::Null);
     assert_eq!(status["queue"]["sinks"]["odoo"]["depth"], 0);
+    // `api = "auto"`: the fake is Odoo 17, which has no /web/version.
+    assert_eq!(status["sinks"]["odoo"]["api"], "jsonrpc", "{status}");
     r.gateway.stop().await;
 }
 
@@ -419,6 +421,22 @@ async fn outage_is_retried_and_a_refused_event_is_dead_lettered() {
     assert_eq!(
         r.odoo.workorder(r.workorder).map(|w| w.qty_produced),
         Some(f64::from(total))
+    );
+    r.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_are_added_to_what_an_operator_recorded_on_the_mo() {
+    let r = rig().await;
+    let mo = r.odoo.workorder(r.workorder).expect("wo").production_id;
+    // Before the first part: the operator typed 120 on the MO.
+    r.odoo.set_production_qty(mo, 120.0);
+    let total = produce(&r.plc.registers, &[1, 2, 3]).await;
+    let expected = 120.0 + f64::from(total);
+    wait_qty(&r.odoo, r.workorder, expected, "parts on top of the 120").await;
+    assert_eq!(
+        r.odoo.production(mo).map(|m| m.qty_producing),
+        Some(expected)
     );
     r.gateway.stop().await;
 }

@@ -5,7 +5,8 @@
 //! killed broker is reconnected to, retained values are read on subscribe,
 //! a wrong password is refused in plain words and retried (each of these
 //! in MQTT 3.1.1 and 5), mutual TLS with a plant CA works, and an MQTT
-//! counter and state drive production and downtime into (fake) Odoo.
+//! counter and state drive production and downtime into (fake) Odoo;
+//! conditioning (range, deadband) holds per name of a wildcard tag.
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
@@ -433,5 +434,35 @@ async fn mutual_tls_with_a_plant_ca_and_a_server_name() {
     );
     assert!(error.contains("certificate"), "{error}");
     assert!(!src.telemetry.snapshot().sources["broker"].connected);
+    src.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditioning_holds_per_name_of_a_wildcard_tag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = Broker::start();
+    let tags = r#"
+[[tags]]
+name = "{1}_load"
+source = "broker"
+topic = "plant1/+/load"
+min = 0.0
+max = 100.0
+min_change = 5.0
+"#;
+    let mut src = start(dir.path(), &broker, "", tags);
+    subscribed(&broker, 1).await;
+    broker.publish("plant1/press1/load", "50", false);
+    assert_eq!(src.next("press1_load", good).await.value, Value::UInt(50));
+    // Each press has its own last value: 52 is news for press2 only.
+    broker.publish("plant1/press2/load", "52", false);
+    assert_eq!(src.next("press2_load", good).await.value, Value::UInt(52));
+    broker.publish("plant1/press1/load", "52", false);
+    broker.publish("plant1/press1/load", "60", false);
+    let s = src.next("press1_load", |_| true).await;
+    assert_eq!(s.value, Value::UInt(60), "52 is within press1's deadband");
+    broker.publish("plant1/press1/load", "500", false);
+    let s = src.next("press1_load", |_| true).await;
+    assert!(matches!(s.quality, Quality::Bad(_)), "out of range: {s:?}");
     src.stop().await;
 }

@@ -203,7 +203,7 @@ dry_run = true
         server.set(&counter, value);
         let read = async {
             while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("mrp.workorder write") {
+                if line.contains("on the work order running at work center") {
                     return Some(line);
                 }
             }
@@ -217,10 +217,10 @@ dry_run = true
         produced.push(line);
     }
     assert!(
-        produced[0].contains("PRESS1") && produced[0].contains("<current> + 3}"),
+        produced[0].contains("\"PRESS1\"") && produced[0].contains(") + 3 on"),
         "{produced:?}"
     );
-    assert!(produced[1].contains("<current> + 4}"), "{produced:?}");
+    assert!(produced[1].contains(") + 4 on"), "{produced:?}");
     let _ = child.start_kill();
     let _ = child.wait().await;
     let mut stderr = String::new();

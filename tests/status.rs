@@ -455,3 +455,34 @@ async fn the_status_page_shows_sources_lanes_and_sinks_in_a_browser() {
     assert!(dom.contains("this listener needs its token"), "{dom}");
     assert!(!dom.contains(r#"data-source="press1""#), "{dom}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reading_out_of_its_valid_range_makes_the_tag_bad_not_an_event() {
+    const TEMP: u16 = 106;
+    let rig = press::start(
+        &format!(
+            "\n[[tags]]\nname = \"oven_temp\"\nsource = \"press1\"\nregister = {TEMP}\nmin = 0.0\nmax = 300.0\n"
+        ),
+        "127.0.0.1:0",
+    )
+    .await;
+    let base = rig.base.clone();
+    rig.regs.set_u16(TEMP, 412);
+    let s = eventually(Duration::from_secs(30), "the tag reported bad", || async {
+        let s = status_json(&base).await;
+        s["sources"]["press1"]["bad_tags"]["oven_temp"]
+            .as_str()
+            .map(str::to_string)
+    })
+    .await;
+    assert_eq!(s, "value outside the valid range [0, 300]");
+    rig.regs.set_u16(TEMP, 250);
+    eventually(Duration::from_secs(30), "the tag good again", || async {
+        let s = status_json(&base).await;
+        s["sources"]["press1"]["bad_tags"]
+            .as_object()
+            .is_some_and(|m| !m.contains_key("oven_temp"))
+            .then_some(())
+    })
+    .await;
+}

@@ -99,6 +99,8 @@ pub struct TagConfig {
     pub scale: Option<f64>,
     pub offset: Option<f64>,
     pub engineering_unit: Option<String>,
+    /// Valid range, clamping, deadband, report-on-change, heartbeat.
+    pub conditioning: crate::sources::filter::Conditioning,
 }
 
 /// Where a tag is read, per source kind.
@@ -253,6 +255,45 @@ pub struct OdooConfig {
     pub timeout: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Which external API to speak.
+    pub api: OdooApi,
+    /// Which Odoo record holds the parts counted.
+    pub production_target: ProductionTarget,
+    /// How long a work order's quantity read from Odoo is trusted before it
+    /// is read again; zero reads before every write.
+    pub quantity_max_age: Duration,
+}
+
+/// Odoo's external API (`[odoo] api`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OdooApi {
+    /// `GET /web/version`: JSON-2 from Odoo 19 on, JSON-RPC before.
+    Auto,
+    /// `/json/2/<model>/<method>` with a bearer API key (Odoo 19 and later).
+    Json2,
+    /// `/jsonrpc` with login and API key (Odoo 16–18; deprecated in 19).
+    JsonRpc,
+}
+
+/// Where produced parts are written in Odoo (`[odoo] production_target`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ProductionTarget {
+    /// `mrp.workorder.qty_produced`; Odoo carries it to the MO's `qty_producing`.
+    Workorder,
+    /// `mrp.production.qty_producing` only; the work order is left alone.
+    Production,
+    /// Both, to the same value: the work order first, then the MO.
+    Both,
+}
+
+impl ProductionTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProductionTarget::Workorder => "workorder",
+            ProductionTarget::Production => "production",
+            ProductionTarget::Both => "both",
+        }
+    }
 }
 
 /// Read and validate a config file.
@@ -869,9 +910,78 @@ impl<'a> Validator<'a> {
                 scale: r.scale.as_ref().map(|v| *v.get_ref()),
                 offset: r.offset.as_ref().map(|v| *v.get_ref()),
                 engineering_unit: r.engineering_unit.as_ref().map(|v| v.get_ref().clone()),
+                conditioning: self.conditioning(&r),
             });
         }
         out
+    }
+
+    /// A tag's signal conditioning keys, checked together.
+    fn conditioning(&mut self, r: &RawTag) -> crate::sources::filter::Conditioning {
+        use crate::sources::filter::{Conditioning, Deadband};
+        for (v, key) in [
+            (&r.min, "min"),
+            (&r.max, "max"),
+            (&r.min_change, "min_change"),
+            (&r.min_change_percent, "min_change_percent"),
+        ] {
+            if let Some(bad) = v.as_ref().filter(|x| !x.get_ref().is_finite()) {
+                self.err(bad, format!("{key} must be a finite number"));
+            }
+        }
+        let min = r.min.as_ref().map(|v| *v.get_ref());
+        let max = r.max.as_ref().map(|v| *v.get_ref());
+        if let (Some(lo), Some(hi), Some(at)) = (min, max, &r.max) {
+            if lo >= hi {
+                self.err(at, format!("max ({hi}) must be greater than min ({lo})"));
+            }
+        }
+        let clamp = r.clamp.as_ref().is_some_and(|c| *c.get_ref());
+        if let Some(c) = &r.clamp {
+            if *c.get_ref() && min.is_none() && max.is_none() {
+                self.err(c, "clamp needs a range: give min, max or both");
+            }
+        }
+        let deadband = match (&r.min_change, &r.min_change_percent) {
+            (Some(a), Some(_)) => {
+                self.err(a, "give either min_change (in the tag's units) or min_change_percent (of max - min), not both");
+                None
+            }
+            (Some(a), None) => {
+                if *a.get_ref() < 0.0 {
+                    self.err(a, "min_change must be 0 or more, in the tag's units");
+                }
+                Some(Deadband::Absolute(*a.get_ref()))
+            }
+            (None, Some(p)) => {
+                if !(*p.get_ref() > 0.0 && *p.get_ref() <= 100.0) {
+                    self.err(p, "min_change_percent must be more than 0 and at most 100");
+                }
+                if min.is_none() || max.is_none() {
+                    self.err(
+                        p,
+                        "min_change_percent is a percent of max - min: give both min and max",
+                    );
+                }
+                Some(Deadband::Percent(*p.get_ref()))
+            }
+            (None, None) => None,
+        };
+        let on_change = r.on_change.as_ref().is_some_and(|c| *c.get_ref());
+        let heartbeat = r.heartbeat.as_ref().map(|h| {
+            if deadband.is_none() && !on_change {
+                self.err(h, "heartbeat only matters with min_change, min_change_percent or on_change = true");
+            }
+            self.duration(&r.heartbeat, Duration::from_secs(60))
+        });
+        Conditioning {
+            min,
+            max,
+            clamp,
+            deadband,
+            on_change,
+            heartbeat,
+        }
     }
 
     fn events(&mut self, raw: &[S<RawEvent>], tags: &[TagConfig]) -> Vec<EventRule> {
@@ -1222,6 +1332,43 @@ impl<'a> Validator<'a> {
                 self.err(o, "missing key `api_key_file` (a file holding the user's API key) or `api_key_credential` (a systemd credential name)");
             }
         }
+        let api = match &r.api {
+            None => OdooApi::Auto,
+            Some(a) => match a.get_ref().as_str() {
+                "auto" => OdooApi::Auto,
+                "json2" => OdooApi::Json2,
+                "jsonrpc" => OdooApi::JsonRpc,
+                other => {
+                    self.err(a, format!("unknown api {other:?}: write \"auto\" (the default: JSON-2 from Odoo 19 on), \"json2\" or \"jsonrpc\""));
+                    OdooApi::Auto
+                }
+            },
+        };
+        let production_target = match &r.production_target {
+            None => ProductionTarget::Workorder,
+            Some(t) => match t.get_ref().as_str() {
+                "workorder" => ProductionTarget::Workorder,
+                "production" => ProductionTarget::Production,
+                "both" => ProductionTarget::Both,
+                other => {
+                    self.err(t, format!("unknown production_target {other:?}: write \"workorder\" (the default), \"production\" or \"both\""));
+                    ProductionTarget::Workorder
+                }
+            },
+        };
+        // Zero is meaningful here (read before every write), so not `duration`.
+        // Default 0: read before every write, so an entry an operator just
+        // typed into Odoo is never overtaken (correctness over requests).
+        let quantity_max_age = match &r.quantity_max_age {
+            None => Duration::ZERO,
+            Some(v) => match humantime::parse_duration(v.get_ref()) {
+                Ok(d) => d,
+                Err(_) => {
+                    self.err(v, format!("bad duration {:?}: write it like \"5s\", or \"0s\" to read before every write", v.get_ref()));
+                    Duration::from_secs(5)
+                }
+            },
+        };
         Some(OdooConfig {
             dry_run,
             url: text(&r.url).trim_end_matches('/').to_string(),
@@ -1233,6 +1380,9 @@ impl<'a> Validator<'a> {
             timeout,
             retry_min,
             retry_max,
+            api,
+            production_target,
+            quantity_max_age,
         })
     }
 }
@@ -1397,7 +1547,7 @@ dry_run = true
         );
         assert_eq!((got[3].0, got[3].1), (24, 1), "{got:?}");
         assert!(
-            got[3].2.starts_with("unknown field `bt`, expected one of `name`, `source`, `scale`, `offset`, `engineering_unit`, `table`, `register`"),
+            got[3].2.starts_with("unknown field `bt`, expected one of `name`, `source`, `scale`, `offset`, `engineering_unit`, `min`, `max`, `clamp`, `min_change`, `min_change_percent`, `on_change`, `heartbeat`, `table`, `register`"),
             "{got:?}"
         );
         assert!(

@@ -61,6 +61,14 @@ pub struct RawTag {
     pub scale: Option<S<f64>>,
     pub offset: Option<S<f64>>,
     pub engineering_unit: Option<S<String>>,
+    /// Signal conditioning, for every kind (see `sources::filter`).
+    pub min: Option<S<f64>>,
+    pub max: Option<S<f64>>,
+    pub clamp: Option<S<bool>>,
+    pub min_change: Option<S<f64>>,
+    pub min_change_percent: Option<S<f64>>,
+    pub on_change: Option<S<bool>>,
+    pub heartbeat: Option<S<String>>,
 }
 
 /// One `[[sources]]` or `[[tags]]` entry as parsed, with the position of
@@ -165,4 +173,7 @@ pub struct RawOdoo {
     pub timeout: Option<S<String>>,
     pub retry_min: Option<S<String>>,
     pub retry_max: Option<S<String>>,
+    pub api: Option<S<String>>,
+    pub production_target: Option<S<String>>,
+    pub quantity_max_age: Option<S<String>>,
 }

@@ -13,8 +13,13 @@ pub struct DryRunSink;
 impl DryRunSink {
     pub fn deliver(&mut self, e: &Event) -> Result<(), DeliveryError> {
         let line = match plan::plan(e) {
-            Plan::AddProduced { workcenter, quantity } => format!(
-                "odoo dry-run: mrp.workorder write {{\"qty_produced\": <current> + {quantity}}} on the work order in progress at work center {workcenter:?} (event {})",
+            Plan::AddProduced {
+                workcenter,
+                quantity,
+                at,
+            } => format!(
+                "odoo dry-run: write max(qty_produced, MO qty_producing) + {quantity} on the work order running at work center {workcenter:?} at {} UTC (event {})",
+                at.odoo_datetime(),
                 e.id
             ),
             Plan::UpsertTimeLog {
@@ -33,7 +38,7 @@ impl DryRunSink {
                     "description": description,
                 });
                 format!(
-                    "odoo dry-run: mrp.workcenter.productivity load {values} external id {xmlid} (event {})",
+                    "odoo dry-run: close productive timers open at {workcenter:?} at {date_start}; mrp.workcenter.productivity load {values} external id {xmlid}, linked to the work order running then (event {})",
                     e.id
                 )
             }

@@ -54,6 +54,14 @@ pub enum Sink {
 }
 
 impl Sink {
+    /// The protocol in use, once known (for `/status`).
+    fn api(&self) -> Option<String> {
+        match self {
+            Sink::Odoo(s) => s.api(),
+            Sink::DryRun(_) => Some("dry run".into()),
+        }
+    }
+
     async fn deliver(
         &mut self,
         store: &Store,
@@ -159,6 +167,9 @@ impl Runner {
                 }
                 Err(why) => Err(DeliveryError::Reject(why.clone())),
             };
+            if let Some(api) = self.sink.api() {
+                self.telemetry.sink_api(&self.name, &api);
+            }
             if let Err(e) = self.finish(&queued, outcome, &mut schedule).await {
                 tracing::error!(sink = %self.name, error = %e, "cannot record the delivery in the event store");
                 if sleep_or_stop(Duration::from_secs(1), &mut shutdown).await {

@@ -3,6 +3,7 @@
 //! (so a dead device does not flood the edge or the status page).
 
 use super::condition;
+use super::filter::{Filter, Verdict};
 use crate::config::TagConfig;
 use crate::model::{Millis, Quality, Sample, Value};
 use crate::status::Telemetry;
@@ -14,6 +15,8 @@ pub struct Emitter {
     tags: Vec<TagConfig>,
     /// Last bad reason sent per tag; `None` while good.
     last_bad: Vec<Option<String>>,
+    /// Each tag's conditioning (range, deadband), by index.
+    filters: Vec<Filter>,
     tx: mpsc::Sender<Sample>,
     telemetry: Arc<Telemetry>,
 }
@@ -26,10 +29,15 @@ impl Emitter {
         telemetry: Arc<Telemetry>,
     ) -> Self {
         let last_bad = vec![None; tags.len()];
+        let filters = tags
+            .iter()
+            .map(|t| Filter::new(t.conditioning.clone()))
+            .collect();
         Emitter {
             source: source.to_string(),
             tags,
             last_bad,
+            filters,
             tx,
             telemetry,
         }
@@ -48,8 +56,9 @@ impl Emitter {
         self.last_bad[i].as_deref() == Some(why)
     }
 
-    /// A reading the device vouches for (good or uncertain): scaled and sent;
-    /// a tag that was bad is reported good again.
+    /// A reading the device vouches for (good or uncertain): scaled,
+    /// conditioned and sent; a tag that was bad is reported good again. A
+    /// value out of the tag's valid range makes the tag bad instead.
     pub async fn value(
         &mut self,
         i: usize,
@@ -58,27 +67,37 @@ impl Emitter {
         time: Millis,
         server_time: Option<Millis>,
     ) {
-        if self.last_bad[i].take().is_some() {
-            self.telemetry
-                .tag_quality(&self.source, &self.tags[i].name, None);
-        }
         let value = condition(&self.tags[i], raw);
-        self.send(i, value, quality, time, server_time).await;
+        match self.filters[i].apply(value, time) {
+            Verdict::Hold => {}
+            Verdict::Bad(why) => self.mark_bad(i, &why, time).await,
+            Verdict::Send(value) => {
+                if self.last_bad[i].take().is_some() {
+                    self.telemetry
+                        .tag_quality(&self.source, &self.tags[i].name, None);
+                }
+                self.send(i, value, quality, time, server_time).await;
+            }
+        }
     }
 
     /// Tags that could not be read: one bad sample each per change of reason.
     pub async fn bad(&mut self, tags: &[usize], why: &str) {
         let time = Millis::now();
         for &i in tags {
-            if self.is_bad_for(i, why) {
-                continue;
-            }
-            self.last_bad[i] = Some(why.to_string());
-            self.telemetry
-                .tag_quality(&self.source, &self.tags[i].name, Some(why));
-            self.send(i, Value::Int(0), Quality::Bad(why.to_string()), time, None)
-                .await;
+            self.mark_bad(i, why, time).await;
         }
+    }
+
+    async fn mark_bad(&mut self, i: usize, why: &str, time: Millis) {
+        if self.is_bad_for(i, why) {
+            return;
+        }
+        self.last_bad[i] = Some(why.to_string());
+        self.telemetry
+            .tag_quality(&self.source, &self.tags[i].name, Some(why));
+        self.send(i, Value::Int(0), Quality::Bad(why.to_string()), time, None)
+            .await;
     }
 
     async fn send(

@@ -2,6 +2,7 @@
 //! task per device connection, so a dead device cannot stall the others.
 
 mod emit;
+pub mod filter;
 pub mod modbus;
 pub mod mqtt;
 pub mod opcua;

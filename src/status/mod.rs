@@ -294,6 +294,7 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
                 serde_json::json!({
                     "queue_depth": ctx.store.depth(name),
                     "halted": s.halted,
+                    "api": s.api,
                     "delivered": s.delivered,
                     "last_delivery": s.last_delivery.map(Millis::rfc3339),
                     "retrying": s.retrying,

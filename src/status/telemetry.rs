@@ -156,6 +156,8 @@ pub struct SinkStatus {
     pub retrying: bool,
     /// Why the sink stopped delivering, if it did.
     pub halted: Option<String>,
+    /// The protocol (and Odoo version) the sink speaks, once known.
+    pub api: Option<String>,
 }
 
 impl Default for Telemetry {
@@ -323,6 +325,15 @@ impl Telemetry {
         let _ = self.delivery_errors.get_or_create(&l);
         let _ = self.rejected.get_or_create(&l);
         self.board().sinks.entry(sink.to_string()).or_default();
+    }
+
+    /// Record the protocol a sink settled on (shown on `/status`).
+    pub fn sink_api(&self, sink: &str, api: &str) {
+        let mut b = self.board();
+        let s = b.sinks.entry(sink.to_string()).or_default();
+        if s.api.as_deref() != Some(api) {
+            s.api = Some(api.to_string());
+        }
     }
 
     pub fn delivered(&self, sink: &str) {

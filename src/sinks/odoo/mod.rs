@@ -1,25 +1,38 @@
-//! The Odoo sink: delivers events to Odoo over JSON-RPC, idempotently.
+//! The Odoo sink: delivers events to Odoo over JSON-2 or JSON-RPC
+//! ([`rpc`]), idempotently.
 //!
-//! - Downtime: `mrp.workcenter.productivity.load` keyed by an external id
-//!   derived from the downtime id; start and end upsert the same record.
-//! - Production: the work order in progress at the work center gets an
-//!   absolute `qty_produced`. The work order and the value are fixed in the
-//!   store's ledger before the first write, so a retried or replayed event
-//!   writes the same value again rather than adding its parts twice.
+//! - Production ([`production`]): the parts go to the work order that was
+//!   running at the work center when they were made, as an absolute
+//!   quantity `max(wo.qty_produced, mo.qty_producing) + parts` written to
+//!   the work order, the MO or both (`production_target`). The decided
+//!   write is fixed in the store's ledger before it is sent; a repeat reads
+//!   Odoo first and writes nothing if the value (or more) is already there.
+//! - Downtime: the productive timers open at the work center are closed at
+//!   the stop's start (as Odoo's Block does), then
+//!   `mrp.workcenter.productivity.load` upserts the loss log by an external
+//!   id derived from the downtime id, linked to the work order running then.
+//!
+//! What is read when: work center ids once per code; a work center's work
+//! orders (with their quantities) when none is cached, when the cached read
+//! is older than `quantity_max_age`, for parts older than what was read,
+//! and after any failed write; the recorded work order on every repeat.
 
 pub mod http;
 pub mod plan;
+pub mod production;
 pub mod rpc;
 
 use super::DeliveryError;
-use crate::config::{OdooConfig, SecretError};
-use crate::model::Event;
+use crate::config::{OdooConfig, ProductionTarget, SecretError};
+use crate::model::{Event, Millis};
 use crate::store::Store;
-use plan::{Plan, TIME_LOG_FIELDS};
-use rpc::{JsonRpc, RpcError};
-use serde::{Deserialize, Serialize};
+use plan::Plan;
+use production::{Intent, WorkOrderView};
+use rpc::{Rpc, RpcError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Odoo exceptions that say "this event is wrong", not "try later".
 const REFUSALS: [&str; 6] = [
@@ -31,6 +44,23 @@ const REFUSALS: [&str; 6] = [
     "builtins.KeyError",
 ];
 
+/// Work order fields read for attribution and quantities.
+const WO_FIELDS: [&str; 9] = [
+    "id",
+    "name",
+    "production_id",
+    "state",
+    "production_state",
+    "date_start",
+    "date_finished",
+    "qty_produced",
+    "qty_producing",
+];
+
+/// Work orders read per work center at most; a backlog spanning more
+/// finished work orders than this is read again for its older parts.
+const WO_READ_LIMIT: usize = 100;
+
 #[derive(Debug, thiserror::Error)]
 pub enum OdooSetupError {
     #[error("[odoo] has no API key source")]
@@ -41,46 +71,42 @@ pub enum OdooSetupError {
     Http(#[from] http::HttpSetupError),
 }
 
-/// The write decided for a production event before it is sent.
-#[derive(Debug, Serialize, Deserialize)]
-struct ProductionIntent {
-    workorder: i64,
-    qty_produced: f64,
+/// The values of one loss log.
+struct TimeLog {
+    xmlid: String,
+    loss: String,
+    start: String,
+    end: Option<String>,
+    description: String,
 }
 
-/// Ledger entries: a version byte, then postcard. Version 0 is format 0's
-/// unversioned entry (same shape), carried over by the store's migration.
-const INTENT_V1: u8 = 1;
-const INTENT_V0: u8 = crate::store::migrate::LEGACY_PAYLOAD;
-
-impl ProductionIntent {
-    fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = vec![INTENT_V1];
-        out.extend(postcard::to_stdvec(self)?);
-        Ok(out)
-    }
-
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
-        match bytes.split_first() {
-            Some((&INTENT_V1 | &INTENT_V0, rest)) => {
-                postcard::from_bytes(rest).map_err(|e| e.to_string())
-            }
-            Some((v, _)) => Err(format!("version {v} is not one this release reads")),
-            None => Err("empty entry".into()),
-        }
-    }
+/// A work center's work orders as last read (and since then written).
+struct Snapshot {
+    read_at: Instant,
+    /// Parts made before this were not asked for (finished work orders
+    /// before it are missing).
+    since: String,
+    wos: Vec<WorkOrderView>,
 }
 
 pub struct OdooSink {
-    rpc: JsonRpc,
+    rpc: Rpc,
+    target: ProductionTarget,
+    max_age: Duration,
     /// Work center code → id; codes are stable, so cached for the process.
     workcenters: HashMap<String, i64>,
+    /// Work center id → its work orders.
+    snapshots: HashMap<i64, Snapshot>,
+    /// MO id → `qty_producing` as last read or written: one MO's work
+    /// orders can sit at several work centers, and all must see one value.
+    mo_qty: HashMap<i64, f64>,
 }
 
 fn classify(e: RpcError) -> DeliveryError {
     match &e {
         RpcError::Unreachable { .. }
         | RpcError::LoginRefused { .. }
+        | RpcError::KeyRefused { .. }
         | RpcError::Http {
             status: 502 | 504, ..
         } => DeliveryError::Unreachable(e.to_string()),
@@ -95,14 +121,55 @@ fn store_err(e: crate::store::StoreError) -> DeliveryError {
     DeliveryError::Retry(format!("event store: {e}"))
 }
 
+fn text(v: &Value) -> Option<String> {
+    v.as_str().map(str::to_string)
+}
+
+/// One `search_read`/`read` row of mrp.workorder.
+fn workorder_view(row: &Value) -> Result<WorkOrderView, DeliveryError> {
+    let bad = || DeliveryError::Retry(format!("unexpected work order from Odoo: {row}"));
+    let id = row.get("id").and_then(Value::as_i64).ok_or_else(bad)?;
+    let mo = row.get("production_id").ok_or_else(bad)?;
+    Ok(WorkOrderView {
+        id,
+        name: row.get("name").and_then(text).unwrap_or_default(),
+        production: mo.get(0).and_then(Value::as_i64).ok_or_else(bad)?,
+        production_name: mo.get(1).and_then(text).unwrap_or_default(),
+        state: row.get("state").and_then(text).unwrap_or_default(),
+        production_state: row
+            .get("production_state")
+            .and_then(text)
+            .unwrap_or_default(),
+        date_start: row.get("date_start").and_then(text),
+        date_finished: row.get("date_finished").and_then(text),
+        qty_produced: row
+            .get("qty_produced")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0),
+        qty_producing: row
+            .get("qty_producing")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0),
+    })
+}
+
 impl OdooSink {
     pub fn new(cfg: &OdooConfig) -> Result<Self, OdooSetupError> {
         let key = cfg.api_key.as_ref().ok_or(OdooSetupError::NoKey)?.read()?;
         let http = http::client(cfg)?;
         Ok(OdooSink {
-            rpc: JsonRpc::new(http, &cfg.url, &cfg.database, &cfg.login, key),
+            rpc: Rpc::new(http, &cfg.url, &cfg.database, &cfg.login, key, cfg.api),
+            target: cfg.production_target,
+            max_age: cfg.quantity_max_age,
             workcenters: HashMap::new(),
+            snapshots: HashMap::new(),
+            mo_qty: HashMap::new(),
         })
+    }
+
+    /// "json2 (Odoo 19.0)", "jsonrpc", ...: once the first call decided it.
+    pub fn api(&self) -> Option<String> {
+        self.rpc.describe()
     }
 
     pub async fn deliver(
@@ -115,8 +182,9 @@ impl OdooSink {
             Plan::AddProduced {
                 workcenter,
                 quantity,
+                at,
             } => {
-                self.add_produced(store, sink, &ev.id, &workcenter, quantity)
+                self.add_produced(store, sink, &ev.id, &workcenter, quantity, at)
                     .await
             }
             Plan::UpsertTimeLog {
@@ -127,26 +195,14 @@ impl OdooSink {
                 date_end,
                 description,
             } => {
-                let wc = self.workcenter_id(&workcenter).await?;
-                let row = [
+                let row = TimeLog {
                     xmlid,
-                    wc.to_string(),
                     loss,
-                    date_start,
-                    date_end.unwrap_or_default(),
+                    start: date_start,
+                    end: date_end,
                     description,
-                ];
-                let result = self
-                    .rpc
-                    .execute_kw(
-                        "mrp.workcenter.productivity",
-                        "load",
-                        json!([TIME_LOG_FIELDS, [row]]),
-                        json!({"context": {"tz": "UTC"}}),
-                    )
-                    .await
-                    .map_err(classify)?;
-                load_outcome(&result)
+                };
+                self.time_log(&workcenter, row).await
             }
         }
     }
@@ -157,11 +213,12 @@ impl OdooSink {
         }
         let found = self
             .rpc
-            .execute_kw(
+            .call(
                 "mrp.workcenter",
                 "search_read",
-                json!([[["code", "=", code]]]),
-                json!({"fields": ["id", "name"], "limit": 1}),
+                None,
+                json!({"domain": [["code", "=", code]], "fields": ["id", "name"], "limit": 1}),
+                None,
             )
             .await
             .map_err(classify)?;
@@ -178,6 +235,81 @@ impl OdooSink {
         Ok(id)
     }
 
+    /// The work center's work orders that may have run at `at` or later,
+    /// from the cache when it is fresh enough, else read from Odoo.
+    async fn workorders(
+        &mut self,
+        wc: i64,
+        at: &str,
+        force: bool,
+    ) -> Result<&[WorkOrderView], DeliveryError> {
+        let fresh = self
+            .snapshots
+            .get(&wc)
+            .is_some_and(|s| s.read_at.elapsed() <= self.max_age && s.since.as_str() <= at);
+        if force || !fresh {
+            let rows = self
+                .rpc
+                .call(
+                    "mrp.workorder",
+                    "search_read",
+                    None,
+                    json!({
+                        "domain": [
+                            ["workcenter_id", "=", wc],
+                            ["state", "in", ["progress", "done"]],
+                            "|",
+                            ["state", "=", "progress"],
+                            ["date_finished", ">=", at]
+                        ],
+                        "fields": WO_FIELDS,
+                        "order": "date_start asc, id asc",
+                        "limit": WO_READ_LIMIT,
+                    }),
+                    None,
+                )
+                .await
+                .map_err(classify)?;
+            let wos = rows
+                .as_array()
+                .map(|r| r.iter().map(workorder_view).collect::<Result<Vec<_>, _>>())
+                .transpose()?
+                .unwrap_or_default();
+            for w in &wos {
+                self.mo_qty.insert(w.production, w.qty_producing);
+            }
+            self.snapshots.insert(
+                wc,
+                Snapshot {
+                    read_at: Instant::now(),
+                    since: at.to_string(),
+                    wos,
+                },
+            );
+        }
+        Ok(self
+            .snapshots
+            .get(&wc)
+            .map(|s| s.wos.as_slice())
+            .unwrap_or_default())
+    }
+
+    /// One work order, read now.
+    async fn read_workorder(&mut self, id: i64) -> Result<Option<WorkOrderView>, DeliveryError> {
+        let rows = self
+            .rpc
+            .call(
+                "mrp.workorder",
+                "search_read",
+                None,
+                json!({"domain": [["id", "=", id]], "fields": WO_FIELDS}),
+                None,
+            )
+            .await
+            .map_err(classify)?;
+        rows.get(0).map(workorder_view).transpose()
+    }
+
     async fn add_produced(
         &mut self,
         store: &Store,
@@ -185,68 +317,203 @@ impl OdooSink {
         event_id: &str,
         workcenter: &str,
         quantity: u64,
+        made: Millis,
     ) -> Result<(), DeliveryError> {
         // An entry that cannot be read must stop the sink: planning the
         // write again could add these parts a second time.
         let recorded = match store.ledger_get(sink, event_id).map_err(store_err)? {
-            Some(b) => Some(ProductionIntent::decode(&b).map_err(|e| {
+            Some(b) => Some(Intent::decode(&b).map_err(|e| {
                 DeliveryError::Halt(format!(
                     "the delivery record of production event {event_id} cannot be read ({e}); its write may already be in Odoo, so it is not planned again: check the work order's quantity in Odoo"
                 ))
             })?),
             None => None,
         };
-        let intent = match recorded {
-            Some(i) => i,
-            None => {
-                let wc = self.workcenter_id(workcenter).await?;
-                let found = self
-                    .rpc
-                    .execute_kw(
-                        "mrp.workorder",
-                        "search_read",
-                        json!([[["workcenter_id", "=", wc], ["state", "=", "progress"]]]),
-                        json!({"fields": ["id", "name", "qty_produced"], "order": "date_start desc, id desc", "limit": 1}),
-                    )
-                    .await
-                    .map_err(classify)?;
-                let Some(wo) = found.get(0) else {
+        let wc = self.workcenter_id(workcenter).await?;
+        let at = made.odoo_datetime();
+        if let Some(intent) = &recorded {
+            // A repeat (retry, crash, replay): Odoo may hold the write
+            // already. Read, never guess.
+            if let Some(now) = self.read_workorder(intent.workorder).await? {
+                if production::applied(intent, now.qty_produced, now.qty_producing) {
+                    self.mo_qty.insert(now.production, now.qty_producing);
+                    return Ok(());
+                }
+            }
+        }
+        // Plan from what Odoo holds now: fresh after a repeat, else cached.
+        let mut force = recorded.is_some();
+        let (wo, why) = loop {
+            let wos = self.workorders(wc, &at, force).await?;
+            match production::attribute(wos, &at) {
+                // A finished work order is written only as read just now:
+                // its MO may have been closed since the cached read.
+                Some((w, why)) if force || w.state != "done" => break (w.clone(), why),
+                None if force => {
                     return Err(DeliveryError::Reject(format!(
-                        "no work order in progress at work center {workcenter:?} for {quantity} parts: start the work order in Odoo, then replay this dead letter"
-                    )));
-                };
-                let workorder = wo
-                    .get("id")
-                    .and_then(Value::as_i64)
-                    .ok_or_else(|| DeliveryError::Retry(format!("work order without id: {wo}")))?;
-                let current = wo
-                    .get("qty_produced")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
-                let intent = ProductionIntent {
-                    workorder,
-                    qty_produced: current + quantity as f64,
-                };
-                let bytes = intent
-                    .encode()
-                    .map_err(|e| DeliveryError::Retry(format!("encode intent: {e}")))?;
-                store
-                    .ledger_put(sink, event_id, &bytes)
-                    .await
-                    .map_err(store_err)?;
-                intent
+                        "{quantity} parts made at {at} UTC at work center {workcenter:?}: no work order was in progress there then, nor started since. Start the work order in Odoo, then `plantgate dlq replay ID`"
+                    )))
+                }
+                _ => force = true,
             }
         };
-        self.rpc
-            .execute_kw(
-                "mrp.workorder",
-                "write",
-                json!([[intent.workorder], {"qty_produced": intent.qty_produced}]),
-                json!({}),
+        let mo_qty = self
+            .mo_qty
+            .get(&wo.production)
+            .copied()
+            .unwrap_or(wo.qty_producing);
+        let intent = production::decide(&wo, why, mo_qty, quantity, &at, self.target)
+            .map_err(DeliveryError::Reject)?;
+        let bytes = intent
+            .encode()
+            .map_err(|e| DeliveryError::Retry(format!("encode intent: {e}")))?;
+        store
+            .ledger_put(sink, event_id, &bytes)
+            .await
+            .map_err(store_err)?;
+        if let Err(e) = self.write_intent(&intent).await {
+            // Whatever failed, the cache may be wrong now.
+            self.snapshots.remove(&wc);
+            return Err(e);
+        }
+        self.wrote(&intent);
+        Ok(())
+    }
+
+    async fn write_intent(&mut self, intent: &Intent) -> Result<(), DeliveryError> {
+        // Odoo's own escape for correcting a finished work order (4.3).
+        let context = intent.closed.then(|| json!({"allow_qty_change": true}));
+        let closed_meanwhile = |e: RpcError| match &e {
+            // Closed after it was read: plan again from a fresh read.
+            RpcError::Odoo { message, .. } if message.contains("has been closed") => {
+                DeliveryError::Retry(format!(
+                    "{e} (the work order was closed after it was read; it is read again)"
+                ))
+            }
+            _ => classify(e),
+        };
+        if intent.target != ProductionTarget::Production {
+            self.rpc
+                .call(
+                    "mrp.workorder",
+                    "write",
+                    Some(&[intent.workorder]),
+                    json!({"vals": {"qty_produced": intent.value}}),
+                    context,
+                )
+                .await
+                .map_err(closed_meanwhile)?;
+        }
+        if intent.target != ProductionTarget::Workorder {
+            let mo = intent.production.ok_or_else(|| {
+                DeliveryError::Reject("the delivery record names no manufacturing order".into())
+            })?;
+            self.rpc
+                .call(
+                    "mrp.production",
+                    "write",
+                    Some(&[mo]),
+                    json!({"vals": {"qty_producing": intent.value}}),
+                    None,
+                )
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
+    }
+
+    /// Keep the cache equal to what Odoo holds after our write.
+    fn wrote(&mut self, intent: &Intent) {
+        let Some(mo) = intent.production else { return };
+        // Every target sets the MO's quantity (the work order's write
+        // through Odoo's link).
+        self.mo_qty.insert(mo, intent.value);
+        for snap in self.snapshots.values_mut() {
+            for w in snap.wos.iter_mut().filter(|w| w.production == mo) {
+                w.qty_producing = intent.value;
+                if w.id == intent.workorder && intent.target != ProductionTarget::Production {
+                    w.qty_produced = intent.value;
+                }
+            }
+        }
+    }
+
+    async fn time_log(&mut self, workcenter: &str, log: TimeLog) -> Result<(), DeliveryError> {
+        let wc = self.workcenter_id(workcenter).await?;
+        let TimeLog {
+            xmlid,
+            loss,
+            start,
+            end: date_end,
+            description,
+        } = log;
+        let wo =
+            production::running_at(self.workorders(wc, &start, false).await?, &start).map(|w| w.id);
+        // Close the productive timers running into the stop, at its start,
+        // as Odoo's Block does: productive and loss time must not overlap.
+        // Only timers started before the stop: a later one is the
+        // operator's after the stop, which a late repeat must not end.
+        let open = self
+            .rpc
+            .call(
+                "mrp.workcenter.productivity",
+                "search_read",
+                None,
+                json!({
+                    "domain": [
+                        ["workcenter_id", "=", wc],
+                        ["date_end", "=", false],
+                        ["loss_type", "in", ["productive", "performance"]],
+                        ["date_start", "<", start]
+                    ],
+                    "fields": ["id"],
+                }),
+                None,
             )
             .await
             .map_err(classify)?;
-        Ok(())
+        let ids: Vec<i64> = open
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.get("id").and_then(Value::as_i64))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !ids.is_empty() {
+            self.rpc
+                .call(
+                    "mrp.workcenter.productivity",
+                    "write",
+                    Some(&ids),
+                    json!({"vals": {"date_end": start}}),
+                    None,
+                )
+                .await
+                .map_err(classify)?;
+        }
+        let mut row = vec![
+            xmlid,
+            wc.to_string(),
+            loss,
+            start,
+            description,
+            wo.map(|w| w.to_string()).unwrap_or_default(),
+        ];
+        let ended = date_end.is_some();
+        row.extend(date_end);
+        let result = self
+            .rpc
+            .call(
+                "mrp.workcenter.productivity",
+                "load",
+                None,
+                json!({"fields": plan::time_log_fields(ended), "data": [row]}),
+                Some(json!({"tz": "UTC"})),
+            )
+            .await
+            .map_err(classify)?;
+        load_outcome(&result)
     }
 }
 

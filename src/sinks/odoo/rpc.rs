@@ -1,8 +1,16 @@
-//! Odoo's JSON-RPC API (`POST /jsonrpc`): `common.authenticate` once, then
-//! `object.execute_kw` with the uid and API key on every call.
+//! Odoo's external APIs behind one call ([`Rpc::call`]: model, method,
+//! record ids, named arguments, context):
+//! - JSON-2 (`POST /json/2/<model>/<method>`, Odoo 19 on): bearer API key,
+//!   named arguments, bare JSON results, errors as HTTP statuses;
+//! - JSON-RPC (`POST /jsonrpc`, 16–18, deprecated in 19):
+//!   `common.authenticate` once, then `object.execute_kw` with the uid and
+//!   key on every call, the named arguments as its kwargs.
+//!
+//! `auto` asks `GET /web/version` (19 serves it without auth) and uses
+//! JSON-2 from 19 on, JSON-RPC otherwise.
 
-use crate::config::Secret;
-use serde_json::{json, Value};
+use crate::config::{OdooApi, Secret};
+use serde_json::{json, Map, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -12,6 +20,8 @@ pub enum RpcError {
     Http { status: u16, snippet: String },
     #[error("Odoo refused login {login:?} on database {database:?}: check the login, the API key and the database name")]
     LoginRefused { login: String, database: String },
+    #[error("Odoo refused the API key on database {database:?} (HTTP 401): check that the key is valid, not expired, and of a user of that database")]
+    KeyRefused { database: String },
     #[error("{name}: {message}")]
     Odoo { name: String, message: String },
     #[error("unexpected answer from Odoo: {0}")]
@@ -28,12 +38,25 @@ impl RpcError {
     }
 }
 
-pub struct JsonRpc {
+/// The protocol in use once known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    JsonRpc,
+    Json2,
+}
+
+pub struct Rpc {
     http: reqwest::Client,
+    base: String,
     endpoint: String,
     database: String,
     login: String,
     key: Secret,
+    api: OdooApi,
+    /// Decided on the first call (`auto` asks the server).
+    protocol: Option<Protocol>,
+    /// The server's version, when `auto` asked it.
+    version: Option<String>,
     uid: Option<i64>,
     next_id: u64,
 }
@@ -51,26 +74,186 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-impl JsonRpc {
+fn snippet(text: &str) -> String {
+    text.chars()
+        .take(200)
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+impl Rpc {
     pub fn new(
         http: reqwest::Client,
         base_url: &str,
         database: &str,
         login: &str,
         key: Secret,
+        api: OdooApi,
     ) -> Self {
-        JsonRpc {
+        let base = base_url.trim_end_matches('/').to_string();
+        Rpc {
             http,
-            endpoint: format!("{}/jsonrpc", base_url.trim_end_matches('/')),
+            endpoint: format!("{base}/jsonrpc"),
+            base,
             database: database.to_string(),
             login: login.to_string(),
             key,
+            api,
+            protocol: None,
+            version: None,
             uid: None,
             next_id: 1,
         }
     }
 
-    async fn call(&mut self, service: &str, method: &str, args: Value) -> Result<Value, RpcError> {
+    fn unreachable(&self, url: &str, e: &reqwest::Error) -> RpcError {
+        RpcError::Unreachable {
+            url: url.to_string(),
+            detail: chain(e),
+        }
+    }
+
+    /// The protocol to speak, asking the server once under `auto`.
+    pub async fn protocol(&mut self) -> Result<Protocol, RpcError> {
+        if let Some(p) = self.protocol {
+            return Ok(p);
+        }
+        let p = match self.api {
+            OdooApi::JsonRpc => Protocol::JsonRpc,
+            OdooApi::Json2 => Protocol::Json2,
+            OdooApi::Auto => {
+                let url = format!("{}/web/version", self.base);
+                let resp = self
+                    .http
+                    .get(&url)
+                    .send()
+                    .await
+                    .map_err(|e| self.unreachable(&url, &e))?;
+                let status = resp.status().as_u16();
+                let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
+                if matches!(status, 502..=504) {
+                    return Err(RpcError::Http {
+                        status,
+                        snippet: snippet(&text),
+                    });
+                }
+                // 16–18 have no such route (404): JSON-RPC.
+                let reply = serde_json::from_str::<Value>(&text)
+                    .ok()
+                    .filter(|_| status == 200);
+                let major = reply
+                    .as_ref()
+                    .and_then(|v| v.get("version_info")?.get(0)?.as_i64());
+                self.version = reply.and_then(|v| v.get("version")?.as_str().map(str::to_string));
+                let p = match major {
+                    Some(m) if m >= 19 => Protocol::Json2,
+                    _ => Protocol::JsonRpc,
+                };
+                tracing::info!(version = ?major, protocol = ?p, "Odoo API detected");
+                p
+            }
+        };
+        self.protocol = Some(p);
+        Ok(p)
+    }
+
+    /// The protocol in use, with the server version when known.
+    pub fn describe(&self) -> Option<String> {
+        let p = match self.protocol? {
+            Protocol::Json2 => "json2",
+            Protocol::JsonRpc => "jsonrpc",
+        };
+        Some(match &self.version {
+            Some(v) => format!("{p} (Odoo {v})"),
+            None => p.to_string(),
+        })
+    }
+
+    /// `model.method(*ids, **named)` with `context`, over the protocol in use.
+    pub async fn call(
+        &mut self,
+        model: &str,
+        method: &str,
+        ids: Option<&[i64]>,
+        named: Value,
+        context: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        let mut named = match named {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        if let Some(c) = context {
+            named.insert("context".into(), c);
+        }
+        match self.protocol().await? {
+            Protocol::JsonRpc => {
+                let args = match ids {
+                    Some(ids) => json!([ids]),
+                    None => json!([]),
+                };
+                self.execute_kw(model, method, args, Value::Object(named))
+                    .await
+            }
+            Protocol::Json2 => {
+                if let Some(ids) = ids {
+                    named.insert("ids".into(), json!(ids));
+                }
+                self.json2(model, method, Value::Object(named)).await
+            }
+        }
+    }
+
+    /// `POST /json/2/<model>/<method>`: the body is the named arguments.
+    async fn json2(&mut self, model: &str, method: &str, body: Value) -> Result<Value, RpcError> {
+        let url = format!("{}/json/2/{model}/{method}", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .bearer_auth(self.key.expose())
+            .header("X-Odoo-Database", &self.database)
+            .json(&body)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(&url, &e))?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
+        if status == 200 {
+            return serde_json::from_str(&text).map_err(|e| {
+                RpcError::Protocol(format!(
+                    "not JSON ({e}): {}",
+                    text.chars().take(120).collect::<String>()
+                ))
+            });
+        }
+        // Odoo's errors are a JSON object; a proxy's are HTML.
+        if status == 401 {
+            return Err(RpcError::KeyRefused {
+                database: self.database.clone(),
+            });
+        }
+        let err = serde_json::from_str::<Value>(&text)
+            .ok()
+            .filter(|v| v.get("name").is_some());
+        match err {
+            Some(e) => Err(RpcError::Odoo {
+                name: e["name"].as_str().unwrap_or("unknown").to_string(),
+                message: e["message"].as_str().unwrap_or("").to_string(),
+            }),
+            None => Err(RpcError::Http {
+                status,
+                snippet: snippet(&text),
+            }),
+        }
+    }
+
+    /// One JSON-RPC request to a service (`common`, `object`).
+    async fn service(
+        &mut self,
+        service: &str,
+        method: &str,
+        args: Value,
+    ) -> Result<Value, RpcError> {
         let id = self.next_id;
         self.next_id += 1;
         let body = json!({
@@ -97,12 +280,7 @@ impl JsonRpc {
         if !status.is_success() {
             return Err(RpcError::Http {
                 status: status.as_u16(),
-                snippet: text
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-                    .trim()
-                    .to_string(),
+                snippet: snippet(&text),
             });
         }
         let reply: Value = serde_json::from_str(&text).map_err(|e| {
@@ -135,7 +313,7 @@ impl JsonRpc {
             return Ok(uid);
         }
         let args = json!([self.database, self.login, self.key.expose(), {}]);
-        let result = self.call("common", "authenticate", args).await?;
+        let result = self.service("common", "authenticate", args).await?;
         match result.as_i64() {
             Some(uid) if uid > 0 => {
                 tracing::info!(login = %self.login, uid, "authenticated with Odoo");
@@ -150,7 +328,7 @@ impl JsonRpc {
     }
 
     /// `object.execute_kw(db, uid, key, model, method, args, kwargs)`.
-    pub async fn execute_kw(
+    async fn execute_kw(
         &mut self,
         model: &str,
         method: &str,
@@ -167,7 +345,7 @@ impl JsonRpc {
             args,
             kwargs
         ]);
-        let result = self.call("object", "execute_kw", all).await;
+        let result = self.service("object", "execute_kw", all).await;
         if let Err(RpcError::Odoo { name, .. }) = &result {
             if name == "odoo.exceptions.AccessDenied" {
                 // The key may have been rotated: authenticate again next time.

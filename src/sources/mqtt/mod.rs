@@ -27,6 +27,7 @@ pub mod topic;
 
 pub use metrics::MqttMetrics;
 
+use super::filter::{Filter, Verdict};
 use super::{condition, split_points};
 use crate::backoff::Backoff;
 use crate::config::mqtt::{MqttSource, MqttTag};
@@ -44,7 +45,7 @@ use tokio::sync::{mpsc, watch};
 /// counted, so a flood of garbage cannot fill the journal.
 pub const LOG_BURST: u32 = 10;
 
-/// Tag names tracked per source (see `MqttReader::tracked`).
+/// Tag names tracked per source (see `MqttReader::track`).
 const MAX_NAMES: usize = 10_000;
 
 /// First reconnect wait; it doubles up to the source's `backoff_max`.
@@ -60,9 +61,9 @@ pub struct MqttReader {
     telemetry: Arc<Telemetry>,
     metrics: Arc<MqttMetrics>,
     /// Every tag name a message named (fixed ones from the start), with
-    /// its bad reason while bad; so a lost broker marks them bad, and a
-    /// reason is reported once per change.
-    names: BTreeMap<String, Option<String>>,
+    /// its bad reason while bad (so a lost broker marks them bad, and a
+    /// reason is reported once per change) and its conditioning state.
+    names: BTreeMap<String, Named>,
     log: LogLimit,
 }
 
@@ -81,7 +82,8 @@ impl MqttReader {
         });
         let names = points
             .iter()
-            .filter_map(|p| Some((p.name.fixed()?.to_string(), None)))
+            .zip(&tags)
+            .filter_map(|(p, t)| Some((p.name.fixed()?.to_string(), Named::new(t))))
             .collect();
         MqttReader {
             name,
@@ -222,11 +224,26 @@ impl MqttReader {
                 continue;
             }
             let point = &self.points[i];
-            match payload::decode(&point.payload, point.value_type, bytes) {
+            let decoded = payload::decode(&point.payload, point.value_type, bytes);
+            self.track(&name, i);
+            match decoded {
                 Ok((value, time)) => {
                     let value = condition(&self.tags[i], value);
-                    self.good(&name, value, time.unwrap_or(now)).await;
-                    good += 1;
+                    let time = time.unwrap_or(now);
+                    // An untracked name (past MAX_NAMES) is conditioned
+                    // afresh: its range still holds, its deadband cannot.
+                    let verdict = match self.names.get_mut(&name) {
+                        Some(n) => n.filter.apply(value, time),
+                        None => Filter::new(self.tags[i].conditioning.clone()).apply(value, time),
+                    };
+                    match verdict {
+                        Verdict::Hold => {}
+                        Verdict::Bad(why) => self.bad(&name, &why, time).await,
+                        Verdict::Send(value) => {
+                            self.good(&name, value, time).await;
+                            good += 1;
+                        }
+                    }
                 }
                 Err(e) => {
                     let why = format!("bad payload on {topic}: {e}");
@@ -251,30 +268,32 @@ impl MqttReader {
         }
     }
 
-    /// A name's bad reason, tracked from its first message on; past
+    /// Track a name of tag `i` from its first message on; past
     /// [`MAX_NAMES`] new names are not tracked (topics full of garbage
     /// levels must not grow the map without end).
-    fn tracked(&mut self, name: &str) -> Option<&mut Option<String>> {
+    fn track(&mut self, name: &str, i: usize) {
         if !self.names.contains_key(name) && self.names.len() < MAX_NAMES {
-            self.names.insert(name.to_string(), None);
+            self.names
+                .insert(name.to_string(), Named::new(&self.tags[i]));
         }
-        self.names.get_mut(name)
     }
 
     async fn good(&mut self, name: &str, value: Value, time: Millis) {
-        if self.tracked(name).and_then(|bad| bad.take()).is_some() {
-            self.telemetry.tag_quality(&self.name, name, None);
+        if let Some(n) = self.names.get_mut(name) {
+            if n.bad.take().is_some() {
+                self.telemetry.tag_quality(&self.name, name, None);
+            }
         }
         self.send(name, value, Quality::Good, time).await;
     }
 
     /// A bad sample; the status page hears of it once per change of reason.
     async fn bad(&mut self, name: &str, why: &str, time: Millis) {
-        if let Some(bad) = self.tracked(name) {
-            if bad.as_deref() == Some(why) {
+        if let Some(n) = self.names.get_mut(name) {
+            if n.bad.as_deref() == Some(why) {
                 return;
             }
-            *bad = Some(why.to_string());
+            n.bad = Some(why.to_string());
         }
         self.telemetry.tag_quality(&self.name, name, Some(why));
         self.send(name, Value::Int(0), Quality::Bad(why.to_string()), time)
@@ -292,6 +311,24 @@ impl MqttReader {
         // A closed channel means the gateway is stopping; the shutdown
         // signal ends the source right after.
         let _ = self.tx.send(sample).await;
+    }
+}
+
+/// What the source keeps per tag name.
+struct Named {
+    /// The reason while bad.
+    bad: Option<String>,
+    /// The tag's range and deadband, per name: each press of a `+` entry
+    /// has its own last value.
+    filter: Filter,
+}
+
+impl Named {
+    fn new(tag: &TagConfig) -> Named {
+        Named {
+            bad: None,
+            filter: Filter::new(tag.conditioning.clone()),
+        }
     }
 }
 

@@ -1,0 +1,472 @@
+//! The model layer: `call` is what `execute_kw` runs, with no knowledge of the
+//! wire format, so a JSON-2 endpoint could share it.
+
+use super::*;
+
+/// One column of a `load` call.
+pub(super) enum Col {
+    Xmlid,
+    DbId,
+    Field(&'static F),
+    RefXmlid(&'static F),
+    RefDbId(&'static F),
+}
+
+impl Db {
+    pub(super) fn call(
+        &mut self,
+        ctx: &Ctx,
+        model: &str,
+        method: &str,
+        args: &[Value],
+        kwargs: &Map<String, Value>,
+    ) -> Result<Option<Value>, OdooError> {
+        let def = model_def(model)
+            .ok_or_else(|| OdooError::user(format!("Object {model} doesn't exist")))?;
+        // Record methods take the ids as first positional argument (api.call_kw).
+        let split = |fname: &str| -> Result<(Vec<i64>, &[Value]), OdooError> {
+            match args.split_first() {
+                Some((ids, rest)) => Ok((ids_of(ids)?, rest)),
+                None => Err(OdooError::type_error(format!(
+                    "{fname}() missing 1 required positional argument: 'ids'"
+                ))),
+            }
+        };
+        let done = |v: Value| -> Result<Option<Value>, OdooError> { Ok(Some(v)) };
+        match (model, method) {
+            (_, "search") => {
+                let a = bind(
+                    "search",
+                    &["domain", "offset", "limit", "order"],
+                    1,
+                    args,
+                    kwargs,
+                )?;
+                done(json!(self.search(
+                    ctx,
+                    def,
+                    opt(&a[0]),
+                    opt(&a[1]),
+                    opt(&a[2]),
+                    opt(&a[3])
+                )?))
+            }
+            (_, "search_count") => {
+                let a = bind("search_count", &["domain", "limit"], 1, args, kwargs)?;
+                done(json!(self
+                    .search(ctx, def, opt(&a[0]), None, opt(&a[1]), None)?
+                    .len()))
+            }
+            (_, "search_read") => {
+                let mut kw = kwargs.clone();
+                let load = kw.remove("load");
+                let a = bind(
+                    "search_read",
+                    &["domain", "fields", "offset", "limit", "order"],
+                    0,
+                    args,
+                    &kw,
+                )?;
+                let ids = self.search(ctx, def, opt(&a[0]), opt(&a[2]), opt(&a[3]), opt(&a[4]))?;
+                done(json!(self.read(def, &ids, opt(&a[1]), load.as_ref())?))
+            }
+            (_, "read") => {
+                let (ids, rest) = split("read")?;
+                let a = bind("read", &["fields", "load"], 0, rest, kwargs)?;
+                done(json!(self.read(def, &ids, opt(&a[0]), a[1].as_ref())?))
+            }
+            (_, "create") => {
+                let a = bind("create", &["vals_list"], 1, args, kwargs)?;
+                done(self.create(ctx, def, a[0].as_ref().unwrap_or(&FALSE))?)
+            }
+            (_, "write") => {
+                let (ids, rest) = split("write")?;
+                let a = bind("write", &["vals"], 1, rest, kwargs)?;
+                self.write(ctx, def, &ids, a[0].as_ref().unwrap_or(&FALSE))?;
+                done(json!(true))
+            }
+            (_, "load") => {
+                let a = bind("load", &["fields", "data"], 2, args, kwargs)?;
+                done(self.load(
+                    ctx,
+                    def,
+                    a[0].as_ref().unwrap_or(&FALSE),
+                    a[1].as_ref().unwrap_or(&FALSE),
+                )?)
+            }
+            _ => Err(OdooError::new(
+                "builtins.AttributeError",
+                format!("The method '{method}' does not exist on the model '{model}'"),
+            )),
+        }
+    }
+
+    pub(super) fn search(
+        &self,
+        ctx: &Ctx,
+        def: &'static ModelDef,
+        domain: Option<&Value>,
+        offset: Option<&Value>,
+        limit: Option<&Value>,
+        order: Option<&Value>,
+    ) -> Result<Vec<i64>, OdooError> {
+        let dom = match domain {
+            Some(d) => parse_domain(def, d)?,
+            None => Dom::Const(true),
+        };
+        let order = match order {
+            None | Some(Value::Bool(false)) => def.order,
+            Some(Value::String(s)) if s.trim().is_empty() => def.order,
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return Err(OdooError::type_error(format!(
+                    "order must be a string, got {other}"
+                )))
+            }
+        };
+        let order = parse_order(def, order)?;
+        let offset = usize_arg("offset", offset)?.unwrap_or(0);
+        // Odoo treats limit=0 like no limit.
+        let limit = usize_arg("limit", limit)?.filter(|&l| l > 0);
+        let limit = limit.unwrap_or(usize::MAX);
+        // Archived records are hidden unless the domain asks about `active`.
+        let active = def
+            .field("active")
+            .filter(|_| !dom.mentions("active") && ctx.context.get("active_test") != Some(&FALSE));
+        let mut keyed: Vec<(Vec<Value>, i64)> = self
+            .rows(def.name)
+            .map(|(id, _)| id)
+            .filter(|&id| {
+                active.is_none_or(|a| truthy(&self.get(def, id, a))) && self.eval(def, id, &dom)
+            })
+            .map(|id| {
+                (
+                    order.iter().map(|(f, _)| self.get(def, id, f)).collect(),
+                    id,
+                )
+            })
+            .collect();
+        keyed.sort_by(|(ka, ia), (kb, ib)| {
+            order
+                .iter()
+                .zip(ka.iter().zip(kb))
+                .map(|((f, desc), (a, b))| {
+                    if *desc {
+                        cmp_asc(a, b, f.ty).reverse()
+                    } else {
+                        cmp_asc(a, b, f.ty)
+                    }
+                })
+                .find(|o| *o != Ordering::Equal)
+                .unwrap_or_else(|| ia.cmp(ib))
+        });
+        Ok(keyed
+            .into_iter()
+            .map(|(_, id)| id)
+            .skip(offset)
+            .take(limit)
+            .collect())
+    }
+
+    pub(super) fn eval(&self, def: &'static ModelDef, id: i64, dom: &Dom) -> bool {
+        match dom {
+            Dom::Const(b) => *b,
+            Dom::Not(a) => !self.eval(def, id, a),
+            Dom::And(a, b) => self.eval(def, id, a) && self.eval(def, id, b),
+            Dom::Or(a, b) => self.eval(def, id, a) || self.eval(def, id, b),
+            Dom::Leaf { field, op, value } => compare(&self.get(def, id, field), op, value),
+        }
+    }
+
+    pub(super) fn read(
+        &self,
+        def: &'static ModelDef,
+        ids: &[i64],
+        fields: Option<&Value>,
+        load: Option<&Value>,
+    ) -> Result<Vec<Value>, OdooError> {
+        let fields: Vec<&'static F> = match fields {
+            None | Some(Value::Bool(false)) => vec![],
+            Some(Value::Array(names)) => names
+                .iter()
+                .map(|n| {
+                    let name = n.as_str().ok_or_else(|| {
+                        OdooError::type_error(format!("field names must be strings, got {n}"))
+                    })?;
+                    def.field(name)
+                        .ok_or_else(|| OdooError::invalid_field(def.name, name))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(other) => {
+                return Err(OdooError::type_error(format!(
+                    "fields must be a list of field names, got {other}"
+                )))
+            }
+        };
+        let fields = if fields.is_empty() {
+            def.fields.iter().chain([&DISPLAY_NAME]).collect()
+        } else {
+            fields
+        };
+        let pairs = load.is_none_or(|l| !is_false(l));
+        self.check_exist(def.name, ids)?;
+        Ok(ids
+            .iter()
+            .map(|&id| {
+                let mut out = Map::new();
+                out.insert("id".into(), json!(id));
+                for f in &fields {
+                    out.insert(f.name.into(), self.read_value(def, id, f, pairs));
+                }
+                Value::Object(out)
+            })
+            .collect())
+    }
+
+    /// Convert an RPC value to cache form (Field.convert_to_cache).
+    pub(super) fn coerce(&self, def: &ModelDef, f: &F, v: &Value) -> Result<Value, OdooError> {
+        let wrong = || {
+            OdooError::value_error(format!(
+                "Wrong value for {}.{}: {}",
+                def.name,
+                f.name,
+                py_repr(v)
+            ))
+        };
+        if is_false(v) {
+            return Ok(match f.ty {
+                Ty::Int => json!(0),
+                Ty::Float => json!(0.0),
+                _ => FALSE,
+            });
+        }
+        Ok(match f.ty {
+            Ty::Char | Ty::Text => match v {
+                Value::String(s) if s.is_empty() => FALSE,
+                Value::String(s) => json!(s),
+                Value::Number(n) => json!(n.to_string()),
+                _ => return Err(wrong()),
+            },
+            Ty::Bool => json!(truthy(v)),
+            Ty::Int => {
+                match v {
+                    Value::Number(n) => json!(n
+                        .as_i64()
+                        .or(n.as_f64().map(|x| x.trunc() as i64))
+                        .ok_or_else(wrong)?),
+                    Value::String(s) => {
+                        json!(s.trim().parse::<i64>().map_err(|_| OdooError::value_error(
+                            format!("invalid literal for int() with base 10: '{s}'")
+                        ))?)
+                    }
+                    Value::Bool(true) => json!(1),
+                    _ => return Err(wrong()),
+                }
+            }
+            Ty::Float => {
+                match v {
+                    Value::Number(n) => json!(n.as_f64().ok_or_else(wrong)?),
+                    Value::String(s) => {
+                        json!(s.trim().parse::<f64>().map_err(|_| OdooError::value_error(
+                            format!("could not convert string to float: '{s}'")
+                        ))?)
+                    }
+                    Value::Bool(true) => json!(1.0),
+                    _ => return Err(wrong()),
+                }
+            }
+            Ty::Sel(opts) => match v.as_str() {
+                Some(s) if self.selection(opts).iter().any(|(k, _)| *k == s) => json!(s),
+                _ => return Err(wrong()),
+            },
+            Ty::Datetime => match v {
+                Value::String(s) => match parse_dt(s) {
+                    Some(dt) => json!(dt.format(DT_FMT).to_string()),
+                    None => {
+                        return Err(OdooError::value_error(format!(
+                            "time data '{s}' does not match format '{DT_FMT}'"
+                        )))
+                    }
+                },
+                _ => return Err(wrong()),
+            },
+            Ty::M2o(_) => match v.as_i64() {
+                Some(0) => FALSE,
+                Some(id) => json!(id),
+                None => return Err(wrong()),
+            },
+        })
+    }
+
+    /// Turn a `vals` dict into typed changes; computed fields are silently ignored.
+    pub(super) fn changes(
+        &self,
+        def: &'static ModelDef,
+        vals: &Value,
+    ) -> Result<Vec<(&'static F, Value)>, OdooError> {
+        let vals = vals
+            .as_object()
+            .ok_or_else(|| OdooError::type_error(format!("vals must be a dict, got {vals}")))?;
+        let mut out = Vec::new();
+        for (k, v) in vals {
+            let f = def
+                .field(k)
+                .ok_or_else(|| OdooError::invalid_field(def.name, k))?;
+            if !f.computed {
+                out.push((f, self.coerce(def, f, v)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What PostgreSQL enforces: NOT NULL and foreign keys.
+    pub(super) fn check_sql(&self, def: &'static ModelDef, r: &Rec) -> Result<(), OdooError> {
+        for f in def.stored() {
+            let v = r.get(f.name).unwrap_or(&FALSE);
+            if f.required && f.ty != Ty::Bool && is_false(v) {
+                return Err(OdooError::not_null(def, f));
+            }
+            if let (Ty::M2o(co), Some(target)) = (f.ty, v.as_i64()) {
+                if !self.exists(co, target) {
+                    return Err(OdooError::foreign_key(def, f));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn create(
+        &mut self,
+        ctx: &Ctx,
+        def: &'static ModelDef,
+        vals: &Value,
+    ) -> Result<Value, OdooError> {
+        match vals {
+            Value::Array(list) => Ok(json!(list
+                .iter()
+                .map(|v| self.create_one(ctx, def, v))
+                .collect::<Result<Vec<_>, _>>()?)),
+            _ => Ok(json!(self.create_one(ctx, def, vals)?)),
+        }
+    }
+
+    pub(super) fn create_one(
+        &mut self,
+        ctx: &Ctx,
+        def: &'static ModelDef,
+        vals: &Value,
+    ) -> Result<i64, OdooError> {
+        let changes = self.changes(def, vals)?;
+        let mut r = self.defaults(def, ctx.uid);
+        for (f, v) in &changes {
+            r.insert(f.name.into(), v.clone());
+        }
+        self.check_sql(def, &r)?;
+        let id = self.next_id(def.name);
+        self.put(def.name, id, Some(r));
+        self.check_constraints(def, id, &changes)?;
+        Ok(id)
+    }
+
+    pub(super) fn write(
+        &mut self,
+        ctx: &Ctx,
+        def: &'static ModelDef,
+        ids: &[i64],
+        vals: &Value,
+    ) -> Result<(), OdooError> {
+        let changes = self.changes(def, vals)?;
+        self.check_exist(def.name, ids)?;
+        // The inverse of the WO's related qty_producing (`_set_qty_producing`).
+        let producing = match (def.name, vals.get("qty_producing")) {
+            (WO, Some(v)) => Some(self.coerce(def, &F_QTY, v)?),
+            _ => None,
+        };
+        for &id in ids {
+            if def.name == WO {
+                self.check_wo_write(ctx, id, &changes)?;
+            }
+            let mut r = self.rec(def.name, id).cloned().unwrap_or_default();
+            for (f, v) in &changes {
+                r.insert(f.name.into(), v.clone());
+            }
+            self.check_sql(def, &r)?;
+            self.put(def.name, id, Some(r));
+            self.check_constraints(def, id, &changes)?;
+            if def.name == WO {
+                // mrp.workorder.write: qty_produced also sets the MO's qty_producing.
+                let produced = changes
+                    .iter()
+                    .find(|(f, _)| f.name == "qty_produced")
+                    .map(|(_, v)| v.clone());
+                let to_mo = produced.or(producing.clone().filter(|v| v.as_f64() != Some(0.0)));
+                if let (Some(q), Some(mo)) = (to_mo, self.val(WO, id, "production_id").as_i64()) {
+                    let mut m = self.rec(MO, mo).cloned().unwrap_or_default();
+                    m.insert("qty_producing".into(), q);
+                    self.put(MO, mo, Some(m));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// mrp.workorder.write's own checks (Odoo 17 wording).
+    pub(super) fn check_wo_write(
+        &self,
+        ctx: &Ctx,
+        id: i64,
+        changes: &[(&'static F, Value)],
+    ) -> Result<(), OdooError> {
+        let old = |field| self.val(WO, id, field);
+        let state = str_of(&old("state"));
+        let closed = matches!(state.as_str(), "progress" | "done" | "cancel");
+        for (f, v) in changes {
+            let msg = match f.name {
+                "production_id" if !json_eq(v, &old("production_id")) => {
+                    "You cannot link this work order to another manufacturing order."
+                }
+                "workcenter_id" if closed && !json_eq(v, &old("workcenter_id")) => {
+                    "You cannot change the workcenter of a work order that is in progress or done."
+                }
+                "qty_produced" if v.as_f64().unwrap_or(0.0) < 0.0 => {
+                    "The quantity produced must be positive."
+                }
+                "qty_produced" if state == "done" && !ctx.flag("allow_qty_change") => {
+                    "This production order has been closed."
+                }
+                _ => continue,
+            };
+            return Err(OdooError::user(msg));
+        }
+        Ok(())
+    }
+
+    /// mrp.workcenter.productivity `_check_open_time_ids`, run after the values are stored.
+    pub(super) fn check_constraints(
+        &self,
+        def: &ModelDef,
+        id: i64,
+        changes: &[(&'static F, Value)],
+    ) -> Result<(), OdooError> {
+        if def.name == PROD && changes.iter().any(|(f, _)| f.name == "workorder_id") {
+            if let Some(wo) = self.val(PROD, id, "workorder_id").as_i64() {
+                let user = self.val(PROD, id, "user_id");
+                if self
+                    .open_logs(|r| is_wo(r, wo) && r.get("user_id") == Some(&user))
+                    .len()
+                    > 1
+                {
+                    let name = self.display_name(model_def(WO).expect("known model"), wo);
+                    return Err(OdooError::validation(format!(
+                        "The Workorder ({name}) cannot be started twice!"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn is_wo(r: &Rec, wo: i64) -> bool {
+    r.get("workorder_id").and_then(Value::as_i64) == Some(wo)
+}
