@@ -4,7 +4,8 @@
 //! ```text
 //!  sources/ ──Sample──▶ edge/ ──Event──▶ store/ ──▶ sinks/ ──▶ Odoo
 //!  (Modbus,   bounded     (rules)  commit   (sled)  per-sink   (JSON-2 or
-//!   OPC UA)   channel              + flush          cursor     JSON-RPC, or dry run)
+//!   OPC UA,   channel              + flush          cursor     JSON-RPC, or dry run)
+//!   MQTT)
 //!                          status/ ◀── every stage reports here
 //! ```
 //!

@@ -8,6 +8,7 @@ pub mod diff;
 mod files;
 pub mod import;
 pub mod modbus;
+pub mod mqtt;
 pub mod opcua;
 mod raw;
 mod secret;
@@ -19,6 +20,7 @@ pub use secret::{Secret, SecretError, SecretSource};
 pub use status::{ListenerTls, StatusConfig, DEFAULT_STALL_AFTER, DEFAULT_STATUS_LISTEN};
 
 use modbus::{ModbusSource, RawModbus, RawModbusRtu, RawModbusTag, RawModbusTcp, RawTransport};
+use mqtt::{MqttSource, RawMqtt, RawMqttTag};
 use opcua::{OpcUaSource, RawOpcUa, RawOpcUaTag};
 use raw::{keys_of, Entry, RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
 use serde::Deserialize as _;
@@ -85,6 +87,8 @@ pub enum SourceKind {
     Modbus(ModbusSource),
     /// An OPC UA server.
     OpcUa(OpcUaSource),
+    /// Topics of an MQTT broker.
+    Mqtt(MqttSource),
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +109,7 @@ pub struct TagConfig {
 pub enum TagPoint {
     Modbus(modbus::ModbusTag),
     OpcUa(opcua::OpcUaTag),
+    Mqtt(mqtt::MqttTag),
 }
 
 impl TagConfig {
@@ -117,6 +122,7 @@ impl TagConfig {
             TagPoint::Modbus(m) => m.data_type.wraps_at(),
             // The server reports the type with each value, not up front.
             TagPoint::OpcUa(_) => None,
+            TagPoint::Mqtt(m) => m.value_type.and_then(|t| t.wraps_at()),
         }
     }
 }
@@ -365,6 +371,7 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
         base,
         errors: Vec::new(),
         data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+        gateway_id: String::new(),
         declared_sources: HashSet::new(),
         declared_tags: HashSet::new(),
         needs: Vec::new(),
@@ -400,6 +407,8 @@ struct Validator<'a> {
     errors: Vec<Diagnostic>,
     /// The gateway's data dir, for defaults under it (OPC UA certificates).
     data_dir: PathBuf,
+    /// The gateway's id, for defaults built from it (MQTT client ids).
+    gateway_id: String,
     /// Every name declared, valid or not, so one bad entry does not also
     /// make each reference to it an error.
     declared_sources: HashSet<String>,
@@ -416,7 +425,7 @@ type KeysOf = fn() -> &'static [&'static str];
 /// belonging there from these lists; adding a kind is a line here, its
 /// arm in `Validator::sources` and its own module. Its tags' shape is in
 /// [`TagShape::of`].
-const SOURCE_KINDS: [(&str, &[KeysOf]); 3] = [
+const SOURCE_KINDS: [(&str, &[KeysOf]); 4] = [
     (
         "modbus_tcp",
         &[keys_of::<RawModbusTcp>, keys_of::<RawModbus>],
@@ -426,6 +435,7 @@ const SOURCE_KINDS: [(&str, &[KeysOf]); 3] = [
         &[keys_of::<RawModbusRtu>, keys_of::<RawModbus>],
     ),
     ("opcua", &[keys_of::<RawOpcUa>]),
+    ("mqtt", &[keys_of::<RawMqtt>]),
 ];
 
 /// The keys a tag takes, by the kind of its source.
@@ -448,13 +458,19 @@ const OPCUA_TAG: TagShape = TagShape {
     hint: Some("an OPC UA tag has `node` (the server reports the type)"),
     keys: keys_of::<RawOpcUaTag>,
 };
-const TAG_SHAPES: [&TagShape; 2] = [&MODBUS_TAG, &OPCUA_TAG];
+const MQTT_TAG: TagShape = TagShape {
+    what: "a tag of an MQTT source",
+    hint: Some("an MQTT tag has `topic`, `payload`, `pointer`, `time_pointer`, `type` and `qos`"),
+    keys: keys_of::<RawMqttTag>,
+};
+const TAG_SHAPES: [&TagShape; 3] = [&MODBUS_TAG, &OPCUA_TAG, &MQTT_TAG];
 
 impl TagShape {
     fn of(kind: &SourceKind) -> &'static TagShape {
         match kind {
             SourceKind::Modbus(_) => &MODBUS_TAG,
             SourceKind::OpcUa(_) => &OPCUA_TAG,
+            SourceKind::Mqtt(_) => &MQTT_TAG,
         }
     }
 }
@@ -642,6 +658,7 @@ impl<'a> Validator<'a> {
         let gateway = self.gateway(&raw);
         if let Some(g) = &gateway {
             self.data_dir = g.data_dir.clone();
+            self.gateway_id = g.id.clone();
         }
         let status = self.status(raw.status.as_ref());
         let sources = self.sources(sources);
@@ -774,6 +791,10 @@ impl<'a> Validator<'a> {
                     .part::<RawOpcUa>(s)
                     .and_then(|r| self.opcua_source(s, &r))
                     .map(SourceKind::OpcUa),
+                "mqtt" => self
+                    .part::<RawMqtt>(s)
+                    .and_then(|r| self.mqtt_source(s, &name_str, &r))
+                    .map(SourceKind::Mqtt),
                 other => {
                     self.err(
                         kind,
@@ -832,7 +853,15 @@ impl<'a> Validator<'a> {
             let Some(name) = self.require(t, &r.name, "name", "every tag needs a name") else {
                 continue;
             };
-            let name_str = self.plain_name(name, "tag name");
+            // An MQTT tag's name may take `{N}` levels of its topic: the
+            // MQTT part checks it.
+            let templated = name.get_ref().contains('{')
+                && src.is_some_and(|s| matches!(s.kind, SourceKind::Mqtt(_)));
+            let name_str = if templated {
+                name.get_ref().clone()
+            } else {
+                self.plain_name(name, "tag name")
+            };
             if !self.declared_tags.insert(name_str.clone()) {
                 self.err(name, format!("tag {name_str:?} is defined twice"));
             }
@@ -864,6 +893,10 @@ impl<'a> Validator<'a> {
                     .part::<RawOpcUaTag>(t)
                     .and_then(|p| self.opcua_tag(t, &p))
                     .map(TagPoint::OpcUa),
+                SourceKind::Mqtt(_) => self
+                    .part::<RawMqttTag>(t)
+                    .and_then(|p| self.mqtt_tag(t, name, &p))
+                    .map(TagPoint::Mqtt),
             };
             let Some(point) = point else { continue };
             if let Some(s) = &r.scale {
@@ -1533,7 +1566,7 @@ dry_run = true
             (
                 6,
                 1,
-                "missing key `kind`: \"modbus_tcp\", \"modbus_rtu\" or \"opcua\""
+                "missing key `kind`: \"modbus_tcp\", \"modbus_rtu\", \"opcua\" or \"mqtt\""
             )
         );
         let unknown = GOOD.replace("kind = \"modbus_tcp\"", "kind = \"modbus\"");
@@ -1543,7 +1576,7 @@ dry_run = true
             (
                 8,
                 8,
-                "unknown source kind \"modbus\": use \"modbus_tcp\", \"modbus_rtu\" or \"opcua\""
+                "unknown source kind \"modbus\": use \"modbus_tcp\", \"modbus_rtu\", \"opcua\" or \"mqtt\""
             )
         );
     }

@@ -4,6 +4,7 @@
 mod emit;
 pub mod filter;
 pub mod modbus;
+pub mod mqtt;
 pub mod opcua;
 
 use crate::config::{Config, SourceKind, TagConfig, TagPoint};
@@ -19,12 +20,14 @@ use tokio::sync::{mpsc, watch};
 pub struct SourceMetrics {
     pub modbus: Arc<modbus::ModbusMetrics>,
     pub opcua: Arc<opcua::OpcUaMetrics>,
+    pub mqtt: Arc<mqtt::MqttMetrics>,
 }
 
 impl SourceMetrics {
     pub fn register(&self, registry: &mut Registry) {
         self.modbus.register(registry);
         self.opcua.register(registry);
+        self.mqtt.register(registry);
     }
 }
 
@@ -68,6 +71,20 @@ pub fn spawn_all(
                     tx.clone(),
                     telemetry.clone(),
                     metrics.opcua.clone(),
+                );
+                tasks.spawn(
+                    format!("source {}", source.name),
+                    reader.run(shutdown.clone()),
+                );
+            }
+            SourceKind::Mqtt(cfg) => {
+                let reader = mqtt::MqttReader::new(
+                    source.name.clone(),
+                    cfg.clone(),
+                    tags,
+                    tx.clone(),
+                    telemetry.clone(),
+                    metrics.mqtt.clone(),
                 );
                 tasks.spawn(
                     format!("source {}", source.name),

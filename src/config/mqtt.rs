@@ -1,0 +1,360 @@
+//! MQTT parts of the config: the keys of `kind = "mqtt"` sources (the
+//! broker connection) and of their tags (topic filter, payload coding,
+//! value type, QoS), validated into [`MqttSource`] and [`MqttTag`].
+//! Topic filters, name templates and payload codings are the source's
+//! (`sources::mqtt`).
+
+use super::files::What;
+use super::raw::{Entry, S};
+use super::Validator;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use crate::sources::mqtt::payload::{Payload, ValueType};
+pub use crate::sources::mqtt::topic::{NameTemplate, TopicFilter};
+
+/// `kind = "mqtt"`. A part of the entry read after its keys were checked
+/// (`Validator::sort_keys`), hence no `deny_unknown_fields`.
+#[derive(Debug, Deserialize)]
+pub struct RawMqtt {
+    pub address: Option<S<String>>,
+    pub protocol: Option<S<String>>,
+    pub client_id: Option<S<String>>,
+    pub username: Option<S<String>>,
+    pub password_file: Option<S<String>>,
+    pub tls: Option<S<bool>>,
+    pub ca_file: Option<S<String>>,
+    pub client_certificate: Option<S<String>>,
+    pub client_key: Option<S<String>>,
+    pub server_name: Option<S<String>>,
+    pub clean_session: Option<S<bool>>,
+    pub keep_alive: Option<S<String>>,
+    pub backoff_max: Option<S<String>>,
+}
+
+/// A tag of an MQTT source. Read like [`RawMqtt`], as a part of the entry.
+#[derive(Debug, Deserialize)]
+pub struct RawMqttTag {
+    pub topic: Option<S<String>>,
+    pub payload: Option<S<String>>,
+    pub pointer: Option<S<String>>,
+    pub time_pointer: Option<S<String>>,
+    #[serde(rename = "type")]
+    pub data_type: Option<S<String>>,
+    pub qos: Option<S<i64>>,
+}
+
+/// The MQTT version spoken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    V311,
+    V5,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttSource {
+    /// `protocol = "3.1.1"` (default) or `"5"`.
+    pub protocol: Protocol,
+    pub host: String,
+    pub port: u16,
+    /// Fixed, so a persistent session is found again after a reconnect.
+    pub client_id: String,
+    pub username: Option<String>,
+    /// Read at each connect, never kept in the config or logged.
+    pub password_file: Option<PathBuf>,
+    pub tls: Option<MqttTls>,
+    /// false: the broker keeps subscriptions and QoS ≥ 1 messages for
+    /// this client while it is away.
+    pub clean_session: bool,
+    pub keep_alive: Duration,
+    pub backoff_max: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttTls {
+    /// PEM roots that replace the system's; `None` = the system's.
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain and key for mutual TLS.
+    pub client_auth: Option<(PathBuf, PathBuf)>,
+    /// The name the broker's certificate must carry, when not the host.
+    pub server_name: Option<String>,
+}
+
+/// Where one MQTT tag's values come from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MqttTag {
+    pub topic: TopicFilter,
+    /// The tag's name, or how to build it from the levels `+` matched.
+    pub name: NameTemplate,
+    pub payload: Payload,
+    pub value_type: Option<ValueType>,
+    /// 0, 1 or 2.
+    pub qos: u8,
+}
+
+impl Validator<'_> {
+    pub(super) fn mqtt_source(
+        &mut self,
+        s: &Entry<'_>,
+        name: &str,
+        r: &RawMqtt,
+    ) -> Option<MqttSource> {
+        let address = self.require(
+            s,
+            &r.address,
+            "address",
+            "the broker as HOST:PORT, e.g. address = \"192.168.10.5:1883\"",
+        )?;
+        let parsed = address
+            .get_ref()
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+            .filter(|(h, p)| !h.is_empty() && *p != 0);
+        if parsed.is_none() {
+            self.err(
+                address,
+                format!(
+                    "bad address {:?}: write HOST:PORT, like \"192.168.10.5:1883\" (8883 for TLS)",
+                    address.get_ref()
+                ),
+            );
+        }
+        // The rest is validated even without an address, so every problem
+        // shows at once; the source is kept only with one.
+        let (host, port) = parsed
+            .map(|(h, p)| {
+                (
+                    h.trim_start_matches('[').trim_end_matches(']').to_string(),
+                    p,
+                )
+            })
+            .unwrap_or_default();
+        let protocol = match r.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "3.1.1")) => Protocol::V311,
+            Some((_, "5")) => Protocol::V5,
+            Some((p, other)) => {
+                self.err(
+                    p,
+                    format!("unknown protocol {other:?}: use \"3.1.1\" (the default) or \"5\""),
+                );
+                Protocol::V311
+            }
+        };
+        let client_id = match &r.client_id {
+            Some(c) if c.get_ref().is_empty() || c.get_ref().len() > 128 => {
+                self.err(c, "client_id must be 1 to 128 characters");
+                String::new()
+            }
+            Some(c) => c.get_ref().clone(),
+            None => format!("plantgate-{}-{name}", self.gateway_id),
+        };
+        let password_file = match (&r.username, &r.password_file) {
+            (Some(_), Some(pw)) => {
+                let path = self.base.join(pw.get_ref());
+                self.need(pw, "password_file", What::File(path.clone()));
+                Some(path)
+            }
+            (Some(u), None) => {
+                self.err(
+                    u,
+                    "a `username` needs `password_file`, a file holding only the password",
+                );
+                None
+            }
+            (None, Some(pw)) => {
+                self.err(pw, "`password_file` needs `username`");
+                None
+            }
+            (None, None) => None,
+        };
+        let tls_on = r.tls.as_ref().is_some_and(|t| *t.get_ref());
+        let tls = if tls_on {
+            let ca_file = r.ca_file.as_ref().map(|f| {
+                let path = self.base.join(f.get_ref());
+                self.need(f, "ca_file", What::File(path.clone()));
+                path
+            });
+            let client_auth = match (&r.client_certificate, &r.client_key) {
+                (Some(c), Some(k)) => {
+                    let (cp, kp) = (self.base.join(c.get_ref()), self.base.join(k.get_ref()));
+                    self.need(c, "client_certificate", What::File(cp.clone()));
+                    self.need(k, "client_key", What::File(kp.clone()));
+                    Some((cp, kp))
+                }
+                (Some(c), None) => {
+                    self.err(c, "`client_certificate` needs `client_key`");
+                    None
+                }
+                (None, Some(k)) => {
+                    self.err(k, "`client_key` needs `client_certificate`");
+                    None
+                }
+                (None, None) => None,
+            };
+            let server_name = r.server_name.as_ref().and_then(|n| {
+                if rustls_pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() {
+                    self.err(
+                        n,
+                        format!(
+                            "server_name {:?} is not a DNS name or IP address",
+                            n.get_ref()
+                        ),
+                    );
+                    return None;
+                }
+                Some(n.get_ref().clone())
+            });
+            Some(MqttTls {
+                ca_file,
+                client_auth,
+                server_name,
+            })
+        } else {
+            self.misplaced(
+                &[
+                    (r.ca_file.as_ref().map(|v| v.span()), "ca_file"),
+                    (
+                        r.client_certificate.as_ref().map(|v| v.span()),
+                        "client_certificate",
+                    ),
+                    (r.client_key.as_ref().map(|v| v.span()), "client_key"),
+                    (r.server_name.as_ref().map(|v| v.span()), "server_name"),
+                ],
+                |key| format!("`{key}` is for a TLS connection: add tls = true"),
+            );
+            None
+        };
+        let keep_alive = self.duration(&r.keep_alive, Duration::from_secs(30));
+        if let Some(k) = &r.keep_alive {
+            if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65_535) {
+                self.err(k, "keep_alive must be 1s to 65535s");
+            }
+        }
+        parsed?;
+        Some(MqttSource {
+            protocol,
+            host,
+            port,
+            client_id,
+            username: r.username.as_ref().map(|u| u.get_ref().clone()),
+            password_file,
+            tls,
+            clean_session: r.clean_session.as_ref().is_none_or(|c| *c.get_ref()),
+            keep_alive,
+            backoff_max: self.duration(&r.backoff_max, Duration::from_secs(30)),
+        })
+    }
+
+    /// `name` is the tag's `name` as written: a template for wildcard topics.
+    pub(super) fn mqtt_tag(
+        &mut self,
+        t: &Entry<'_>,
+        name: &S<String>,
+        r: &RawMqttTag,
+    ) -> Option<MqttTag> {
+        let topic = self.require(
+            t,
+            &r.topic,
+            "topic",
+            "the topic or filter, e.g. topic = \"plant1/press1/count\"",
+        )?;
+        let filter = match TopicFilter::parse(topic.get_ref()) {
+            Ok(f) => f,
+            Err(e) => {
+                self.err(topic, format!("bad topic {:?}: {e}", topic.get_ref()));
+                return None;
+            }
+        };
+        let template = match NameTemplate::parse(name.get_ref(), filter.captures()) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(name, e);
+                return None;
+            }
+        };
+        if template.fixed().is_none() {
+            // The levels fill the rest; what is written must be plain.
+            let plain = template.literals().all(|l| {
+                l.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+            if !plain {
+                self.err(
+                    name,
+                    format!(
+                        "tag name {:?} may hold only letters, digits, `_`, `-` and {{N}} levels",
+                        name.get_ref()
+                    ),
+                );
+            }
+        }
+        let pointer = |v: &S<String>, this: &mut Self| {
+            let p = v.get_ref();
+            let escapes_ok = p
+                .split('~')
+                .skip(1)
+                .all(|rest| rest.starts_with('0') || rest.starts_with('1'));
+            if !p.starts_with('/') || !escapes_ok {
+                this.err(v, format!("bad JSON pointer {p:?}: write /KEY/KEY… from the document's root, like \"/value\" or \"/data/0/count\" (RFC 6901; `~` only as ~0 or ~1)"));
+            }
+            p.clone()
+        };
+        let payload = match r.payload.as_ref().map(|p| p.get_ref().as_str()) {
+            None | Some("plain") => {
+                for (v, key) in [(&r.pointer, "pointer"), (&r.time_pointer, "time_pointer")] {
+                    if let Some(v) = v {
+                        self.err(v, format!("`{key}` is for payload = \"json\""));
+                    }
+                }
+                Payload::Plain
+            }
+            Some("json") => Payload::Json {
+                pointer: r
+                    .pointer
+                    .as_ref()
+                    .map(|p| pointer(p, self))
+                    .unwrap_or_default(),
+                time_pointer: r.time_pointer.as_ref().map(|p| pointer(p, self)),
+            },
+            Some(other) => {
+                if let Some(p) = &r.payload {
+                    self.err(
+                        p,
+                        format!("unknown payload {other:?}: use \"plain\" or \"json\""),
+                    );
+                }
+                Payload::Plain
+            }
+        };
+        let value_type = r.data_type.as_ref().and_then(|d| {
+            let t = ValueType::parse(d.get_ref());
+            if t.is_none() {
+                self.err(
+                    d,
+                    format!(
+                        "unknown type {:?} for an MQTT tag: use one of {}",
+                        d.get_ref(),
+                        ValueType::NAMES
+                    ),
+                );
+            }
+            t
+        });
+        let qos = match &r.qos {
+            Some(q) if !(0..=2).contains(q.get_ref()) => {
+                self.err(q, "qos must be 0, 1 or 2");
+                1
+            }
+            Some(q) => *q.get_ref() as u8,
+            None => 1,
+        };
+        Some(MqttTag {
+            topic: filter,
+            name: template,
+            payload,
+            value_type,
+            qos,
+        })
+    }
+}

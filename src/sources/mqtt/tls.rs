@@ -1,0 +1,140 @@
+//! The TLS client config for a broker: the plant's CA (or the system's
+//! roots), an optional client certificate, and an optional name the
+//! broker's certificate must carry when it is not the address's host.
+
+use crate::config::mqtt::MqttTls;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("cannot read {what} {path}: {detail}")]
+    File {
+        what: &'static str,
+        path: String,
+        detail: String,
+    },
+    #[error("{0} holds no certificate")]
+    NoCertificate(String),
+    #[error("no trusted root certificates: give ca_file")]
+    NoRoots,
+    #[error("TLS setup: {0}")]
+    Rustls(String),
+}
+
+pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    match &tls.ca_file {
+        // A plant CA replaces the system roots: trust exactly what was given.
+        Some(path) => {
+            let certs = certs(path, "ca_file")?;
+            roots.add_parsable_certificates(certs);
+            if roots.is_empty() {
+                return Err(TlsSetupError::NoCertificate(path.display().to_string()));
+            }
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            if roots.is_empty() {
+                return Err(TlsSetupError::NoRoots);
+            }
+        }
+    }
+    let rustls_err = |e: rustls::Error| TlsSetupError::Rustls(e.to_string());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_err)?;
+    let builder = match &tls.server_name {
+        Some(name) => {
+            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
+            let name = ServerName::try_from(name.clone())
+                .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(Renamed { inner, name }))
+        }
+        None => builder.with_root_certificates(roots),
+    };
+    let config = match &tls.client_auth {
+        Some((cert, key)) => {
+            let chain = certs(cert, "client_certificate")?;
+            if chain.is_empty() {
+                return Err(TlsSetupError::NoCertificate(cert.display().to_string()));
+            }
+            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::File {
+                what: "client_key",
+                path: key.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(rustls_err)?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    Ok(Arc::new(config))
+}
+
+fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let err = |detail: String| TlsSetupError::File {
+        what,
+        path: path.display().to_string(),
+        detail,
+    };
+    CertificateDer::pem_file_iter(path)
+        .map_err(|e| err(e.to_string()))?
+        .map(|c| c.map_err(|e| err(e.to_string())))
+        .collect()
+}
+
+/// Checks the broker's certificate against a configured name instead of
+/// the host connected to (a broker reached by IP, or through a tunnel).
+#[derive(Debug)]
+struct Renamed {
+    inner: Arc<WebPkiServerVerifier>,
+    name: ServerName<'static>,
+}
+
+impl ServerCertVerifier for Renamed {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
