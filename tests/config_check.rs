@@ -49,6 +49,7 @@ fn shipped_configs_are_valid() {
         "gateway.toml",
         "examples/press-line.toml",
         "examples/oven-opcua.toml",
+        "examples/oven-line.toml",
     ] {
         if let Err(e) = plantgate::config::load(&root.join(name)) {
             panic!("{name}: {e}");
