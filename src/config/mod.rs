@@ -171,6 +171,9 @@ pub struct AlarmRule {
     /// `FILE:LINE:COL` of `equipment`, for the message when Odoo has none.
     pub equipment_at: String,
     pub condition: AlarmCondition,
+    /// The condition is on the rate of change per minute (over the
+    /// readings of the last minute), not on the value.
+    pub rate: bool,
     pub on_delay: Duration,
     pub clear_for: Duration,
     /// The maintenance request's subject.
@@ -1184,6 +1187,16 @@ impl<'a> Validator<'a> {
             spans(r.on_delay.as_ref().map(S::span), "for", "alarm"),
             spans(r.clear_for.as_ref().map(S::span), "clear_for", "alarm"),
             spans(r.when.as_ref().map(S::span), "when", "alarm"),
+            spans(
+                r.rises_faster_than.as_ref().map(S::span),
+                "rises_faster_than",
+                "alarm",
+            ),
+            spans(
+                r.falls_faster_than.as_ref().map(S::span),
+                "falls_faster_than",
+                "alarm",
+            ),
             spans(r.low.as_ref().map(S::span), "low", "measurement"),
             spans(r.high.as_ref().map(S::span), "high", "measurement"),
             spans(r.target.as_ref().map(S::span), "target", "measurement"),
@@ -1305,52 +1318,132 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        let limits = [&r.above, &r.below].iter().filter(|v| v.is_some()).count();
-        let condition = match (&r.above, &r.below, &r.when) {
-            (_, _, Some(w)) if limits > 0 => {
-                self.err(w, "give either `when` (a boolean alarm) or `above`/`below` (a threshold), not both");
+        let given: Vec<(&str, std::ops::Range<usize>)> = [
+            ("above", r.above.as_ref().map(S::span)),
+            ("below", r.below.as_ref().map(S::span)),
+            ("when", r.when.as_ref().map(S::span)),
+            (
+                "rises_faster_than",
+                r.rises_faster_than.as_ref().map(S::span),
+            ),
+            (
+                "falls_faster_than",
+                r.falls_faster_than.as_ref().map(S::span),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, s)| s.map(|s| (k, s)))
+        .collect();
+        let rate = r.rises_faster_than.is_some() || r.falls_faster_than.is_some();
+        let clear_at = r.clear_at.as_ref().map(|c| *c.get_ref());
+        let condition = match given.as_slice() {
+            [] => {
+                self.err(e, "missing the alarm's condition: `above = 260.0` or `below = …` (a threshold), `when = true` (a boolean tag), or `rises_faster_than = 5.0` / `falls_faster_than` (per minute)");
                 None
             }
-            (Some(_), Some(b), _) => {
-                self.err(
-                    b,
-                    "give either `above` or `below`, not both: make two alarm rules for a band",
-                );
+            [(first, _), (second, span), ..] => {
+                self.errors.push(Diagnostic::at(
+                    self.text,
+                    span.clone(),
+                    format!("give one condition per alarm, not both `{first}` and `{second}`: make one alarm rule for each"),
+                ));
                 None
             }
-            (None, None, Some(w)) => {
-                if let Some(c) = &r.clear_at {
-                    self.err(c, "clear_at is for `above`/`below` thresholds: a boolean alarm clears when the tag changes");
+            [_] => {
+                let wrong = |v: f64, limit: f64, bad: bool, rel: &str, key: &str, why: &str| {
+                    bad.then(|| format!("clear_at ({v}) must be {rel} `{key}` ({limit}): {why}"))
+                };
+                let decided = if let Some(w) = &r.when {
+                    let problem = clear_at.map(|_| "clear_at is for thresholds and rates: a boolean alarm clears when the tag changes back".to_string());
+                    Some((AlarmCondition::When(*w.get_ref()), problem))
+                } else if let Some(a) = &r.above {
+                    let limit = *a.get_ref();
+                    let c = clear_at.unwrap_or(limit);
+                    Some((
+                        AlarmCondition::Above { limit, clear_at: c },
+                        wrong(
+                            c,
+                            limit,
+                            c > limit,
+                            "at or below",
+                            "above",
+                            "the alarm clears when the value has come back down",
+                        ),
+                    ))
+                } else if let Some(b) = &r.below {
+                    let limit = *b.get_ref();
+                    let c = clear_at.unwrap_or(limit);
+                    Some((
+                        AlarmCondition::Below { limit, clear_at: c },
+                        wrong(
+                            c,
+                            limit,
+                            c < limit,
+                            "at or above",
+                            "below",
+                            "the alarm clears when the value has come back up",
+                        ),
+                    ))
+                } else if let Some(x) = &r.rises_faster_than {
+                    let limit = *x.get_ref();
+                    let c = clear_at.unwrap_or(limit);
+                    Some((
+                        AlarmCondition::Above { limit, clear_at: c },
+                        wrong(
+                            c,
+                            limit,
+                            c > limit,
+                            "at or below",
+                            "rises_faster_than",
+                            "the alarm clears when the rise has slowed to it",
+                        ),
+                    ))
+                } else if let Some(x) = &r.falls_faster_than {
+                    // A fall is a negative rate: below -limit, cleared at or above -clear_at.
+                    let limit = *x.get_ref();
+                    let c = clear_at.unwrap_or(limit);
+                    Some((
+                        AlarmCondition::Below {
+                            limit: -limit,
+                            clear_at: -c,
+                        },
+                        wrong(
+                            c,
+                            limit,
+                            c > limit,
+                            "at or below",
+                            "falls_faster_than",
+                            "the alarm clears when the fall has slowed to it",
+                        ),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((_, Some(problem))) = &decided {
+                    if let Some(c) = &r.clear_at {
+                        self.err(c, problem.clone());
+                    }
                 }
-                Some(AlarmCondition::When(*w.get_ref()))
-            }
-            (Some(a), None, None) => {
-                let limit = *a.get_ref();
-                let clear_at = r.clear_at.as_ref().map_or(limit, |c| *c.get_ref());
-                if let Some(c) = r.clear_at.as_ref().filter(|_| clear_at > limit) {
-                    self.err(c, format!("clear_at ({clear_at}) must be at or below `above` ({limit}): the alarm clears when the value has come back down"));
+                let rate_limit = r
+                    .rises_faster_than
+                    .as_ref()
+                    .or(r.falls_faster_than.as_ref());
+                if let Some(x) = rate_limit.filter(|x| *x.get_ref() <= 0.0) {
+                    self.err(x, "a rate limit is a positive change per minute, like rises_faster_than = 5.0");
                 }
-                Some(AlarmCondition::Above { limit, clear_at })
-            }
-            (None, Some(b), None) => {
-                let limit = *b.get_ref();
-                let clear_at = r.clear_at.as_ref().map_or(limit, |c| *c.get_ref());
-                if let Some(c) = r.clear_at.as_ref().filter(|_| clear_at < limit) {
-                    self.err(c, format!("clear_at ({clear_at}) must be at or above `below` ({limit}): the alarm clears when the value has come back up"));
-                }
-                Some(AlarmCondition::Below { limit, clear_at })
-            }
-            // `when` with a limit: reported by the first arm.
-            (Some(_), None, Some(_)) | (None, Some(_), Some(_)) => None,
-            (None, None, None) => {
-                self.err(e, "missing the alarm's condition: `above = 260.0` or `below = …` (a threshold), or `when = true` (a boolean tag)");
-                None
+                decided.map(|(c, _)| c)
             }
         };
         let on_delay = self.delay(&r.on_delay, "for");
         let clear_for = self.delay(&r.clear_for, "clear_for");
         let description = r.description.as_ref().map_or_else(
             || match condition {
+                Some(AlarmCondition::Above { limit, .. }) if rate => {
+                    format!("{tag} rising faster than {limit} per minute")
+                }
+                Some(AlarmCondition::Below { limit, .. }) if rate => {
+                    format!("{tag} falling faster than {} per minute", -limit)
+                }
                 Some(AlarmCondition::Above { limit, .. }) => format!("{tag} above {limit}"),
                 Some(AlarmCondition::Below { limit, .. }) => format!("{tag} below {limit}"),
                 _ => format!("{name} alarm"),
@@ -1363,6 +1456,7 @@ impl<'a> Validator<'a> {
             equipment: equipment?,
             equipment_at: equipment_at?,
             condition: condition?,
+            rate,
             on_delay,
             clear_for,
             description,

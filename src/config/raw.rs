@@ -149,6 +149,9 @@ pub struct RawEvent {
     pub on_delay: Option<S<String>>,
     pub clear_for: Option<S<String>>,
     pub when: Option<S<bool>>,
+    /// Rate-of-change alarms, per minute.
+    pub rises_faster_than: Option<S<f64>>,
+    pub falls_faster_than: Option<S<f64>>,
     /// Alarms and measurements: the text Odoo's record gets.
     pub description: Option<S<String>>,
     // kind = "measurement"

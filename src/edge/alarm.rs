@@ -7,6 +7,11 @@
 //! flood. Delays run on the monotonic clock and fire on the edge's tick,
 //! so a report-by-exception tag that stays hot is raised on time.
 //!
+//! A rate alarm (`rises_faster_than`, `falls_faster_than`) applies the
+//! same logic to the change per minute, taken from the oldest reading of
+//! the last minute to the newest (in memory: after a restart the rate
+//! needs a second reading again).
+//!
 //! Odoo hears of an occurrence twice, with the same `alarm_id`: when it is
 //! raised (a maintenance request) and when it clears (the same request).
 
@@ -14,7 +19,12 @@ use super::clock::{event_id, At, Held, RuleClock};
 use crate::config::{AlarmCondition, AlarmRule};
 use crate::model::{Alarm as Occurrence, Event, EventBody, Millis, Quality, Sample};
 use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
 use std::time::Duration;
+
+/// The span a rate of change is taken over, and the least span that gives one.
+const RATE_WINDOW_MS: i64 = 60_000;
+const RATE_MIN_SPAN_MS: i64 = 1_000;
 
 /// What survives a restart: the condition being timed, and the raised
 /// occurrence with its clear being timed. How long either has held is
@@ -51,6 +61,8 @@ pub struct Alarm {
     pub state: AlarmState,
     /// How long the pending raise or clear has held, monotonic.
     held: Option<Held>,
+    /// A rate alarm's readings of the last minute (device time, value).
+    window: VecDeque<(Millis, f64)>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -67,6 +79,7 @@ impl Alarm {
             rule,
             state,
             held: None,
+            window: VecDeque::new(),
         }
     }
 
@@ -87,6 +100,14 @@ impl Alarm {
                 return self.on_tick(gateway, at, events);
             }
             _ => return self.on_tick(gateway, at, events),
+        };
+        let value = if self.rule.rate {
+            match self.rate(sample.time, value) {
+                Some(r) => r,
+                None => return self.on_tick(gateway, at, events),
+            }
+        } else {
+            value
         };
         let cond = self.rule.condition;
         // Dated within the rule's last event and the timeline, as events are.
@@ -170,6 +191,26 @@ impl Alarm {
         true
     }
 
+    /// Change per minute over the window ending at this reading, once the
+    /// window spans at least a second.
+    fn rate(&mut self, t: Millis, value: f64) -> Option<f64> {
+        if self.window.back().is_some_and(|(last, _)| *last > t) {
+            // The device's clock went back: start the window anew.
+            self.window.clear();
+        }
+        self.window.push_back((t, value));
+        while self
+            .window
+            .front()
+            .is_some_and(|(first, _)| t.saturating_sub(*first) > RATE_WINDOW_MS)
+        {
+            self.window.pop_front();
+        }
+        let (first, v0) = *self.window.front()?;
+        let span = t.saturating_sub(first);
+        (span >= RATE_MIN_SPAN_MS).then(|| (value - v0) * 60_000.0 / span as f64)
+    }
+
     fn detail(&self, value: f64) -> String {
         let tag = &self.rule.tag;
         let value = crate::model::tidy(value);
@@ -179,6 +220,13 @@ impl Alarm {
             format!(" for {}", humantime::format_duration(self.rule.on_delay))
         };
         match self.rule.condition {
+            AlarmCondition::Above { limit, .. } if self.rule.rate => {
+                format!("{tag} rising {value} per minute: faster than {limit}{held}")
+            }
+            AlarmCondition::Below { limit, .. } if self.rule.rate => format!(
+                "{tag} falling {} per minute: faster than {}{held}",
+                -value, -limit
+            ),
             AlarmCondition::Above { limit, .. } => format!("{tag} = {value}: above {limit}{held}"),
             AlarmCondition::Below { limit, .. } => format!("{tag} = {value}: below {limit}{held}"),
             AlarmCondition::When(b) => format!("{tag} = {b}{held}"),
@@ -230,6 +278,7 @@ mod tests {
                 equipment: "OVEN-1".into(),
                 equipment_at: "gw.toml:40:13".into(),
                 condition,
+                rate: false,
                 on_delay: Duration::from_secs(on_delay),
                 clear_for: Duration::from_secs(clear_for),
                 description: "Oven over temperature".into(),
@@ -401,6 +450,44 @@ mod tests {
         };
         a.on_sample("gw", &s, at(0.0), &mut ev);
         assert!(ev.is_empty());
+    }
+
+    #[test]
+    fn a_rate_alarm_on_the_change_per_minute() {
+        // Rising faster than 5 °C per minute, for 10 s; cleared at 2 per minute.
+        let mut a = rule(
+            AlarmCondition::Above {
+                limit: 5.0,
+                clear_at: 2.0,
+            },
+            10,
+            0,
+        );
+        a.rule.rate = true;
+        let mut ev = Vec::new();
+        // Flat for a minute, then +0.2 °C a second (12 per minute) for a
+        // minute, then +0.02 a second (1.2 per minute), sampled each second.
+        let mut v = 200.0;
+        for s in 0..300 {
+            v += match s {
+                0..=59 => 0.0,
+                60..=119 => 0.2,
+                _ => 0.02,
+            };
+            ev.extend(temp(&mut a, v, f64::from(s)));
+        }
+        assert_eq!(kinds(&ev), ["alarm_raised", "alarm_cleared"], "{ev:?}");
+        let EventBody::AlarmRaised(r) = &ev[0].body else {
+            panic!()
+        };
+        assert!(r.detail.starts_with("oven_temp rising "), "{r:?}");
+        // Over the last minute the rate passes 5 per minute 25 s into the
+        // rise and 10 s later the on-delay has passed.
+        assert_eq!((r.start, r.raised), (Millis(85_000), Millis(95_000)));
+        let EventBody::AlarmCleared(c) = &ev[1].body else {
+            panic!()
+        };
+        assert!(c.cleared > Some(Millis(120_000)), "{c:?}");
     }
 
     fn restart(a: &Alarm) -> Alarm {
