@@ -35,6 +35,16 @@ impl Millis {
     }
 }
 
+/// A number as a person reads it: a scaled register's float noise
+/// (10.200000000000001) rounded away at the ninth decimal.
+pub fn tidy(v: f64) -> f64 {
+    if v.abs() < 1e12 {
+        (v * 1e9).round() / 1e9
+    } else {
+        v
+    }
+}
+
 /// A value as read from a device, before any business meaning.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
@@ -56,6 +66,17 @@ impl Value {
                 Some(f as u64)
             }
             _ => None,
+        }
+    }
+
+    /// The value as a number (a boolean as 0 or 1); text is none.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::Float(f) if f.is_finite() => Some(f),
+            Value::Float(_) | Value::Text(_) => None,
+            Value::Int(v) => Some(v as f64),
+            Value::UInt(v) => Some(v as f64),
+            Value::Bool(b) => Some(f64::from(u8::from(b))),
         }
     }
 
@@ -124,6 +145,10 @@ impl Event {
             EventBody::Production(_) => "production",
             EventBody::DowntimeStarted(_) => "downtime_started",
             EventBody::DowntimeEnded(_) => "downtime_ended",
+            EventBody::AlarmRaised(_) => "alarm_raised",
+            EventBody::AlarmCleared(_) => "alarm_cleared",
+            EventBody::QualityMeasure(_) => "quality_measure",
+            EventBody::QualityAlert(_) => "quality_alert",
         }
     }
 
@@ -133,6 +158,9 @@ impl Event {
         match &self.body {
             EventBody::Production(p) => &p.workcenter,
             EventBody::DowntimeStarted(d) | EventBody::DowntimeEnded(d) => &d.workcenter,
+            EventBody::AlarmRaised(a) | EventBody::AlarmCleared(a) => &a.equipment,
+            EventBody::QualityMeasure(m) => &m.workcenter,
+            EventBody::QualityAlert(a) => &a.workcenter,
         }
     }
 
@@ -167,6 +195,9 @@ pub enum PayloadError {
     Postcard(#[from] postcard::Error),
 }
 
+/// New variants go at the end only: postcard stores a variant by its
+/// index, so events stored by an earlier release keep decoding as they
+/// were (tests/store_upgrade.rs opens such stores).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum EventBody {
     Production(Production),
@@ -174,6 +205,62 @@ pub enum EventBody {
     DowntimeStarted(Downtime),
     /// The stop ended: the same time log (same `downtime_id`) gets its end.
     DowntimeEnded(Downtime),
+    /// An alarm's condition held for its on-delay: Odoo gets a corrective
+    /// maintenance request (once per occurrence, keyed by `alarm_id`).
+    AlarmRaised(Alarm),
+    /// The alarm cleared: the same request notes it.
+    AlarmCleared(Alarm),
+    /// One measured value against its limits.
+    QualityMeasure(Measure),
+    /// `alert_after` failed measures in a row.
+    QualityAlert(QualityAlert),
+}
+
+/// One occurrence of an alarm on a piece of equipment.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Alarm {
+    /// `maintenance.equipment` name or serial number.
+    pub equipment: String,
+    /// Where the config names the equipment (`FILE:LINE:COL`), for the
+    /// message when Odoo has no such equipment.
+    pub equipment_at: String,
+    /// Shared by the raise and the clear of one occurrence.
+    pub alarm_id: String,
+    /// The request's subject (the rule's `description`).
+    pub title: String,
+    /// What was seen, e.g. "oven_temp 265 above 260 for 60s".
+    pub detail: String,
+    /// When the condition began (the on-delay counts from here).
+    pub start: Millis,
+    /// When the alarm was raised (the on-delay had passed).
+    pub raised: Millis,
+    /// When it cleared, and the value then.
+    pub cleared: Option<Millis>,
+    pub clear_value: Option<f64>,
+}
+
+/// A measured value checked against its limits at a work center.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measure {
+    pub workcenter: String,
+    pub title: String,
+    pub value: f64,
+    pub low: f64,
+    pub high: f64,
+    pub target: Option<f64>,
+    pub pass: bool,
+}
+
+/// A run of failed measures at a work center.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QualityAlert {
+    pub workcenter: String,
+    pub title: String,
+    /// Failures in a row when the alert was given.
+    pub failures: u32,
+    /// Event id of the measure that completed the run (its check in Odoo).
+    pub measure_id: String,
+    pub detail: String,
 }
 
 /// Parts counted by a machine counter between two readings.

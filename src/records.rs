@@ -12,8 +12,13 @@ use std::collections::HashMap;
 /// The lane of an event kind unless its rule says otherwise.
 pub fn default_lane(body: &EventBody) -> Lane {
     match body {
-        EventBody::DowntimeStarted(_) | EventBody::DowntimeEnded(_) => Lane::Critical,
-        EventBody::Production(_) => Lane::Normal,
+        EventBody::DowntimeStarted(_)
+        | EventBody::DowntimeEnded(_)
+        | EventBody::AlarmRaised(_)
+        | EventBody::AlarmCleared(_) => Lane::Critical,
+        EventBody::Production(_) | EventBody::QualityMeasure(_) | EventBody::QualityAlert(_) => {
+            Lane::Normal
+        }
     }
 }
 
@@ -53,8 +58,9 @@ impl Lanes {
 }
 
 /// Format 0's shapes, as that release wrote them with postcard. Today's
-/// [`Event`] still has format 0's shape; when it changes, freeze a copy of
-/// the old one here (the fixture test in tests/store_upgrade.rs fails
+/// [`Event`] still reads format 0's shape (variants were only added at the
+/// end of `EventBody`); when a stored shape changes, freeze a copy of the
+/// old one here (the fixture test in tests/store_upgrade.rs fails
 /// otherwise).
 mod v0 {
     use super::*;

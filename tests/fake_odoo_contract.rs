@@ -393,3 +393,130 @@ async fn work_order_states_are_those_of_the_version() {
         assert_eq!(bad["error"]["code"], if version >= 19 { 0 } else { 200 });
     }
 }
+
+/// 4.5: a maintenance request needs `name`; it defaults to the first stage
+/// (`maintenance.stage_0`, New Request), the first team and `corrective`;
+/// 3.1: `load` by external id creates it once and updates it after.
+#[tokio::test]
+async fn maintenance_requests_default_their_stage_and_team_and_load_upserts_them() {
+    let odoo = FakeOdoo::start().await;
+    let eq = odoo.add_equipment("Oven 1", Some("OVEN-1"));
+    let found = execute_kw(
+        &odoo,
+        "maintenance.equipment",
+        "search_read",
+        json!([["|", ["name", "=", "OVEN-1"], ["serial_no", "=", "OVEN-1"]]]),
+        json!({"fields": ["id"]}),
+    )
+    .await;
+    assert_eq!(found["result"][0]["id"], eq, "by serial number: {found}");
+    let missing = execute_kw(
+        &odoo,
+        "maintenance.request",
+        "create",
+        json!([{"equipment_id": eq}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        error_message(&missing).0,
+        "odoo.exceptions.ValidationError",
+        "4.9: name is required: {missing}"
+    );
+    let fields = json!(["id", "name", "equipment_id/.id", "description"]);
+    for text in ["raised", "raised and cleared"] {
+        let r = execute_kw(
+            &odoo,
+            "maintenance.request",
+            "load",
+            json!([fields, [["plantgate.a1", "Hot", eq.to_string(), text]]]),
+            json!({}),
+        )
+        .await;
+        assert_eq!(r["result"]["messages"], json!([]), "{r}");
+    }
+    let reqs = odoo.maintenance_requests();
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].description, "raised and cleared");
+    assert_eq!(reqs[0].stage.as_deref(), Some("stage_0"));
+    assert_eq!(reqs[0].maintenance_type, "corrective");
+}
+
+/// 4.7: the Quality models exist only with the app; a check needs a test
+/// type and gets the first team; `quality_state` is none / pass / fail.
+#[tokio::test]
+async fn quality_models_exist_only_with_the_app() {
+    let odoo = FakeOdoo::start().await;
+    let installed = |odoo: &FakeOdoo| {
+        let odoo = odoo.clone();
+        async move {
+            execute_kw(
+                &odoo,
+                "ir.module.module",
+                "search_read",
+                json!([[
+                    ["name", "=", "quality_control"],
+                    ["state", "=", "installed"]
+                ]]),
+                json!({"fields": ["name"]}),
+            )
+            .await["result"]
+                .as_array()
+                .map_or(0, Vec::len)
+        }
+    };
+    assert_eq!(installed(&odoo).await, 0);
+    let absent = execute_kw(
+        &odoo,
+        "quality.check",
+        "search_read",
+        json!([[]]),
+        json!({}),
+    )
+    .await;
+    assert!(absent.get("error").is_some(), "{absent}");
+    odoo.install_quality();
+    assert_eq!(installed(&odoo).await, 1);
+    let types = execute_kw(
+        &odoo,
+        "quality.point.test_type",
+        "search_read",
+        json!([[["technical_name", "=", "measure"]]]),
+        json!({"fields": ["id"]}),
+    )
+    .await;
+    let measure = types["result"][0]["id"].clone();
+    let r = execute_kw(
+        &odoo,
+        "quality.check",
+        "load",
+        json!([
+            ["id", "test_type_id/.id", "measure", "quality_state"],
+            [["plantgate.m1", measure.to_string(), "10.2", "fail"]]
+        ]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(r["result"]["messages"], json!([]), "{r}");
+    let bad = execute_kw(
+        &odoo,
+        "quality.check",
+        "load",
+        json!([
+            ["id", "test_type_id/.id", "quality_state"],
+            [["plantgate.m2", measure.to_string(), "broken"]]
+        ]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        bad["result"]["ids"], false,
+        "3.1: an error rolls back: {bad}"
+    );
+    let checks = odoo.quality_checks();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(
+        (checks[0].quality_state.as_str(), checks[0].measure),
+        ("fail", 10.2)
+    );
+}

@@ -169,6 +169,8 @@ fn rule_tags(rule: &EventRule) -> Box<dyn Iterator<Item = &str> + '_> {
     match rule {
         EventRule::Production(p) => Box::new(std::iter::once(p.tag.as_str())),
         EventRule::Downtime(d) => Box::new(d.tags()),
+        EventRule::Alarm(a) => Box::new(std::iter::once(a.tag.as_str())),
+        EventRule::Measurement(m) => Box::new(std::iter::once(m.tag.as_str())),
     }
 }
 
@@ -204,6 +206,14 @@ fn writes(rule: &EventRule, cfg: &Config) -> String {
                 losses.into_iter().collect::<Vec<_>>().join(", ")
             )
         }
+        EventRule::Alarm(a) => format!(
+            "maintenance.request (corrective) on equipment {}, once per alarm, updated when it clears",
+            a.equipment
+        ),
+        EventRule::Measurement(m) => format!(
+            "quality.check (and quality.alert on a run of failures) at work center {}, or notes on the manufacturing order without the Quality app",
+            m.workcenter
+        ),
     }
 }
 

@@ -131,6 +131,8 @@ impl TagConfig {
 pub enum EventRule {
     Production(ProductionRule),
     Downtime(DowntimeRule),
+    Alarm(AlarmRule),
+    Measurement(MeasurementRule),
 }
 
 impl EventRule {
@@ -138,6 +140,8 @@ impl EventRule {
         match self {
             EventRule::Production(r) => &r.name,
             EventRule::Downtime(r) => &r.name,
+            EventRule::Alarm(r) => &r.name,
+            EventRule::Measurement(r) => &r.name,
         }
     }
 
@@ -145,6 +149,8 @@ impl EventRule {
         match self {
             EventRule::Production(r) => &r.tag,
             EventRule::Downtime(r) => &r.tag,
+            EventRule::Alarm(r) => &r.tag,
+            EventRule::Measurement(r) => &r.tag,
         }
     }
 
@@ -153,8 +159,82 @@ impl EventRule {
         match self {
             EventRule::Production(r) => r.lane,
             EventRule::Downtime(r) => r.lane,
+            EventRule::Alarm(r) => r.lane,
+            EventRule::Measurement(r) => r.lane,
         }
     }
+}
+
+/// An alarm on one tag, for one piece of equipment: raised when its
+/// condition has held for `on_delay`, cleared when its clear condition has
+/// held for `clear_for`. Between the two (the hysteresis band) it keeps its
+/// state, so a signal chattering around the limit raises it once.
+#[derive(Clone, Debug)]
+pub struct AlarmRule {
+    pub name: String,
+    pub tag: String,
+    /// `maintenance.equipment` name or serial number.
+    pub equipment: String,
+    /// `FILE:LINE:COL` of `equipment`, for the message when Odoo has none.
+    pub equipment_at: String,
+    pub condition: AlarmCondition,
+    /// The condition is on the rate of change per minute (over the
+    /// readings of the last minute), not on the value.
+    pub rate: bool,
+    pub on_delay: Duration,
+    pub clear_for: Duration,
+    /// The maintenance request's subject.
+    pub description: String,
+    /// Overrides the kind's lane (`critical`).
+    pub lane: Option<crate::store::Lane>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum AlarmCondition {
+    /// Raised above `limit`, cleared at or below `clear_at`.
+    Above { limit: f64, clear_at: f64 },
+    /// Raised below `limit`, cleared at or above `clear_at`.
+    Below { limit: f64, clear_at: f64 },
+    /// Raised while a boolean tag has this value.
+    When(bool),
+}
+
+impl AlarmCondition {
+    /// Whether `v` raises the alarm (once held for the on-delay).
+    pub fn raises(&self, v: f64) -> bool {
+        match *self {
+            AlarmCondition::Above { limit, .. } => v > limit,
+            AlarmCondition::Below { limit, .. } => v < limit,
+            AlarmCondition::When(b) => (v != 0.0) == b,
+        }
+    }
+
+    /// Whether `v` clears a raised alarm (once held for `clear_for`).
+    pub fn clears(&self, v: f64) -> bool {
+        match *self {
+            AlarmCondition::Above { clear_at, .. } => v <= clear_at,
+            AlarmCondition::Below { clear_at, .. } => v >= clear_at,
+            AlarmCondition::When(b) => (v != 0.0) != b,
+        }
+    }
+}
+
+/// A measured value with limits at a work center: each reading is one
+/// measure, passing when `low <= value <= high`.
+#[derive(Clone, Debug)]
+pub struct MeasurementRule {
+    pub name: String,
+    pub tag: String,
+    pub workcenter: String,
+    pub low: f64,
+    pub high: f64,
+    pub target: Option<f64>,
+    /// This many failures in a row give one quality alert.
+    pub alert_after: Option<u32>,
+    /// The quality check's title.
+    pub description: String,
+    /// Overrides the kind's lane (`normal`).
+    pub lane: Option<crate::store::Lane>,
 }
 
 /// Parts produced from a monotonic counter.
@@ -368,6 +448,7 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
     let base = path.parent().unwrap_or(Path::new("."));
     let mut v = Validator {
         text,
+        path,
         base,
         errors: Vec::new(),
         data_dir: PathBuf::from(DEFAULT_DATA_DIR),
@@ -398,11 +479,16 @@ fn toml_error(text: &str, e: &toml::de::Error) -> Diagnostic {
     Diagnostic::at(text, span, format!("{message}{hint}"))
 }
 
+/// The event kinds, as messages list them.
+const KIND_CHOICE: &str = "\"production\", \"downtime\", \"alarm\" or \"measurement\"";
+
 const UNKNOWN_KEY_HINT: &str =
     " (check the spelling; firmware-config/gateway.toml lists every key)";
 
 struct Validator<'a> {
     text: &'a str,
+    /// The file, for places a rule carries to its messages at run time.
+    path: &'a Path,
     base: &'a Path,
     errors: Vec<Diagnostic>,
     /// The gateway's data dir, for defaults under it (OPC UA certificates).
@@ -1000,8 +1086,7 @@ impl<'a> Validator<'a> {
             if !seen.insert(name_str.clone()) {
                 self.err(name, format!("event rule {name_str:?} is defined twice"));
             }
-            let Some(kind) = self.require(e, &r.kind, "kind", "\"production\" or \"downtime\"")
-            else {
+            let Some(kind) = self.require(e, &r.kind, "kind", KIND_CHOICE) else {
                 continue;
             };
             let tag = self
@@ -1020,19 +1105,28 @@ impl<'a> Validator<'a> {
                 }
                 found
             });
-            let workcenter = self
-                .require(
+            let kind_name = kind.get_ref().as_str();
+            let workcenter = if kind_name == "alarm" {
+                if let Some(w) = &r.workcenter {
+                    self.err(w, "an alarm concerns a piece of equipment: write equipment = \"…\" (its maintenance.equipment name or serial), not workcenter");
+                }
+                None
+            } else {
+                self.require(
                     e,
                     &r.workcenter,
                     "workcenter",
                     "the Odoo work center code, e.g. workcenter = \"PRESS1\"",
                 )
-                .map(|w| w.get_ref().clone());
+                .map(|w| w.get_ref().clone())
+            };
+            self.forbid_other_kinds(r, kind_name);
             // Validate the rest even when the tag is bad, so every problem
             // shows at once; the rule is kept only when all of it is valid.
             let tag_name = tag_cfg.map(|t| t.name.clone()).unwrap_or_default();
             let wraps_at = tag_cfg.and_then(|t| t.wraps_at());
             let complete = tag_cfg.is_some();
+            let workcenter_set = workcenter.clone();
             let workcenter = workcenter.unwrap_or_default();
             let lane = self.lane(&r.lane);
             match kind.get_ref().as_str() {
@@ -1088,9 +1182,22 @@ impl<'a> Validator<'a> {
                         out.push(EventRule::Downtime(rule));
                     }
                 }
+                "alarm" => {
+                    if let Some(mut rule) = self.alarm(e, name_str, tag_name) {
+                        rule.lane = lane;
+                        out.push(EventRule::Alarm(rule));
+                    }
+                }
+                "measurement" => {
+                    if let Some(mut rule) = self.measurement(e, name_str, tag_name, workcenter_set)
+                    {
+                        rule.lane = lane;
+                        out.push(EventRule::Measurement(rule));
+                    }
+                }
                 other => self.err(
                     kind,
-                    format!("unknown event kind {other:?}: use \"production\" or \"downtime\""),
+                    format!("unknown event kind {other:?}: use {KIND_CHOICE}"),
                 ),
             }
             if !complete && out.last().is_some_and(|r| r.name() == name.get_ref()) {
@@ -1098,6 +1205,358 @@ impl<'a> Validator<'a> {
             }
         }
         out
+    }
+
+    /// Report each alarm or measurement key on a rule of another kind.
+    /// (The keys of production and downtime rules are checked in their arms.)
+    fn forbid_other_kinds(&mut self, r: &RawEvent, kind: &str) {
+        let spans = |v: Option<std::ops::Range<usize>>, key: &'static str, owner: &'static str| {
+            v.map(|s| (s, key, owner))
+        };
+        let keys = [
+            spans(r.equipment.as_ref().map(S::span), "equipment", "alarm"),
+            spans(r.above.as_ref().map(S::span), "above", "alarm"),
+            spans(r.below.as_ref().map(S::span), "below", "alarm"),
+            spans(r.clear_at.as_ref().map(S::span), "clear_at", "alarm"),
+            spans(r.on_delay.as_ref().map(S::span), "for", "alarm"),
+            spans(r.clear_for.as_ref().map(S::span), "clear_for", "alarm"),
+            spans(r.when.as_ref().map(S::span), "when", "alarm"),
+            spans(
+                r.rises_faster_than.as_ref().map(S::span),
+                "rises_faster_than",
+                "alarm",
+            ),
+            spans(
+                r.falls_faster_than.as_ref().map(S::span),
+                "falls_faster_than",
+                "alarm",
+            ),
+            spans(r.low.as_ref().map(S::span), "low", "measurement"),
+            spans(r.high.as_ref().map(S::span), "high", "measurement"),
+            spans(r.target.as_ref().map(S::span), "target", "measurement"),
+            spans(
+                r.alert_after.as_ref().map(S::span),
+                "alert_after",
+                "measurement",
+            ),
+        ];
+        for (span, key, owner) in keys.into_iter().flatten() {
+            if owner != kind {
+                self.errors.push(Diagnostic::at(
+                    self.text,
+                    span,
+                    format!("`{key}` belongs to kind = \"{owner}\""),
+                ));
+            }
+        }
+        if let Some(d) = &r.description {
+            if kind != "alarm" && kind != "measurement" {
+                self.err(
+                    d,
+                    "`description` belongs to kind = \"alarm\" or \"measurement\" (a downtime rule has default_description)",
+                );
+            }
+        }
+        if kind == "alarm" || kind == "measurement" {
+            let others = [
+                (r.max_step.as_ref().map(S::span), "max_step", "production"),
+                (
+                    r.report_every.as_ref().map(S::span),
+                    "report_every",
+                    "production",
+                ),
+                (
+                    r.report_parts.as_ref().map(S::span),
+                    "report_parts",
+                    "production",
+                ),
+                (
+                    r.parts_per_stroke.as_ref().map(S::span),
+                    "parts_per_stroke",
+                    "production",
+                ),
+                (
+                    r.min_duration.as_ref().map(S::span),
+                    "min_duration",
+                    "downtime",
+                ),
+                (r.running.as_ref().map(S::span), "running", "downtime"),
+                (
+                    r.default_loss.as_ref().map(S::span),
+                    "default_loss",
+                    "downtime",
+                ),
+                (
+                    r.default_description.as_ref().map(S::span),
+                    "default_description",
+                    "downtime",
+                ),
+                (r.reason_tag.as_ref().map(S::span), "reason_tag", "downtime"),
+                (
+                    r.reason.first().map(S::span),
+                    "[[events.reason]]",
+                    "downtime",
+                ),
+                (r.code.first().map(S::span), "[[events.code]]", "downtime"),
+            ];
+            for (span, key, owner) in others {
+                if let Some(span) = span {
+                    self.errors.push(Diagnostic::at(
+                        self.text,
+                        span,
+                        format!("`{key}` belongs to kind = \"{owner}\""),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A duration that may be zero (an on-delay), default zero.
+    fn delay(&mut self, value: &Option<S<String>>, key: &str) -> Duration {
+        let Some(v) = value else {
+            return Duration::ZERO;
+        };
+        match humantime::parse_duration(v.get_ref()) {
+            Ok(d) => d,
+            Err(_) => {
+                self.err(
+                    v,
+                    format!(
+                        "bad duration {:?} for `{key}`: write a number and a unit, like \"60s\" or \"0s\"",
+                        v.get_ref()
+                    ),
+                );
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn alarm(&mut self, e: &S<RawEvent>, name: String, tag: String) -> Option<AlarmRule> {
+        let r = e.get_ref();
+        let equipment = self.require(
+            e,
+            &r.equipment,
+            "equipment",
+            "the Odoo maintenance.equipment name or serial number, e.g. equipment = \"OVEN-1\"",
+        );
+        let equipment_at = equipment.map(|q| {
+            let d = Diagnostic::at(self.text, q.span(), "");
+            format!("{}:{}:{}", self.path.display(), d.line, d.col)
+        });
+        let equipment = equipment.map(|q| q.get_ref().clone());
+        if equipment.as_deref().is_some_and(|q| q.trim().is_empty()) {
+            if let Some(q) = &r.equipment {
+                self.err(
+                    q,
+                    "equipment must name a maintenance.equipment (its name or serial number)",
+                );
+            }
+        }
+        let given: Vec<(&str, std::ops::Range<usize>)> = [
+            ("above", r.above.as_ref().map(S::span)),
+            ("below", r.below.as_ref().map(S::span)),
+            ("when", r.when.as_ref().map(S::span)),
+            (
+                "rises_faster_than",
+                r.rises_faster_than.as_ref().map(S::span),
+            ),
+            (
+                "falls_faster_than",
+                r.falls_faster_than.as_ref().map(S::span),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(k, s)| s.map(|s| (k, s)))
+        .collect();
+        let rate = r.rises_faster_than.is_some() || r.falls_faster_than.is_some();
+        let clear_at = r.clear_at.as_ref().map(|c| *c.get_ref());
+        let condition = match given.as_slice() {
+            [] => {
+                self.err(e, "missing the alarm's condition: `above = 260.0` or `below = …` (a threshold), `when = true` (a boolean tag), or `rises_faster_than = 5.0` / `falls_faster_than` (per minute)");
+                None
+            }
+            [(first, _), (second, span), ..] => {
+                self.errors.push(Diagnostic::at(
+                    self.text,
+                    span.clone(),
+                    format!("give one condition per alarm, not both `{first}` and `{second}`: make one alarm rule for each"),
+                ));
+                None
+            }
+            [_] => {
+                let wrong = |v: f64, limit: f64, bad: bool, rel: &str, key: &str, why: &str| {
+                    bad.then(|| format!("clear_at ({v}) must be {rel} `{key}` ({limit}): {why}"))
+                };
+                let decided = if let Some(w) = &r.when {
+                    let problem = clear_at.map(|_| "clear_at is for thresholds and rates: a boolean alarm clears when the tag changes back".to_string());
+                    Some((AlarmCondition::When(*w.get_ref()), problem))
+                } else if let Some(a) = &r.above {
+                    let limit = *a.get_ref();
+                    let c = clear_at.unwrap_or(limit);
+                    Some((
+                        AlarmCondition::Above { limit, clear_at: c },
+                        wrong(
+                            c,
+                            limit,
+                            c > limit,
+                            "at or below",
+                            "above",
+                            "the alarm clears when the value has come back down",
+                        ),
+                    ))
+                } else if let Some(b) = &r.below {
+                    let limit = *b.get_ref();
+                    let c = clear_at.unwrap_or(limit);
+                    Some((
+                        AlarmCondition::Below { limit, clear_at: c },
+                        wrong(
+                            c,
+                            limit,
+                            c < limit,
+                            "at or above",
+                            "below",
+                            "the alarm clears when the value has come back up",
+                        ),
+                    ))
+                } else if let Some(x) = &r.rises_faster_than {
+                    let limit = *x.get_ref();
+                    let c = clear_at.unwrap_or(limit);
+                    Some((
+                        AlarmCondition::Above { limit, clear_at: c },
+                        wrong(
+                            c,
+                            limit,
+                            c > limit,
+                            "at or below",
+                            "rises_faster_than",
+                            "the alarm clears when the rise has slowed to it",
+                        ),
+                    ))
+                } else if let Some(x) = &r.falls_faster_than {
+                    // A fall is a negative rate: below -limit, cleared at or above -clear_at.
+                    let limit = *x.get_ref();
+                    let c = clear_at.unwrap_or(limit);
+                    Some((
+                        AlarmCondition::Below {
+                            limit: -limit,
+                            clear_at: -c,
+                        },
+                        wrong(
+                            c,
+                            limit,
+                            c > limit,
+                            "at or below",
+                            "falls_faster_than",
+                            "the alarm clears when the fall has slowed to it",
+                        ),
+                    ))
+                } else {
+                    None
+                };
+                if let Some((_, Some(problem))) = &decided {
+                    if let Some(c) = &r.clear_at {
+                        self.err(c, problem.clone());
+                    }
+                }
+                let rate_limit = r
+                    .rises_faster_than
+                    .as_ref()
+                    .or(r.falls_faster_than.as_ref());
+                if let Some(x) = rate_limit.filter(|x| *x.get_ref() <= 0.0) {
+                    self.err(x, "a rate limit is a positive change per minute, like rises_faster_than = 5.0");
+                }
+                decided.map(|(c, _)| c)
+            }
+        };
+        let on_delay = self.delay(&r.on_delay, "for");
+        let clear_for = self.delay(&r.clear_for, "clear_for");
+        let description = r.description.as_ref().map_or_else(
+            || match condition {
+                Some(AlarmCondition::Above { limit, .. }) if rate => {
+                    format!("{tag} rising faster than {limit} per minute")
+                }
+                Some(AlarmCondition::Below { limit, .. }) if rate => {
+                    format!("{tag} falling faster than {} per minute", -limit)
+                }
+                Some(AlarmCondition::Above { limit, .. }) => format!("{tag} above {limit}"),
+                Some(AlarmCondition::Below { limit, .. }) => format!("{tag} below {limit}"),
+                _ => format!("{name} alarm"),
+            },
+            |d| d.get_ref().clone(),
+        );
+        Some(AlarmRule {
+            name,
+            tag,
+            equipment: equipment?,
+            equipment_at: equipment_at?,
+            condition: condition?,
+            rate,
+            on_delay,
+            clear_for,
+            description,
+            lane: None,
+        })
+    }
+
+    fn measurement(
+        &mut self,
+        e: &S<RawEvent>,
+        name: String,
+        tag: String,
+        workcenter: Option<String>,
+    ) -> Option<MeasurementRule> {
+        let r = e.get_ref();
+        let low = self.require(
+            e,
+            &r.low,
+            "low",
+            "the lowest value that passes, e.g. low = 9.95",
+        );
+        let high = self.require(
+            e,
+            &r.high,
+            "high",
+            "the highest value that passes, e.g. high = 10.05",
+        );
+        let (low, high) = (low.map(|v| *v.get_ref()), high.map(|v| *v.get_ref()));
+        if let (Some(lo), Some(hi), Some(h)) = (low, high, &r.high) {
+            if lo > hi {
+                self.err(h, format!("high ({hi}) must be at or above low ({lo})"));
+            }
+        }
+        let target = r.target.as_ref().map(|t| {
+            let v = *t.get_ref();
+            if let (Some(lo), Some(hi)) = (low, high) {
+                if v < lo || v > hi {
+                    self.err(
+                        t,
+                        format!("target ({v}) must lie within low ({lo}) and high ({hi})"),
+                    );
+                }
+            }
+            v
+        });
+        let alert_after = self
+            .positive(
+                &r.alert_after,
+                "alert_after must be a positive count of failures in a row, like alert_after = 3",
+            )
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+        let description = r
+            .description
+            .as_ref()
+            .map_or_else(|| format!("{name} ({tag})"), |d| d.get_ref().clone());
+        Some(MeasurementRule {
+            name,
+            tag,
+            workcenter: workcenter?,
+            low: low?,
+            high: high?,
+            target,
+            alert_after,
+            description,
+            lane: None,
+        })
     }
 
     fn positive(&mut self, value: &Option<S<i64>>, message: &str) -> Option<u64> {

@@ -140,6 +140,25 @@ pub struct RawEvent {
     pub reason_tag: Option<S<String>>,
     #[serde(default)]
     pub code: Vec<S<RawCode>>,
+    // kind = "alarm"
+    pub equipment: Option<S<String>>,
+    pub above: Option<S<f64>>,
+    pub below: Option<S<f64>>,
+    pub clear_at: Option<S<f64>>,
+    #[serde(rename = "for")]
+    pub on_delay: Option<S<String>>,
+    pub clear_for: Option<S<String>>,
+    pub when: Option<S<bool>>,
+    /// Rate-of-change alarms, per minute.
+    pub rises_faster_than: Option<S<f64>>,
+    pub falls_faster_than: Option<S<f64>>,
+    /// Alarms and measurements: the text Odoo's record gets.
+    pub description: Option<S<String>>,
+    // kind = "measurement"
+    pub low: Option<S<f64>>,
+    pub high: Option<S<f64>>,
+    pub target: Option<S<f64>>,
+    pub alert_after: Option<S<i64>>,
 }
 
 /// `[[events.code]]`: a fault code read from `reason_tag`, and its loss.

@@ -9,32 +9,44 @@
 //! crash can neither lose nor repeat an event. How event dates, durations
 //! and ids relate to the wall and monotonic clocks is in [`clock`].
 
+mod alarm;
 pub mod clock;
 mod counter;
 mod downtime;
+mod measurement;
 
+pub use alarm::AlarmState;
 pub use clock::{Mono, Now};
 pub use counter::{CounterState, Period};
 pub use downtime::{DowntimeState, OpenStop};
+pub use measurement::MeasurementState;
 
 use crate::config::EventRule;
 use crate::model::{Event, PayloadError, Sample};
+use alarm::Alarm;
 use clock::{At, Timeline};
 use counter::Counter;
 use downtime::Downtime;
+use measurement::Measurement;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// A rule's persisted state, stored under its name.
+/// A rule's persisted state, stored under its name. New variants go at
+/// the end only (postcard stores the variant's index), so version 2
+/// states written before them decode unchanged.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum RuleState {
     Counter(CounterState),
     Downtime(DowntimeState),
+    Alarm(AlarmState),
+    Measurement(MeasurementState),
 }
 
 enum Rule {
     Counter(Counter),
     Downtime(Downtime),
+    Alarm(Alarm),
+    Measurement(Measurement),
 }
 
 impl Rule {
@@ -42,6 +54,8 @@ impl Rule {
         match self {
             Rule::Counter(c) => &c.rule.name,
             Rule::Downtime(d) => &d.rule.name,
+            Rule::Alarm(a) => &a.rule.name,
+            Rule::Measurement(m) => &m.rule.name,
         }
     }
 
@@ -49,6 +63,8 @@ impl Rule {
         match self {
             Rule::Counter(c) => RuleState::Counter(c.state.clone()),
             Rule::Downtime(d) => RuleState::Downtime(d.state.clone()),
+            Rule::Alarm(a) => RuleState::Alarm(a.state.clone()),
+            Rule::Measurement(m) => RuleState::Measurement(m.state.clone()),
         }
     }
 
@@ -56,6 +72,8 @@ impl Rule {
         match self {
             Rule::Counter(c) => c.state.clock.last,
             Rule::Downtime(d) => d.state.clock.last,
+            Rule::Alarm(a) => a.state.clock.last,
+            Rule::Measurement(m) => m.state.clock.last,
         }
     }
 }
@@ -223,6 +241,20 @@ impl Edge {
                         _ => DowntimeState::default(),
                     },
                 )),
+                EventRule::Alarm(a) => Rule::Alarm(Alarm::new(
+                    a.clone(),
+                    match state {
+                        Some(RuleState::Alarm(s)) => s,
+                        _ => AlarmState::default(),
+                    },
+                )),
+                EventRule::Measurement(m) => Rule::Measurement(Measurement::new(
+                    m.clone(),
+                    match state {
+                        Some(RuleState::Measurement(s)) => s,
+                        _ => MeasurementState::default(),
+                    },
+                )),
             };
             if let Some(t) = r.last_date() {
                 timeline.seen(t);
@@ -255,6 +287,8 @@ impl Edge {
                 Rule::Counter(c) => c.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Downtime(d) if sample.tag != d.rule.tag => d.on_code(sample),
                 Rule::Downtime(d) => d.on_sample(&self.gateway, sample, at, &mut out.events),
+                Rule::Alarm(a) => a.on_sample(&self.gateway, sample, at, &mut out.events),
+                Rule::Measurement(m) => m.on_sample(&self.gateway, sample, at, &mut out.events),
             };
             if changed {
                 out.changed(rule);
@@ -263,13 +297,16 @@ impl Edge {
     }
 
     /// Let time pass with no sample: stops held for `min_duration` are
-    /// announced, aggregation periods that have run `report_every` end.
+    /// announced, aggregation periods that have run `report_every` end,
+    /// alarms whose on-delay (or `clear_for`) has passed are raised (cleared).
     pub fn tick(&mut self, now: Now, out: &mut Output) {
         let at = self.timeline.at(now);
         for rule in &mut self.rules {
             let changed = match rule {
                 Rule::Counter(c) => c.on_tick(&self.gateway, at, &mut out.events),
                 Rule::Downtime(d) => d.on_tick(&self.gateway, at, &mut out.events),
+                Rule::Alarm(a) => a.on_tick(&self.gateway, at, &mut out.events),
+                Rule::Measurement(_) => false,
             };
             if changed {
                 out.changed(rule);
@@ -284,7 +321,7 @@ impl Edge {
         for rule in &mut self.rules {
             let changed = match rule {
                 Rule::Counter(c) => c.flush(&self.gateway, at, &mut out.events),
-                Rule::Downtime(_) => false,
+                Rule::Downtime(_) | Rule::Alarm(_) | Rule::Measurement(_) => false,
             };
             if changed {
                 out.changed(rule);

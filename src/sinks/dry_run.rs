@@ -42,6 +42,54 @@ impl DryRunSink {
                     e.id
                 )
             }
+            Plan::MaintenanceRequest {
+                xmlid,
+                equipment,
+                name,
+                description,
+                request_date,
+                cleared,
+                ..
+            } => {
+                let values = json!({
+                    "name": name,
+                    "equipment_id": equipment,
+                    "maintenance_type": "corrective",
+                    "request_date": request_date,
+                    "description": description,
+                });
+                let when = if cleared {
+                    "update"
+                } else {
+                    "create (unless it exists)"
+                };
+                format!(
+                    "odoo dry-run: maintenance.request {when} load {values} external id {xmlid} (event {})",
+                    e.id
+                )
+            }
+            Plan::QualityCheck {
+                xmlid,
+                workcenter,
+                measure,
+                pass,
+                note,
+                ..
+            } => format!(
+                "odoo dry-run: quality.check load measure {measure} {} at {workcenter:?} external id {xmlid} (or, without the Quality app, a note on the work order: {note}) (event {})",
+                if pass { "pass" } else { "fail" },
+                e.id
+            ),
+            Plan::QualityAlert {
+                xmlid,
+                check_xmlid,
+                workcenter,
+                description,
+                ..
+            } => format!(
+                "odoo dry-run: quality.alert load at {workcenter:?} external id {xmlid}, check {check_xmlid} (or a note on the work order): {description} (event {})",
+                e.id
+            ),
         };
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").map_err(|err| DeliveryError::Retry(format!("stdout: {err}")))?;

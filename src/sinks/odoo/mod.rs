@@ -12,14 +12,21 @@
 //!   `mrp.workcenter.productivity.load` upserts the loss log by an external
 //!   id derived from the downtime id, linked to the work order running then.
 //!
+//! - Alarms ([`maintenance`]): a corrective `maintenance.request` per
+//!   occurrence, created once by external id, updated when it clears.
+//! - Measures ([`quality`]): `quality.check` / `quality.alert` when the
+//!   Quality app is installed, else notes on the work order's MO.
+//!
 //! What is read when: work center ids once per code; a work center's work
 //! orders (with their quantities) when none is cached, when the cached read
 //! is older than `quantity_max_age`, for parts older than what was read,
 //! and after any failed write; the recorded work order on every repeat.
 
 pub mod http;
+mod maintenance;
 pub mod plan;
 pub mod production;
+mod quality;
 pub mod rpc;
 
 use super::DeliveryError;
@@ -100,6 +107,10 @@ pub struct OdooSink {
     /// MO id → `qty_producing` as last read or written: one MO's work
     /// orders can sit at several work centers, and all must see one value.
     mo_qty: HashMap<i64, f64>,
+    /// Equipment name or serial → `maintenance.equipment` id, for the process.
+    equipment: HashMap<String, i64>,
+    /// Whether Odoo has the Quality app, once asked.
+    quality: Option<quality::QualityMode>,
 }
 
 fn classify(e: RpcError) -> DeliveryError {
@@ -164,6 +175,8 @@ impl OdooSink {
             workcenters: HashMap::new(),
             snapshots: HashMap::new(),
             mo_qty: HashMap::new(),
+            equipment: HashMap::new(),
+            quality: None,
         })
     }
 
@@ -203,6 +216,68 @@ impl OdooSink {
                     description,
                 };
                 self.time_log(&workcenter, row).await
+            }
+            Plan::MaintenanceRequest {
+                xmlid,
+                equipment,
+                equipment_at,
+                name,
+                description,
+                request_date,
+                cleared,
+            } => {
+                self.maintenance_request(maintenance::Request {
+                    xmlid,
+                    equipment,
+                    equipment_at,
+                    name,
+                    description,
+                    request_date,
+                    cleared,
+                })
+                .await
+            }
+            Plan::QualityCheck {
+                xmlid,
+                workcenter,
+                title,
+                measure,
+                pass,
+                note,
+                at,
+            } => {
+                self.quality(quality::QualityRow {
+                    xmlid,
+                    workcenter,
+                    title,
+                    at,
+                    what: quality::QualityWhat::Check {
+                        measure,
+                        pass,
+                        note,
+                    },
+                })
+                .await
+            }
+            Plan::QualityAlert {
+                xmlid,
+                check_xmlid,
+                workcenter,
+                title,
+                description,
+                at,
+            } => {
+                self.quality(quality::QualityRow {
+                    xmlid,
+                    workcenter,
+                    title,
+                    at,
+                    what: quality::QualityWhat::Alert {
+                        check_xmlid,
+                        description,
+                    },
+                })
+                .await
             }
         }
     }
@@ -513,12 +588,12 @@ impl OdooSink {
             )
             .await
             .map_err(classify)?;
-        load_outcome(&result)
+        load_outcome(&result, "time log")
     }
 }
 
 /// `load` reports data errors in its result, not as an exception.
-fn load_outcome(result: &Value) -> Result<(), DeliveryError> {
+fn load_outcome(result: &Value, what: &str) -> Result<(), DeliveryError> {
     let messages: Vec<String> = result
         .get("messages")
         .and_then(Value::as_array)
@@ -547,7 +622,7 @@ fn load_outcome(result: &Value) -> Result<(), DeliveryError> {
         )));
     }
     Err(DeliveryError::Reject(format!(
-        "Odoo refused the time log: {}",
+        "Odoo refused the {what}: {}",
         messages.join("; ")
     )))
 }

@@ -1,7 +1,7 @@
 //! What an event means in Odoo: the call(s) to make, independent of how
 //! they are sent. The live sink executes a plan; the dry-run sink prints it.
 
-use crate::model::{Event, EventBody, Millis};
+use crate::model::{tidy, Event, EventBody, Millis};
 
 /// Odoo external ids the gateway creates live in this module namespace.
 pub const XMLID_MODULE: &str = "plantgate";
@@ -28,6 +28,88 @@ pub enum Plan {
         date_end: Option<String>,
         description: String,
     },
+    /// An alarm occurrence as a corrective `maintenance.request` on the
+    /// equipment, keyed by an external id from the alarm's id. The raise
+    /// creates it once (a repeat finds the external id and writes
+    /// nothing); the clear updates its description.
+    MaintenanceRequest {
+        xmlid: String,
+        equipment: String,
+        /// `FILE:LINE:COL` of `equipment` in the config.
+        equipment_at: String,
+        name: String,
+        /// HTML, as Odoo's `description` holds it.
+        description: String,
+        request_date: String,
+        cleared: bool,
+    },
+    /// A measure: a `quality.check` (load by external id) when the Quality
+    /// app is installed, else a note on the work order running then.
+    QualityCheck {
+        xmlid: String,
+        workcenter: String,
+        title: String,
+        measure: f64,
+        pass: bool,
+        /// What the check or note says besides the measure.
+        note: String,
+        at: Millis,
+    },
+    /// A run of failed measures: a `quality.alert` linked to the check
+    /// that completed the run, or a note.
+    QualityAlert {
+        xmlid: String,
+        check_xmlid: String,
+        workcenter: String,
+        title: String,
+        description: String,
+        at: Millis,
+    },
+}
+
+/// Text for an Odoo HTML field.
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn alarm_description(a: &crate::model::Alarm) -> String {
+    let mut d = format!(
+        "<p>Raised at {} UTC: {}</p>",
+        a.raised.odoo_datetime(),
+        html_escape(&a.detail)
+    );
+    if let Some(c) = a.cleared {
+        let value = a
+            .clear_value
+            .map(|v| format!(" (value {})", tidy(v)))
+            .unwrap_or_default();
+        d.push_str(&format!(
+            "<p>Cleared at {} UTC{value}</p>",
+            c.odoo_datetime()
+        ));
+    }
+    d.push_str(&format!(
+        "<p>plantgate alarm {}</p>",
+        html_escape(&a.alarm_id)
+    ));
+    d
+}
+
+fn measure_note(m: &crate::model::Measure) -> String {
+    let target = m
+        .target
+        .map(|t| format!(", target {}", tidy(t)))
+        .unwrap_or_default();
+    format!(
+        "{}: {} ({}), limits {} to {}{target}",
+        m.title,
+        tidy(m.value),
+        if m.pass { "pass" } else { "fail" },
+        m.low,
+        m.high
+    )
 }
 
 /// `plantgate.<id>`: event ids hold only `[A-Za-z0-9_-]`, so no second dot.
@@ -50,8 +132,61 @@ pub fn plan(event: &Event) -> Plan {
             date_end: d.end.map(|e| e.odoo_datetime()),
             description: d.description.clone(),
         },
+        EventBody::AlarmRaised(a) | EventBody::AlarmCleared(a) => Plan::MaintenanceRequest {
+            xmlid: xmlid(&a.alarm_id),
+            equipment: a.equipment.clone(),
+            equipment_at: a.equipment_at.clone(),
+            name: a.title.clone(),
+            description: alarm_description(a),
+            request_date: a.raised.odoo_datetime().chars().take(10).collect(),
+            cleared: a.cleared.is_some(),
+        },
+        EventBody::QualityMeasure(m) => Plan::QualityCheck {
+            xmlid: xmlid(&event.id),
+            workcenter: m.workcenter.clone(),
+            title: m.title.clone(),
+            measure: tidy(m.value),
+            pass: m.pass,
+            note: measure_note(m),
+            at: event.time,
+        },
+        EventBody::QualityAlert(a) => Plan::QualityAlert {
+            xmlid: xmlid(&event.id),
+            check_xmlid: xmlid(&a.measure_id),
+            workcenter: a.workcenter.clone(),
+            title: a.title.clone(),
+            description: format!(
+                "{} failed measures in a row at work center {}, the last {}",
+                a.failures, a.workcenter, a.detail
+            ),
+            at: event.time,
+        },
     }
 }
+
+/// Column list of the maintenance request's `load`.
+pub const MAINTENANCE_FIELDS: [&str; 6] = [
+    "id",
+    "name",
+    "equipment_id/.id",
+    "maintenance_type",
+    "request_date",
+    "description",
+];
+
+/// Column list of the quality check's `load`.
+pub const CHECK_FIELDS: [&str; 7] = [
+    "id",
+    "title",
+    "test_type_id/.id",
+    "measure",
+    "quality_state",
+    "control_date",
+    "note",
+];
+
+/// Column list of the quality alert's `load`.
+pub const ALERT_FIELDS: [&str; 5] = ["id", "title", "description", "check_id/id", "priority"];
 
 /// Column list of the time-log `load` call. A stop's start leaves out
 /// `date_end`, so a late repeat of it cannot reopen a closed record.

@@ -273,4 +273,86 @@ impl FakeOdoo {
     pub fn calls(&self) -> Vec<Call> {
         lock(&self.state).calls.clone()
     }
+
+    /// A piece of equipment of the Maintenance app.
+    pub fn add_equipment(&self, name: &str, serial_no: Option<&str>) -> i64 {
+        lock(&self.state).db.insert_raw(
+            EQUIPMENT,
+            json!({"name": name, "serial_no": serial_no.map_or(FALSE, |s| json!(s))}),
+        )
+    }
+
+    /// Install the Quality app (`quality_control`): its models, test types
+    /// and a quality team.
+    pub fn install_quality(&self) {
+        lock(&self.state).db.install_quality();
+    }
+
+    /// All maintenance requests, by ascending id.
+    pub fn maintenance_requests(&self) -> Vec<MaintenanceRequest> {
+        let st = lock(&self.state);
+        let db = &st.db;
+        db.rows(REQUEST)
+            .map(|(id, _)| MaintenanceRequest {
+                id,
+                name: str_of(&db.val(REQUEST, id, "name")),
+                equipment_id: db.val(REQUEST, id, "equipment_id").as_i64(),
+                maintenance_type: str_of(&db.val(REQUEST, id, "maintenance_type")),
+                stage: db
+                    .val(REQUEST, id, "stage_id")
+                    .as_i64()
+                    .and_then(|s| db.xmlid_of(STAGE, s))
+                    .map(|x| x.trim_start_matches("maintenance.").to_string()),
+                description: str_of(&db.val(REQUEST, id, "description")),
+                xmlid: db.xmlid_of(REQUEST, id),
+            })
+            .collect()
+    }
+
+    fn quality_records(&self, model: &str) -> Vec<QualityRecord> {
+        let st = lock(&self.state);
+        let db = &st.db;
+        db.rows(model)
+            .map(|(id, _)| QualityRecord {
+                id,
+                title: str_of(&db.val(model, id, "title")),
+                quality_state: str_of(&db.val(model, id, "quality_state")),
+                measure: db.val(model, id, "measure").as_f64().unwrap_or(0.0),
+                check_id: db.val(model, id, "check_id").as_i64(),
+                text: str_of(&db.val(
+                    model,
+                    id,
+                    if model == CHECK {
+                        "note"
+                    } else {
+                        "description"
+                    },
+                )),
+                xmlid: db.xmlid_of(model, id),
+            })
+            .collect()
+    }
+
+    /// All quality checks, by ascending id.
+    pub fn quality_checks(&self) -> Vec<QualityRecord> {
+        self.quality_records(CHECK)
+    }
+
+    /// All quality alerts, by ascending id.
+    pub fn quality_alerts(&self) -> Vec<QualityRecord> {
+        self.quality_records(ALERT)
+    }
+
+    /// The chatter messages posted on a manufacturing order, oldest first.
+    pub fn production_notes(&self, mo: i64) -> Vec<String> {
+        let st = lock(&self.state);
+        let db = &st.db;
+        db.rows(MESSAGE)
+            .filter(|(id, _)| {
+                db.val(MESSAGE, *id, "model") == json!(MO)
+                    && db.val(MESSAGE, *id, "res_id").as_i64() == Some(mo)
+            })
+            .map(|(id, _)| str_of(&db.val(MESSAGE, id, "body")))
+            .collect()
+    }
 }

@@ -27,6 +27,8 @@ pub(super) struct Db {
     /// Undo log of the current RPC: (model, id, previous record), so a failing
     /// call can be rolled back without copying the tables.
     pub(super) journal: Vec<(String, i64, Option<Rec>)>,
+    /// The Quality app (`quality_control`) is installed: its models exist.
+    pub(super) quality: bool,
 }
 
 pub(super) fn rec(v: Value) -> Rec {
@@ -75,7 +77,48 @@ impl Db {
             let id = db.insert_raw(LOSS, r);
             db.add_xmlid("mrp", &format!("block_reason{n}"), LOSS, id);
         }
+        // addons/maintenance/data/maintenance_data.xml
+        let team = db.insert_raw(TEAM, json!({"name": "Internal Maintenance"}));
+        db.add_xmlid("maintenance", "equipment_team_maintenance", TEAM, team);
+        for (n, name, done) in [
+            (0, "New Request", false),
+            (1, "In Progress", false),
+            (3, "Repaired", true),
+            (4, "Scrap", true),
+        ] {
+            let id = db.insert_raw(STAGE, json!({"name": name, "sequence": n, "done": done}));
+            db.add_xmlid("maintenance", &format!("stage_{n}"), STAGE, id);
+        }
+        for m in ["base", "mrp", "maintenance"] {
+            db.insert_raw(MODULE, json!({"name": m, "state": "installed"}));
+        }
         db
+    }
+
+    /// Install the Quality app: its module rows, test types and a team.
+    pub(super) fn install_quality(&mut self) {
+        self.quality = true;
+        for m in ["quality", "quality_control"] {
+            self.insert_raw(MODULE, json!({"name": m, "state": "installed"}));
+        }
+        for (t, name) in [
+            ("passfail", "Pass - Fail"),
+            ("measure", "Measure"),
+            ("instructions", "Instructions"),
+        ] {
+            let id = self.insert_raw(TEST_TYPE, json!({"name": name, "technical_name": t}));
+            self.add_xmlid("quality_control", &format!("test_type_{t}"), TEST_TYPE, id);
+        }
+        let team = self.insert_raw(QTEAM, json!({"name": "Main Quality Team"}));
+        self.add_xmlid("quality", "quality_alert_team0", QTEAM, team);
+    }
+
+    /// The first record of `model`, as Odoo's "first team" defaults pick.
+    fn first(&self, model: &str) -> Value {
+        self.rows(model)
+            .map(|(id, _)| json!(id))
+            .next()
+            .unwrap_or(FALSE)
     }
 
     /// A selection as this version has it.
@@ -189,6 +232,19 @@ impl Db {
             WO => json!({"state": if self.version >= 19 { "ready" } else { "pending" }}),
             MO => json!({"state": "confirmed", "product_qty": 1.0}),
             PROD => json!({"date_start": now(), "user_id": uid}),
+            EQUIPMENT => json!({"active": true}),
+            REQUEST => json!({
+                "stage_id": self.find_xmlid("maintenance", "stage_0").map_or(FALSE, |x| json!(x.2)),
+                "maintenance_team_id": self.first(TEAM),
+                "maintenance_type": "corrective",
+                "kanban_state": "normal",
+                "priority": "0",
+                "request_date": now().chars().take(10).collect::<String>(),
+            }),
+            CHECK => json!({"team_id": self.first(QTEAM), "quality_state": "none",
+                            "name": format!("QC{:05}", self.seq.get(CHECK).copied().unwrap_or(0) + 1)}),
+            ALERT => json!({"team_id": self.first(QTEAM), "priority": "0",
+                            "name": format!("QA{:05}", self.seq.get(ALERT).copied().unwrap_or(0) + 1)}),
             _ => json!({}),
         }));
         r

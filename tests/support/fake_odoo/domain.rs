@@ -14,7 +14,18 @@ pub(super) enum Dom {
     Or(Box<Dom>, Box<Dom>),
 }
 
-pub(super) const OPS: &[&str] = &["=", "!=", "in", "not in", "<", ">", "<=", ">="];
+pub(super) const OPS: &[&str] = &[
+    "=",
+    "!=",
+    "in",
+    "not in",
+    "<",
+    ">",
+    "<=",
+    ">=",
+    "ilike",
+    "not ilike",
+];
 
 /// Prefix-notation domain, read from the end like `expression.normalize_domain`.
 pub(super) fn parse_domain(def: &'static ModelDef, domain: &Value) -> Result<Dom, OdooError> {
@@ -115,6 +126,16 @@ pub(super) fn compare(left: &Value, op: &str, right: &Value) -> bool {
         "!=" => !eq(right), // Odoo includes NULLs in `!=` and `not in`
         "in" => list().iter().any(eq),
         "not in" => !list().iter().any(eq),
+        // Case-insensitive substring (`%value%`), as SQL ILIKE.
+        "ilike" | "not ilike" => {
+            let found = match (left, right) {
+                (Value::String(l), Value::String(r)) => {
+                    l.to_lowercase().contains(&r.to_lowercase())
+                }
+                _ => false,
+            };
+            found == (op == "ilike")
+        }
         _ => {
             if is_false(left) || is_false(right) {
                 return false;

@@ -89,6 +89,33 @@ pub struct Productivity {
     pub loss_type: String,
 }
 
+/// A `maintenance.request` as a maintenance technician sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MaintenanceRequest {
+    pub id: i64,
+    pub name: String,
+    pub equipment_id: Option<i64>,
+    pub maintenance_type: String,
+    /// `maintenance.stage` xmlid name, e.g. `stage_0` (New Request).
+    pub stage: Option<String>,
+    pub description: String,
+    pub xmlid: Option<String>,
+}
+
+/// A `quality.check` or `quality.alert`, or a chatter note.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityRecord {
+    pub id: i64,
+    pub title: String,
+    /// Checks: pass / fail / none; alerts: empty.
+    pub quality_state: String,
+    pub measure: f64,
+    /// Alerts: the check they are about.
+    pub check_id: Option<i64>,
+    pub text: String,
+    pub xmlid: Option<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Call {
     pub service: String,

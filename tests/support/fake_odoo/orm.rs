@@ -22,6 +22,7 @@ impl Db {
         kwargs: &Map<String, Value>,
     ) -> Result<Option<Value>, OdooError> {
         let def = model_def(model)
+            .filter(|d| self.quality || !(d.name.starts_with("quality.")))
             .ok_or_else(|| OdooError::user(format!("Object {model} doesn't exist")))?;
         // Record methods take the ids as first positional argument (api.call_kw).
         let split = |fname: &str| -> Result<(Vec<i64>, &[Value]), OdooError> {
@@ -93,6 +94,32 @@ impl Db {
                     a[0].as_ref().unwrap_or(&FALSE),
                     a[1].as_ref().unwrap_or(&FALSE),
                 )?)
+            }
+            // mail.thread.message_post on a record: a note in its chatter.
+            (MO | REQUEST, "message_post") => {
+                let (ids, rest) = split("message_post")?;
+                let [id] = ids[..] else {
+                    return Err(OdooError::value_error(format!(
+                        "Expected singleton: {model}{ids:?}"
+                    )));
+                };
+                self.check_exist(def.name, &[id])?;
+                let body = kwargs
+                    .get("body")
+                    .or(rest.first())
+                    .cloned()
+                    .unwrap_or(json!(""));
+                let kind = kwargs
+                    .get("message_type")
+                    .cloned()
+                    .unwrap_or(json!("notification"));
+                let mdef = model_def(MESSAGE).expect("known model");
+                let m = self.create_one(
+                    ctx,
+                    mdef,
+                    &json!({"model": model, "res_id": id, "body": body, "message_type": kind}),
+                )?;
+                done(json!(m))
             }
             _ => Err(OdooError::new(
                 "builtins.AttributeError",

@@ -9,6 +9,45 @@ pub(super) const WC: &str = "mrp.workcenter";
 pub(super) const WO: &str = "mrp.workorder";
 pub(super) const PROD: &str = "mrp.workcenter.productivity";
 pub(super) const MO: &str = "mrp.production";
+pub(super) const EQUIPMENT: &str = "maintenance.equipment";
+pub(super) const TEAM: &str = "maintenance.team";
+pub(super) const STAGE: &str = "maintenance.stage";
+pub(super) const REQUEST: &str = "maintenance.request";
+pub(super) const MODULE: &str = "ir.module.module";
+pub(super) const TEST_TYPE: &str = "quality.point.test_type";
+pub(super) const QTEAM: &str = "quality.alert.team";
+pub(super) const CHECK: &str = "quality.check";
+pub(super) const ALERT: &str = "quality.alert";
+pub(super) const MESSAGE: &str = "mail.message";
+
+pub(super) const MAINTENANCE_TYPES: Sel =
+    &[("corrective", "Corrective"), ("preventive", "Preventive")];
+pub(super) const KANBAN_STATES: Sel = &[
+    ("normal", "In Progress"),
+    ("blocked", "Blocked"),
+    ("done", "Ready for next stage"),
+];
+pub(super) const REQUEST_PRIORITIES: Sel = &[
+    ("0", "Very Low"),
+    ("1", "Low"),
+    ("2", "Normal"),
+    ("3", "High"),
+];
+pub(super) const ALERT_PRIORITIES: Sel = &[
+    ("0", "Normal"),
+    ("1", "Low"),
+    ("2", "High"),
+    ("3", "Very High"),
+];
+pub(super) const QUALITY_STATES: Sel = &[("none", "To do"), ("pass", "Passed"), ("fail", "Failed")];
+pub(super) const MODULE_STATES: Sel = &[
+    ("uninstallable", "Uninstallable"),
+    ("uninstalled", "Not Installed"),
+    ("installed", "Installed"),
+    ("to upgrade", "To be upgraded"),
+    ("to remove", "To be removed"),
+    ("to install", "To be installed"),
+];
 
 pub(super) type Sel = &'static [(&'static str, &'static str)];
 pub(super) const WO_STATES: Sel = &[
@@ -210,6 +249,129 @@ pub(super) static MODELS: &[ModelDef] = &[
             comp("duration", "Duration", Ty::Float),
             f("workorder_id", "Work Order", Ty::M2o(WO)),
             f("user_id", "User", Ty::M2o(USERS)),
+        ],
+    },
+    // Maintenance (4.5): community module `maintenance`.
+    ModelDef {
+        name: EQUIPMENT,
+        desc: "Maintenance Equipment",
+        rec_name: Some("name"),
+        order: "name",
+        fields: &[
+            req("name", "Equipment Name", Ty::Char),
+            f("serial_no", "Serial Number", Ty::Char),
+            f("active", "Active", Ty::Bool),
+        ],
+    },
+    ModelDef {
+        name: TEAM,
+        desc: "Maintenance Teams",
+        rec_name: Some("name"),
+        order: "id",
+        fields: &[req("name", "Team Name", Ty::Char)],
+    },
+    ModelDef {
+        name: STAGE,
+        desc: "Maintenance Stage",
+        rec_name: Some("name"),
+        order: "sequence, id",
+        fields: &[
+            req("name", "Name", Ty::Char),
+            f("sequence", "Sequence", Ty::Int),
+            f("done", "Request Done", Ty::Bool),
+        ],
+    },
+    ModelDef {
+        name: REQUEST,
+        desc: "Maintenance Request",
+        rec_name: Some("name"),
+        order: "id desc",
+        fields: &[
+            req("name", "Subjects", Ty::Char),
+            // Html in Odoo.
+            f("description", "Description", Ty::Text),
+            // A Date in Odoo; kept as its `YYYY-MM-DD` text here.
+            f("request_date", "Request Date", Ty::Char),
+            f("equipment_id", "Equipment", Ty::M2o(EQUIPMENT)),
+            f("stage_id", "Stage", Ty::M2o(STAGE)),
+            f("priority", "Priority", Ty::Sel(REQUEST_PRIORITIES)),
+            req("kanban_state", "Kanban State", Ty::Sel(KANBAN_STATES)),
+            f(
+                "maintenance_type",
+                "Maintenance Type",
+                Ty::Sel(MAINTENANCE_TYPES),
+            ),
+            req("maintenance_team_id", "Team", Ty::M2o(TEAM)),
+        ],
+    },
+    ModelDef {
+        name: MODULE,
+        desc: "Module",
+        rec_name: Some("name"),
+        order: "name",
+        fields: &[
+            req("name", "Technical Name", Ty::Char),
+            f("state", "Status", Ty::Sel(MODULE_STATES)),
+        ],
+    },
+    // Quality (4.7): enterprise; served only once installed.
+    ModelDef {
+        name: TEST_TYPE,
+        desc: "Quality Control Test Type",
+        rec_name: Some("name"),
+        order: "id",
+        fields: &[
+            req("name", "Name", Ty::Char),
+            req("technical_name", "Technical name", Ty::Char),
+        ],
+    },
+    ModelDef {
+        name: QTEAM,
+        desc: "Quality Control Team",
+        rec_name: Some("name"),
+        order: "id",
+        fields: &[req("name", "Name", Ty::Char)],
+    },
+    ModelDef {
+        name: CHECK,
+        desc: "Quality Check",
+        rec_name: Some("name"),
+        order: "id",
+        fields: &[
+            f("name", "Reference", Ty::Char),
+            f("title", "Title", Ty::Char),
+            req("test_type_id", "Test Type", Ty::M2o(TEST_TYPE)),
+            req("team_id", "Team", Ty::M2o(QTEAM)),
+            f("quality_state", "Status", Ty::Sel(QUALITY_STATES)),
+            f("measure", "Measure", Ty::Float),
+            f("control_date", "Control Date", Ty::Datetime),
+            f("note", "Note", Ty::Text),
+        ],
+    },
+    ModelDef {
+        name: ALERT,
+        desc: "Quality Alert",
+        rec_name: Some("name"),
+        order: "id",
+        fields: &[
+            f("name", "Name", Ty::Char),
+            f("title", "Title", Ty::Char),
+            f("description", "Description", Ty::Text),
+            req("team_id", "Team", Ty::M2o(QTEAM)),
+            f("check_id", "Check", Ty::M2o(CHECK)),
+            f("priority", "Priority", Ty::Sel(ALERT_PRIORITIES)),
+        ],
+    },
+    ModelDef {
+        name: MESSAGE,
+        desc: "Message",
+        rec_name: None,
+        order: "id desc",
+        fields: &[
+            f("model", "Related Document Model", Ty::Char),
+            f("res_id", "Related Document ID", Ty::Int),
+            f("body", "Contents", Ty::Text),
+            f("message_type", "Type", Ty::Char),
         ],
     },
 ];

@@ -1,0 +1,203 @@
+//! Measurements: each good reading of the tag is one measure, passing when
+//! `low <= value <= high`; `alert_after` failures in a row give one quality
+//! alert (the next alert needs a pass first). On a polled tag set
+//! `on_change = true`, so a value read again is not measured again.
+
+use super::clock::{event_id, At, RuleClock};
+use crate::config::MeasurementRule;
+use crate::model::{Event, EventBody, Measure, Quality, QualityAlert, Sample};
+use serde::{Deserialize, Serialize};
+
+/// What survives a restart: the run of failures so far.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MeasurementState {
+    pub clock: RuleClock,
+    /// Failed measures in a row.
+    pub failures: u32,
+    /// The current run was alerted.
+    pub alerted: bool,
+}
+
+pub struct Measurement {
+    pub rule: MeasurementRule,
+    pub state: MeasurementState,
+}
+
+impl Measurement {
+    pub fn new(rule: MeasurementRule, state: MeasurementState) -> Self {
+        Measurement { rule, state }
+    }
+
+    pub fn on_sample(
+        &mut self,
+        gateway: &str,
+        sample: &Sample,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        if sample.quality != Quality::Good {
+            return false;
+        }
+        let Some(value) = sample.value.as_f64() else {
+            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+                "measurement tag gave a value that is not a number; ignored");
+            return false;
+        };
+        let r = &self.rule;
+        let time = self.state.clock.date(sample.time, at);
+        let seq = self.state.clock.sequence(time);
+        let id = event_id(gateway, &r.name, time, seq);
+        let pass = value >= r.low && value <= r.high;
+        events.push(Event {
+            id: id.clone(),
+            rule: r.name.clone(),
+            time,
+            body: EventBody::QualityMeasure(Measure {
+                workcenter: r.workcenter.clone(),
+                title: r.description.clone(),
+                value,
+                low: r.low,
+                high: r.high,
+                target: r.target,
+                pass,
+            }),
+        });
+        if pass {
+            self.state.failures = 0;
+            self.state.alerted = false;
+            return true;
+        }
+        self.state.failures = self.state.failures.saturating_add(1);
+        if let Some(n) = r.alert_after {
+            if self.state.failures >= n && !self.state.alerted {
+                self.state.alerted = true;
+                events.push(Event {
+                    id: format!("{id}-alert"),
+                    rule: r.name.clone(),
+                    time,
+                    body: EventBody::QualityAlert(QualityAlert {
+                        workcenter: r.workcenter.clone(),
+                        title: format!("{}: {n} failed measures in a row", r.description),
+                        failures: self.state.failures,
+                        measure_id: id,
+                        detail: format!(
+                            "{} = {}, outside {} to {}",
+                            r.tag,
+                            crate::model::tidy(value),
+                            r.low,
+                            r.high
+                        ),
+                    }),
+                });
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edge::clock::Mono;
+    use crate::edge::RuleState;
+    use crate::model::{Millis, Value};
+
+    fn rule() -> Measurement {
+        Measurement::new(
+            MeasurementRule {
+                name: "bore".into(),
+                tag: "bore_mm".into(),
+                workcenter: "PRESS1".into(),
+                low: 9.95,
+                high: 10.05,
+                target: Some(10.0),
+                alert_after: Some(3),
+                description: "Bore diameter".into(),
+                lane: None,
+            },
+            MeasurementState::default(),
+        )
+    }
+
+    fn measure(m: &mut Measurement, v: f64, secs: i64) -> Vec<Event> {
+        let mut ev = Vec::new();
+        let s = Sample {
+            tag: "bore_mm".into(),
+            value: Value::Float(v),
+            quality: Quality::Good,
+            time: Millis(secs * 1000),
+            server_time: None,
+        };
+        let at = At {
+            time: Millis(secs * 1000),
+            mono: Mono(secs as u64 * 1000),
+        };
+        m.on_sample("gw", &s, at, &mut ev);
+        ev
+    }
+
+    fn passes(ev: &[Event]) -> Vec<bool> {
+        ev.iter()
+            .filter_map(|e| match &e.body {
+                EventBody::QualityMeasure(m) => Some(m.pass),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn alerts(ev: &[Event]) -> usize {
+        ev.iter().filter(|e| e.kind() == "quality_alert").count()
+    }
+
+    #[test]
+    fn limits_are_inclusive_and_three_failures_in_a_row_alert_once() {
+        let mut m = rule();
+        let mut ev = Vec::new();
+        for (i, v) in [10.0, 9.95, 10.05, 10.2, 9.9].into_iter().enumerate() {
+            ev.extend(measure(&mut m, v, i as i64));
+        }
+        assert_eq!(passes(&ev), [true, true, true, false, false]);
+        assert_eq!(alerts(&ev), 0, "two failures in a row");
+        ev.extend(measure(&mut m, 10.1, 5));
+        assert_eq!(alerts(&ev), 1);
+        let alert = ev.last().expect("alert");
+        assert_eq!(alert.id, "gw-bore-5000-alert");
+        let EventBody::QualityAlert(a) = &alert.body else {
+            panic!("{alert:?}")
+        };
+        assert_eq!((a.failures, a.measure_id.as_str()), (3, "gw-bore-5000"));
+        for s in 6..16 {
+            ev.extend(measure(&mut m, 11.0, s));
+        }
+        assert_eq!(alerts(&ev), 1, "one alert per run");
+        ev.extend(measure(&mut m, 10.0, 16));
+        for s in 17..20 {
+            ev.extend(measure(&mut m, 9.0, s));
+        }
+        assert_eq!(alerts(&ev), 2, "a pass ends the run");
+    }
+
+    #[test]
+    fn a_run_of_failures_survives_a_restart() {
+        let mut m = rule();
+        measure(&mut m, 11.0, 0);
+        measure(&mut m, 11.0, 1);
+        let bytes = RuleState::Measurement(m.state.clone())
+            .encode()
+            .expect("encode");
+        let RuleState::Measurement(state) = RuleState::decode(&bytes).expect("decode") else {
+            panic!()
+        };
+        let mut m = Measurement::new(m.rule.clone(), state);
+        assert_eq!(alerts(&measure(&mut m, 11.0, 2)), 1);
+    }
+
+    #[test]
+    fn equal_times_get_distinct_ids() {
+        let mut m = rule();
+        let mut ev = measure(&mut m, 10.0, 1);
+        ev.extend(measure(&mut m, 10.0, 1));
+        assert_eq!(ev[0].id, "gw-bore-1000");
+        assert_eq!(ev[1].id, "gw-bore-1000-1");
+    }
+}

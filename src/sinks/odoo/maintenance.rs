@@ -1,0 +1,113 @@
+//! Alarms as corrective maintenance requests (odoo-api.md 4.5).
+//!
+//! The equipment is found by name or serial number (`serial_no`), cached
+//! for the process; an unknown one is a refusal naming the config line.
+//! The raise creates the request with `load` under the external id
+//! `plantgate.<alarm id>` only when that id is not in Odoo yet, so a repeat
+//! or replay never re-creates it nor overwrites what the clear wrote. The
+//! clear loads the same external id with the description that adds "Cleared
+//! at ...". The stage is left to maintenance: an alarm gone is not a
+//! machine repaired.
+
+use super::plan::XMLID_MODULE as XMLID_MODULE_NAME;
+use super::{classify, load_outcome, OdooSink};
+use crate::sinks::DeliveryError;
+use serde_json::{json, Value};
+
+/// One maintenance request as the plan gives it.
+pub(super) struct Request {
+    pub xmlid: String,
+    pub equipment: String,
+    pub equipment_at: String,
+    pub name: String,
+    pub description: String,
+    pub request_date: String,
+    pub cleared: bool,
+}
+
+impl OdooSink {
+    async fn equipment_id(&mut self, name: &str, at: &str) -> Result<i64, DeliveryError> {
+        if let Some(id) = self.equipment.get(name) {
+            return Ok(*id);
+        }
+        let found = self
+            .rpc
+            .call(
+                "maintenance.equipment",
+                "search_read",
+                None,
+                json!({
+                    "domain": ["|", ["name", "=", name], ["serial_no", "=", name]],
+                    "fields": ["id"],
+                    "limit": 1,
+                }),
+                None,
+            )
+            .await
+            .map_err(classify)?;
+        let id = found
+            .get(0)
+            .and_then(|r| r.get("id"))
+            .and_then(Value::as_i64)
+            .ok_or_else(|| {
+                DeliveryError::Reject(format!(
+                    "{at}: Odoo has no maintenance.equipment named or with serial number {name:?}: fix `equipment` there or create the equipment in Odoo's Maintenance app, then `plantgate dlq replay ID`"
+                ))
+            })?;
+        self.equipment.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    /// Whether `module.name` is an external id in Odoo already.
+    async fn xmlid_exists(&mut self, xmlid: &str) -> Result<bool, DeliveryError> {
+        let name = xmlid
+            .strip_prefix(XMLID_MODULE_NAME)
+            .and_then(|n| n.strip_prefix('.'))
+            .unwrap_or(xmlid);
+        let rows = self
+            .rpc
+            .call(
+                "ir.model.data",
+                "search_read",
+                None,
+                json!({
+                    "domain": [["module", "=", XMLID_MODULE_NAME], ["name", "=", name]],
+                    "fields": ["res_id"],
+                    "limit": 1,
+                }),
+                None,
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows.as_array().is_some_and(|r| !r.is_empty()))
+    }
+
+    pub(super) async fn maintenance_request(&mut self, r: Request) -> Result<(), DeliveryError> {
+        let equipment = self.equipment_id(&r.equipment, &r.equipment_at).await?;
+        if !r.cleared && self.xmlid_exists(&r.xmlid).await? {
+            // Created before (a retry after a lost reply, a replay): the
+            // raise has nothing more to say.
+            return Ok(());
+        }
+        let row = [
+            r.xmlid,
+            r.name,
+            equipment.to_string(),
+            "corrective".to_string(),
+            r.request_date,
+            r.description,
+        ];
+        let result = self
+            .rpc
+            .call(
+                "maintenance.request",
+                "load",
+                None,
+                json!({"fields": super::plan::MAINTENANCE_FIELDS, "data": [row]}),
+                Some(json!({"tz": "UTC"})),
+            )
+            .await
+            .map_err(classify)?;
+        load_outcome(&result, "maintenance request")
+    }
+}
