@@ -9,9 +9,7 @@ use plantgate::demo::plc::{Registers, SimulatedPlc};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::fake_odoo::{FakeOdoo, Fault};
-use support::{
-    cli, eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER, STATE,
-};
+use support::{cli, eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER};
 
 struct Rig {
     regs: Registers,
@@ -25,15 +23,12 @@ struct Rig {
 
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let regs = Registers::default();
-    regs.set_u32(COUNTER, 500);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let wo = odoo.add_workorder(wc, "WO/9", "progress");
+    let support::press::Peers {
+        regs,
+        odoo,
+        workorder: wo,
+        plc,
+    } = support::press::Peers::start(500).await;
     let status = format!("127.0.0.1:{}", free_port());
     let cfg = dir.path().join("gw.toml");
     std::fs::write(

@@ -4,12 +4,11 @@
 
 mod support;
 
-use plantgate::demo::plc::{Registers, SimulatedPlc};
+use plantgate::demo::plc::Registers;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use support::fake_odoo::FakeOdoo;
-use support::{eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER, STATE};
+use support::{eventually, free_port, get, metric, spawn_gateway, COUNTER};
 
 const NORMAL_DEPTH: &str = r#"plantgate_queue_depth{sink="odoo",lane="normal"}"#;
 
@@ -57,18 +56,11 @@ fn write(path: &Path, text: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let regs = Registers::default();
-    regs.set_u32(COUNTER, 500);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let wo = odoo.add_workorder(wc, "WO/1", "progress");
+    let peers = support::press::Peers::start(500).await;
+    let (regs, odoo, wo) = (&peers.regs, &peers.odoo, peers.workorder);
     let listen = format!("127.0.0.1:{}", free_port());
     let base = format!("http://{listen}");
-    let text = press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), &listen);
+    let text = peers.config(dir.path(), &listen);
     let path = dir.path().join("gw.toml");
     write(&path, &text);
     let mut gw = spawn_gateway(&path);
@@ -81,7 +73,7 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
 
     // Odoo away: parts wait in the queue.
     odoo.stop().await;
-    make_parts(&regs, &base, 3).await;
+    make_parts(regs, &base, 3).await;
     let queued = series(&base, NORMAL_DEPTH).await.expect("depth");
     assert!(queued >= 3.0, "{queued}");
 
@@ -99,7 +91,7 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     let why = refused["reload"]["error"].as_str().expect("error");
     assert!(why.contains("gw.toml:"), "the refusal says where: {why}");
     assert_eq!(refused["config_hash"].as_str(), Some(first.as_str()));
-    make_parts(&regs, &base, 1).await;
+    make_parts(regs, &base, 1).await;
 
     // A valid change is applied: same queue, same counter baseline.
     let changed = text.replace("poll_interval = \"50ms\"", "poll_interval = \"60ms\"");
@@ -123,7 +115,7 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
         after >= 4.0,
         "the queue kept its events over the reload: {after}"
     );
-    make_parts(&regs, &base, 2).await;
+    make_parts(regs, &base, 2).await;
 
     // Odoo back: exactly the parts made, none lost or doubled by the reload.
     odoo.resume().await;

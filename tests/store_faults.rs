@@ -4,7 +4,6 @@
 mod support;
 
 use plantgate::config;
-use plantgate::demo::plc::{Registers, SimulatedPlc};
 use plantgate::pipeline::Gateway;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -21,15 +20,12 @@ async fn a_damaged_store_is_quarantined_and_the_gateway_runs_on() {
         .collect();
     std::fs::write(store.join("db"), &garbage).expect("garbage");
     std::fs::write(store.join("conf"), &garbage[..64]).expect("garbage");
-    let regs = Registers::default();
-    regs.set_u32(COUNTER, 10);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let wo = odoo.add_workorder(wc, "WO/1", "progress");
+    let support::press::Peers {
+        regs,
+        odoo,
+        workorder: wo,
+        plc,
+    } = support::press::Peers::start(10).await;
     let status = format!("127.0.0.1:{}", free_port());
     let cfg = dir.path().join("gw.toml");
     std::fs::write(
@@ -110,15 +106,12 @@ fn m(text: &str, series: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_store_evicts_bulk_first_and_holds_critical_with_back_pressure() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let regs = Registers::default();
-    regs.set_u32(COUNTER, 0);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let wo = odoo.add_workorder(wc, "WO/1", "progress");
+    let support::press::Peers {
+        regs,
+        odoo,
+        workorder: wo,
+        plc,
+    } = support::press::Peers::start(0).await;
     let mut text = press_config(
         dir.path(),
         &plc.addr.to_string(),
@@ -244,15 +237,12 @@ async fn an_unreadable_delivery_record_stops_the_sink_instead_of_writing_again()
     use plantgate::records::{FormatZero, Lanes};
     use plantgate::store::Store;
     let dir = tempfile::tempdir().expect("tempdir");
-    let regs = Registers::default();
-    regs.set_u32(COUNTER, 10);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let wo = odoo.add_workorder(wc, "WO/1", "progress");
+    let support::press::Peers {
+        regs: _,
+        odoo,
+        workorder: wo,
+        plc,
+    } = support::press::Peers::start(10).await;
     let text = press_config(
         dir.path(),
         &plc.addr.to_string(),

@@ -1,6 +1,6 @@
 //! One simulated press (a Modbus TCP PLC), a fake Odoo with its work
-//! center and a work order in progress, and a gateway started in-process
-//! on them: the rig most end-to-end tests share.
+//! center and a work order in progress ([`Peers`]), and a gateway started
+//! in-process on them ([`PressRig`]): the rig most end-to-end tests share.
 
 use super::fake_odoo::FakeOdoo;
 use super::{eventually, get, metric, press_config, COUNTER, STATE};
@@ -8,6 +8,42 @@ use plantgate::config;
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use plantgate::pipeline::Gateway;
 use std::time::Duration;
+
+/// The press and the fake Odoo a gateway talks to, with the press config
+/// pointing at them.
+pub struct Peers {
+    pub regs: Registers,
+    pub odoo: FakeOdoo,
+    pub workorder: i64,
+    pub plc: SimulatedPlc,
+}
+
+impl Peers {
+    /// The press counting from `counter`, running; Odoo with PRESS1 and a
+    /// work order in progress there.
+    pub async fn start(counter: u32) -> Peers {
+        let regs = Registers::default();
+        regs.set_u32(COUNTER, counter);
+        regs.set_u16(STATE, 1);
+        let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
+            .await
+            .expect("plc");
+        let odoo = FakeOdoo::start().await;
+        let wc = odoo.add_workcenter("PRESS1", "Press 1");
+        let workorder = odoo.add_workorder(wc, "WO/1", "progress");
+        Peers {
+            regs,
+            odoo,
+            workorder,
+            plc,
+        }
+    }
+
+    /// The press config for these peers, its files under `dir`.
+    pub fn config(&self, dir: &std::path::Path, status: &str) -> String {
+        press_config(dir, &self.plc.addr.to_string(), &self.odoo.url(), status)
+    }
+}
 
 pub struct PressRig {
     pub regs: Registers,
@@ -33,32 +69,21 @@ pub async fn start_edited(
     status: &str,
 ) -> PressRig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let regs = Registers::default();
-    regs.set_u32(COUNTER, 1000);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let workorder = odoo.add_workorder(wc, "WO/1", "progress");
-    let text = edit(
-        press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), status),
-        dir.path(),
-    );
+    let peers = Peers::start(1000).await;
+    let text = edit(peers.config(dir.path(), status), dir.path());
     let path = dir.path().join("gw.toml");
     std::fs::write(&path, &text).expect("config");
     let cfg = config::parse(&text, &path).expect("config");
     let gateway = Gateway::start(cfg).await.expect("start");
     let base = format!("http://{}", gateway.status_addr);
     PressRig {
-        regs,
-        odoo,
+        regs: peers.regs,
+        odoo: peers.odoo,
         gateway,
-        workorder,
+        workorder: peers.workorder,
         base,
         dir,
-        _plc: plc,
+        _plc: peers.plc,
     }
 }
 
