@@ -62,6 +62,14 @@ impl Sink {
         }
     }
 
+    /// Whether the destination refuses the sink's credentials now.
+    fn auth_failed(&self) -> bool {
+        match self {
+            Sink::Odoo(s) => s.auth_failed(),
+            Sink::DryRun(_) => false,
+        }
+    }
+
     async fn deliver(
         &mut self,
         store: &Store,
@@ -170,6 +178,8 @@ impl Runner {
             if let Some(api) = self.sink.api() {
                 self.telemetry.sink_api(&self.name, &api);
             }
+            self.telemetry
+                .sink_auth_failed(&self.name, self.sink.auth_failed());
             if let Err(e) = self.finish(&queued, outcome, &mut schedule).await {
                 tracing::error!(sink = %self.name, error = %e, "cannot record the delivery in the event store");
                 if sleep_or_stop(Duration::from_secs(1), &mut shutdown).await {

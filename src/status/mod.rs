@@ -295,6 +295,7 @@ fn status_json(ctx: &StatusContext) -> serde_json::Value {
                     "queue_depth": ctx.store.depth(name),
                     "halted": s.halted,
                     "api": s.api,
+                    "auth_failed": s.auth_failed,
                     "delivered": s.delivered,
                     "last_delivery": s.last_delivery.map(Millis::rfc3339),
                     "retrying": s.retrying,

@@ -158,6 +158,8 @@ pub struct SinkStatus {
     pub halted: Option<String>,
     /// The protocol (and Odoo version) the sink speaks, once known.
     pub api: Option<String>,
+    /// The destination refuses the sink's credentials (API key) now.
+    pub auth_failed: bool,
 }
 
 impl Default for Telemetry {
@@ -334,6 +336,15 @@ impl Telemetry {
         if s.api.as_deref() != Some(api) {
             s.api = Some(api.to_string());
         }
+    }
+
+    /// Record whether the destination refuses the sink's credentials.
+    pub fn sink_auth_failed(&self, sink: &str, failed: bool) {
+        self.board()
+            .sinks
+            .entry(sink.to_string())
+            .or_default()
+            .auth_failed = failed;
     }
 
     pub fn delivered(&self, sink: &str) {

@@ -18,6 +18,7 @@
 //! and after any failed write; the recorded work order on every repeat.
 
 pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod production;
 pub mod rpc;
@@ -31,6 +32,7 @@ use production::{Intent, WorkOrderView};
 use rpc::{Rpc, RpcError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -91,6 +93,8 @@ struct Snapshot {
 
 pub struct OdooSink {
     rpc: Rpc,
+    /// The sink's metrics, shared with `/metrics`.
+    metrics: Arc<metrics::OdooMetrics>,
     target: ProductionTarget,
     max_age: Duration,
     /// Work center code → id; codes are stable, so cached for the process.
@@ -103,8 +107,13 @@ pub struct OdooSink {
 }
 
 fn classify(e: RpcError) -> DeliveryError {
+    if e.is_key_refusal() {
+        // Every call would be refused alike: pause the sink.
+        return DeliveryError::Unreachable(e.to_string());
+    }
     match &e {
-        RpcError::Unreachable { .. }
+        RpcError::KeySource(_)
+        | RpcError::Unreachable { .. }
         | RpcError::LoginRefused { .. }
         | RpcError::KeyRefused { .. }
         | RpcError::Http {
@@ -155,10 +164,26 @@ fn workorder_view(row: &Value) -> Result<WorkOrderView, DeliveryError> {
 
 impl OdooSink {
     pub fn new(cfg: &OdooConfig) -> Result<Self, OdooSetupError> {
-        let key = cfg.api_key.as_ref().ok_or(OdooSetupError::NoKey)?.read()?;
+        Self::with_metrics(cfg, Arc::default())
+    }
+
+    /// As [`OdooSink::new`], counting into `metrics` (registered by the pipeline).
+    pub fn with_metrics(
+        cfg: &OdooConfig,
+        metrics: Arc<metrics::OdooMetrics>,
+    ) -> Result<Self, OdooSetupError> {
+        let source = cfg.api_key.as_ref().ok_or(OdooSetupError::NoKey)?;
+        let key = source.read()?;
         let http = http::client(cfg)?;
+        if cfg.url.starts_with("http://") {
+            // Said at every start: the switch must not be forgotten in place.
+            tracing::warn!(url = %cfg.url,
+                "Odoo is reached over plain http (allow_plaintext = true): the API key and all data cross the network unencrypted; use https:// unless the link is protected otherwise");
+        }
         Ok(OdooSink {
-            rpc: Rpc::new(http, &cfg.url, &cfg.database, &cfg.login, key, cfg.api),
+            rpc: Rpc::new(http, &cfg.url, &cfg.database, &cfg.login, key, cfg.api)
+                .with_key_source(source.clone()),
+            metrics,
             target: cfg.production_target,
             max_age: cfg.quantity_max_age,
             workcenters: HashMap::new(),
@@ -172,7 +197,23 @@ impl OdooSink {
         self.rpc.describe()
     }
 
+    /// Whether Odoo refuses the API key now (the sink is paused).
+    pub fn auth_failed(&self) -> bool {
+        self.rpc.key_refused()
+    }
+
     pub async fn deliver(
+        &mut self,
+        store: &Store,
+        sink: &str,
+        ev: &Event,
+    ) -> Result<(), DeliveryError> {
+        let result = self.deliver_one(store, sink, ev).await;
+        self.metrics.auth_failed(sink, self.rpc.key_refused());
+        result
+    }
+
+    async fn deliver_one(
         &mut self,
         store: &Store,
         sink: &str,

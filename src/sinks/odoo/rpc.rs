@@ -9,7 +9,7 @@
 //! `auto` asks `GET /web/version` (19 serves it without auth) and uses
 //! JSON-2 from 19 on, JSON-RPC otherwise.
 
-use crate::config::{OdooApi, Secret};
+use crate::config::{OdooApi, Secret, SecretError, SecretSource};
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,8 @@ pub enum RpcError {
     Odoo { name: String, message: String },
     #[error("unexpected answer from Odoo: {0}")]
     Protocol(String),
+    #[error("Odoo refused the API key, and its source cannot be read again: {0}")]
+    KeySource(#[from] SecretError),
 }
 
 impl RpcError {
@@ -34,6 +36,15 @@ impl RpcError {
         match self {
             RpcError::Odoo { name, .. } => Some(name),
             _ => None,
+        }
+    }
+
+    /// Odoo refused the key (or the login it belongs to).
+    pub fn is_key_refusal(&self) -> bool {
+        match self {
+            RpcError::KeyRefused { .. } | RpcError::LoginRefused { .. } => true,
+            RpcError::Odoo { name, .. } => name == "odoo.exceptions.AccessDenied",
+            _ => false,
         }
     }
 }
@@ -52,6 +63,11 @@ pub struct Rpc {
     database: String,
     login: String,
     key: Secret,
+    /// Where the key is read again after Odoo refused it (rotation without
+    /// a restart); None: the key is fixed (tests).
+    key_source: Option<SecretSource>,
+    /// Odoo refused the key last time: read its source before the next call.
+    key_refused: bool,
     api: OdooApi,
     /// Decided on the first call (`auto` asks the server).
     protocol: Option<Protocol>,
@@ -72,6 +88,14 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// A failed exchange, in words that say what to fix when TLS failed.
+fn unreachable(url: &str, e: &reqwest::Error) -> RpcError {
+    RpcError::Unreachable {
+        url: url.to_string(),
+        detail: super::http::explain_tls(e).unwrap_or_else(|| chain(e)),
+    }
 }
 
 fn snippet(text: &str) -> String {
@@ -99,6 +123,8 @@ impl Rpc {
             database: database.to_string(),
             login: login.to_string(),
             key,
+            key_source: None,
+            key_refused: false,
             api,
             protocol: None,
             version: None,
@@ -107,11 +133,19 @@ impl Rpc {
         }
     }
 
+    /// Read the key again from `source` whenever Odoo refuses it.
+    pub fn with_key_source(mut self, source: SecretSource) -> Self {
+        self.key_source = Some(source);
+        self
+    }
+
+    /// Whether Odoo refused the key on the last call that reached it.
+    pub fn key_refused(&self) -> bool {
+        self.key_refused
+    }
+
     fn unreachable(&self, url: &str, e: &reqwest::Error) -> RpcError {
-        RpcError::Unreachable {
-            url: url.to_string(),
-            detail: chain(e),
-        }
+        unreachable(url, e)
     }
 
     /// The protocol to speak, asking the server once under `auto`.
@@ -170,8 +204,45 @@ impl Rpc {
         })
     }
 
-    /// `model.method(*ids, **named)` with `context`, over the protocol in use.
+    /// `model.method(*ids, **named)` with `context`, over the protocol in
+    /// use. After a refused key, its source is read again first.
     pub async fn call(
+        &mut self,
+        model: &str,
+        method: &str,
+        ids: Option<&[i64]>,
+        named: Value,
+        context: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        if self.key_refused {
+            if let Some(source) = &self.key_source {
+                self.key = source.read()?;
+                self.uid = None;
+            }
+        }
+        let result = self.call_once(model, method, ids, named, context).await;
+        match &result {
+            Ok(_) => {
+                if self.key_refused {
+                    tracing::info!("Odoo accepts the API key again; delivery resumes");
+                }
+                self.key_refused = false;
+            }
+            Err(e) if e.is_key_refusal() => {
+                if !self.key_refused {
+                    // Once per refusal, not per retry; never the key itself.
+                    tracing::error!(error = %e,
+                        "Odoo refused the API key: delivery is paused and the key is read again from its source before each retry, so a new key written there is used without a restart");
+                }
+                self.key_refused = true;
+                self.uid = None;
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn call_once(
         &mut self,
         model: &str,
         method: &str,
@@ -268,15 +339,12 @@ impl Rpc {
             .json(&body)
             .send()
             .await
-            .map_err(|e| RpcError::Unreachable {
-                url: self.endpoint.clone(),
-                detail: chain(&e),
-            })?;
+            .map_err(|e| unreachable(&self.endpoint, &e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| RpcError::Unreachable {
-            url: self.endpoint.clone(),
-            detail: chain(&e),
-        })?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| unreachable(&self.endpoint, &e))?;
         if !status.is_success() {
             return Err(RpcError::Http {
                 status: status.as_u16(),

@@ -9,7 +9,8 @@
 //! in memory and every RPC is recorded, so tests can assert on traffic and data.
 //!
 //! One module per concern, in the order a request meets them:
-//! - [`server`]: HTTP (hyper), stop/resume; [`rpc`]: `/jsonrpc` envelopes
+//! - [`server`]: HTTP (hyper), stop/resume; [`tls`]: HTTPS with a test
+//!   PKI (rcgen), optionally requiring a client certificate; [`rpc`]: `/jsonrpc` envelopes
 //!   and the `common`/`object` services; [`json2`]: `/json/2` (as 19);
 //! - [`orm`]: what a model method does (search, read, create, write and
 //!   the MRP write checks), [`load`]: `BaseModel.load`, [`domain`]:
@@ -140,6 +141,7 @@ mod orm;
 mod rpc;
 mod schema;
 mod server;
+mod tls;
 mod values;
 
 use db::*;
@@ -153,3 +155,5 @@ use json2::*;
 use rpc::*;
 pub use server::FakeOdoo;
 use server::*;
+#[allow(unused_imports)] // only the TLS tests use it
+pub use tls::TestPki;
