@@ -154,6 +154,11 @@ impl Gateway {
             latency,
             retry_min: config.odoo.retry_min,
             retry_max: config.odoo.retry_max,
+            breaker: sinks::schedule::BreakerConfig {
+                threshold: config.odoo.circuit_failures,
+                cooldown: config.odoo.circuit_cooldown,
+                cooldown_max: config.odoo.retry_max.max(config.odoo.circuit_cooldown),
+            },
         };
         tasks.spawn(format!("sink {ODOO_SINK}"), runner.run(shutdown_rx.clone()));
 

@@ -255,6 +255,10 @@ pub struct OdooConfig {
     pub timeout: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Consecutive failed attempts that open the circuit breaker.
+    pub circuit_failures: u32,
+    /// The breaker's first cool-down; it doubles up to `retry_max`.
+    pub circuit_cooldown: Duration,
     /// Which external API to speak.
     pub api: OdooApi,
     /// Which Odoo record holds the parts counted.
@@ -1253,6 +1257,19 @@ impl<'a> Validator<'a> {
                 self.err(m, "retry_max is shorter than retry_min");
             }
         }
+        let circuit_failures = match &r.circuit_failures {
+            None => 5,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.err(n, "circuit_failures must be 1 or more: the consecutive failed requests after which the gateway stops sending to Odoo for a cool-down");
+                    5
+                }
+            },
+        };
+        // Default 30 s, or retry_max when that is shorter.
+        let circuit_cooldown =
+            self.duration(&r.circuit_cooldown, Duration::from_secs(30).min(retry_max));
         let ca_file = r.ca_file.as_ref().map(|c| {
             let p = self.base.join(c.get_ref());
             if !dry_run {
@@ -1392,6 +1409,8 @@ impl<'a> Validator<'a> {
             timeout,
             retry_min,
             retry_max,
+            circuit_failures,
+            circuit_cooldown,
             api,
             production_target,
             quantity_max_age,

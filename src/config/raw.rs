@@ -176,6 +176,8 @@ pub struct RawOdoo {
     pub timeout: Option<S<String>>,
     pub retry_min: Option<S<String>>,
     pub retry_max: Option<S<String>>,
+    pub circuit_failures: Option<S<i64>>,
+    pub circuit_cooldown: Option<S<String>>,
     pub api: Option<S<String>>,
     pub production_target: Option<S<String>>,
     pub quantity_max_age: Option<S<String>>,

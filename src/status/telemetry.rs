@@ -160,6 +160,12 @@ pub struct SinkStatus {
     pub api: Option<String>,
     /// The destination refuses the sink's credentials (API key) now.
     pub auth_failed: bool,
+    /// The circuit breaker is open: the destination kept failing.
+    pub circuit_open: bool,
+    /// Whether the last request reached the destination (None: no request yet).
+    pub connected: Option<bool>,
+    /// When a request to the destination last succeeded.
+    pub last_success: Option<Millis>,
 }
 
 impl Default for Telemetry {
@@ -345,6 +351,23 @@ impl Telemetry {
             .entry(sink.to_string())
             .or_default()
             .auth_failed = failed;
+    }
+
+    /// Record whether the sink reaches its destination, and its last success.
+    pub fn sink_link(&self, sink: &str, connected: Option<bool>, last_success: Option<Millis>) {
+        let mut b = self.board();
+        let s = b.sinks.entry(sink.to_string()).or_default();
+        s.connected = connected;
+        s.last_success = last_success;
+    }
+
+    /// Record whether the sink's circuit breaker is open.
+    pub fn sink_circuit(&self, sink: &str, open: bool) {
+        self.board()
+            .sinks
+            .entry(sink.to_string())
+            .or_default()
+            .circuit_open = open;
     }
 
     pub fn delivered(&self, sink: &str) {

@@ -95,6 +95,10 @@ pub struct OdooSink {
     rpc: Rpc,
     /// The sink's metrics, shared with `/metrics`.
     metrics: Arc<metrics::OdooMetrics>,
+    /// Health for `/status`: whether the last request reached Odoo, and
+    /// when one last succeeded.
+    connected: Option<bool>,
+    last_success: Option<Millis>,
     target: ProductionTarget,
     max_age: Duration,
     /// Work center code → id; codes are stable, so cached for the process.
@@ -111,6 +115,15 @@ fn classify(e: RpcError) -> DeliveryError {
         // Every call would be refused alike: pause the sink.
         return DeliveryError::Unreachable(e.to_string());
     }
+    if let RpcError::Throttled { retry_after, .. } = &e {
+        return DeliveryError::Throttled {
+            after: *retry_after,
+            why: e.to_string(),
+        };
+    }
+    // Everything else that is not a refusal is retried: 5xx (JSON-2's 500
+    // for a serialization failure), psycopg2's SerializationFailure (Odoo
+    // gave up after its own 5 tries), timeouts.
     match &e {
         RpcError::KeySource(_)
         | RpcError::Unreachable { .. }
@@ -184,6 +197,8 @@ impl OdooSink {
             rpc: Rpc::new(http, &cfg.url, &cfg.database, &cfg.login, key, cfg.api)
                 .with_key_source(source.clone()),
             metrics,
+            connected: None,
+            last_success: None,
             target: cfg.production_target,
             max_age: cfg.quantity_max_age,
             workcenters: HashMap::new(),
@@ -195,6 +210,21 @@ impl OdooSink {
     /// "json2 (Odoo 19.0)", "jsonrpc", ...: once the first call decided it.
     pub fn api(&self) -> Option<String> {
         self.rpc.describe()
+    }
+
+    /// Whether the last request reached Odoo (None before the first).
+    pub fn connected(&self) -> Option<bool> {
+        self.connected
+    }
+
+    /// When a request last succeeded.
+    pub fn last_success(&self) -> Option<Millis> {
+        self.last_success
+    }
+
+    /// The runner's circuit breaker state, for the metrics.
+    pub fn circuit(&self, sink: &str, open: bool) {
+        self.metrics.circuit_open(sink, open);
     }
 
     /// Whether Odoo refuses the API key now (the sink is paused).
@@ -210,6 +240,18 @@ impl OdooSink {
     ) -> Result<(), DeliveryError> {
         let result = self.deliver_one(store, sink, ev).await;
         self.metrics.auth_failed(sink, self.rpc.key_refused());
+        for o in self.rpc.take_observed() {
+            self.metrics.request(sink, &o);
+            self.connected = Some(o.reached);
+            if o.ok {
+                self.last_success = Some(Millis::now());
+            }
+        }
+        match &result {
+            Ok(()) => {}
+            Err(DeliveryError::Reject(_)) => self.metrics.dead_letter(sink),
+            Err(_) => self.metrics.retry(sink),
+        }
         result
     }
 
@@ -591,4 +633,30 @@ fn load_outcome(result: &Value) -> Result<(), DeliveryError> {
         "Odoo refused the time log: {}",
         messages.join("; ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_is_done_only_with_ids_and_no_error_messages() {
+        assert!(load_outcome(&json!({"ids": [7], "messages": []})).is_ok());
+        // Odoo's data errors: the record is refused, with Odoo's words.
+        let refused = json!({"ids": false, "messages": [
+            {"type": "error", "message": "Missing required value for the field 'Work Center'", "record": 0}
+        ]});
+        match load_outcome(&refused) {
+            Err(DeliveryError::Reject(m)) => assert!(m.contains("Missing required value"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // No ids and no message says nothing was written: try again.
+        assert!(matches!(
+            load_outcome(&json!({"ids": false, "messages": []})),
+            Err(DeliveryError::Retry(_))
+        ));
+        // A warning alone does not refuse the row.
+        let warned = json!({"ids": [7], "messages": [{"type": "warning", "message": "w"}]});
+        assert!(load_outcome(&warned).is_ok());
+    }
 }

@@ -18,6 +18,11 @@ pub enum RpcError {
     Unreachable { url: String, detail: String },
     #[error("Odoo answered HTTP {status}: {snippet}")]
     Http { status: u16, snippet: String },
+    #[error("Odoo rate-limits this gateway (HTTP 429, Retry-After {}): {snippet}", retry_after.map_or("not given".to_string(), |d| format!("{}s", d.as_secs())))]
+    Throttled {
+        retry_after: Option<std::time::Duration>,
+        snippet: String,
+    },
     #[error("Odoo refused login {login:?} on database {database:?}: check the login, the API key and the database name")]
     LoginRefused { login: String, database: String },
     #[error("Odoo refused the API key on database {database:?} (HTTP 401): check that the key is valid, not expired, and of a user of that database")]
@@ -49,6 +54,19 @@ impl RpcError {
     }
 }
 
+/// One finished call, for the sink's metrics and health.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub model: String,
+    pub method: String,
+    pub seconds: f64,
+    /// Records written (write, create, load), when the call succeeded.
+    pub records: u64,
+    /// Whether Odoo answered at all (an error from Odoo is an answer).
+    pub reached: bool,
+    pub ok: bool,
+}
+
 /// The protocol in use once known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -75,6 +93,8 @@ pub struct Rpc {
     version: Option<String>,
     uid: Option<i64>,
     next_id: u64,
+    /// Calls finished since the sink last took them ([`Rpc::take_observed`]).
+    observed: Vec<Observed>,
 }
 
 /// Error text with its causes: reqwest's top-level message alone ("error
@@ -88,6 +108,50 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// Records a successful call wrote: the ids of a write, the ids a create or
+/// load returned; none for reads.
+fn written(method: &str, ids: Option<&[i64]>, result: &Value) -> u64 {
+    let count = |v: &Value| v.as_array().map_or(0, |a| a.len() as u64);
+    match method {
+        "write" => ids.map_or(0, |i| i.len() as u64),
+        "create" => match result {
+            Value::Array(a) => a.len() as u64,
+            Value::Number(_) => 1,
+            _ => 0,
+        },
+        "load" => result.get("ids").map_or(0, count),
+        _ => 0,
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 10.2.3), as a
+/// wait from `now`; a date in the past is no wait.
+pub fn parse_retry_after(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<std::time::Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+/// A 429 answer: its Retry-After, read before the body.
+fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    parse_retry_after(v, chrono::Utc::now())
 }
 
 /// A failed exchange, in words that say what to fix when TLS failed.
@@ -130,6 +194,7 @@ impl Rpc {
             version: None,
             uid: None,
             next_id: 1,
+            observed: Vec::new(),
         }
     }
 
@@ -165,7 +230,14 @@ impl Rpc {
                     .await
                     .map_err(|e| self.unreachable(&url, &e))?;
                 let status = resp.status().as_u16();
+                let after = retry_after(&resp);
                 let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
+                if status == 429 {
+                    return Err(RpcError::Throttled {
+                        retry_after: after,
+                        snippet: snippet(&text),
+                    });
+                }
                 if matches!(status, 502..=504) {
                     return Err(RpcError::Http {
                         status,
@@ -220,7 +292,26 @@ impl Rpc {
                 self.uid = None;
             }
         }
+        let started = std::time::Instant::now();
         let result = self.call_once(model, method, ids, named, context).await;
+        self.observed.push(Observed {
+            model: model.to_string(),
+            method: method.to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            records: match &result {
+                Ok(v) => written(method, ids, v),
+                Err(_) => 0,
+            },
+            reached: !matches!(
+                &result,
+                Err(RpcError::Unreachable { .. }
+                    | RpcError::Http {
+                        status: 502..=504,
+                        ..
+                    })
+            ),
+            ok: result.is_ok(),
+        });
         match &result {
             Ok(_) => {
                 if self.key_refused {
@@ -240,6 +331,11 @@ impl Rpc {
             Err(_) => {}
         }
         result
+    }
+
+    /// The calls finished since the last take.
+    pub fn take_observed(&mut self) -> Vec<Observed> {
+        std::mem::take(&mut self.observed)
     }
 
     async fn call_once(
@@ -288,7 +384,14 @@ impl Rpc {
             .await
             .map_err(|e| self.unreachable(&url, &e))?;
         let status = resp.status().as_u16();
+        let after = retry_after(&resp);
         let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
+        if status == 429 {
+            return Err(RpcError::Throttled {
+                retry_after: after,
+                snippet: snippet(&text),
+            });
+        }
         if status == 200 {
             return serde_json::from_str(&text).map_err(|e| {
                 RpcError::Protocol(format!(
@@ -341,10 +444,17 @@ impl Rpc {
             .await
             .map_err(|e| unreachable(&self.endpoint, &e))?;
         let status = resp.status();
+        let after = retry_after(&resp);
         let text = resp
             .text()
             .await
             .map_err(|e| unreachable(&self.endpoint, &e))?;
+        if status.as_u16() == 429 {
+            return Err(RpcError::Throttled {
+                retry_after: after,
+                snippet: snippet(&text),
+            });
+        }
         if !status.is_success() {
             return Err(RpcError::Http {
                 status: status.as_u16(),
@@ -421,5 +531,34 @@ impl Rpc {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2026 07:28:00 GMT")
+            .expect("date")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:28:45 GMT", now),
+            Some(Duration::from_secs(45))
+        );
+        // A date already past: retry now.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

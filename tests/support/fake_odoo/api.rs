@@ -32,6 +32,7 @@ impl FakeOdoo {
             fault: Fault::None,
             calls: Vec::new(),
             version,
+            retry_after: None,
         }));
         let running = serve(state.clone(), listener, tls.clone());
         FakeOdoo {

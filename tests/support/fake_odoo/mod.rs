@@ -129,6 +129,27 @@ pub enum Fault {
         method: String,
         count: usize,
     },
+    /// The next `count` requests answer HTTP 429 (nothing is done), with
+    /// `Retry-After: <retry_after>` when given, as a rate-limiting proxy
+    /// in front of Odoo does (Odoo itself has no rate limit).
+    TooManyRequests {
+        retry_after: Option<String>,
+        count: usize,
+    },
+    /// The next `count` calls of `model`.`method` fail as Odoo does when a
+    /// serialization failure outlasts its own 5 tries (nothing is written):
+    /// `psycopg2.errors.SerializationFailure` "could not serialize access
+    /// due to concurrent update" over JSON-RPC, HTTP 500 over JSON-2.
+    SerializationFailure {
+        model: String,
+        method: String,
+        count: usize,
+    },
+    /// Every request is handled at once (committed) but answered only after
+    /// `delay`, as an overloaded Odoo whose reply comes too late.
+    Slow {
+        delay: Duration,
+    },
 }
 
 mod api;

@@ -129,9 +129,23 @@ async fn respond(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
             })
         }
     };
+    let (retry_after, slow) = {
+        let mut st = lock(&state);
+        let slow = match st.fault {
+            Fault::Slow { delay } => Some(delay),
+            _ => None,
+        };
+        (st.retry_after.take(), slow)
+    };
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
+    }
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        resp.headers_mut().insert("retry-after", v);
+    }
     resp
 }
