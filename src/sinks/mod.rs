@@ -29,8 +29,9 @@ const SCAN_CHUNK: usize = 256;
 /// How a delivery attempt failed, which decides what happens next.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    /// The destination could not take this event now (HTTP 503, 429, 500):
-    /// keep it and retry later, holding back only its own lane and key.
+    /// The destination could not take this event now (HTTP 503, 500, a
+    /// serialization failure): keep it and retry later, holding back only
+    /// its own lane and key.
     #[error("{0}")]
     Retry(String),
     /// The destination rate-limits this client (HTTP 429): the whole sink
@@ -134,6 +135,8 @@ impl Runner {
         let mut pos = Positions::default();
         let mut last_check = Instant::now();
         self.telemetry.sink_added(&self.name);
+        // The sink's gauges exist (at 0) before the first delivery.
+        self.sink.circuit(&self.name, false);
         loop {
             if *shutdown.borrow() {
                 return;

@@ -12,6 +12,15 @@
 //!   `mrp.workcenter.productivity.load` upserts the loss log by an external
 //!   id derived from the downtime id, linked to the work order running then.
 //!
+//! Failures ([`classify`]): a refused key pauses the sink and its source is
+//! read again before each retry ([`rpc`]); 429 pauses it for Retry-After;
+//! transport errors, 5xx and serialization failures are retried; Odoo's
+//! refusals of one record (ValidationError, UserError, MissingError, a
+//! `load` with error messages) are dead letters. The runner's circuit
+//! breaker ([`super::schedule`]) stops requests to an Odoo that keeps
+//! failing. Health: [`metrics`], and `connected`/`last_success` on
+//! `/status`.
+//!
 //! What is read when: work center ids once per code; a work center's work
 //! orders (with their quantities) when none is cached, when the cached read
 //! is older than `quantity_max_age`, for parts older than what was read,
@@ -222,9 +231,11 @@ impl OdooSink {
         self.last_success
     }
 
-    /// The runner's circuit breaker state, for the metrics.
+    /// The runner's circuit breaker state, for the metrics (with the key's
+    /// state, so both gauges exist from the start).
     pub fn circuit(&self, sink: &str, open: bool) {
         self.metrics.circuit_open(sink, open);
+        self.metrics.auth_failed(sink, self.rpc.key_refused());
     }
 
     /// Whether Odoo refuses the API key now (the sink is paused).
