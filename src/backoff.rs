@@ -28,6 +28,14 @@ impl Backoff {
         half + d.saturating_sub(half).mul_f64(fastrand::f64())
     }
 
+    /// The next wait with full jitter: drawn from [0, d], d doubling up to
+    /// `max` (retries of many clients spread over the whole interval).
+    pub fn next_full_jitter(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (d * 2).min(self.max);
+        d.mul_f64(fastrand::f64())
+    }
+
     pub fn reset(&mut self) {
         self.next = self.min;
     }

@@ -94,7 +94,9 @@ impl Gateway {
         let sla = Arc::new(SlaWatch::default());
         let process = Arc::new(status::process::ProcessMetrics::default());
         let source_metrics = sources::SourceMetrics::default();
+        let odoo_metrics = Arc::new(crate::sinks::odoo::metrics::OdooMetrics::default());
         let telemetry = Arc::new(Telemetry::new(|r| {
+            odoo_metrics.register(r);
             store.metrics.register(r);
             latency.register(r);
             sla.register(r);
@@ -104,7 +106,10 @@ impl Gateway {
         let sink = if config.odoo.dry_run {
             Sink::DryRun(DryRunSink)
         } else {
-            Sink::Odoo(Box::new(OdooSink::new(&config.odoo)?))
+            Sink::Odoo(Box::new(OdooSink::with_metrics(
+                &config.odoo,
+                odoo_metrics,
+            )?))
         };
         let listener = TcpListener::bind(config.status.listen)
             .await
@@ -149,6 +154,11 @@ impl Gateway {
             latency,
             retry_min: config.odoo.retry_min,
             retry_max: config.odoo.retry_max,
+            breaker: sinks::schedule::BreakerConfig {
+                threshold: config.odoo.circuit_failures,
+                cooldown: config.odoo.circuit_cooldown,
+                cooldown_max: config.odoo.retry_max.max(config.odoo.circuit_cooldown),
+            },
         };
         tasks.spawn(format!("sink {ODOO_SINK}"), runner.run(shutdown_rx.clone()));
 

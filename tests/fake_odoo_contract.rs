@@ -520,3 +520,54 @@ async fn quality_models_exist_only_with_the_app() {
         ("fail", 10.2)
     );
 }
+
+/// 5: a serialization failure that outlasts Odoo's own retries is
+/// `psycopg2.errors.SerializationFailure` "could not serialize access due
+/// to concurrent update" over JSON-RPC and HTTP 500 over JSON-2; nothing is
+/// written.
+#[tokio::test]
+async fn a_serialization_failure_is_named_over_jsonrpc_and_500_over_json2() {
+    use support::fake_odoo::Fault;
+    for version in [17u8, 19] {
+        let odoo = FakeOdoo::start_version(version).await;
+        let wc = odoo.add_workcenter("PRESS1", "Press 1");
+        let wo = odoo.add_workorder(wc, "WO/1", "progress");
+        odoo.set_fault(Fault::SerializationFailure {
+            model: "mrp.workorder".into(),
+            method: "write".into(),
+            count: 1,
+        });
+        if version == 17 {
+            let w = execute_kw(
+                &odoo,
+                "mrp.workorder",
+                "write",
+                json!([[wo], {"qty_produced": 3.0}]),
+                json!({}),
+            )
+            .await;
+            assert_eq!(
+                error_message(&w),
+                (
+                    "psycopg2.errors.SerializationFailure",
+                    "could not serialize access due to concurrent update"
+                ),
+                "{w}"
+            );
+        } else {
+            let (status, body) = json2(
+                &odoo,
+                "mrp.workorder/write",
+                Some(API_KEY),
+                json!({"ids": [wo], "vals": {"qty_produced": 3.0}}),
+            )
+            .await;
+            assert_eq!(status, 500, "{body}");
+            assert_eq!(
+                body["name"], "psycopg2.errors.SerializationFailure",
+                "{body}"
+            );
+        }
+        assert_eq!(odoo.workorder(wo).expect("wo").qty_produced, 0.0);
+    }
+}

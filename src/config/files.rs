@@ -20,6 +20,10 @@ pub(crate) struct Need {
 pub(crate) enum What {
     /// A file `run` reads.
     File(PathBuf),
+    /// A PEM file of certificates (a CA, a client certificate).
+    PemCerts(PathBuf),
+    /// A PEM private key.
+    PemKey(PathBuf),
     /// A directory `run` lists.
     Dir(PathBuf),
     /// A directory `run` creates or writes.
@@ -43,6 +47,8 @@ pub(super) fn check(text: &str, needs: &[Need]) -> Vec<Diagnostic> {
 fn problem(n: &Need) -> Option<String> {
     match &n.what {
         What::File(p) => readable_file(p),
+        What::PemCerts(p) => readable_file(p).or_else(|| pem_certs(p)),
+        What::PemKey(p) => readable_file(p).or_else(|| pem_key(p)),
         What::Dir(p) => match std::fs::read_dir(p) {
             Ok(_) => None,
             Err(e) => Some(format!(
@@ -89,6 +95,36 @@ fn readable_file(p: &Path) -> Option<String> {
         Ok(_) => None,
         Err(e) => Some(format!(
             "cannot read {}: {e} (let this user read it, e.g. chmod or chgrp)",
+            p.display()
+        )),
+    }
+}
+
+/// Holds at least one PEM certificate and nothing unreadable.
+fn pem_certs(p: &Path) -> Option<String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+    let found = CertificateDer::pem_file_iter(p).and_then(|it| it.collect::<Result<Vec<_>, _>>());
+    match found {
+        Ok(certs) if !certs.is_empty() => None,
+        Ok(_) => Some(format!(
+            "{} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
+            p.display()
+        )),
+        Err(e) => Some(format!(
+            "{} is not a PEM certificate file: {e}",
+            p.display()
+        )),
+    }
+}
+
+/// Holds a PEM private key (PKCS#8, PKCS#1 or SEC1).
+fn pem_key(p: &Path) -> Option<String> {
+    use rustls_pki_types::pem::PemObject;
+    match rustls_pki_types::PrivateKeyDer::from_pem_file(p) {
+        Ok(_) => None,
+        Err(e) => Some(format!(
+            "{} holds no PEM private key ({e}; expected -----BEGIN PRIVATE KEY-----)",
             p.display()
         )),
     }

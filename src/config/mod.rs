@@ -331,11 +331,21 @@ pub struct OdooConfig {
     pub database: String,
     pub login: String,
     pub api_key: Option<SecretSource>,
+    /// A plant CA that replaces the system roots.
     pub ca_file: Option<PathBuf>,
+    /// A client certificate and its key, for Odoo behind mutual TLS.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    /// Base64 SHA-256 of the server's SubjectPublicKeyInfo; empty: no pinning.
+    pub pin_sha256: Vec<String>,
     pub allow_plaintext: bool,
     pub timeout: Duration,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    /// Consecutive failed attempts that open the circuit breaker.
+    pub circuit_failures: u32,
+    /// The breaker's first cool-down; it doubles up to `retry_max`.
+    pub circuit_cooldown: Duration,
     /// Which external API to speak.
     pub api: OdooApi,
     /// Which Odoo record holds the parts counted.
@@ -1740,13 +1750,62 @@ impl<'a> Validator<'a> {
                 self.err(m, "retry_max is shorter than retry_min");
             }
         }
+        let circuit_failures = match &r.circuit_failures {
+            None => 5,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.err(n, "circuit_failures must be 1 or more: the consecutive failed requests after which the gateway stops sending to Odoo for a cool-down");
+                    5
+                }
+            },
+        };
+        // Default 30 s, or retry_max when that is shorter.
+        let circuit_cooldown =
+            self.duration(&r.circuit_cooldown, Duration::from_secs(30).min(retry_max));
         let ca_file = r.ca_file.as_ref().map(|c| {
             let p = self.base.join(c.get_ref());
             if !dry_run {
-                self.need(c, "ca_file", files::What::File(p.clone()));
+                self.need(c, "ca_file", files::What::PemCerts(p.clone()));
             }
             p
         });
+        let client_cert_file = r.client_cert_file.as_ref().map(|c| {
+            let p = self.base.join(c.get_ref());
+            if !dry_run {
+                self.need(c, "client_cert_file", files::What::PemCerts(p.clone()));
+            }
+            p
+        });
+        let client_key_file = r.client_key_file.as_ref().map(|c| {
+            let p = self.base.join(c.get_ref());
+            if !dry_run {
+                self.need(c, "client_key_file", files::What::PemKey(p.clone()));
+            }
+            p
+        });
+        match (&r.client_cert_file, &r.client_key_file) {
+            (Some(c), None) => self.err(
+                c,
+                "client_cert_file needs client_key_file (the certificate's private key, PEM)",
+            ),
+            (None, Some(k)) => self.err(
+                k,
+                "client_key_file needs client_cert_file (the client certificate, PEM)",
+            ),
+            _ => {}
+        }
+        let mut pin_sha256 = Vec::new();
+        for pin in r.pin_sha256.iter().flat_map(|p| p.get_ref()) {
+            // curl writes pins as sha256//BASE64; take either form.
+            let text = pin.get_ref().trim();
+            let b64 = text.strip_prefix("sha256//").unwrap_or(text);
+            use base64::Engine;
+            match base64::engine::general_purpose::STANDARD.decode(b64) {
+                Ok(bytes) if bytes.len() == 32 => pin_sha256.push(b64.to_string()),
+                _ => self.err(pin, format!("bad pin {text:?}: write the base64 SHA-256 of the server's public key (44 characters, as `openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64` prints it)")),
+            }
+        }
         if !dry_run {
             if let Some(f) = &r.api_key_file {
                 let p = self.base.join(f.get_ref());
@@ -1836,10 +1895,15 @@ impl<'a> Validator<'a> {
             login: text(&r.login),
             api_key,
             ca_file,
+            client_cert_file,
+            client_key_file,
+            pin_sha256,
             allow_plaintext,
             timeout,
             retry_min,
             retry_max,
+            circuit_failures,
+            circuit_cooldown,
             api,
             production_target,
             quantity_max_age,

@@ -12,7 +12,7 @@ pub mod schedule;
 use crate::model::Event;
 use crate::status::{Health, Telemetry};
 use crate::store::{Lane, Queued, Store, StoreError};
-use schedule::Schedule;
+use schedule::{BreakerConfig, Schedule, Trip};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -29,10 +29,18 @@ const SCAN_CHUNK: usize = 256;
 /// How a delivery attempt failed, which decides what happens next.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    /// The destination could not take this event now (HTTP 503, 429, 500):
-    /// keep it and retry later, holding back only its own lane and key.
+    /// The destination could not take this event now (HTTP 503, 500, a
+    /// serialization failure): keep it and retry later, holding back only
+    /// its own lane and key.
     #[error("{0}")]
     Retry(String),
+    /// The destination rate-limits this client (HTTP 429): the whole sink
+    /// pauses for `after` (its Retry-After, capped), or backs off.
+    #[error("{why}")]
+    Throttled {
+        why: String,
+        after: Option<Duration>,
+    },
     /// The destination cannot be reached at all (connection refused, a
     /// proxy's 502/504, login refused): the whole sink pauses.
     #[error("{0}")]
@@ -62,6 +70,30 @@ impl Sink {
         }
     }
 
+    /// Whether the last request reached the destination, and when one last
+    /// succeeded (for `/status`).
+    fn link(&self) -> (Option<bool>, Option<crate::model::Millis>) {
+        match self {
+            Sink::Odoo(s) => (s.connected(), s.last_success()),
+            Sink::DryRun(_) => (None, None),
+        }
+    }
+
+    /// Tell the sink whether its circuit is open (for its metrics).
+    fn circuit(&self, name: &str, open: bool) {
+        if let Sink::Odoo(s) = self {
+            s.circuit(name, open);
+        }
+    }
+
+    /// Whether the destination refuses the sink's credentials now.
+    fn auth_failed(&self) -> bool {
+        match self {
+            Sink::Odoo(s) => s.auth_failed(),
+            Sink::DryRun(_) => false,
+        }
+    }
+
     async fn deliver(
         &mut self,
         store: &Store,
@@ -86,6 +118,7 @@ pub struct Runner {
     pub latency: Arc<latency::DeliveryLatency>,
     pub retry_min: Duration,
     pub retry_max: Duration,
+    pub breaker: BreakerConfig,
 }
 
 /// Where scanning each lane resumes: every entry before it is of a key that
@@ -98,10 +131,12 @@ struct Positions {
 impl Runner {
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut work = self.store.subscribe();
-        let mut schedule = Schedule::new(self.retry_min, self.retry_max);
+        let mut schedule = Schedule::with_breaker(self.retry_min, self.retry_max, self.breaker);
         let mut pos = Positions::default();
         let mut last_check = Instant::now();
         self.telemetry.sink_added(&self.name);
+        // The sink's gauges exist (at 0) before the first delivery.
+        self.sink.circuit(&self.name, false);
         loop {
             if *shutdown.borrow() {
                 return;
@@ -170,12 +205,20 @@ impl Runner {
             if let Some(api) = self.sink.api() {
                 self.telemetry.sink_api(&self.name, &api);
             }
+            self.telemetry
+                .sink_auth_failed(&self.name, self.sink.auth_failed());
+            let (connected, last_success) = self.sink.link();
+            self.telemetry
+                .sink_link(&self.name, connected, last_success);
             if let Err(e) = self.finish(&queued, outcome, &mut schedule).await {
                 tracing::error!(sink = %self.name, error = %e, "cannot record the delivery in the event store");
                 if sleep_or_stop(Duration::from_secs(1), &mut shutdown).await {
                     return;
                 }
             }
+            let open = schedule.circuit_open();
+            self.telemetry.sink_circuit(&self.name, open);
+            self.sink.circuit(&self.name, open);
             if self.halted(&mut shutdown).await {
                 return;
             }
@@ -248,6 +291,7 @@ impl Runner {
                 self.telemetry.rejected(&self.name, &why);
             }
             Err(DeliveryError::Retry(why)) => {
+                self.trip(schedule);
                 let wait = schedule.failed(q.lane, &key, &why, Instant::now());
                 self.health
                     .attempt_failed(&self.name, q.lane, q.seq, event_id, &why);
@@ -255,7 +299,17 @@ impl Runner {
                     retry_in = ?wait, "delivery failed; will retry (other keys keep flowing)");
                 self.telemetry.delivery_error(&self.name, &why);
             }
+            Err(DeliveryError::Throttled { why, after }) => {
+                self.trip(schedule);
+                let wait = schedule.throttled(Instant::now(), after);
+                self.health
+                    .attempt_failed(&self.name, q.lane, q.seq, event_id, &why);
+                tracing::warn!(sink = %self.name, error = %why, retry_after = ?after, pause = ?wait,
+                    "destination rate-limits; delivery paused");
+                self.telemetry.delivery_error(&self.name, &why);
+            }
             Err(DeliveryError::Unreachable(why)) => {
+                self.trip(schedule);
                 let wait = schedule.unreachable(Instant::now());
                 self.health
                     .attempt_failed(&self.name, q.lane, q.seq, event_id, &why);
@@ -271,6 +325,14 @@ impl Runner {
             }
         }
         Ok(())
+    }
+
+    /// Count a transient failure towards the circuit breaker.
+    fn trip(&self, schedule: &mut Schedule) {
+        if let Trip::Opened(wait) = schedule.trip(Instant::now()) {
+            tracing::warn!(sink = %self.name, cool_down = ?wait, failures = self.breaker.threshold,
+                "circuit open: the destination keeps failing; nothing is sent until the cool-down ends, then one attempt probes it");
+        }
     }
 
     /// A halted sink waits for shutdown only.

@@ -14,7 +14,17 @@
 //!   proxy saying the server is gone) pauses the whole sink with its own
 //!   backoff: trying other keys would only hammer it. The probe after the
 //!   pause is the most urgent ready event, so after an outage critical
-//!   drains first.
+//!   drains first. A destination that rate-limits (HTTP 429) pauses the sink
+//!   for its `Retry-After`, capped at `retry_max`.
+//! - **Full jitter.** Every wait is drawn uniformly from zero to the
+//!   doubling, capped delay, so gateways that failed together do not
+//!   retry together.
+//! - **A circuit breaker.** After [`Breaker::threshold`] consecutive
+//!   failed attempts on the destination (any key, any kind of transient
+//!   failure) the circuit opens: nothing is sent for a cool-down that
+//!   doubles per failed probe up to its cap; then a single attempt probes.
+//!   Any answer that is not a transient failure (a delivery, a refusal of
+//!   one event) closes it.
 //!
 //! Pure bookkeeping, no I/O: the runner asks and reports, so it is tested
 //! with explicit instants.
@@ -28,6 +38,48 @@ use tokio::time::Instant;
 
 /// Slots per round: all critical but the last two (normal, then bulk).
 pub const FAIR_EVERY: u32 = 10;
+
+/// The circuit breaker's settings.
+#[derive(Clone, Copy, Debug)]
+pub struct BreakerConfig {
+    /// Consecutive failed attempts that open the circuit.
+    pub threshold: u32,
+    /// The first cool-down; it doubles per failed probe up to `cooldown_max`.
+    pub cooldown: Duration,
+    pub cooldown_max: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            threshold: 5,
+            cooldown: Duration::from_secs(30),
+            cooldown_max: Duration::from_secs(600),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Breaker {
+    threshold: u32,
+    /// Failed attempts since the last answer that was not a transient failure.
+    failures: u32,
+    cooldown: Backoff,
+    /// Open since the threshold was reached and until an attempt succeeds;
+    /// while open, each attempt after the cool-down is a single probe.
+    open: bool,
+    /// No attempt before this while open.
+    until: Option<Instant>,
+}
+
+/// What a failed attempt did to the circuit.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Trip {
+    /// Still closed, or this was not the attempt that changed anything.
+    Closed,
+    /// Opened (or opened again after a failed probe) for this long.
+    Opened(Duration),
+}
 
 /// A key waiting for its retry.
 #[derive(Debug)]
@@ -48,10 +100,15 @@ pub struct Schedule {
     /// While the destination is unreachable: no delivery before this.
     paused_until: Option<Instant>,
     link: Backoff,
+    breaker: Breaker,
 }
 
 impl Schedule {
     pub fn new(retry_min: Duration, retry_max: Duration) -> Self {
+        Self::with_breaker(retry_min, retry_max, BreakerConfig::default())
+    }
+
+    pub fn with_breaker(retry_min: Duration, retry_max: Duration, b: BreakerConfig) -> Self {
         Schedule {
             retry_min,
             retry_max,
@@ -59,19 +116,71 @@ impl Schedule {
             slot: 0,
             paused_until: None,
             link: Backoff::new(retry_min, retry_max),
+            breaker: Breaker {
+                threshold: b.threshold.max(1),
+                failures: 0,
+                cooldown: Backoff::new(b.cooldown, b.cooldown_max),
+                open: false,
+                until: None,
+            },
         }
     }
 
-    /// The destination could not be reached: pause the sink. Returns the wait.
-    pub fn unreachable(&mut self, now: Instant) -> Duration {
-        let wait = self.link.next_delay();
+    /// A transient failure of the destination: count it, and open the
+    /// circuit at the threshold (or again, when this was the probe).
+    pub fn trip(&mut self, now: Instant) -> Trip {
+        let b = &mut self.breaker;
+        b.failures = b.failures.saturating_add(1);
+        if !b.open && b.failures < b.threshold {
+            return Trip::Closed;
+        }
+        b.open = true;
+        // A cool-down must not shrink to nothing: [d/2, d].
+        let wait = b.cooldown.next_delay();
+        b.until = Some(now + wait);
+        Trip::Opened(wait)
+    }
+
+    /// Whether the circuit is open (cooling down, or waiting for its probe
+    /// to succeed).
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.open
+    }
+
+    /// The destination answered something other than a transient failure.
+    fn answered(&mut self) {
+        let b = &mut self.breaker;
+        b.failures = 0;
+        b.open = false;
+        b.until = None;
+        b.cooldown.reset();
+    }
+
+    /// The destination rate-limits: pause the sink for `after` (its
+    /// Retry-After, capped at `retry_max`), or the link backoff when it
+    /// gave none. Returns the wait.
+    pub fn throttled(&mut self, now: Instant, after: Option<Duration>) -> Duration {
+        let wait = match after {
+            Some(a) => a.min(self.retry_max),
+            None => self.link.next_full_jitter(),
+        };
         self.paused_until = Some(now + wait);
         wait
     }
 
-    /// Whether the sink is paused at `now`.
+    /// The destination could not be reached: pause the sink. Returns the wait.
+    pub fn unreachable(&mut self, now: Instant) -> Duration {
+        let wait = self.link.next_full_jitter();
+        self.paused_until = Some(now + wait);
+        wait
+    }
+
+    /// Whether the sink is paused (or its circuit cooling down) at `now`.
     pub fn paused(&self, now: Instant) -> bool {
-        self.paused_until.is_some_and(|t| t > now)
+        self.paused_until
+            .into_iter()
+            .chain(self.breaker.until)
+            .any(|t| t > now)
     }
 
     pub fn is_blocked(&self, lane: Lane, key: &str, now: Instant) -> bool {
@@ -100,6 +209,7 @@ impl Schedule {
             .values()
             .map(|b| b.until)
             .chain(self.paused_until)
+            .chain(self.breaker.until)
             .filter(|u| *u > now)
             .min()
     }
@@ -133,7 +243,7 @@ impl Schedule {
                 attempts: Attempts::default(),
                 last_error: String::new(),
             });
-        let wait = b.backoff.next_delay();
+        let wait = b.backoff.next_full_jitter();
         b.until = now + wait;
         b.last_error = error.to_string();
         let at = Millis::now();
@@ -148,6 +258,7 @@ impl Schedule {
     pub fn done(&mut self, lane: Lane, key: &str) -> Attempts {
         self.paused_until = None;
         self.link.reset();
+        self.answered();
         self.blocked
             .remove(&(lane, key.to_string()))
             .map(|b| b.attempts)
@@ -220,5 +331,65 @@ mod tests {
         let done = s.done(Lane::Normal, "WC1");
         assert_eq!(done.count, 2);
         assert_eq!(s.blocked_keys(), 0);
+    }
+
+    #[test]
+    fn a_rate_limit_pauses_the_sink_for_its_retry_after_capped() {
+        let mut s = Schedule::new(Duration::from_secs(1), Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(
+            s.throttled(t0, Some(Duration::from_secs(30))),
+            Duration::from_secs(30)
+        );
+        assert!(s.paused(t0 + Duration::from_secs(29)));
+        assert!(!s.paused(t0 + Duration::from_secs(30)));
+        // An hour asked for: the cap.
+        assert_eq!(
+            s.throttled(t0, Some(Duration::from_secs(3600))),
+            Duration::from_secs(60)
+        );
+        // None given: the link's backoff (full jitter, at most retry_min first).
+        let mut s = Schedule::new(Duration::from_secs(1), Duration::from_secs(60));
+        assert!(s.throttled(t0, None) <= Duration::from_secs(1));
+    }
+
+    #[test]
+    fn the_circuit_opens_after_n_failures_probes_once_and_closes_on_success() {
+        let cfg = BreakerConfig {
+            threshold: 3,
+            cooldown: Duration::from_secs(10),
+            cooldown_max: Duration::from_secs(40),
+        };
+        let mut s = Schedule::with_breaker(Duration::from_secs(1), Duration::from_secs(8), cfg);
+        let t0 = Instant::now();
+        assert_eq!(s.trip(t0), Trip::Closed);
+        assert_eq!(s.trip(t0), Trip::Closed);
+        assert!(!s.circuit_open() && !s.paused(t0));
+        let Trip::Opened(first) = s.trip(t0) else {
+            panic!("open at the threshold")
+        };
+        assert!(first >= Duration::from_secs(5) && first <= Duration::from_secs(10));
+        assert!(s.circuit_open() && s.paused(t0));
+        assert_eq!(s.next_retry(t0), Some(t0 + first));
+        // After the cool-down, one probe; it fails: open again, longer.
+        let t1 = t0 + first;
+        assert!(!s.paused(t1));
+        let Trip::Opened(second) = s.trip(t1) else {
+            panic!("a failed probe opens again")
+        };
+        assert!(second >= Duration::from_secs(10) && second <= Duration::from_secs(20));
+        // The cool-down is capped.
+        let mut t = t1 + second;
+        for _ in 0..5 {
+            let Trip::Opened(w) = s.trip(t) else {
+                panic!("still open")
+            };
+            assert!(w <= Duration::from_secs(40));
+            t += w;
+        }
+        // A probe that succeeds closes it, and counting starts over.
+        s.done(Lane::Normal, "WC1");
+        assert!(!s.circuit_open() && !s.paused(t));
+        assert_eq!(s.trip(t), Trip::Closed);
     }
 }

@@ -158,6 +158,14 @@ pub struct SinkStatus {
     pub halted: Option<String>,
     /// The protocol (and Odoo version) the sink speaks, once known.
     pub api: Option<String>,
+    /// The destination refuses the sink's credentials (API key) now.
+    pub auth_failed: bool,
+    /// The circuit breaker is open: the destination kept failing.
+    pub circuit_open: bool,
+    /// Whether the last request reached the destination (None: no request yet).
+    pub connected: Option<bool>,
+    /// When a request to the destination last succeeded.
+    pub last_success: Option<Millis>,
 }
 
 impl Default for Telemetry {
@@ -334,6 +342,32 @@ impl Telemetry {
         if s.api.as_deref() != Some(api) {
             s.api = Some(api.to_string());
         }
+    }
+
+    /// Record whether the destination refuses the sink's credentials.
+    pub fn sink_auth_failed(&self, sink: &str, failed: bool) {
+        self.board()
+            .sinks
+            .entry(sink.to_string())
+            .or_default()
+            .auth_failed = failed;
+    }
+
+    /// Record whether the sink reaches its destination, and its last success.
+    pub fn sink_link(&self, sink: &str, connected: Option<bool>, last_success: Option<Millis>) {
+        let mut b = self.board();
+        let s = b.sinks.entry(sink.to_string()).or_default();
+        s.connected = connected;
+        s.last_success = last_success;
+    }
+
+    /// Record whether the sink's circuit breaker is open.
+    pub fn sink_circuit(&self, sink: &str, open: bool) {
+        self.board()
+            .sinks
+            .entry(sink.to_string())
+            .or_default()
+            .circuit_open = open;
     }
 
     pub fn delivered(&self, sink: &str) {

@@ -17,6 +17,15 @@
 //! - Measures ([`quality`]): `quality.check` / `quality.alert` when the
 //!   Quality app is installed, else notes on the work order's MO.
 //!
+//! Failures ([`classify`]): a refused key pauses the sink and its source is
+//! read again before each retry ([`rpc`]); 429 pauses it for Retry-After;
+//! transport errors, 5xx and serialization failures are retried; Odoo's
+//! refusals of one record (ValidationError, UserError, MissingError, a
+//! `load` with error messages) are dead letters. The runner's circuit
+//! breaker ([`super::schedule`]) stops requests to an Odoo that keeps
+//! failing. Health: [`metrics`], and `connected`/`last_success` on
+//! `/status`.
+//!
 //! What is read when: work center ids once per code; a work center's work
 //! orders (with their quantities) when none is cached, when the cached read
 //! is older than `quantity_max_age`, for parts older than what was read,
@@ -24,6 +33,7 @@
 
 pub mod http;
 mod maintenance;
+pub mod metrics;
 pub mod plan;
 pub mod production;
 mod quality;
@@ -38,6 +48,7 @@ use production::{Intent, WorkOrderView};
 use rpc::{Rpc, RpcError};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -98,6 +109,12 @@ struct Snapshot {
 
 pub struct OdooSink {
     rpc: Rpc,
+    /// The sink's metrics, shared with `/metrics`.
+    metrics: Arc<metrics::OdooMetrics>,
+    /// Health for `/status`: whether the last request reached Odoo, and
+    /// when one last succeeded.
+    connected: Option<bool>,
+    last_success: Option<Millis>,
     target: ProductionTarget,
     max_age: Duration,
     /// Work center code → id; codes are stable, so cached for the process.
@@ -114,8 +131,22 @@ pub struct OdooSink {
 }
 
 fn classify(e: RpcError) -> DeliveryError {
+    if e.is_key_refusal() {
+        // Every call would be refused alike: pause the sink.
+        return DeliveryError::Unreachable(e.to_string());
+    }
+    if let RpcError::Throttled { retry_after, .. } = &e {
+        return DeliveryError::Throttled {
+            after: *retry_after,
+            why: e.to_string(),
+        };
+    }
+    // Everything else that is not a refusal is retried: 5xx (JSON-2's 500
+    // for a serialization failure), psycopg2's SerializationFailure (Odoo
+    // gave up after its own 5 tries), timeouts.
     match &e {
-        RpcError::Unreachable { .. }
+        RpcError::KeySource(_)
+        | RpcError::Unreachable { .. }
         | RpcError::LoginRefused { .. }
         | RpcError::KeyRefused { .. }
         | RpcError::Http {
@@ -166,10 +197,28 @@ fn workorder_view(row: &Value) -> Result<WorkOrderView, DeliveryError> {
 
 impl OdooSink {
     pub fn new(cfg: &OdooConfig) -> Result<Self, OdooSetupError> {
-        let key = cfg.api_key.as_ref().ok_or(OdooSetupError::NoKey)?.read()?;
+        Self::with_metrics(cfg, Arc::default())
+    }
+
+    /// As [`OdooSink::new`], counting into `metrics` (registered by the pipeline).
+    pub fn with_metrics(
+        cfg: &OdooConfig,
+        metrics: Arc<metrics::OdooMetrics>,
+    ) -> Result<Self, OdooSetupError> {
+        let source = cfg.api_key.as_ref().ok_or(OdooSetupError::NoKey)?;
+        let key = source.read()?;
         let http = http::client(cfg)?;
+        if cfg.url.starts_with("http://") {
+            // Said at every start: the switch must not be forgotten in place.
+            tracing::warn!(url = %cfg.url,
+                "Odoo is reached over plain http (allow_plaintext = true): the API key and all data cross the network unencrypted; use https:// unless the link is protected otherwise");
+        }
         Ok(OdooSink {
-            rpc: Rpc::new(http, &cfg.url, &cfg.database, &cfg.login, key, cfg.api),
+            rpc: Rpc::new(http, &cfg.url, &cfg.database, &cfg.login, key, cfg.api)
+                .with_key_source(source.clone()),
+            metrics,
+            connected: None,
+            last_success: None,
             target: cfg.production_target,
             max_age: cfg.quantity_max_age,
             workcenters: HashMap::new(),
@@ -185,7 +234,52 @@ impl OdooSink {
         self.rpc.describe()
     }
 
+    /// Whether the last request reached Odoo (None before the first).
+    pub fn connected(&self) -> Option<bool> {
+        self.connected
+    }
+
+    /// When a request last succeeded.
+    pub fn last_success(&self) -> Option<Millis> {
+        self.last_success
+    }
+
+    /// The runner's circuit breaker state, for the metrics (with the key's
+    /// state, so both gauges exist from the start).
+    pub fn circuit(&self, sink: &str, open: bool) {
+        self.metrics.circuit_open(sink, open);
+        self.metrics.auth_failed(sink, self.rpc.key_refused());
+    }
+
+    /// Whether Odoo refuses the API key now (the sink is paused).
+    pub fn auth_failed(&self) -> bool {
+        self.rpc.key_refused()
+    }
+
     pub async fn deliver(
+        &mut self,
+        store: &Store,
+        sink: &str,
+        ev: &Event,
+    ) -> Result<(), DeliveryError> {
+        let result = self.deliver_one(store, sink, ev).await;
+        self.metrics.auth_failed(sink, self.rpc.key_refused());
+        for o in self.rpc.take_observed() {
+            self.metrics.request(sink, &o);
+            self.connected = Some(o.reached);
+            if o.ok {
+                self.last_success = Some(Millis::now());
+            }
+        }
+        match &result {
+            Ok(()) => {}
+            Err(DeliveryError::Reject(_)) => self.metrics.dead_letter(sink),
+            Err(_) => self.metrics.retry(sink),
+        }
+        result
+    }
+
+    async fn deliver_one(
         &mut self,
         store: &Store,
         sink: &str,
@@ -625,4 +719,30 @@ fn load_outcome(result: &Value, what: &str) -> Result<(), DeliveryError> {
         "Odoo refused the {what}: {}",
         messages.join("; ")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_load_is_done_only_with_ids_and_no_error_messages() {
+        assert!(load_outcome(&json!({"ids": [7], "messages": []}), "time log").is_ok());
+        // Odoo's data errors: the record is refused, with Odoo's words.
+        let refused = json!({"ids": false, "messages": [
+            {"type": "error", "message": "Missing required value for the field 'Work Center'", "record": 0}
+        ]});
+        match load_outcome(&refused, "time log") {
+            Err(DeliveryError::Reject(m)) => assert!(m.contains("Missing required value"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+        // No ids and no message says nothing was written: try again.
+        assert!(matches!(
+            load_outcome(&json!({"ids": false, "messages": []}), "time log"),
+            Err(DeliveryError::Retry(_))
+        ));
+        // A warning alone does not refuse the row.
+        let warned = json!({"ids": [7], "messages": [{"type": "warning", "message": "w"}]});
+        assert!(load_outcome(&warned, "time log").is_ok());
+    }
 }

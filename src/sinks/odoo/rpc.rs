@@ -9,7 +9,7 @@
 //! `auto` asks `GET /web/version` (19 serves it without auth) and uses
 //! JSON-2 from 19 on, JSON-RPC otherwise.
 
-use crate::config::{OdooApi, Secret};
+use crate::config::{OdooApi, Secret, SecretError, SecretSource};
 use serde_json::{json, Map, Value};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,11 @@ pub enum RpcError {
     Unreachable { url: String, detail: String },
     #[error("Odoo answered HTTP {status}: {snippet}")]
     Http { status: u16, snippet: String },
+    #[error("Odoo rate-limits this gateway (HTTP 429, Retry-After {}): {snippet}", retry_after.map_or("not given".to_string(), |d| format!("{}s", d.as_secs())))]
+    Throttled {
+        retry_after: Option<std::time::Duration>,
+        snippet: String,
+    },
     #[error("Odoo refused login {login:?} on database {database:?}: check the login, the API key and the database name")]
     LoginRefused { login: String, database: String },
     #[error("Odoo refused the API key on database {database:?} (HTTP 401): check that the key is valid, not expired, and of a user of that database")]
@@ -26,6 +31,8 @@ pub enum RpcError {
     Odoo { name: String, message: String },
     #[error("unexpected answer from Odoo: {0}")]
     Protocol(String),
+    #[error("Odoo refused the API key, and its source cannot be read again: {0}")]
+    KeySource(#[from] SecretError),
 }
 
 impl RpcError {
@@ -36,6 +43,28 @@ impl RpcError {
             _ => None,
         }
     }
+
+    /// Odoo refused the key (or the login it belongs to).
+    pub fn is_key_refusal(&self) -> bool {
+        match self {
+            RpcError::KeyRefused { .. } | RpcError::LoginRefused { .. } => true,
+            RpcError::Odoo { name, .. } => name == "odoo.exceptions.AccessDenied",
+            _ => false,
+        }
+    }
+}
+
+/// One finished call, for the sink's metrics and health.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub model: String,
+    pub method: String,
+    pub seconds: f64,
+    /// Records written (write, create, load), when the call succeeded.
+    pub records: u64,
+    /// Whether Odoo answered at all (an error from Odoo is an answer).
+    pub reached: bool,
+    pub ok: bool,
 }
 
 /// The protocol in use once known.
@@ -52,6 +81,11 @@ pub struct Rpc {
     database: String,
     login: String,
     key: Secret,
+    /// Where the key is read again after Odoo refused it (rotation without
+    /// a restart); None: the key is fixed (tests).
+    key_source: Option<SecretSource>,
+    /// Odoo refused the key last time: read its source before the next call.
+    key_refused: bool,
     api: OdooApi,
     /// Decided on the first call (`auto` asks the server).
     protocol: Option<Protocol>,
@@ -59,6 +93,8 @@ pub struct Rpc {
     version: Option<String>,
     uid: Option<i64>,
     next_id: u64,
+    /// Calls finished since the sink last took them ([`Rpc::take_observed`]).
+    observed: Vec<Observed>,
 }
 
 /// Error text with its causes: reqwest's top-level message alone ("error
@@ -72,6 +108,58 @@ fn chain(e: &dyn std::error::Error) -> String {
         cur = s.source();
     }
     out
+}
+
+/// Records a successful call wrote: the ids of a write, the ids a create or
+/// load returned; none for reads.
+fn written(method: &str, ids: Option<&[i64]>, result: &Value) -> u64 {
+    let count = |v: &Value| v.as_array().map_or(0, |a| a.len() as u64);
+    match method {
+        "write" => ids.map_or(0, |i| i.len() as u64),
+        "create" => match result {
+            Value::Array(a) => a.len() as u64,
+            Value::Number(_) => 1,
+            _ => 0,
+        },
+        "load" => result.get("ids").map_or(0, count),
+        _ => 0,
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date (RFC 9110 10.2.3), as a
+/// wait from `now`; a date in the past is no wait.
+pub fn parse_retry_after(
+    value: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<std::time::Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default(),
+    )
+}
+
+/// A 429 answer: its Retry-After, read before the body.
+fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
+    parse_retry_after(v, chrono::Utc::now())
+}
+
+/// A failed exchange, in words that say what to fix when TLS failed.
+fn unreachable(url: &str, e: &reqwest::Error) -> RpcError {
+    RpcError::Unreachable {
+        url: url.to_string(),
+        detail: super::http::explain_tls(e).unwrap_or_else(|| chain(e)),
+    }
 }
 
 fn snippet(text: &str) -> String {
@@ -99,19 +187,30 @@ impl Rpc {
             database: database.to_string(),
             login: login.to_string(),
             key,
+            key_source: None,
+            key_refused: false,
             api,
             protocol: None,
             version: None,
             uid: None,
             next_id: 1,
+            observed: Vec::new(),
         }
     }
 
+    /// Read the key again from `source` whenever Odoo refuses it.
+    pub fn with_key_source(mut self, source: SecretSource) -> Self {
+        self.key_source = Some(source);
+        self
+    }
+
+    /// Whether Odoo refused the key on the last call that reached it.
+    pub fn key_refused(&self) -> bool {
+        self.key_refused
+    }
+
     fn unreachable(&self, url: &str, e: &reqwest::Error) -> RpcError {
-        RpcError::Unreachable {
-            url: url.to_string(),
-            detail: chain(e),
-        }
+        unreachable(url, e)
     }
 
     /// The protocol to speak, asking the server once under `auto`.
@@ -131,7 +230,14 @@ impl Rpc {
                     .await
                     .map_err(|e| self.unreachable(&url, &e))?;
                 let status = resp.status().as_u16();
+                let after = retry_after(&resp);
                 let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
+                if status == 429 {
+                    return Err(RpcError::Throttled {
+                        retry_after: after,
+                        snippet: snippet(&text),
+                    });
+                }
                 if matches!(status, 502..=504) {
                     return Err(RpcError::Http {
                         status,
@@ -170,8 +276,69 @@ impl Rpc {
         })
     }
 
-    /// `model.method(*ids, **named)` with `context`, over the protocol in use.
+    /// `model.method(*ids, **named)` with `context`, over the protocol in
+    /// use. After a refused key, its source is read again first.
     pub async fn call(
+        &mut self,
+        model: &str,
+        method: &str,
+        ids: Option<&[i64]>,
+        named: Value,
+        context: Option<Value>,
+    ) -> Result<Value, RpcError> {
+        if self.key_refused {
+            if let Some(source) = &self.key_source {
+                self.key = source.read()?;
+                self.uid = None;
+            }
+        }
+        let started = std::time::Instant::now();
+        let result = self.call_once(model, method, ids, named, context).await;
+        self.observed.push(Observed {
+            model: model.to_string(),
+            method: method.to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+            records: match &result {
+                Ok(v) => written(method, ids, v),
+                Err(_) => 0,
+            },
+            reached: !matches!(
+                &result,
+                Err(RpcError::Unreachable { .. }
+                    | RpcError::Http {
+                        status: 502..=504,
+                        ..
+                    })
+            ),
+            ok: result.is_ok(),
+        });
+        match &result {
+            Ok(_) => {
+                if self.key_refused {
+                    tracing::info!("Odoo accepts the API key again; delivery resumes");
+                }
+                self.key_refused = false;
+            }
+            Err(e) if e.is_key_refusal() => {
+                if !self.key_refused {
+                    // Once per refusal, not per retry; never the key itself.
+                    tracing::error!(error = %e,
+                        "Odoo refused the API key: delivery is paused and the key is read again from its source before each retry, so a new key written there is used without a restart");
+                }
+                self.key_refused = true;
+                self.uid = None;
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// The calls finished since the last take.
+    pub fn take_observed(&mut self) -> Vec<Observed> {
+        std::mem::take(&mut self.observed)
+    }
+
+    async fn call_once(
         &mut self,
         model: &str,
         method: &str,
@@ -217,7 +384,14 @@ impl Rpc {
             .await
             .map_err(|e| self.unreachable(&url, &e))?;
         let status = resp.status().as_u16();
+        let after = retry_after(&resp);
         let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
+        if status == 429 {
+            return Err(RpcError::Throttled {
+                retry_after: after,
+                snippet: snippet(&text),
+            });
+        }
         if status == 200 {
             return serde_json::from_str(&text).map_err(|e| {
                 RpcError::Protocol(format!(
@@ -268,15 +442,19 @@ impl Rpc {
             .json(&body)
             .send()
             .await
-            .map_err(|e| RpcError::Unreachable {
-                url: self.endpoint.clone(),
-                detail: chain(&e),
-            })?;
+            .map_err(|e| unreachable(&self.endpoint, &e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| RpcError::Unreachable {
-            url: self.endpoint.clone(),
-            detail: chain(&e),
-        })?;
+        let after = retry_after(&resp);
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| unreachable(&self.endpoint, &e))?;
+        if status.as_u16() == 429 {
+            return Err(RpcError::Throttled {
+                retry_after: after,
+                snippet: snippet(&text),
+            });
+        }
         if !status.is_success() {
             return Err(RpcError::Http {
                 status: status.as_u16(),
@@ -353,5 +531,34 @@ impl Rpc {
             }
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = chrono::DateTime::parse_from_rfc2822("Wed, 21 Oct 2026 07:28:00 GMT")
+            .expect("date")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:28:45 GMT", now),
+            Some(Duration::from_secs(45))
+        );
+        // A date already past: retry now.
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2026 07:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
     }
 }

@@ -12,6 +12,16 @@ impl FakeOdoo {
     /// As [`FakeOdoo::start`], as Odoo `version` (17 or 19: 19 serves
     /// JSON-2 and `/web/version`, and JSON-RPC errors carry code 0).
     pub async fn start_version(version: u8) -> FakeOdoo {
+        Self::start_with(version, None).await
+    }
+
+    /// As [`FakeOdoo::start_version`], serving HTTPS with `tls` (see
+    /// [`super::TestPki::acceptor`]).
+    pub async fn start_tls(version: u8, tls: tokio_rustls::TlsAcceptor) -> FakeOdoo {
+        Self::start_with(version, Some(tls)).await
+    }
+
+    async fn start_with(version: u8, tls: Option<tokio_rustls::TlsAcceptor>) -> FakeOdoo {
         let listener = listen_on(0).expect("FakeOdoo: cannot bind 127.0.0.1:0");
         let port = listener
             .local_addr()
@@ -22,17 +32,20 @@ impl FakeOdoo {
             fault: Fault::None,
             calls: Vec::new(),
             version,
+            retry_after: None,
         }));
-        let running = serve(state.clone(), listener);
+        let running = serve(state.clone(), listener, tls.clone());
         FakeOdoo {
             state,
             port,
             server: Arc::new(tokio::sync::Mutex::new(Some(running))),
+            tls,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     pub fn port(&self) -> u16 {
@@ -63,7 +76,7 @@ impl FakeOdoo {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         };
-        *server = Some(serve(self.state.clone(), listener));
+        *server = Some(serve(self.state.clone(), listener, self.tls.clone()));
     }
 
     pub fn set_fault(&self, fault: Fault) {

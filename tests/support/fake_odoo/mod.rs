@@ -9,7 +9,8 @@
 //! in memory and every RPC is recorded, so tests can assert on traffic and data.
 //!
 //! One module per concern, in the order a request meets them:
-//! - [`server`]: HTTP (hyper), stop/resume; [`rpc`]: `/jsonrpc` envelopes
+//! - [`server`]: HTTP (hyper), stop/resume; [`tls`]: HTTPS with a test
+//!   PKI (rcgen), optionally requiring a client certificate; [`rpc`]: `/jsonrpc` envelopes
 //!   and the `common`/`object` services; [`json2`]: `/json/2` (as 19);
 //! - [`orm`]: what a model method does (search, read, create, write and
 //!   the MRP write checks), [`load`]: `BaseModel.load`, [`domain`]:
@@ -155,6 +156,27 @@ pub enum Fault {
         method: String,
         count: usize,
     },
+    /// The next `count` requests answer HTTP 429 (nothing is done), with
+    /// `Retry-After: <retry_after>` when given, as a rate-limiting proxy
+    /// in front of Odoo does (Odoo itself has no rate limit).
+    TooManyRequests {
+        retry_after: Option<String>,
+        count: usize,
+    },
+    /// The next `count` calls of `model`.`method` fail as Odoo does when a
+    /// serialization failure outlasts its own 5 tries (nothing is written):
+    /// `psycopg2.errors.SerializationFailure` "could not serialize access
+    /// due to concurrent update" over JSON-RPC, HTTP 500 over JSON-2.
+    SerializationFailure {
+        model: String,
+        method: String,
+        count: usize,
+    },
+    /// Every request is handled at once (committed) but answered only after
+    /// `delay`, as an overloaded Odoo whose reply comes too late.
+    Slow {
+        delay: Duration,
+    },
 }
 
 mod api;
@@ -167,6 +189,7 @@ mod orm;
 mod rpc;
 mod schema;
 mod server;
+mod tls;
 mod values;
 
 use db::*;
@@ -180,3 +203,5 @@ use json2::*;
 use rpc::*;
 pub use server::FakeOdoo;
 use server::*;
+#[allow(unused_imports)] // only the TLS tests use it
+pub use tls::TestPki;

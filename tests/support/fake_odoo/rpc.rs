@@ -8,6 +8,8 @@ pub(super) struct State {
     pub(super) calls: Vec<Call>,
     /// Major version served: 17 (JSON-RPC only) or 19 (JSON-2 as well).
     pub(super) version: u8,
+    /// `Retry-After` of the 429 just produced, for the HTTP layer to send.
+    pub(super) retry_after: Option<String>,
 }
 
 /// An HTTP request as the handlers need it.
@@ -168,6 +170,20 @@ impl State {
                 )))
             }
         };
+        if let Fault::SerializationFailure {
+            model: m,
+            method: mm,
+            count,
+        } = &mut self.fault
+        {
+            if *count > 0 && m.as_str() == model && mm.as_str() == meth {
+                *count -= 1;
+                return Err(OdooError::new(
+                    "psycopg2.errors.SerializationFailure",
+                    "could not serialize access due to concurrent update",
+                ));
+            }
+        }
         if let Fault::ValidationError {
             model: m,
             method: mm,
@@ -215,6 +231,15 @@ impl State {
         if let Fault::BadGateway = self.fault {
             finish(self, "http:502".into());
             return (502, HTML, BAD_GATEWAY_HTML.into());
+        }
+        if let Fault::TooManyRequests { retry_after, count } = &mut self.fault {
+            if *count > 0 {
+                *count -= 1;
+                self.retry_after = retry_after.clone();
+                finish(self, "http:429".into());
+                let text = "The user has sent too many requests in a given amount of time (\"rate limiting\").";
+                return (429, HTML, werkzeug_page(429, "Too Many Requests", text));
+            }
         }
         let unavailable = matches!(&self.fault, Fault::Unavailable { model, method }
             if target.0.as_deref() == Some(model.as_str()) && target.1.as_deref() == Some(method.as_str()));

@@ -17,6 +17,8 @@ pub struct FakeOdoo {
     pub(super) state: Arc<Mutex<State>>,
     pub(super) port: u16,
     pub(super) server: Arc<tokio::sync::Mutex<Option<Running>>>,
+    /// HTTPS when set (kept for resume()).
+    pub(super) tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 pub(super) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -30,7 +32,11 @@ pub(super) fn listen_on(port: u16) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-pub(super) fn serve(state: Arc<Mutex<State>>, listener: TcpListener) -> Running {
+pub(super) fn serve(
+    state: Arc<Mutex<State>>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Running {
     let (shutdown, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut conns = JoinSet::new();
@@ -40,16 +46,17 @@ pub(super) fn serve(state: Arc<Mutex<State>>, listener: TcpListener) -> Running 
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let state = state.clone();
+                        let tls = tls.clone();
                         conns.spawn(async move {
-                            let svc = service_fn(move |req| {
-                                let state = state.clone();
-                                async move { Ok::<_, Infallible>(respond(state, req).await) }
-                            });
-                            let _ = http1::Builder::new()
-                                .timer(TokioTimer::new())
-                                .keep_alive(true)
-                                .serve_connection(TokioIo::new(stream), svc)
-                                .await;
+                            match tls {
+                                // A refused handshake just ends the connection.
+                                Some(acceptor) => {
+                                    if let Ok(stream) = acceptor.accept(stream).await {
+                                        serve_connection(state, stream).await;
+                                    }
+                                }
+                                None => serve_connection(state, stream).await,
+                            }
                         });
                     }
                     Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -61,6 +68,21 @@ pub(super) fn serve(state: Arc<Mutex<State>>, listener: TcpListener) -> Running 
         conns.shutdown().await;
     });
     Running { shutdown, task }
+}
+
+async fn serve_connection<IO>(state: Arc<Mutex<State>>, io: IO)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(respond(state, req).await) }
+    });
+    let _ = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), svc)
+        .await;
 }
 
 async fn respond(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -107,9 +129,23 @@ async fn respond(state: Arc<Mutex<State>>, req: Request<Incoming>) -> Response<F
             })
         }
     };
+    let (retry_after, slow) = {
+        let mut st = lock(&state);
+        let slow = match st.fault {
+            Fault::Slow { delay } => Some(delay),
+            _ => None,
+        };
+        (st.retry_after.take(), slow)
+    };
+    if let Some(delay) = slow {
+        tokio::time::sleep(delay).await;
+    }
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    if let Some(v) = retry_after.and_then(|v| HeaderValue::from_str(&v).ok()) {
+        resp.headers_mut().insert("retry-after", v);
+    }
     resp
 }
