@@ -15,38 +15,12 @@ use plantgate::store::{migrate::NoUpgrade, Store, StoreOptions};
 use std::time::Duration;
 use support::fake_odoo::{FakeOdoo, Fault};
 use support::press::{self, PressRig};
-use support::{eventually, get, metric, COUNTER};
-
-async fn produce(rig: &PressRig, n: u32) {
-    // The first readings are the counter's baseline; parts count from there.
-    let t = rig.gateway.telemetry.clone();
-    eventually(Duration::from_secs(10), "first samples", || {
-        let t = t.clone();
-        async move {
-            t.snapshot()
-                .sources
-                .get("press1")
-                .filter(|s| s.samples >= 4)
-                .map(|_| ())
-        }
-    })
-    .await;
-    for _ in 0..n {
-        rig.regs.set_u32(COUNTER, rig.regs.get_u32(COUNTER) + 1);
-        tokio::time::sleep(Duration::from_millis(70)).await;
-    }
-}
-
-async fn sink_status(rig: &PressRig) -> Option<serde_json::Value> {
-    let s = get(&format!("{}/status", rig.base)).await?;
-    let v: serde_json::Value = serde_json::from_str(&s).ok()?;
-    Some(v["sinks"]["odoo"].clone())
-}
+use support::{eventually, get, metric};
 
 /// Every event delivered and the work order at `qty`.
 async fn delivered(rig: &PressRig, qty: f64) {
     eventually(Duration::from_secs(30), "all parts in Odoo", || async {
-        let s = sink_status(rig).await?;
+        let s = rig.sink_status().await?;
         let wo = rig.odoo.workorder(rig.workorder)?;
         (s["queue_depth"] == 0 && wo.qty_produced == qty).then_some(())
     })
@@ -64,10 +38,10 @@ async fn a_rate_limit_is_waited_out_for_its_retry_after() {
         retry_after: Some("1".into()),
         count: 2,
     });
-    produce(&rig, 4).await;
+    rig.produce(4).await;
     delivered(&rig, 4.0).await;
     assert_eq!(outcomes(&rig.odoo, "http:429"), 2);
-    let s = sink_status(&rig).await.expect("status");
+    let s = rig.sink_status().await.expect("status");
     assert!(
         s["last_error"]
             .as_str()
@@ -87,11 +61,11 @@ async fn a_run_of_503s_opens_the_circuit_until_a_probe_succeeds() {
         model: "mrp.workorder".into(),
         method: "write".into(),
     });
-    produce(&rig, 3).await;
+    rig.produce(3).await;
     let open = "plantgate_odoo_circuit_open{sink=\"odoo\"}";
     eventually(Duration::from_secs(20), "circuit open", || async {
         let m = get(&format!("{}/metrics", rig.base)).await?;
-        let s = sink_status(&rig).await?;
+        let s = rig.sink_status().await?;
         (metric(&m, open)? == 1.0 && s["circuit_open"] == true).then_some(())
     })
     .await;
@@ -108,7 +82,7 @@ async fn a_run_of_503s_opens_the_circuit_until_a_probe_succeeds() {
         .expect("metrics");
     assert_eq!(metric(&m, open), Some(0.0), "closed by the probe");
     assert_eq!(
-        sink_status(&rig).await.expect("status")["circuit_open"],
+        rig.sink_status().await.expect("status")["circuit_open"],
         false
     );
 }
@@ -121,7 +95,7 @@ async fn serialization_failures_are_retried_and_count_once() {
         method: "write".into(),
         count: 3,
     });
-    produce(&rig, 5).await;
+    rig.produce(5).await;
     delivered(&rig, 5.0).await;
     assert_eq!(
         outcomes(&rig.odoo, "error:psycopg2.errors.SerializationFailure"),
@@ -140,9 +114,9 @@ async fn answers_slower_than_the_timeout_are_retried_and_count_once() {
     rig.odoo.set_fault(Fault::Slow {
         delay: Duration::from_secs(1),
     });
-    produce(&rig, 3).await;
+    rig.produce(3).await;
     eventually(Duration::from_secs(20), "a timeout reported", || async {
-        let s = sink_status(&rig).await?;
+        let s = rig.sink_status().await?;
         s["last_error"]
             .as_str()
             .is_some_and(|e| e.contains("timed out"))

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 use support::fake_odoo::Fault;
 use support::press::{self, PressRig};
-use support::{eventually, get, metric, COUNTER};
+use support::{eventually, get, metric};
 
 async fn metrics(rig: &PressRig) -> String {
     get(&format!("{}/metrics", rig.base))
@@ -16,35 +16,10 @@ async fn metrics(rig: &PressRig) -> String {
         .unwrap_or_default()
 }
 
-async fn sink_status(rig: &PressRig) -> Option<serde_json::Value> {
-    let s = get(&format!("{}/status", rig.base)).await?;
-    let v: serde_json::Value = serde_json::from_str(&s).ok()?;
-    Some(v["sinks"]["odoo"].clone())
-}
-
-async fn produce(rig: &PressRig, n: u32) {
-    let t = rig.gateway.telemetry.clone();
-    eventually(Duration::from_secs(10), "first samples", || {
-        let t = t.clone();
-        async move {
-            t.snapshot()
-                .sources
-                .get("press1")
-                .filter(|s| s.samples >= 4)
-                .map(|_| ())
-        }
-    })
-    .await;
-    for _ in 0..n {
-        rig.regs.set_u32(COUNTER, rig.regs.get_u32(COUNTER) + 1);
-        tokio::time::sleep(Duration::from_millis(70)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_and_metrics_show_the_odoo_sinks_health() {
     let rig = press::start("", "127.0.0.1:0").await;
-    produce(&rig, 3).await;
+    rig.produce(3).await;
     eventually(Duration::from_secs(20), "3 parts in Odoo", || async {
         (rig.odoo.workorder(rig.workorder)?.qty_produced == 3.0).then_some(())
     })
@@ -75,7 +50,7 @@ async fn status_and_metrics_show_the_odoo_sinks_health() {
         Some(odoo_writes),
         "one work order per write"
     );
-    let s = sink_status(&rig).await.expect("status");
+    let s = rig.sink_status().await.expect("status");
     assert_eq!(s["connected"], true, "{s}");
     assert!(s["last_success"].is_string(), "{s}");
 
@@ -85,13 +60,13 @@ async fn status_and_metrics_show_the_odoo_sinks_health() {
         method: "write".into(),
         count: 1,
     });
-    produce(&rig, 1).await;
+    rig.produce(1).await;
     eventually(Duration::from_secs(20), "a dead letter", || async {
         let m = metrics(&rig).await;
         (metric(&m, "plantgate_odoo_dead_letters_total{sink=\"odoo\"}")? == 1.0).then_some(())
     })
     .await;
-    let s = sink_status(&rig).await.expect("status");
+    let s = rig.sink_status().await.expect("status");
     assert!(
         s["last_error"]
             .as_str()
@@ -101,13 +76,13 @@ async fn status_and_metrics_show_the_odoo_sinks_health() {
 
     // Odoo gone: retried, and not connected.
     rig.odoo.stop().await;
-    produce(&rig, 1).await;
+    rig.produce(1).await;
     eventually(
         Duration::from_secs(20),
         "retries and disconnected",
         || async {
             let m = metrics(&rig).await;
-            let s = sink_status(&rig).await?;
+            let s = rig.sink_status().await?;
             (metric(&m, "plantgate_odoo_retries_total{sink=\"odoo\"}")? >= 1.0
                 && s["connected"] == false)
                 .then_some(())
@@ -116,7 +91,7 @@ async fn status_and_metrics_show_the_odoo_sinks_health() {
     .await;
     rig.odoo.resume().await;
     eventually(Duration::from_secs(30), "connected again", || async {
-        let s = sink_status(&rig).await?;
+        let s = rig.sink_status().await?;
         (s["connected"] == true && s["queue_depth"] == 0).then_some(())
     })
     .await;

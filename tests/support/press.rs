@@ -91,6 +91,35 @@ impl PressRig {
     pub fn config_path(&self) -> std::path::PathBuf {
         self.dir.path().join("gw.toml")
     }
+
+    /// The Odoo sink's part of `/status`.
+    pub async fn sink_status(&self) -> Option<serde_json::Value> {
+        let s = get(&format!("{}/status", self.base)).await?;
+        let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+        Some(v["sinks"]["odoo"].clone())
+    }
+
+    /// Once the counter's baseline is read, make `n` parts, one per step;
+    /// the steps are paced so the press shows each, and a merged step would
+    /// still count the same parts.
+    pub async fn produce(&self, n: u32) {
+        let t = self.gateway.telemetry.clone();
+        eventually(Duration::from_secs(10), "first samples", || {
+            let t = t.clone();
+            async move {
+                t.snapshot()
+                    .sources
+                    .get("press1")
+                    .filter(|s| s.samples >= 4)
+                    .map(|_| ())
+            }
+        })
+        .await;
+        for _ in 0..n {
+            self.regs.set_u32(COUNTER, self.regs.get_u32(COUNTER) + 1);
+            tokio::time::sleep(Duration::from_millis(70)).await;
+        }
+    }
 }
 
 /// Wait until a series of an open status listener reaches `at_least`.
