@@ -12,7 +12,7 @@
 use super::plan::XMLID_MODULE as XMLID_MODULE_NAME;
 use super::{classify, load_outcome, OdooSink};
 use crate::sinks::DeliveryError;
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// One maintenance request as the plan gives it.
 pub(super) struct Request {
@@ -30,30 +30,13 @@ impl OdooSink {
         if let Some(id) = self.equipment.get(name) {
             return Ok(*id);
         }
-        let found = self
-            .rpc
-            .call(
+        let id = self
+            .first_id(
                 "maintenance.equipment",
-                "search_read",
-                None,
-                json!({
-                    "domain": ["|", ["name", "=", name], ["serial_no", "=", name]],
-                    "fields": ["id"],
-                    "limit": 1,
-                }),
-                None,
+                json!(["|", ["name", "=", name], ["serial_no", "=", name]]),
+                || format!("{at}: Odoo has no maintenance.equipment named or with serial number {name:?}: fix `equipment` there or create the equipment in Odoo's Maintenance app, then `plantgate dlq replay ID`"),
             )
-            .await
-            .map_err(classify)?;
-        let id = found
-            .get(0)
-            .and_then(|r| r.get("id"))
-            .and_then(Value::as_i64)
-            .ok_or_else(|| {
-                DeliveryError::Reject(format!(
-                    "{at}: Odoo has no maintenance.equipment named or with serial number {name:?}: fix `equipment` there or create the equipment in Odoo's Maintenance app, then `plantgate dlq replay ID`"
-                ))
-            })?;
+            .await?;
         self.equipment.insert(name.to_string(), id);
         Ok(id)
     }

@@ -380,28 +380,41 @@ impl OdooSink {
         if let Some(id) = self.workcenters.get(code) {
             return Ok(*id);
         }
+        let id = self
+            .first_id(
+                "mrp.workcenter",
+                json!([["code", "=", code]]),
+                || format!("Odoo has no mrp.workcenter with code {code:?}: set the code on the work center or fix `workcenter` in the tag map"),
+            )
+            .await?;
+        self.workcenters.insert(code.to_string(), id);
+        Ok(id)
+    }
+
+    /// The id of the first record of `model` matching `domain`; none is a
+    /// refusal of the event, in the words `missing` gives.
+    async fn first_id(
+        &mut self,
+        model: &str,
+        domain: Value,
+        missing: impl FnOnce() -> String,
+    ) -> Result<i64, DeliveryError> {
         let found = self
             .rpc
             .call(
-                "mrp.workcenter",
+                model,
                 "search_read",
                 None,
-                json!({"domain": [["code", "=", code]], "fields": ["id", "name"], "limit": 1}),
+                json!({"domain": domain, "fields": ["id"], "limit": 1}),
                 None,
             )
             .await
             .map_err(classify)?;
-        let id = found
+        found
             .get(0)
             .and_then(|r| r.get("id"))
             .and_then(Value::as_i64)
-            .ok_or_else(|| {
-                DeliveryError::Reject(format!(
-                    "Odoo has no mrp.workcenter with code {code:?}: set the code on the work center or fix `workcenter` in the tag map"
-                ))
-            })?;
-        self.workcenters.insert(code.to_string(), id);
-        Ok(id)
+            .ok_or_else(|| DeliveryError::Reject(missing()))
     }
 
     /// The work center's work orders that may have run at `at` or later,
