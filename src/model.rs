@@ -149,6 +149,7 @@ impl Event {
             EventBody::AlarmCleared(_) => "alarm_cleared",
             EventBody::QualityMeasure(_) => "quality_measure",
             EventBody::QualityAlert(_) => "quality_alert",
+            EventBody::Summary(_) => "summary",
         }
     }
 
@@ -161,6 +162,7 @@ impl Event {
             EventBody::AlarmRaised(a) | EventBody::AlarmCleared(a) => &a.equipment,
             EventBody::QualityMeasure(m) => &m.workcenter,
             EventBody::QualityAlert(a) => &a.workcenter,
+            EventBody::Summary(s) => &s.workcenter,
         }
     }
 
@@ -214,6 +216,28 @@ pub enum EventBody {
     QualityMeasure(Measure),
     /// `alert_after` failed measures in a row.
     QualityAlert(QualityAlert),
+    /// A tag summarised over one window (a note on the work center).
+    Summary(Summary),
+}
+
+/// A tag's figures over one tumbling window. The figures over readings
+/// (`min` … `last`) are absent when no reading fell in the window; the
+/// time-weighted mean is there whenever a value was held in it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub workcenter: String,
+    pub title: String,
+    pub tag: String,
+    pub start: Millis,
+    pub end: Millis,
+    /// Good readings in the window.
+    pub count: u64,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub mean: Option<f64>,
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+    pub time_weighted_mean: Option<f64>,
 }
 
 /// One occurrence of an alarm on a piece of equipment.

@@ -19,6 +19,7 @@ pub fn default_lane(body: &EventBody) -> Lane {
         EventBody::Production(_) | EventBody::QualityMeasure(_) | EventBody::QualityAlert(_) => {
             Lane::Normal
         }
+        EventBody::Summary(_) => Lane::Bulk,
     }
 }
 

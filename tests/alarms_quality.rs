@@ -237,3 +237,91 @@ async fn without_the_quality_app_measures_are_notes_on_the_work_order() {
     );
     assert!(notes.iter().all(|n| n.contains("WO/1")), "{notes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oven_temperature_is_summarised_once_per_window_on_its_work_center() {
+    let extra = format!(
+        r#"
+[[tags]]
+name = "oven_temp"
+source = "press1"
+register = {TEMP}
+
+[[events]]
+kind = "window"
+name = "oven_2s"
+tag = "oven_temp"
+workcenter = "PRESS1"
+every = "2s"
+description = "Oven 1 temperature"
+"#
+    );
+    let r = press::start_edited(
+        |text, _| text.replacen("[odoo]", &format!("{extra}\n[odoo]"), 1),
+        "127.0.0.1:0",
+    )
+    .await;
+    r.regs.set_u16(TEMP, 250);
+    let wc = r
+        .odoo
+        .workorder(r.workorder)
+        .map(|w| w.workcenter_id)
+        .expect("work order");
+    // The first note is posted but its answer lost: the repeat must find
+    // it and post nothing.
+    r.odoo.set_fault(Fault::ReplyLost {
+        model: "mrp.workcenter".into(),
+        method: "message_post".into(),
+        count: 1,
+    });
+    let summaries = || {
+        r.odoo
+            .workcenter_notes(wc)
+            .into_iter()
+            .filter(|n| n.contains("Oven 1 temperature (oven_temp)"))
+            .collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(30), "a whole window at 250", || {
+        let n = summaries();
+        async move {
+            n.iter()
+                .any(|n| n.contains("min 250, max 250, mean 250, time-weighted mean 250"))
+                .then_some(())
+        }
+    })
+    .await;
+    r.regs.set_u16(TEMP, 270);
+    let notes = eventually(Duration::from_secs(30), "a whole window at 270", || {
+        let n = summaries();
+        async move {
+            n.iter()
+                .any(|n| n.contains("min 270, max 270"))
+                .then_some(n)
+        }
+    })
+    .await;
+    // One note per window: each names its own window's event id, and the
+    // windows follow each other every 2 s with none missing.
+    let starts: Vec<i64> = notes
+        .iter()
+        .map(|n| {
+            let id = n.rsplit("plantgate ").next().expect("id");
+            let ms = id
+                .trim_end_matches(")</p>")
+                .rsplit('-')
+                .next()
+                .expect("start");
+            ms.parse().unwrap_or_else(|e| panic!("{n}: {e}"))
+        })
+        .collect();
+    assert!(starts.len() >= 2, "{notes:?}");
+    for pair in starts.windows(2) {
+        assert_eq!(pair[1] - pair[0], 2_000, "{notes:?}");
+    }
+    assert!(starts.iter().all(|s| s % 2_000 == 0), "aligned: {starts:?}");
+    // The window of the change holds both values and weighs them.
+    let change = notes.iter().find(|n| n.contains("min 250, max 270"));
+    if let Some(n) = change {
+        assert!(n.contains("first 250, last 270"), "{n}");
+    }
+}

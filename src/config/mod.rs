@@ -133,6 +133,7 @@ pub enum EventRule {
     Downtime(DowntimeRule),
     Alarm(AlarmRule),
     Measurement(MeasurementRule),
+    Window(WindowRule),
 }
 
 impl EventRule {
@@ -142,6 +143,7 @@ impl EventRule {
             EventRule::Downtime(r) => &r.name,
             EventRule::Alarm(r) => &r.name,
             EventRule::Measurement(r) => &r.name,
+            EventRule::Window(r) => &r.name,
         }
     }
 
@@ -151,6 +153,7 @@ impl EventRule {
             EventRule::Downtime(r) => &r.tag,
             EventRule::Alarm(r) => &r.tag,
             EventRule::Measurement(r) => &r.tag,
+            EventRule::Window(r) => &r.tag,
         }
     }
 
@@ -161,6 +164,7 @@ impl EventRule {
             EventRule::Downtime(r) => r.lane,
             EventRule::Alarm(r) => r.lane,
             EventRule::Measurement(r) => r.lane,
+            EventRule::Window(r) => r.lane,
         }
     }
 }
@@ -234,6 +238,20 @@ pub struct MeasurementRule {
     /// The quality check's title.
     pub description: String,
     /// Overrides the kind's lane (`normal`).
+    pub lane: Option<crate::store::Lane>,
+}
+
+/// A tag summarised per tumbling window of `every` (aligned to the wall
+/// clock), noted on a work center.
+#[derive(Clone, Debug)]
+pub struct WindowRule {
+    pub name: String,
+    pub tag: String,
+    pub workcenter: String,
+    pub every: Duration,
+    /// The note's title.
+    pub description: String,
+    /// Overrides the kind's lane (`bulk`).
     pub lane: Option<crate::store::Lane>,
 }
 
@@ -490,7 +508,7 @@ fn toml_error(text: &str, e: &toml::de::Error) -> Diagnostic {
 }
 
 /// The event kinds, as messages list them.
-const KIND_CHOICE: &str = "\"production\", \"downtime\", \"alarm\" or \"measurement\"";
+const KIND_CHOICE: &str = "\"production\", \"downtime\", \"alarm\", \"measurement\" or \"window\"";
 
 const UNKNOWN_KEY_HINT: &str =
     " (check the spelling; firmware-config/gateway.toml lists every key)";
@@ -1205,6 +1223,12 @@ impl<'a> Validator<'a> {
                         out.push(EventRule::Measurement(rule));
                     }
                 }
+                "window" => {
+                    if let Some(mut rule) = self.window(e, name_str, tag_name, workcenter_set) {
+                        rule.lane = lane;
+                        out.push(EventRule::Window(rule));
+                    }
+                }
                 other => self.err(
                     kind,
                     format!("unknown event kind {other:?}: use {KIND_CHOICE}"),
@@ -1249,6 +1273,7 @@ impl<'a> Validator<'a> {
                 "alert_after",
                 "measurement",
             ),
+            spans(r.every.as_ref().map(S::span), "every", "window"),
         ];
         for (span, key, owner) in keys.into_iter().flatten() {
             if owner != kind {
@@ -1260,14 +1285,14 @@ impl<'a> Validator<'a> {
             }
         }
         if let Some(d) = &r.description {
-            if kind != "alarm" && kind != "measurement" {
+            if !matches!(kind, "alarm" | "measurement" | "window") {
                 self.err(
                     d,
-                    "`description` belongs to kind = \"alarm\" or \"measurement\" (a downtime rule has default_description)",
+                    "`description` belongs to kind = \"alarm\", \"measurement\" or \"window\" (a downtime rule has default_description)",
                 );
             }
         }
-        if kind == "alarm" || kind == "measurement" {
+        if matches!(kind, "alarm" | "measurement" | "window") {
             let others = [
                 (r.max_step.as_ref().map(S::span), "max_step", "production"),
                 (
@@ -1564,6 +1589,55 @@ impl<'a> Validator<'a> {
             high: high?,
             target,
             alert_after,
+            description,
+            lane: None,
+        })
+    }
+
+    fn window(
+        &mut self,
+        e: &S<RawEvent>,
+        name: String,
+        tag: String,
+        workcenter: Option<String>,
+    ) -> Option<WindowRule> {
+        let r = e.get_ref();
+        let every = self.require(
+            e,
+            &r.every,
+            "every",
+            "the window's length, e.g. every = \"1h\" (windows follow UTC clock times: 14:00 to 15:00)",
+        )?;
+        let length = self.duration(&r.every, Duration::from_secs(3600));
+        if length < Duration::from_secs(1) || length > Duration::from_secs(7 * 86_400) {
+            self.err(
+                every,
+                "a window must last from 1s to 7 days, like every = \"1h\"",
+            );
+        } else if !86_400_000u128.is_multiple_of(length.as_millis())
+            && length < Duration::from_secs(86_400)
+        {
+            self.err(
+                every,
+                "a window shorter than a day must divide the day evenly (like \"15m\", \"1h\" or \"8h\"), so windows start at the same clock times every day",
+            );
+        } else if !length.as_millis().is_multiple_of(86_400_000)
+            && length > Duration::from_secs(86_400)
+        {
+            self.err(
+                every,
+                "a window longer than a day must be whole days, like every = \"7days\"",
+            );
+        }
+        let description = r
+            .description
+            .as_ref()
+            .map_or_else(|| format!("{tag} summary"), |d| d.get_ref().clone());
+        Some(WindowRule {
+            name,
+            tag,
+            workcenter: workcenter?,
+            every: length,
             description,
             lane: None,
         })

@@ -159,6 +159,8 @@ pub struct RawEvent {
     pub high: Option<S<f64>>,
     pub target: Option<S<f64>>,
     pub alert_after: Option<S<i64>>,
+    // kind = "window"
+    pub every: Option<S<String>>,
 }
 
 /// `[[events.code]]`: a fault code read from `reason_tag`, and its loss.

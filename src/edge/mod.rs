@@ -14,12 +14,14 @@ pub mod clock;
 mod counter;
 mod downtime;
 mod measurement;
+mod window;
 
 pub use alarm::AlarmState;
 pub use clock::{Mono, Now};
 pub use counter::{CounterState, Period};
 pub use downtime::{DowntimeState, OpenStop};
 pub use measurement::MeasurementState;
+pub use window::WindowState;
 
 use crate::config::EventRule;
 use crate::model::{Event, PayloadError, Sample};
@@ -30,6 +32,7 @@ use downtime::Downtime;
 use measurement::Measurement;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use window::Window;
 
 /// A rule's persisted state, stored under its name. New variants go at
 /// the end only (postcard stores the variant's index), so version 2
@@ -40,6 +43,7 @@ pub enum RuleState {
     Downtime(DowntimeState),
     Alarm(AlarmState),
     Measurement(MeasurementState),
+    Window(WindowState),
 }
 
 enum Rule {
@@ -47,6 +51,7 @@ enum Rule {
     Downtime(Downtime),
     Alarm(Alarm),
     Measurement(Measurement),
+    Window(Window),
 }
 
 impl Rule {
@@ -56,6 +61,7 @@ impl Rule {
             Rule::Downtime(d) => &d.rule.name,
             Rule::Alarm(a) => &a.rule.name,
             Rule::Measurement(m) => &m.rule.name,
+            Rule::Window(w) => &w.rule.name,
         }
     }
 
@@ -65,6 +71,7 @@ impl Rule {
             Rule::Downtime(d) => RuleState::Downtime(d.state.clone()),
             Rule::Alarm(a) => RuleState::Alarm(a.state.clone()),
             Rule::Measurement(m) => RuleState::Measurement(m.state.clone()),
+            Rule::Window(w) => RuleState::Window(w.state.clone()),
         }
     }
 
@@ -74,6 +81,7 @@ impl Rule {
             Rule::Downtime(d) => d.state.clock.last,
             Rule::Alarm(a) => a.state.clock.last,
             Rule::Measurement(m) => m.state.clock.last,
+            Rule::Window(w) => w.state.clock.last,
         }
     }
 }
@@ -255,6 +263,13 @@ impl Edge {
                         _ => MeasurementState::default(),
                     },
                 )),
+                EventRule::Window(w) => Rule::Window(Window::new(
+                    w.clone(),
+                    match state {
+                        Some(RuleState::Window(s)) => s,
+                        _ => WindowState::default(),
+                    },
+                )),
             };
             if let Some(t) = r.last_date() {
                 timeline.seen(t);
@@ -289,6 +304,7 @@ impl Edge {
                 Rule::Downtime(d) => d.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Alarm(a) => a.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Measurement(m) => m.on_sample(&self.gateway, sample, at, &mut out.events),
+                Rule::Window(w) => w.on_sample(&self.gateway, sample, at, &mut out.events),
             };
             if changed {
                 out.changed(rule);
@@ -298,7 +314,8 @@ impl Edge {
 
     /// Let time pass with no sample: stops held for `min_duration` are
     /// announced, aggregation periods that have run `report_every` end,
-    /// alarms whose on-delay (or `clear_for`) has passed are raised (cleared).
+    /// alarms whose on-delay (or `clear_for`) has passed are raised
+    /// (cleared), windows the timeline has passed close.
     pub fn tick(&mut self, now: Now, out: &mut Output) {
         let at = self.timeline.at(now);
         for rule in &mut self.rules {
@@ -306,6 +323,7 @@ impl Edge {
                 Rule::Counter(c) => c.on_tick(&self.gateway, at, &mut out.events),
                 Rule::Downtime(d) => d.on_tick(&self.gateway, at, &mut out.events),
                 Rule::Alarm(a) => a.on_tick(&self.gateway, at, &mut out.events),
+                Rule::Window(w) => w.on_tick(&self.gateway, at, &mut out.events),
                 Rule::Measurement(_) => false,
             };
             if changed {
@@ -321,7 +339,9 @@ impl Edge {
         for rule in &mut self.rules {
             let changed = match rule {
                 Rule::Counter(c) => c.flush(&self.gateway, at, &mut out.events),
-                Rule::Downtime(_) | Rule::Alarm(_) | Rule::Measurement(_) => false,
+                Rule::Downtime(_) | Rule::Alarm(_) | Rule::Measurement(_) | Rule::Window(_) => {
+                    false
+                }
             };
             if changed {
                 out.changed(rule);

@@ -90,6 +90,12 @@ impl DryRunSink {
                 "odoo dry-run: quality.alert load at {workcenter:?} external id {xmlid}, check {check_xmlid} (or a note on the work order): {description} (event {})",
                 e.id
             ),
+            Plan::WorkcenterNote {
+                workcenter, text, ..
+            } => format!(
+                "odoo dry-run: note on work center {workcenter:?} (unless posted before): {text} (event {})",
+                e.id
+            ),
         };
         let mut out = std::io::stdout().lock();
         writeln!(out, "{line}").map_err(|err| DeliveryError::Retry(format!("stdout: {err}")))?;

@@ -34,6 +34,7 @@
 pub mod http;
 mod maintenance;
 pub mod metrics;
+mod notes;
 pub mod plan;
 pub mod production;
 mod quality;
@@ -373,6 +374,11 @@ impl OdooSink {
                 })
                 .await
             }
+            Plan::WorkcenterNote {
+                workcenter,
+                event_id,
+                text,
+            } => self.workcenter_note(&workcenter, &event_id, &text).await,
         }
     }
 

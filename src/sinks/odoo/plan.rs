@@ -65,6 +65,15 @@ pub enum Plan {
         description: String,
         at: Millis,
     },
+    /// A window's summary: a note in the work center's chatter
+    /// (`message_post` on `mrp.workcenter`, a mail thread), which names the
+    /// event id so a repeat finds it and posts nothing.
+    WorkcenterNote {
+        workcenter: String,
+        event_id: String,
+        /// Plain text; escaped when posted.
+        text: String,
+    },
 }
 
 /// Text for an Odoo HTML field.
@@ -95,6 +104,35 @@ fn alarm_description(a: &crate::model::Alarm) -> String {
         html_escape(&a.alarm_id)
     ));
     d
+}
+
+fn summary_note(s: &crate::model::Summary) -> String {
+    let fig = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| tidy(v).to_string());
+    let span = format!(
+        "{} to {} UTC",
+        s.start.odoo_datetime(),
+        s.end.odoo_datetime()
+    );
+    if s.count == 0 {
+        return format!(
+            "{} ({}), {span}: no new reading; the value held at {}",
+            s.title,
+            s.tag,
+            fig(s.time_weighted_mean)
+        );
+    }
+    format!(
+        "{} ({}), {span}: {} readings, min {}, max {}, mean {}, time-weighted mean {}, first {}, last {}",
+        s.title,
+        s.tag,
+        s.count,
+        fig(s.min),
+        fig(s.max),
+        fig(s.mean),
+        fig(s.time_weighted_mean),
+        fig(s.first),
+        fig(s.last)
+    )
 }
 
 fn measure_note(m: &crate::model::Measure) -> String {
@@ -160,6 +198,11 @@ pub fn plan(event: &Event) -> Plan {
                 a.failures, a.workcenter, a.detail
             ),
             at: event.time,
+        },
+        EventBody::Summary(s) => Plan::WorkcenterNote {
+            workcenter: s.workcenter.clone(),
+            event_id: event.id.clone(),
+            text: summary_note(s),
         },
     }
 }

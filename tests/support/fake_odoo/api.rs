@@ -358,12 +358,21 @@ impl FakeOdoo {
 
     /// The chatter messages posted on a manufacturing order, oldest first.
     pub fn production_notes(&self, mo: i64) -> Vec<String> {
+        self.notes(MO, mo)
+    }
+
+    /// The chatter messages posted on a work center, oldest first.
+    pub fn workcenter_notes(&self, wc: i64) -> Vec<String> {
+        self.notes(WC, wc)
+    }
+
+    fn notes(&self, model: &str, res_id: i64) -> Vec<String> {
         let st = lock(&self.state);
         let db = &st.db;
         db.rows(MESSAGE)
             .filter(|(id, _)| {
-                db.val(MESSAGE, *id, "model") == json!(MO)
-                    && db.val(MESSAGE, *id, "res_id").as_i64() == Some(mo)
+                db.val(MESSAGE, *id, "model") == json!(model)
+                    && db.val(MESSAGE, *id, "res_id").as_i64() == Some(res_id)
             })
             .map(|(id, _)| str_of(&db.val(MESSAGE, id, "body")))
             .collect()

@@ -95,8 +95,9 @@ impl Db {
                     a[1].as_ref().unwrap_or(&FALSE),
                 )?)
             }
-            // mail.thread.message_post on a record: a note in its chatter.
-            (MO | REQUEST, "message_post") => {
+            // mail.thread.message_post on a record: a note in its chatter
+            // (work centers, MOs and requests are mail threads).
+            (MO | REQUEST | WC, "message_post") => {
                 let (ids, rest) = split("message_post")?;
                 let [id] = ids[..] else {
                     return Err(OdooError::value_error(format!(
