@@ -471,4 +471,108 @@ mod tests {
         let all: std::collections::HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
         assert_eq!(all.len(), events.len(), "{events:?}");
     }
+
+    mod intervals {
+        use super::*;
+        use crate::edge::clock::{Now, Timeline};
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        #[derive(Clone, Debug)]
+        enum Op {
+            State(i64),
+            /// This many 250 ms ticks with no reading.
+            Wait(u32),
+            Kill,
+            Step(i32),
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => prop_oneof![Just(1i64), Just(2), Just(3)].prop_map(Op::State),
+                4 => (1u32..60).prop_map(Op::Wait),
+                1 => Just(Op::Kill),
+                1 => (-3600i32..3600).prop_map(Op::Step),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn stops_never_overlap_and_each_gets_one_end(
+                ops in prop::collection::vec(op(), 1..150),
+            ) {
+                let r = rule().rule;
+                let mut d = Downtime::new(r.clone(), DowntimeState::default());
+                let mut timeline = Timeline::default();
+                let (mut wall, mut mono) = (1_780_000_000_000i64, 0u64);
+                let mut highest = wall;
+                let mut events = Vec::new();
+                let mut now = |timeline: &mut Timeline, wall: i64, mono: u64| {
+                    highest = highest.max(wall);
+                    timeline.at(Now { wall: Millis(wall), mono: Mono(mono) })
+                };
+                let at = now(&mut timeline, wall, mono);
+                events.extend(feed_at(&mut d, 1, wall, at));
+                for op in ops.iter().cloned().chain([Op::Wait(1), Op::State(1)]) {
+                    match op {
+                        Op::State(v) => {
+                            (wall, mono) = (wall + 250, mono + 250);
+                            let at = now(&mut timeline, wall, mono);
+                            events.extend(feed_at(&mut d, v, wall, at));
+                        }
+                        Op::Wait(n) => {
+                            for _ in 0..n {
+                                (wall, mono) = (wall + 250, mono + 250);
+                                let at = now(&mut timeline, wall, mono);
+                                events.extend(tick(&mut d, at));
+                            }
+                        }
+                        Op::Kill => {
+                            let bytes = RuleState::Downtime(d.state.clone()).encode().expect("encode");
+                            let RuleState::Downtime(s) = RuleState::decode(&bytes).expect("decode") else {
+                                panic!("kind changed")
+                            };
+                            timeline = Timeline::default();
+                            if let Some(last) = s.clock.last {
+                                timeline.seen(last);
+                            }
+                            d = Downtime::new(r.clone(), s);
+                            mono = 0;
+                        }
+                        Op::Step(s) => wall += i64::from(s) * 1000,
+                    }
+                }
+                let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+                prop_assert_eq!(ids.len(), events.len(), "an id repeated: {:?}", events);
+                // Per interval: one start, then one end, with end >= start.
+                let mut seen: HashMap<String, (bool, bool)> = HashMap::new();
+                let mut intervals = Vec::new();
+                for e in &events {
+                    prop_assert!(e.time.0 <= highest, "dated in the future: {:?}", e);
+                    match &e.body {
+                        EventBody::DowntimeStarted(i) => {
+                            let s = seen.entry(i.downtime_id.clone()).or_default();
+                            prop_assert!(!s.0 && !s.1, "a second start: {:?}", e);
+                            s.0 = true;
+                        }
+                        EventBody::DowntimeEnded(i) => {
+                            let s = seen.entry(i.downtime_id.clone()).or_default();
+                            // (A stop that reached min_duration between two
+                            // ticks is sent once, whole, at its end.)
+                            prop_assert!(!s.1, "a second end: {:?}", e);
+                            s.1 = true;
+                            let end = i.end.expect("an end has its date");
+                            prop_assert!(end >= i.start, "negative stop: {:?}", e);
+                            intervals.push((i.start, end));
+                        }
+                        other => prop_assert!(false, "not a stop: {:?}", other),
+                    }
+                }
+                prop_assert!(seen.values().all(|s| s.1), "a stop left open once running: {:?}", events);
+                for w in intervals.windows(2) {
+                    prop_assert!(w[1].0 >= w[0].1, "stops overlap: {:?}", intervals);
+                }
+            }
+        }
+    }
 }
