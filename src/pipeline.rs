@@ -171,7 +171,8 @@ impl Gateway {
             &config.gateway.id,
             &config.events,
             edge::restore(store.rule_states()?),
-        );
+        )
+        .with_derived(&config.derived);
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL);
         sources::spawn_all(
             &config,

@@ -50,7 +50,8 @@ struct Run {
 
 impl Run {
     fn new(cfg: Config) -> Run {
-        let edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default());
+        let edge =
+            Edge::new(&cfg.gateway.id, &cfg.events, Default::default()).with_derived(&cfg.derived);
         let filters = cfg
             .tags
             .iter()
@@ -117,7 +118,8 @@ impl Run {
                 &self.cfg.gateway.id,
                 &self.cfg.events,
                 edge::restore(stored),
-            );
+            )
+            .with_derived(&self.cfg.derived);
             self.filters = self
                 .cfg
                 .tags

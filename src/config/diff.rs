@@ -10,7 +10,12 @@ use std::fmt::Write as _;
 use toml::{Table, Value};
 
 /// The sections that hold named entries; everything else is compared by key.
-const LISTS: [(&str, &str); 3] = [("sources", "source"), ("tags", "tag"), ("events", "rule")];
+const LISTS: [(&str, &str); 4] = [
+    ("sources", "source"),
+    ("tags", "tag"),
+    ("derived", "derived tag"),
+    ("events", "rule"),
+];
 
 /// A change report; empty input differences give "no change".
 pub fn diff(
@@ -27,8 +32,17 @@ pub fn diff(
         let a = named(&old_t, section);
         let b = named(&new_t, section);
         let entries = entry_changes(&a, &b, section, what);
-        if section == "tags" {
+        if section == "tags" || section == "derived" {
             changed_tags.extend(entries.iter().map(|(n, _)| n.clone()));
+        }
+        if section == "derived" {
+            // A derived tag whose inputs changed gives other values too
+            // (in dependency order, so a chain is followed).
+            for d in &new.derived {
+                if d.inputs.iter().any(|i| changed_tags.contains(i)) {
+                    changed_tags.insert(d.name.clone());
+                }
+            }
         }
         let lines = if section == "events" {
             rule_lines(old, new, &a, &b, &changed_tags, entries)
@@ -244,6 +258,7 @@ fn summary(section: &str, e: &Table) -> String {
         "tags" => s("source")
             .map(|k| format!(" (source {k})"))
             .unwrap_or_default(),
+        "derived" => s("expr").map(|x| format!(" ({x})")).unwrap_or_default(),
         "events" => {
             let kind = s("kind").unwrap_or("?");
             match s("tag") {

@@ -3,6 +3,7 @@
 //! `raw` mirrors the file with positions; [`parse`] checks the whole file at
 //! once and reports every problem as `FILE:LINE:COL: what and how to fix`.
 
+pub mod derived;
 mod diagnostic;
 pub mod diff;
 mod files;
@@ -38,6 +39,8 @@ pub struct Config {
     pub status: StatusConfig,
     pub sources: Vec<SourceConfig>,
     pub tags: Vec<TagConfig>,
+    /// Tags computed from other tags, in an order where each follows its inputs.
+    pub derived: Vec<derived::DerivedTag>,
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
     pub store: crate::store::StoreOptions,
@@ -644,6 +647,24 @@ impl<'a> Validator<'a> {
             .push(Diagnostic::at(self.text, at.span(), message.into()));
     }
 
+    /// An error at the first whole-word `word` inside a string value (an
+    /// expression's name), or at the value when it is not found as written.
+    fn err_inside(&mut self, at: &S<String>, word: &str, message: impl Into<String>) {
+        let span = at.span();
+        let ident = |c: char| c.is_alphanumeric() || c == '_';
+        let found = self.text.get(span.clone()).and_then(|s| {
+            s.match_indices(word).map(|(i, _)| i).find(|&i| {
+                !s[..i].chars().next_back().is_some_and(ident)
+                    && !s[i + word.len()..].chars().next().is_some_and(ident)
+            })
+        });
+        let span = found.map_or(span.clone(), |i| {
+            span.start + i..span.start + i + word.len()
+        });
+        self.errors
+            .push(Diagnostic::at(self.text, span, message.into()));
+    }
+
     fn require<'v, T, U>(
         &mut self,
         section: &S<T>,
@@ -777,6 +798,7 @@ impl<'a> Validator<'a> {
         let status = self.status(raw.status.as_ref());
         let sources = self.sources(sources);
         let tags = self.tags(tags, &sources);
+        let derived = self.derived(&raw.derived, &tags);
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref());
         let store = self.store(raw.store.as_ref());
@@ -789,6 +811,7 @@ impl<'a> Validator<'a> {
             status,
             sources,
             tags,
+            derived,
             events,
             odoo: odoo?,
         })
@@ -1151,9 +1174,16 @@ impl<'a> Validator<'a> {
             self.forbid_other_kinds(r, kind_name);
             // Validate the rest even when the tag is bad, so every problem
             // shows at once; the rule is kept only when all of it is valid.
-            let tag_name = tag_cfg.map(|t| t.name.clone()).unwrap_or_default();
+            let tag_name = tag
+                .as_ref()
+                .map(|t| t.get_ref().clone())
+                .unwrap_or_default();
             let wraps_at = tag_cfg.and_then(|t| t.wraps_at());
-            let complete = tag_cfg.is_some();
+            // A derived tag's name is declared too; its rule is complete.
+            let complete = tag_cfg.is_some()
+                || tag
+                    .as_ref()
+                    .is_some_and(|t| self.declared_tags.contains(t.get_ref()));
             let workcenter_set = workcenter.clone();
             let workcenter = workcenter.unwrap_or_default();
             let lane = self.lane(&r.lane);

@@ -22,6 +22,8 @@ pub struct RawConfig {
     #[serde(default, rename = "tags")]
     _tags: Vec<IgnoredAny>,
     #[serde(default)]
+    pub derived: Vec<S<super::derived::RawDerived>>,
+    #[serde(default)]
     pub events: Vec<S<RawEvent>>,
     pub odoo: Option<S<RawOdoo>>,
     pub store: Option<S<super::store::RawStore>>,

@@ -12,6 +12,7 @@
 mod alarm;
 pub mod clock;
 mod counter;
+mod derive;
 mod downtime;
 mod measurement;
 mod window;
@@ -220,6 +221,8 @@ pub struct Edge {
     by_tag: HashMap<String, Vec<usize>>,
     /// Event dates never go back, across restarts too (see [`clock`]).
     timeline: Timeline,
+    /// `[[derived]]` tags, computed from the samples as they come.
+    derived: derive::Derived,
 }
 
 impl Edge {
@@ -287,12 +290,30 @@ impl Edge {
             rules: built,
             by_tag,
             timeline,
+            derived: derive::Derived::new(&[]),
         }
     }
 
-    /// Apply one sample, received at `now`, to every rule reading its tag.
+    /// Compute these derived tags from the samples, for the rules that
+    /// read them.
+    pub fn with_derived(mut self, tags: &[crate::config::derived::DerivedTag]) -> Self {
+        self.derived = derive::Derived::new(tags);
+        self
+    }
+
+    /// Apply one sample, received at `now`, to every rule reading its tag
+    /// (and to the rules of the derived tags it changes).
     pub fn apply(&mut self, sample: &Sample, now: Now, out: &mut Output) {
         let at = self.timeline.at(now);
+        self.dispatch(sample, at, out);
+        if !self.derived.is_empty() {
+            for d in self.derived.on_sample(sample) {
+                self.dispatch(&d, at, out);
+            }
+        }
+    }
+
+    fn dispatch(&mut self, sample: &Sample, at: At, out: &mut Output) {
         let Some(indexes) = self.by_tag.get(&sample.tag) else {
             return;
         };

@@ -1,0 +1,198 @@
+//! Derived tags at run time: each keeps its inputs' latest readings and is
+//! computed again whenever one of them changes, giving a sample of its
+//! own that the rules see like any other. Its quality is the worst of its
+//! inputs' (bad if one is bad), and it has no value until every input has
+//! been read once. Its time is that of the reading that changed it.
+//! Derived tags are kept in dependency order (the config checked there is
+//! no loop), so one reading updates a chain in a single pass.
+
+use crate::config::derived::DerivedTag;
+use crate::model::{Quality, Sample, Value};
+use evalexpr::{ContextWithMutableVariables, DefaultNumericTypes, HashMapContext, Value as Ev};
+use std::collections::HashMap;
+
+pub struct Derived {
+    tags: Vec<DerivedTag>,
+    /// Input name → the derived tags (indexes) that read it.
+    readers: HashMap<String, Vec<usize>>,
+    /// Latest reading of every input: its value, or why it is not good.
+    latest: HashMap<String, Result<Ev, String>>,
+}
+
+impl Derived {
+    pub fn new(tags: &[DerivedTag]) -> Self {
+        let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, d) in tags.iter().enumerate() {
+            for input in &d.inputs {
+                readers.entry(input.clone()).or_default().push(i);
+            }
+        }
+        Derived {
+            tags: tags.to_vec(),
+            readers,
+            latest: HashMap::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty()
+    }
+
+    /// The derived samples a reading gives, in dependency order.
+    pub fn on_sample(&mut self, sample: &Sample) -> Vec<Sample> {
+        if !self.readers.contains_key(&sample.tag) {
+            return Vec::new();
+        }
+        self.latest.insert(sample.tag.clone(), reading(sample));
+        let mut dirty = vec![false; self.tags.len()];
+        for &i in &self.readers[&sample.tag] {
+            dirty[i] = true;
+        }
+        let mut out = Vec::new();
+        for i in 0..self.tags.len() {
+            if !dirty[i] {
+                continue;
+            }
+            let Some(result) = self.compute(i) else {
+                continue;
+            };
+            let d = &self.tags[i];
+            let (value, quality) = match &result {
+                Ok(v) => (v.clone(), Quality::Good),
+                Err(why) => (Value::Int(0), Quality::Bad(why.clone())),
+            };
+            self.latest.insert(
+                d.name.clone(),
+                result.and_then(|v| to_ev(&v).ok_or_else(|| "not a number".to_string())),
+            );
+            if let Some(next) = self.readers.get(&d.name) {
+                for &j in next {
+                    dirty[j] = true;
+                }
+            }
+            out.push(Sample {
+                tag: d.name.clone(),
+                value,
+                quality,
+                time: sample.time,
+                server_time: None,
+            });
+        }
+        out
+    }
+
+    /// The tag's value now; `None` until every input has been read.
+    fn compute(&self, i: usize) -> Option<Result<Value, String>> {
+        let d = &self.tags[i];
+        let mut ctx = HashMapContext::<DefaultNumericTypes>::new();
+        for input in &d.inputs {
+            match self.latest.get(input)? {
+                Ok(v) => {
+                    let _ = ctx.set_value(input.clone(), v.clone());
+                }
+                Err(why) => return Some(Err(format!("input {input} is bad: {why}"))),
+            }
+        }
+        Some(match d.tree.eval_with_context(&ctx) {
+            Ok(Ev::Boolean(b)) => Ok(Value::Bool(b)),
+            Ok(Ev::Int(n)) => Ok(Value::Int(n)),
+            Ok(Ev::Float(f)) if f.is_finite() => Ok(Value::Float(f)),
+            Ok(Ev::Float(_)) => Err(format!("{} gave no finite number", d.expr)),
+            Ok(other) => Err(format!("{} gave {other:?}, not a number", d.expr)),
+            Err(e) => Err(format!("{}: {e}", d.expr)),
+        })
+    }
+}
+
+fn reading(sample: &Sample) -> Result<Ev, String> {
+    match &sample.quality {
+        Quality::Bad(why) => Err(why.clone()),
+        Quality::Good | Quality::Uncertain(_) => {
+            to_ev(&sample.value).ok_or_else(|| format!("{} is not a number", sample.value))
+        }
+    }
+}
+
+fn to_ev(v: &Value) -> Option<Ev> {
+    Some(match *v {
+        Value::Bool(b) => Ev::Boolean(b),
+        Value::Int(n) => Ev::Int(n),
+        Value::UInt(n) => i64::try_from(n).map_or(Ev::Float(n as f64), Ev::Int),
+        Value::Float(f) => Ev::Float(f),
+        Value::Text(_) => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Millis;
+
+    fn derived(name: &str, expr: &str, inputs: &[&str]) -> DerivedTag {
+        DerivedTag {
+            name: name.into(),
+            expr: expr.into(),
+            tree: evalexpr::build_operator_tree(expr).expect("parses"),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            engineering_unit: None,
+        }
+    }
+
+    fn sample(tag: &str, value: Value) -> Sample {
+        Sample {
+            tag: tag.into(),
+            value,
+            quality: Quality::Good,
+            time: Millis(7),
+            server_time: None,
+        }
+    }
+
+    #[test]
+    fn a_chain_is_computed_in_one_pass_once_every_input_is_read() {
+        let mut d = Derived::new(&[
+            derived("net", "good - scrap", &["good", "scrap"]),
+            derived("hot_and_busy", "temp > 260 && net > 10", &["temp", "net"]),
+        ]);
+        assert!(d.on_sample(&sample("good", Value::UInt(50))).is_empty());
+        let out = d.on_sample(&sample("scrap", Value::Int(5)));
+        assert_eq!(out.len(), 1, "temp not read yet: {out:?}");
+        assert_eq!(out[0].value, Value::Int(45));
+        let out = d.on_sample(&sample("temp", Value::Float(270.0)));
+        assert_eq!(out[0].tag, "hot_and_busy");
+        assert_eq!(out[0].value, Value::Bool(true));
+        let out = d.on_sample(&sample("scrap", Value::Int(45)));
+        let values: Vec<_> = out
+            .iter()
+            .map(|s| (s.tag.as_str(), s.value.clone()))
+            .collect();
+        assert_eq!(
+            values,
+            [("net", Value::Int(5)), ("hot_and_busy", Value::Bool(false))]
+        );
+        assert_eq!(out[1].time, Millis(7));
+    }
+
+    #[test]
+    fn a_bad_input_makes_the_derived_tag_bad_until_it_is_good_again() {
+        let mut d = Derived::new(&[derived("ratio", "a / b", &["a", "b"])]);
+        d.on_sample(&sample("a", Value::Float(3.0)));
+        let mut bad = sample("b", Value::Int(0));
+        bad.quality = Quality::Bad("timeout".into());
+        let out = d.on_sample(&bad);
+        assert_eq!(
+            out[0].quality,
+            Quality::Bad("input b is bad: timeout".into())
+        );
+        let out = d.on_sample(&sample("b", Value::Float(0.0)));
+        assert!(
+            matches!(out[0].quality, Quality::Bad(_)),
+            "3 / 0 is no number: {out:?}"
+        );
+        let out = d.on_sample(&sample("b", Value::Float(2.0)));
+        assert_eq!(
+            (out[0].value.clone(), out[0].quality.clone()),
+            (Value::Float(1.5), Quality::Good)
+        );
+    }
+}
