@@ -172,7 +172,8 @@ impl Gateway {
             &config.events,
             edge::restore(store.rule_states()?),
         )
-        .with_derived(&config.derived);
+        .with_derived(&config.derived)
+        .with_tags(&config.tags);
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL);
         sources::spawn_all(
             &config,

@@ -50,8 +50,9 @@ struct Run {
 
 impl Run {
     fn new(cfg: Config) -> Run {
-        let edge =
-            Edge::new(&cfg.gateway.id, &cfg.events, Default::default()).with_derived(&cfg.derived);
+        let edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default())
+            .with_derived(&cfg.derived)
+            .with_tags(&cfg.tags);
         let filters = cfg
             .tags
             .iter()
@@ -119,7 +120,8 @@ impl Run {
                 &self.cfg.events,
                 edge::restore(stored),
             )
-            .with_derived(&self.cfg.derived);
+            .with_derived(&self.cfg.derived)
+            .with_tags(&self.cfg.tags);
             self.filters = self
                 .cfg
                 .tags

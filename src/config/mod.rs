@@ -105,6 +105,9 @@ pub struct TagConfig {
     pub engineering_unit: Option<String>,
     /// Valid range, clamping, deadband, report-on-change, heartbeat.
     pub conditioning: crate::sources::filter::Conditioning,
+    /// Rate limit: the rules see at most one reading per interval, the
+    /// latest (applied by the edge, whose clock releases a held one).
+    pub min_interval: Option<Duration>,
 }
 
 /// Where a tag is read, per source kind.
@@ -1049,6 +1052,10 @@ impl<'a> Validator<'a> {
                 offset: r.offset.as_ref().map(|v| *v.get_ref()),
                 engineering_unit: r.engineering_unit.as_ref().map(|v| v.get_ref().clone()),
                 conditioning: self.conditioning(&r),
+                min_interval: r
+                    .min_interval
+                    .as_ref()
+                    .map(|_| self.duration(&r.min_interval, Duration::from_secs(1))),
             });
         }
         out

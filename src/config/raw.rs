@@ -71,6 +71,8 @@ pub struct RawTag {
     pub min_change_percent: Option<S<f64>>,
     pub on_change: Option<S<bool>>,
     pub heartbeat: Option<S<String>>,
+    /// Rate limit, for every kind (applied by the edge, see `edge::limit`).
+    pub min_interval: Option<S<String>>,
 }
 
 /// One `[[sources]]` or `[[tags]]` entry as parsed, with the position of

@@ -14,6 +14,7 @@ pub mod clock;
 mod counter;
 mod derive;
 mod downtime;
+mod limit;
 mod measurement;
 mod window;
 
@@ -223,6 +224,8 @@ pub struct Edge {
     timeline: Timeline,
     /// `[[derived]]` tags, computed from the samples as they come.
     derived: derive::Derived,
+    /// Tags with a `min_interval`.
+    limits: limit::Limits,
 }
 
 impl Edge {
@@ -291,7 +294,17 @@ impl Edge {
             by_tag,
             timeline,
             derived: derive::Derived::new(&[]),
+            limits: limit::Limits::default(),
         }
+    }
+
+    /// Apply the tags' rate limits (`min_interval`).
+    pub fn with_tags(mut self, tags: &[crate::config::TagConfig]) -> Self {
+        self.limits = limit::Limits::new(
+            tags.iter()
+                .filter_map(|t| t.min_interval.map(|d| (t.name.as_str(), d))),
+        );
+        self
     }
 
     /// Compute these derived tags from the samples, for the rules that
@@ -305,6 +318,14 @@ impl Edge {
     /// (and to the rules of the derived tags it changes).
     pub fn apply(&mut self, sample: &Sample, now: Now, out: &mut Output) {
         let at = self.timeline.at(now);
+        if !self.limits.is_empty() && !self.limits.pass(sample, now.mono) {
+            return;
+        }
+        self.reading(sample, at, out);
+    }
+
+    /// A reading the rules see: to its rules, then to its derived tags'.
+    fn reading(&mut self, sample: &Sample, at: At, out: &mut Output) {
         self.dispatch(sample, at, out);
         if !self.derived.is_empty() {
             for d in self.derived.on_sample(sample) {
@@ -336,9 +357,15 @@ impl Edge {
     /// Let time pass with no sample: stops held for `min_duration` are
     /// announced, aggregation periods that have run `report_every` end,
     /// alarms whose on-delay (or `clear_for`) has passed are raised
-    /// (cleared), windows the timeline has passed close.
+    /// (cleared), windows the timeline has passed close, and readings held
+    /// by a rate limit whose interval has passed reach their rules.
     pub fn tick(&mut self, now: Now, out: &mut Output) {
         let at = self.timeline.at(now);
+        if !self.limits.is_empty() {
+            for s in self.limits.release(now.mono) {
+                self.reading(&s, at, out);
+            }
+        }
         for rule in &mut self.rules {
             let changed = match rule {
                 Rule::Counter(c) => c.on_tick(&self.gateway, at, &mut out.events),

@@ -1,0 +1,164 @@
+//! The edge alone, on one core (`cargo bench --bench edge`).
+//!
+//! 1. Throughput: samples through a deadband (the source's conditioning)
+//!    and then the edge's rules — a part counter, a machine state and an
+//!    alarm with an on-delay — in the proportions a press line gives
+//!    (a third each), with a tick every 250 ms of sample time. Reports
+//!    samples/s and events produced.
+//! 2. Memory per configured tag: the resident memory an edge with 100,000
+//!    tags (a third each counter, state and alarm rules, and each tag's
+//!    conditioning) adds, from /proc/self/statm, per tag.
+
+use plantgate::config::{self, Config};
+use plantgate::edge::{Edge, Mono, Now, Output};
+use plantgate::model::{Millis, Quality, Sample, Value};
+use plantgate::sources::filter::{Filter, Verdict};
+use std::fmt::Write as _;
+use std::time::Instant;
+
+const START: i64 = 1_780_272_000_000;
+
+/// A config of `lines` press lines: counter, state and temperature tags,
+/// each with its rule; the temperature has a deadband.
+fn config(lines: usize) -> Config {
+    let mut text = String::from(
+        "[gateway]\nid = \"bench\"\n[[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"127.0.0.1:502\"\n",
+    );
+    for i in 0..lines {
+        let r = (i * 4) % 60_000;
+        let _ = write!(
+            text,
+            "[[tags]]\nname = \"parts{i}\"\nsource = \"plc\"\nregister = {r}\ntype = \"u32\"\n\
+             [[tags]]\nname = \"state{i}\"\nsource = \"plc\"\nregister = {}\n\
+             [[tags]]\nname = \"temp{i}\"\nsource = \"plc\"\nregister = {}\nmin_change = 0.5\n\
+             [[events]]\nkind = \"production\"\nname = \"p{i}\"\ntag = \"parts{i}\"\nworkcenter = \"WC{i}\"\n\
+             [[events]]\nkind = \"downtime\"\nname = \"d{i}\"\ntag = \"state{i}\"\nworkcenter = \"WC{i}\"\nrunning = [1]\nmin_duration = \"3s\"\n\
+             [[events]]\nkind = \"alarm\"\nname = \"a{i}\"\ntag = \"temp{i}\"\nequipment = \"EQ{i}\"\nabove = 260.0\nclear_at = 255.0\nfor = \"10s\"\n",
+            r + 2,
+            r + 3
+        );
+    }
+    text.push_str("[odoo]\ndry_run = true\n");
+    config::parse(&text, std::path::Path::new("bench.toml")).expect("bench config")
+}
+
+fn now(ms: i64) -> Now {
+    Now {
+        wall: Millis(START + ms),
+        mono: Mono(ms as u64),
+    }
+}
+
+fn throughput() {
+    const LINES: usize = 100;
+    const SAMPLES: usize = 3_000_000;
+    let cfg = config(LINES);
+    let mut edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default());
+    let mut filters: Vec<Filter> = cfg
+        .tags
+        .iter()
+        .map(|t| Filter::new(t.conditioning.clone()))
+        .collect();
+    // The samples, made before the clock starts: a press line counts a
+    // part, stops now and then, and its oven wanders around the limit.
+    let samples: Vec<(usize, Sample)> = (0..SAMPLES)
+        .map(|n| {
+            let line = n % LINES;
+            let step = n / LINES;
+            let kind = step % 3;
+            let t = (step / 3) as i64 * 100;
+            let (i, value) = match kind {
+                0 => (line * 3, Value::UInt(step as u64 / 3)),
+                1 => (
+                    line * 3 + 1,
+                    Value::Int(if (step / 300) % 7 == 6 { 3 } else { 1 }),
+                ),
+                _ => (
+                    line * 3 + 2,
+                    Value::Float(250.0 + ((step / 3) % 40) as f64 * 0.4),
+                ),
+            };
+            (
+                i,
+                Sample {
+                    tag: cfg.tags[i].name.clone(),
+                    value,
+                    quality: Quality::Good,
+                    time: Millis(START + t),
+                    server_time: None,
+                },
+            )
+        })
+        .collect();
+    let mut events = 0usize;
+    let mut next_tick = 250;
+    let started = Instant::now();
+    let mut out = Output::default();
+    for (i, s) in &samples {
+        let t = s.time.0 - START;
+        while t >= next_tick {
+            edge.tick(now(next_tick), &mut out);
+            next_tick += 250;
+        }
+        match filters[*i].apply(s.value.clone(), s.time) {
+            Verdict::Send(v) => {
+                let sample = Sample {
+                    value: v,
+                    ..s.clone()
+                };
+                edge.apply(&sample, now(t), &mut out);
+            }
+            Verdict::Hold | Verdict::Bad(_) => {}
+        }
+        if out.events.len() + out.states.len() > 1024 {
+            events += out.events.len();
+            out = Output::default();
+        }
+    }
+    events += out.events.len();
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "edge: {SAMPLES} samples (deadband + counter + state + alarm, {LINES} lines) in {secs:.2} s: {:.0} samples/s, {events} events",
+        SAMPLES as f64 / secs
+    );
+}
+
+fn resident_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
+fn memory_per_tag() {
+    const LINES: usize = 33_334;
+    let cfg = config(LINES);
+    let tags = cfg.tags.len();
+    let before = resident_kib();
+    let edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default());
+    let filters: Vec<Filter> = cfg
+        .tags
+        .iter()
+        .map(|t| Filter::new(t.conditioning.clone()))
+        .collect();
+    let after = resident_kib();
+    println!(
+        "edge memory: {tags} tags with their rules and conditioning: {} KiB, {:.0} bytes per tag",
+        after.saturating_sub(before),
+        after.saturating_sub(before) as f64 * 1024.0 / tags as f64
+    );
+    drop((edge, filters));
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("edge: bench");
+        return;
+    }
+    // Memory first, before the throughput run's allocations are freed.
+    memory_per_tag();
+    throughput();
+}
