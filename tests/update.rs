@@ -297,6 +297,42 @@ async fn signed_release_applies_and_a_never_healthy_one_is_rolled_back() {
     let (code, _, err) = root.cli(&["update", "rollback"]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("no previous release"), "{err}");
+
+    // `update rollback` by hand: as if 99.1.0 ran (laid out here; the real
+    // binary reports VERSION, so it could not pass an update's gate) with
+    // VERSION kept as previous.
+    let releases = root.path("opt/plantgate/releases");
+    std::fs::create_dir_all(releases.join("99.1.0")).unwrap();
+    std::fs::copy(real, releases.join("99.1.0/plantgate")).unwrap();
+    std::fs::write(
+        releases.join("99.1.0/manifest.toml"),
+        format!("kind = \"release\"\nversion = \"99.1.0\"\ntarget = \"{TARGET}\"\n[files]\n"),
+    )
+    .unwrap();
+    let relink = |name: &str, to: &str| {
+        let tmp = root.path("opt/plantgate/tmp-link");
+        std::os::unix::fs::symlink(to, &tmp).unwrap();
+        std::fs::rename(&tmp, root.path(&format!("opt/plantgate/{name}"))).unwrap();
+    };
+    relink("previous", &format!("releases/{VERSION}"));
+    relink("current", "releases/99.1.0");
+    let (code, out, err) = root.cli(&["update", "rollback"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("rolled back: {VERSION} is running and healthy")),
+        "{out}"
+    );
+    assert_eq!(
+        root.current(),
+        Some(PathBuf::from(format!("releases/{VERSION}")))
+    );
+    assert_eq!(root.previous(), Some(PathBuf::from("releases/99.1.0")));
+    assert_ne!(
+        std::fs::read_to_string(root.path("run/pid")).unwrap(),
+        pid_after,
+        "restarted"
+    );
+    root.running_hash().await;
 }
 
 #[test]
@@ -447,7 +483,8 @@ async fn config_bundle_is_applied_and_an_invalid_one_refused_while_the_running_c
     );
 
     // A valid one: switched, reloaded, and the gateway runs it.
-    let new_text = root.gateway_toml("gw2", "30s", "");
+    // Its health_timeout is the one the next apply waits for.
+    let new_text = root.gateway_toml("gw2", "10s", "");
     let new = config_bundle("line3", &new_text);
     let (code, out, err) = root.cli(&["config", "apply", new.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
@@ -463,7 +500,32 @@ async fn config_bundle_is_applied_and_an_invalid_one_refused_while_the_running_c
     assert_eq!(root.status().await.unwrap()["gateway"], "gw2");
     // The package's config is kept as the previous one.
     let prev = root.path("etc/plantgate/previous-config/gateway.toml");
-    assert_eq!(std::fs::read_to_string(prev).unwrap(), original);
+    assert_eq!(std::fs::read_to_string(&prev).unwrap(), original);
+
+    // Valid, but the gateway cannot run it (its status port is taken): the
+    // reload fails, the gate sees the old config still running, and the
+    // links go back.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = busy.local_addr().unwrap().port();
+    let cannot_run = root.gateway_toml("gw3", "10s", "").replace(
+        &format!("127.0.0.1:{}", root.port),
+        &format!("127.0.0.1:{busy_port}"),
+    );
+    let b = config_bundle("busy", &cannot_run);
+    let (code, out, err) = root.cli(&["config", "apply", b.to_str().unwrap()]);
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.contains("failed its health check and was rolled back"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&toml).unwrap(),
+        new_text,
+        "the old config stays"
+    );
+    assert_eq!(std::fs::read_to_string(&prev).unwrap(), original);
+    assert_eq!(root.running_hash().await, hash);
+    drop(busy);
 }
 
 /// A file server over HTTPS with the test CA's certificate for 127.0.0.1.

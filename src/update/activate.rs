@@ -76,7 +76,7 @@ async fn probe(
         .get(health_url)
         .send()
         .await
-        .map_err(|e| format!("{health_url}: {e}"))?;
+        .map_err(|e| format!("{health_url}: {}", cause(&e)))?;
     let code = resp.status();
     if !code.is_success() {
         let body = resp.text().await.unwrap_or_default();
@@ -89,7 +89,7 @@ async fn probe(
         .get(status_url)
         .send()
         .await
-        .map_err(|e| format!("{status_url}: {e}"))?;
+        .map_err(|e| format!("{status_url}: {}", cause(&e)))?;
     // A status listener behind a token: /healthz is all there is to see.
     if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
         return Ok(());
@@ -112,4 +112,14 @@ async fn probe(
         }
     }
     Ok(())
+}
+
+/// The innermost cause ("Connection refused"), not reqwest's "error
+/// sending request".
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(s) = last.source() {
+        last = s;
+    }
+    last.to_string()
 }

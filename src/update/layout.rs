@@ -107,7 +107,8 @@ impl Layout {
             .iter()
             .map(|l| self.release_link(l))
             .collect::<Result<Vec<_>, _>>()?;
-        if dest.exists() && linked.iter().flatten().any(|v| v == version) {
+        let in_use = linked.iter().flatten().any(|v| v == version);
+        if dest.exists() && in_use && self.failed(version).is_none() {
             // The running or the kept release: never rewritten in place.
             return Ok(dest);
         }
@@ -184,9 +185,13 @@ impl Layout {
             }
             Err(e) => return Err(at(&toml)(e)),
         };
-        if meta.file_type().is_symlink() {
+        let ours = Path::new(ACTIVE_CONFIG).join("gateway.toml");
+        if meta.file_type().is_symlink()
+            && std::fs::read_link(&toml).ok().as_deref() == Some(ours.as_path())
+        {
             return self.config_link(ACTIVE_CONFIG);
         }
+        // A plain file, or a link of someone else's: its content is kept.
         let text = std::fs::read(&toml).map_err(at(&toml))?;
         let name = name_of(&text);
         let dir = self.configs().join(&name);
@@ -207,6 +212,30 @@ impl Layout {
             &Path::new(ACTIVE_CONFIG).join("gateway.toml"),
         )?;
         Ok(Some(name))
+    }
+
+    /// Hold the update lock for as long as the returned file lives: one
+    /// update command at a time (the timer's and a person's).
+    pub fn lock(&self) -> Result<std::fs::File, LayoutError> {
+        std::fs::create_dir_all(&self.opt).map_err(at(&self.opt))?;
+        let path = self.opt.join(".update.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(at(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(LayoutError {
+                path,
+                source: io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another update command is running (the update timer?): wait for it to finish",
+                ),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(at(&path)(e)),
+        }
     }
 
     /// Point a config link at `configs/<name>`.

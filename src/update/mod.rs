@@ -57,6 +57,9 @@ pub enum UpdateError {
         why: String,
         again: String,
     },
+    /// The gate failed on a first install: there is nothing to go back to.
+    #[error("{what} failed its health check ({why}), and there is none before it to go back to: the gateway is not running; see `journalctl -u plantgate`, fix the cause and apply again")]
+    NothingToRestore { what: String, why: String },
     #[error("{0}")]
     Other(String),
 }
@@ -70,7 +73,7 @@ impl UpdateError {
             UpdateError::Bundle(_) | UpdateError::Refused(_) => 1,
             UpdateError::Channel(_) | UpdateError::Layout(_) | UpdateError::Other(_) => 2,
             UpdateError::RolledBack { .. } => 3,
-            UpdateError::RollbackFailed { .. } => 4,
+            UpdateError::RollbackFailed { .. } | UpdateError::NothingToRestore { .. } => 4,
         }
     }
 }
@@ -106,11 +109,7 @@ impl Updater {
             .keys_dir
             .clone()
             .unwrap_or_else(|| layout.etc.join("keys"));
-        let health_url = config
-            .update
-            .health_url
-            .clone()
-            .unwrap_or_else(|| format!("{}/healthz", config.status.local_url()));
+        let health_url = health_url_of(&config);
         Updater {
             config,
             layout,
@@ -266,14 +265,20 @@ impl Updater {
     ) -> Result<Done, UpdateError> {
         let b = bundle::open(path, &self.keys_dir)?;
         self.check_release(&b, allow_downgrade)?;
+        let _lock = self.layout.lock()?;
         let m = &b.manifest;
         let old_current = self.layout.release_link(CURRENT)?;
         let old_previous = self.layout.release_link(PREVIOUS)?;
         if old_current.as_deref() == Some(m.version.as_str()) {
-            return Ok(format!(
-                "{} is installed and current already; nothing to do",
-                m.version
-            ));
+            if self.layout.failed(&m.version).is_none() {
+                return Ok(format!(
+                    "{} is installed and current already; nothing to do",
+                    m.version
+                ));
+            }
+            // A first install that failed its gate, tried again.
+            self.layout.install_release(&b)?;
+            return self.switch_release(&m.version, old_previous, None).await;
         }
         self.layout.install_release(&b)?;
         self.switch_release(&m.version, old_current, old_previous)
@@ -347,6 +352,7 @@ impl Updater {
     /// `update rollback`: back to the previous release (which becomes
     /// current; the current one becomes previous), health-gated.
     pub async fn rollback(&self) -> Result<Done, UpdateError> {
+        let _lock = self.layout.lock()?;
         let current = self.layout.release_link(CURRENT)?;
         let Some(previous) = self.layout.release_link(PREVIOUS)? else {
             return Err(UpdateError::Refused(
@@ -380,7 +386,11 @@ impl Updater {
             config_hash: None,
         };
         let gate = self
-            .activate(&self.config.update.restart_command, &expect)
+            .activate(
+                &self.config.update.restart_command,
+                &self.health_url,
+                &expect,
+            )
             .await;
         let Err(why) = gate else {
             // Healthy now (a retry by hand): no longer marked failed.
@@ -393,13 +403,9 @@ impl Updater {
         let what = format!("release {version}");
         let _ = l.mark_failed(version, &why);
         let Some(old) = old_current else {
-            l.remove_link(&l.opt, CURRENT)?;
-            return Err(UpdateError::RollbackFailed {
-                what,
-                restored: "no release".into(),
-                why,
-                again: "there was no release before this one".into(),
-            });
+            // `current` stays: /usr/bin/plantgate points through it, and
+            // without it there would be no command left to fix things with.
+            return Err(UpdateError::NothingToRestore { what, why });
         };
         l.set_release_link(CURRENT, &old)?;
         match &old_previous {
@@ -411,7 +417,11 @@ impl Updater {
             config_hash: None,
         };
         match self
-            .activate(&self.config.update.restart_command, &expect)
+            .activate(
+                &self.config.update.restart_command,
+                &self.health_url,
+                &expect,
+            )
             .await
         {
             Ok(()) => Err(UpdateError::RolledBack {
@@ -428,16 +438,11 @@ impl Updater {
         }
     }
 
-    async fn activate(&self, command: &[String], expect: &Expect) -> Result<(), String> {
+    /// Run `command`, then wait for the gateway at `url` to pass the gate.
+    async fn activate(&self, command: &[String], url: &str, expect: &Expect) -> Result<(), String> {
         activate::run_command(command)?;
         let client = self.client().map_err(|e| e.to_string())?;
-        activate::wait_healthy(
-            &client,
-            &self.health_url,
-            expect,
-            self.config.update.health_timeout,
-        )
-        .await
+        activate::wait_healthy(&client, url, expect, self.config.update.health_timeout).await
     }
 
     /// `config apply BUNDLE`: verify, validate as `plantgate check` does,
@@ -485,6 +490,7 @@ impl Updater {
         };
         let name = config_name(new.hash.as_bytes());
         let l = &self.layout;
+        let _lock = l.lock()?;
         let before = l.adopt_plain_config(|text| config_name(config_hash(text).as_bytes()))?;
         if before.as_deref() == Some(name.as_str()) {
             return Ok(format!(
@@ -505,18 +511,17 @@ impl Updater {
         };
         let label = format!("config {} ({})", &new.hash[..12], b.manifest.version);
         let Err(why) = self
-            .activate(&self.config.update.reload_command, &expect)
+            .activate(
+                &self.config.update.reload_command,
+                &health_url_of(&new),
+                &expect,
+            )
             .await
         else {
             return Ok(format!("{label} is active and the gateway runs it"));
         };
         let Some(old) = before else {
-            return Err(UpdateError::RollbackFailed {
-                what: label,
-                restored: "no config".into(),
-                why,
-                again: "there was no config before this one".into(),
-            });
+            return Err(UpdateError::NothingToRestore { what: label, why });
         };
         l.set_config_link(ACTIVE_CONFIG, &old)?;
         match &before_previous {
@@ -531,7 +536,11 @@ impl Updater {
             config_hash: old_hash,
         };
         match self
-            .activate(&self.config.update.reload_command, &expect)
+            .activate(
+                &self.config.update.reload_command,
+                &self.health_url,
+                &expect,
+            )
             .await
         {
             Ok(()) => Err(UpdateError::RolledBack {
@@ -547,6 +556,15 @@ impl Updater {
             }),
         }
     }
+}
+
+/// Where a gateway running `config` answers `/healthz`.
+fn health_url_of(config: &Config) -> String {
+    config
+        .update
+        .health_url
+        .clone()
+        .unwrap_or_else(|| format!("{}/healthz", config.status.local_url()))
 }
 
 /// The config's hash as `/status` reports it (SHA-256 of the text).
