@@ -21,11 +21,15 @@ use std::path::{Component, Path, PathBuf};
 /// The manifest's file name inside a bundle.
 pub const MANIFEST: &str = "manifest.toml";
 
-/// What a bundle says it is; written as `manifest.toml`.
+/// What a bundle says it is; written as `manifest.toml`, and kept in each
+/// release directory (the Debian package writes the same file). Keys this
+/// release does not know are ignored, so a later release's bundle can add
+/// some and still be read here.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
-    /// `"release"` (a binary) or `"config"` (gateway.toml and tag maps).
+    /// `"release"` (a binary, the default) or `"config"` (gateway.toml and
+    /// tag maps).
+    #[serde(default)]
     pub kind: BundleKind,
     /// A release's semantic version; a config bundle's label.
     pub version: String,
@@ -39,12 +43,14 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_store_format: Option<u32>,
     /// Every file of the bundle but the manifest → SHA-256, hex.
+    #[serde(default)]
     pub files: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum BundleKind {
+    #[default]
     Release,
     Config,
 }

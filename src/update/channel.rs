@@ -20,15 +20,14 @@ use crate::sinks::odoo::http::{self, TlsOptions};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
+/// Unknown keys are ignored: a channel may serve gateways of several releases.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChannelManifest {
     #[serde(default)]
     pub releases: Vec<ChannelRelease>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ChannelRelease {
     pub version: String,
     pub target: String,
