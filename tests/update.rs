@@ -448,9 +448,13 @@ async fn config_bundle_is_applied_and_an_invalid_one_refused_while_the_running_c
         let toml = root.path(&format!("{name}.toml"));
         std::fs::write(&toml, text).unwrap();
         let out = root.path(&format!("{name}.tar"));
+        // A tag list travels with the config (kept beside it).
+        let csv = root.path("press-tags.csv");
+        std::fs::write(&csv, "name,address,type\nparts,40101,u32\n").unwrap();
         let st = Command::new(support::bin())
             .args(["bundle", "config", "--version", name])
             .arg(&toml)
+            .arg(&csv)
             .arg("-o")
             .arg(&out)
             .stdout(Stdio::null())
@@ -499,6 +503,9 @@ async fn config_bundle_is_applied_and_an_invalid_one_refused_while_the_running_c
     assert_eq!(root.running_hash().await, hash);
     assert_eq!(root.status().await.unwrap()["gateway"], "gw2");
     // The package's config is kept as the previous one.
+    assert!(root
+        .path("etc/plantgate/active-config/press-tags.csv")
+        .is_file());
     let prev = root.path("etc/plantgate/previous-config/gateway.toml");
     assert_eq!(std::fs::read_to_string(&prev).unwrap(), original);
 

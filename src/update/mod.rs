@@ -281,8 +281,10 @@ impl Updater {
             return self.switch_release(&m.version, old_previous, None).await;
         }
         self.layout.install_release(&b)?;
-        self.switch_release(&m.version, old_current, old_previous)
-            .await
+        let done = self
+            .switch_release(&m.version, old_current, old_previous)
+            .await?;
+        Ok(format!("{done}; signed with {}", b.signed_by.display()))
     }
 
     /// A verified release bundle is for this gateway: kind, target,
@@ -518,7 +520,10 @@ impl Updater {
             )
             .await
         else {
-            return Ok(format!("{label} is active and the gateway runs it"));
+            return Ok(format!(
+                "{label} is active and the gateway runs it; signed with {}",
+                b.signed_by.display()
+            ));
         };
         let Some(old) = before else {
             return Err(UpdateError::NothingToRestore { what: label, why });
