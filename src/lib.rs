@@ -21,6 +21,7 @@
 //! - [`pipeline`]: wires the stages and owns shutdown.
 //! - [`systemd`]: sd_notify readiness, status and a watchdog that proves progress.
 //! - [`supervise`]: the stages as named tasks; one that ends early is a failure.
+//! - [`update`]: signed release and config bundles, the install layout, health-gated switches.
 //! - [`demo`]: the embedded default (`plantgate demo`).
 
 pub mod admin;
@@ -38,3 +39,4 @@ pub mod status;
 pub mod store;
 pub mod supervise;
 pub mod systemd;
+pub mod update;

@@ -67,6 +67,16 @@ enum Command {
         #[command(subcommand)]
         command: QueueCommand,
     },
+    /// Release updates from signed bundles: check the channel, apply, roll back, show what is installed.
+    Update {
+        #[command(subcommand)]
+        command: UpdateCommand,
+    },
+    /// Build release and config bundles (for release engineers; sign them with `minisign -S -m FILE`).
+    Bundle {
+        #[command(subcommand)]
+        command: BundleCommand,
+    },
     /// Run a simulated press through the whole pipeline, printing the Odoo calls it would make.
     Demo {
         /// Status listener address (default 127.0.0.1:9811; a free port if that is taken).
@@ -130,6 +140,94 @@ enum DlqCommand {
 enum ConfigCommand {
     /// What a change does, in words: sources, tags and rules added, removed or changed, and the Odoo records each affected rule writes. Both files must be valid.
     Diff { old: PathBuf, new: PathBuf },
+    /// Apply a signed config bundle: verify it, validate it as `check` does, switch, reload, and check the gateway runs it; on any failure the old config stays.
+    Apply {
+        bundle: PathBuf,
+        #[command(flatten)]
+        at: UpdateArgs,
+    },
+}
+
+/// Which gateway an update command works on.
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// The gateway's config (default ROOT/etc/plantgate/gateway.toml); its [update] section applies.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Install root: releases in ROOT/opt/plantgate, configs in ROOT/etc/plantgate (default: [update] root, else /).
+    #[arg(long)]
+    root: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum UpdateCommand {
+    /// Ask the channel whether a newer release exists for this target.
+    Check {
+        #[command(flatten)]
+        at: UpdateArgs,
+    },
+    /// Verify and install a release bundle, switch to it, and keep it only if the gateway comes up healthy (else the previous release is restored).
+    Apply {
+        /// The bundle (its signature is BUNDLE.minisig).
+        #[arg(
+            required_unless_present = "from_channel",
+            conflicts_with = "from_channel"
+        )]
+        bundle: Option<PathBuf>,
+        /// Download the newest release for this target from the channel.
+        #[arg(long)]
+        from_channel: bool,
+        /// Accept a release older than the installed one.
+        #[arg(long)]
+        allow_downgrade: bool,
+        #[command(flatten)]
+        at: UpdateArgs,
+    },
+    /// Switch back to the previous release (health-checked like an update).
+    Rollback {
+        #[command(flatten)]
+        at: UpdateArgs,
+    },
+    /// The current and previous release and config, and the channel.
+    Status {
+        #[command(flatten)]
+        at: UpdateArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum BundleCommand {
+    /// A release bundle: the binary and its manifest.
+    Release {
+        /// The release's version (semver), e.g. 1.4.0.
+        #[arg(long)]
+        version: String,
+        /// The plantgate binary for the target.
+        #[arg(long)]
+        binary: PathBuf,
+        /// The binary's target triple (default: this binary's).
+        #[arg(long, default_value = plantgate::update::TARGET)]
+        target: String,
+        /// The store format the release writes (default: this binary's).
+        #[arg(long, default_value_t = plantgate::store::format::FORMAT)]
+        store_format: u32,
+        /// The oldest store format it reads (default: this binary's).
+        #[arg(long, default_value_t = plantgate::store::migrate::OLDEST_FORMAT)]
+        min_store_format: u32,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// A config bundle: gateway.toml and the files beside it that it names (tag maps).
+    Config {
+        /// A label for this config, e.g. 2026-12-01-line3.
+        #[arg(long)]
+        version: String,
+        /// gateway.toml first, then any other files (stored under their file names).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, short)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -737,6 +835,145 @@ async fn modbus_read(cmd: ModbusCommand) -> ExitCode {
     }
 }
 
+/// The gateway config and layout an update command works on.
+fn updater(at: &UpdateArgs) -> Result<plantgate::update::Updater, ExitCode> {
+    let path = at.config.clone().unwrap_or_else(|| {
+        at.root
+            .as_deref()
+            .unwrap_or(std::path::Path::new("/"))
+            .join("etc/plantgate/gateway.toml")
+    });
+    let cfg = config::load(&path).map_err(|e| report_config_error(&e))?;
+    Ok(plantgate::update::Updater::new(cfg, at.root.as_deref()))
+}
+
+fn report_update(result: Result<String, plantgate::update::UpdateError>) -> ExitCode {
+    match result {
+        Ok(done) => {
+            println!("{done}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plantgate: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn update_command(command: UpdateCommand) -> ExitCode {
+    let at = match &command {
+        UpdateCommand::Check { at }
+        | UpdateCommand::Apply { at, .. }
+        | UpdateCommand::Rollback { at }
+        | UpdateCommand::Status { at } => at,
+    };
+    let updater = match updater(at) {
+        Ok(u) => u,
+        Err(code) => return code,
+    };
+    report_update(match command {
+        UpdateCommand::Check { .. } => updater.check().await,
+        UpdateCommand::Apply {
+            bundle: Some(bundle),
+            allow_downgrade,
+            ..
+        } => updater.apply_release(&bundle, allow_downgrade).await,
+        UpdateCommand::Apply { .. } => updater.apply_from_channel().await,
+        UpdateCommand::Rollback { .. } => updater.rollback().await,
+        UpdateCommand::Status { .. } => updater.status().map(|s| s.trim_end().to_string()),
+    })
+}
+
+fn bundle_command(command: BundleCommand) -> ExitCode {
+    use plantgate::update::bundle::{self, BundleKind, Manifest};
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+    };
+    let (manifest, files, output) = match command {
+        BundleCommand::Release {
+            version,
+            binary,
+            target,
+            store_format,
+            min_store_format,
+            output,
+        } => {
+            if let Err(e) = semver::Version::parse(&version) {
+                eprintln!("plantgate: --version {version:?} is not a version (like 1.4.0): {e}");
+                return ExitCode::from(1);
+            }
+            let data = match read(&binary) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("plantgate: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let manifest = Manifest {
+                kind: BundleKind::Release,
+                version,
+                target: Some(target),
+                store_format: Some(store_format),
+                min_store_format: Some(min_store_format),
+                files: Default::default(),
+            };
+            (
+                manifest,
+                vec![("plantgate".to_string(), data, 0o755)],
+                output,
+            )
+        }
+        BundleCommand::Config {
+            version,
+            files,
+            output,
+        } => {
+            let mut out = Vec::new();
+            for (i, p) in files.iter().enumerate() {
+                let name = if i == 0 {
+                    "gateway.toml".to_string()
+                } else {
+                    p.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                };
+                match read(p) {
+                    Ok(d) => out.push((name, d, 0o640)),
+                    Err(e) => {
+                        eprintln!("plantgate: {e}");
+                        return ExitCode::from(1);
+                    }
+                }
+            }
+            let manifest = Manifest {
+                kind: BundleKind::Config,
+                version,
+                target: None,
+                store_format: None,
+                min_store_format: None,
+                files: Default::default(),
+            };
+            (manifest, out, output)
+        }
+    };
+    // A signature beside the output is of an older file now.
+    let _ = std::fs::remove_file(bundle::signature_path(&output));
+    match bundle::build(manifest, &files).and_then(|tar| std::fs::write(&output, tar)) {
+        Ok(()) => {
+            println!(
+                "wrote {}; sign it with `minisign -S -s KEY -m {}`",
+                output.display(),
+                output.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("plantgate: cannot write {}: {e}", output.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Tags {
@@ -813,6 +1050,17 @@ fn main() -> ExitCode {
             Command::Opcua { command } => opcua_command(command).await,
             Command::Dlq { command } => dlq_command(command).await,
             Command::Queue { command } => queue_command(command).await,
+            Command::Update { command } => update_command(command).await,
+            Command::Config {
+                command: ConfigCommand::Apply { bundle, at },
+            } => {
+                let updater = match updater(&at) {
+                    Ok(u) => u,
+                    Err(code) => return code,
+                };
+                report_update(updater.apply_config(&bundle).await)
+            }
+            Command::Bundle { command } => bundle_command(command),
             Command::Check { .. } | Command::Tags { .. } | Command::Config { .. } => {
                 ExitCode::SUCCESS
             }

@@ -15,6 +15,7 @@ mod raw;
 mod secret;
 pub mod status;
 pub mod store;
+pub mod update;
 
 pub use diagnostic::{ConfigError, Diagnostic};
 pub use secret::{Secret, SecretError, SecretSource};
@@ -45,6 +46,8 @@ pub struct Config {
     pub odoo: OdooConfig,
     pub store: crate::store::StoreOptions,
     pub log: LogConfig,
+    /// `[update]`: install layout, signing keys, channel, health gate.
+    pub update: update::UpdateConfig,
     /// SHA-256 of the config text, hex: which config a gateway runs.
     pub hash: String,
 }
@@ -806,10 +809,12 @@ impl<'a> Validator<'a> {
         let odoo = self.odoo(raw.odoo.as_ref());
         let store = self.store(raw.store.as_ref());
         let log = self.log(raw.log.as_ref());
+        let update = self.update(raw.update.as_ref());
         Some(Config {
             hash: text_hash(self.text),
             store,
             log,
+            update,
             gateway: gateway?,
             status,
             sources,

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub odoo: Option<S<RawOdoo>>,
     pub store: Option<S<super::store::RawStore>>,
     pub log: Option<S<RawLog>>,
+    pub update: Option<S<super::update::RawUpdate>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,6 +19,10 @@ use super::StoreError;
 use crate::model::Millis;
 use sled::{Batch, Tree};
 
+/// The oldest store format this release reads (and converts to
+/// [`format::FORMAT`] when it opens it); a release bundle states both.
+pub const OLDEST_FORMAT: u32 = 0;
+
 /// Version byte put in front of opaque values carried over from format 0.
 pub const LEGACY_PAYLOAD: u8 = 0;
 

@@ -61,6 +61,35 @@ const SEGMENT_BYTES: usize = 256 * 1024;
 /// touches it.
 const FORMAT_FILE: &str = "plantgate-format";
 
+/// The format of the store in `dir`, without opening it (a running
+/// gateway holds it): `None` when there is no store, 0 for one from before
+/// the format was recorded. Used to refuse a release that cannot read it.
+pub fn format_on_disk(dir: &Path) -> Result<Option<u32>, StoreError> {
+    let file = dir.join(FORMAT_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(s) => s
+            .trim()
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| StoreError::Damaged {
+                path: dir.display().to_string(),
+                why: format!(
+                    "{} holds {:?}, not a format number",
+                    file.display(),
+                    s.trim()
+                ),
+            }),
+        // sled's own files without ours: a format-0 store.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(dir.join("conf").exists().then_some(0))
+        }
+        Err(source) => Err(StoreError::File {
+            path: file.display().to_string(),
+            source,
+        }),
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot open the event store in {path}: {source}")]

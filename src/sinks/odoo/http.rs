@@ -53,16 +53,44 @@ pub fn client(cfg: &OdooConfig) -> Result<reqwest::Client, HttpSetupError> {
         .map_err(|e| HttpSetupError::Client(e.to_string()))
 }
 
+/// What a TLS client trusts and presents: `[odoo]`'s keys, which
+/// `[update]` (the release channel) takes too.
+#[derive(Clone, Copy, Debug)]
+pub struct TlsOptions<'a> {
+    /// A plant CA that replaces the system roots.
+    pub ca_file: Option<&'a Path>,
+    pub client_cert_file: Option<&'a Path>,
+    pub client_key_file: Option<&'a Path>,
+    /// Base64 SHA-256 of the server's SubjectPublicKeyInfo; empty: no pinning.
+    pub pin_sha256: &'a [String],
+}
+
+impl<'a> From<&'a OdooConfig> for TlsOptions<'a> {
+    fn from(cfg: &'a OdooConfig) -> Self {
+        TlsOptions {
+            ca_file: cfg.ca_file.as_deref(),
+            client_cert_file: cfg.client_cert_file.as_deref(),
+            client_key_file: cfg.client_key_file.as_deref(),
+            pin_sha256: &cfg.pin_sha256,
+        }
+    }
+}
+
 /// The rustls client config for `[odoo]`.
 pub fn tls_config(cfg: &OdooConfig) -> Result<rustls::ClientConfig, HttpSetupError> {
+    tls_config_with(TlsOptions::from(cfg))
+}
+
+/// The rustls client config for these options.
+pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, HttpSetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain: Arc<dyn ServerCertVerifier> = match &cfg.ca_file {
+    let chain: Arc<dyn ServerCertVerifier> = match cfg.ca_file {
         // A plant CA replaces the system roots: trust exactly what was given.
         Some(path) => {
             let mut roots = RootCertStore::empty();
             for cert in pem_certs(path)? {
                 roots.add(cert).map_err(|e| HttpSetupError::CaFile {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     detail: e.to_string(),
                 })?;
             }
@@ -77,23 +105,23 @@ pub fn tls_config(cfg: &OdooConfig) -> Result<rustls::ClientConfig, HttpSetupErr
     } else {
         Arc::new(Pinned {
             chain,
-            pins: cfg.pin_sha256.clone(),
+            pins: cfg.pin_sha256.to_vec(),
         })
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    Ok(match (&cfg.client_cert_file, &cfg.client_key_file) {
+    Ok(match (cfg.client_cert_file, cfg.client_key_file) {
         (Some(cert), Some(key)) => {
             let certs = CertificateDer::pem_file_iter(cert)
                 .and_then(|it| it.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| HttpSetupError::ClientCert {
-                    path: cert.clone(),
+                    path: cert.to_path_buf(),
                     detail: e.to_string(),
                 })?;
             let key = PrivateKeyDer::from_pem_file(key).map_err(|e| HttpSetupError::ClientKey {
-                path: key.clone(),
+                path: key.to_path_buf(),
                 detail: e.to_string(),
             })?;
             builder.with_client_auth_cert(certs, key)?
