@@ -2187,7 +2187,7 @@ dry_run = true
         );
         assert_eq!((got[3].0, got[3].1), (24, 1), "{got:?}");
         assert!(
-            got[3].2.starts_with("unknown field `bt`, expected one of `name`, `source`, `scale`, `offset`, `engineering_unit`, `min`, `max`, `clamp`, `min_change`, `min_change_percent`, `on_change`, `heartbeat`, `table`, `register`"),
+            got[3].2.starts_with("unknown field `bt`, expected one of `name`, `source`, `scale`, `offset`, `engineering_unit`, `min`, `max`, `clamp`, `min_change`, `min_change_percent`, `on_change`, `heartbeat`, `min_interval`, `table`, `register`"),
             "{got:?}"
         );
         assert!(
