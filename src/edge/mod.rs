@@ -391,6 +391,7 @@ mod tests {
             quality: Quality::Good,
             time: Millis(wall),
             server_time: None,
+            receipt: None,
         }
     }
 
