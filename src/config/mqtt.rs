@@ -416,6 +416,12 @@ impl Validator<'_> {
                     .unwrap_or_default(),
                 time_pointer: r.time_pointer.as_ref().map(|p| pointer(p, self)),
             },
+            Some("sparkplug") => {
+                if let Some(p) = &r.payload {
+                    self.err(p, "payload = \"sparkplug\" is set on the source, with `group` and `node`; its tags name a `metric` (and `device`), not a topic");
+                }
+                Payload::Plain
+            }
             Some(other) => {
                 if let Some(p) = &r.payload {
                     self.err(
