@@ -182,6 +182,15 @@ async fn births_data_by_alias_and_deaths_reach_the_tags_and_a_gap_asks_for_a_reb
         "the source subscribes to its node's topics: {}",
         broker.log()
     );
+    // On connect the gateway asks for the node's current values.
+    eventually(Duration::from_secs(30), "a rebirth request on connect", || {
+        let log = broker.log();
+        async move {
+            log.contains("Received PUBLISH from plantgate-gw1-broker (d0, q0, r0, m0, 'spBv1.0/plant1/NCMD/press-gw'")
+                .then_some(())
+        }
+    })
+    .await;
     let mut node = EdgeNode::connect(&broker).await;
 
     node.send(
@@ -505,9 +514,20 @@ topic = "plant1/press1/count"
         .expect("the source runs");
     assert_eq!(sample.value, Value::UInt(7));
     let acked = |log: &str| log.contains("Received PUBACK from plantgate-gw1-broker");
-    assert!(broker
-        .log()
-        .contains("Sending PUBLISH to plantgate-gw1-broker"));
+    eventually(
+        Duration::from_secs(30),
+        "the broker's PUBLISH in its log",
+        || {
+            let log = broker.log();
+            async move {
+                log.contains("Sending PUBLISH to plantgate-gw1-broker")
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // Nothing committed the sample yet, so no PUBACK may have gone out (a
+    // wrong early one would be in the log by now).
     assert!(
         !acked(&broker.log()),
         "acknowledged before the commit: {}",

@@ -207,6 +207,13 @@ impl MqttReader {
                     if let Err(e) = link.subscribe(&self.filters()) {
                         tracing::error!(source = %self.name, error = %e, "cannot subscribe");
                     }
+                    // The node's current values at once, even from one that
+                    // reports only changes (its tags went bad with the
+                    // broker). After the subscribe: the broker keeps order.
+                    if let Some(sp) = &self.sparkplug {
+                        let command = sparkplug::command_topic(&sp.node.group, &sp.node.node);
+                        self.ask_rebirth(&link, &command, None);
+                    }
                 }
                 Ok(LinkEvent::Message {
                     topic,
@@ -215,7 +222,7 @@ impl MqttReader {
                 }) => {
                     self.message(&topic, &payload).await;
                     if let Some((command, why)) = self.rebirth.take() {
-                        self.ask_rebirth(&link, &command, &why);
+                        self.ask_rebirth(&link, &command, Some(&why));
                     }
                     if let Some(ack) = ack {
                         self.unacked.push_back((self.sent, ack));
@@ -463,13 +470,18 @@ impl MqttReader {
         }
     }
 
-    /// Publish a rebirth request (the session already rate-limited it).
-    fn ask_rebirth(&self, link: &Link, command: &str, why: &str) {
+    /// Publish a rebirth request: on connect, or when values were missed
+    /// (`why`; the session already rate-limited it).
+    fn ask_rebirth(&self, link: &Link, command: &str, why: Option<&str>) {
         match link.publish(command, sparkplug::rebirth_request(Millis::now())) {
             Ok(()) => {
                 self.metrics.rebirth(&self.name);
-                tracing::warn!(source = %self.name, topic = command, reason = why,
-                    "Sparkplug values were missed; asked the edge node for a rebirth");
+                match why {
+                    Some(why) => tracing::warn!(source = %self.name, topic = command, reason = why,
+                        "Sparkplug values were missed; asked the edge node for a rebirth"),
+                    None => tracing::info!(source = %self.name, topic = command,
+                        "asked the Sparkplug edge node for a rebirth (its current values)"),
+                }
             }
             Err(e) => {
                 tracing::warn!(source = %self.name, topic = command, error = %e,

@@ -30,6 +30,9 @@ pub const NAMESPACE: &str = "spBv1.0";
 /// keeps skipping must not be flooded with commands.
 pub const REBIRTH_EVERY: Duration = Duration::from_secs(10);
 
+/// Metrics remembered from one node's births (all devices together).
+const MAX_METRICS: usize = 100_000;
+
 /// The metric that asks a node for a rebirth.
 pub const REBIRTH_METRIC: &str = "Node Control/Rebirth";
 
@@ -208,7 +211,9 @@ impl Session {
                 self.seq = payload.seq.map(|s| s as u8).or(self.seq);
                 match (kind, &device) {
                     (Kind::DBirth, Some(d)) => {
-                        self.devices.insert(d.clone());
+                        if self.devices.len() < MAX_METRICS {
+                            self.devices.insert(d.clone());
+                        }
                         self.aliases.retain(|(dev, _), _| dev.as_ref() != Some(d));
                         self.types.retain(|(dev, _), _| dev.as_ref() != Some(d));
                         self.learn(&device, &payload);
@@ -269,6 +274,10 @@ impl Session {
 
     fn learn(&mut self, device: &Option<String>, payload: &Payload) {
         for m in &payload.metrics {
+            // Births full of garbage must not grow the maps without end.
+            if self.types.len().max(self.aliases.len()) >= MAX_METRICS {
+                break;
+            }
             let Some(name) = &m.name else { continue };
             if let Some(a) = m.alias {
                 self.aliases.insert((device.clone(), a), name.clone());
