@@ -177,7 +177,7 @@ async fn connect_to_first_value(b: &Bench, dir: &Path, secure: bool) -> Duration
         let mut tasks = plantgate::supervise::Stages::default();
         let t = Instant::now();
         let metrics = plantgate::sources::SourceMetrics::default();
-        plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &metrics, &stop_rx, &mut tasks);
+        plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &metrics, &stop_rx, &mut tasks, None);
         loop {
             let s = tokio::time::timeout(Duration::from_secs(10), rx.recv())
                 .await

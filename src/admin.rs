@@ -12,9 +12,16 @@ use serde_json::{json, Value};
 
 /// A dead letter for people: the decoded event beside the bookkeeping.
 pub fn dead_letter_json(d: &DeadLetter) -> Value {
+    let refused = d.kind == crate::store::SOURCE_MESSAGE;
     let event = Event::decode(&d.payload)
         .ok()
+        .filter(|_| !refused)
         .and_then(|e| serde_json::to_value(e).ok());
+    // A refused source message is shown as text (its start, at most).
+    let message = refused.then(|| {
+        let text = String::from_utf8_lossy(&d.payload);
+        text.chars().take(256).collect::<String>()
+    });
     json!({
         "id": d.id,
         "sink": d.sink,
@@ -31,7 +38,8 @@ pub fn dead_letter_json(d: &DeadLetter) -> Value {
         "dead_at": d.dead_at.rfc3339(),
         "event": event,
         "raw_bytes": if event_is_raw(d) { d.payload.len() } else { 0 },
-        "replay": format!("plantgate dlq replay {}", d.id),
+        "message": message,
+        "replay": (!refused).then(|| format!("plantgate dlq replay {}", d.id)),
     })
 }
 
@@ -87,6 +95,10 @@ pub fn stats_json(s: &Stats, now: Millis) -> Value {
 pub async fn replay_all(store: &Store, sink: Option<&str>) -> Result<Vec<u64>, StoreError> {
     let mut ids = Vec::new();
     for d in store.dead_letters(sink)? {
+        // A refused source message is not an event: nothing to deliver.
+        if d.kind == crate::store::SOURCE_MESSAGE {
+            continue;
+        }
         store.replay(d.id).await?;
         ids.push(d.id);
     }

@@ -124,6 +124,59 @@ pub struct Sample {
     pub time: Millis,
     /// When the server saw it (OPC UA's server timestamp), if given.
     pub server_time: Option<Millis>,
+    /// Handed back by the edge once the sample's effects are committed to
+    /// the store, for a source that acknowledges its device only then.
+    pub receipt: Option<Receipt>,
+}
+
+/// Where one source hears how far the edge has committed its samples:
+/// receipts are numbered in the order the source sends them, and the
+/// edge reports the highest committed.
+#[derive(Debug, Default)]
+pub struct Commits {
+    committed: std::sync::atomic::AtomicU64,
+    /// One waiter (the source); a permit is kept if it is not waiting.
+    notify: tokio::sync::Notify,
+}
+
+impl Commits {
+    /// The highest receipt number committed (0: none yet).
+    pub fn committed(&self) -> u64 {
+        self.committed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves after a commit since the last call returned.
+    pub async fn changed(&self) {
+        self.notify.notified().await
+    }
+}
+
+/// A sample's claim on its source's [`Commits`].
+#[derive(Clone, Debug)]
+pub struct Receipt {
+    commits: std::sync::Arc<Commits>,
+    number: u64,
+}
+
+impl Receipt {
+    /// Receipt `number` (from 1, rising) of `commits`.
+    pub fn new(commits: std::sync::Arc<Commits>, number: u64) -> Receipt {
+        Receipt { commits, number }
+    }
+
+    /// The sample is committed (and so is every earlier one of its source).
+    pub fn committed(&self) {
+        self.commits
+            .committed
+            .fetch_max(self.number, std::sync::atomic::Ordering::AcqRel);
+        self.commits.notify.notify_one();
+    }
+}
+
+impl PartialEq for Receipt {
+    fn eq(&self, other: &Receipt) -> bool {
+        std::sync::Arc::ptr_eq(&self.commits, &other.commits) && self.number == other.number
+    }
 }
 
 /// A business event. Its `id` is deterministic (derived from the rule and

@@ -182,6 +182,7 @@ impl Gateway {
             &source_metrics,
             &shutdown_rx,
             &mut tasks,
+            Some(&store),
         );
         tasks.spawn(
             "edge",
@@ -246,6 +247,7 @@ async fn run_edge(
     let mut ticks = tokio::time::interval(EDGE_TICK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::with_capacity(EDGE_BATCH);
+    let mut receipts = Vec::new();
     loop {
         let mut out = Output::default();
         tokio::select! {
@@ -261,6 +263,9 @@ async fn run_edge(
                 let now = clock.now();
                 for sample in batch.drain(..) {
                     edge.apply(&sample, now, &mut out);
+                    if let Some(r) = sample.receipt {
+                        receipts.push(r);
+                    }
                 }
             }
             _ = ticks.tick() => {
@@ -272,6 +277,11 @@ async fn run_edge(
             }
         }
         commit(&out, &lanes, &store, &telemetry, &health, None).await;
+        // Committed (a commit is retried until it is in): the sources that
+        // wait for it may acknowledge their devices now.
+        for r in receipts.drain(..) {
+            r.committed();
+        }
     }
     let mut out = Output::default();
     edge.flush(clock.now(), &mut out);

@@ -50,6 +50,7 @@ fn shipped_configs_are_valid() {
         "examples/press-line.toml",
         "examples/oven-opcua.toml",
         "examples/mqtt-line.toml",
+        "examples/sparkplug-line.toml",
         "examples/oven-line.toml",
     ] {
         if let Err(e) = plantgate::config::load(&root.join(name)) {

@@ -160,6 +160,7 @@ async fn write_the_fixture_of_this_release() {
         quality: Quality::Good,
         time: Millis(T0 + ms),
         server_time: None,
+        receipt: None,
     };
     // Feed samples (and a tick) at `ms`, commit what comes out as the pipeline does.
     let mut step = |samples: Vec<Sample>, ms: i64| {

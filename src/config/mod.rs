@@ -583,7 +583,7 @@ const OPCUA_TAG: TagShape = TagShape {
 };
 const MQTT_TAG: TagShape = TagShape {
     what: "a tag of an MQTT source",
-    hint: Some("an MQTT tag has `topic`, `payload`, `pointer`, `time_pointer`, `type` and `qos`"),
+    hint: Some("an MQTT tag has `topic`, `payload`, `pointer`, `time_pointer`, `type` and `qos` (`device` and `metric` on a Sparkplug source)"),
     keys: keys_of::<RawMqttTag>,
 };
 const TAG_SHAPES: [&TagShape; 3] = [&MODBUS_TAG, &OPCUA_TAG, &MQTT_TAG];
@@ -1038,9 +1038,9 @@ impl<'a> Validator<'a> {
                     .part::<RawOpcUaTag>(t)
                     .and_then(|p| self.opcua_tag(t, &p))
                     .map(TagPoint::OpcUa),
-                SourceKind::Mqtt(_) => self
+                SourceKind::Mqtt(m) => self
                     .part::<RawMqttTag>(t)
-                    .and_then(|p| self.mqtt_tag(t, name, &p))
+                    .and_then(|p| self.mqtt_tag(t, name, &p, m))
                     .map(TagPoint::Mqtt),
             };
             let Some(point) = point else { continue };

@@ -31,6 +31,12 @@ pub struct RawMqtt {
     pub clean_session: Option<S<bool>>,
     pub keep_alive: Option<S<String>>,
     pub backoff_max: Option<S<String>>,
+    /// `"sparkplug"`: the source follows one Sparkplug B edge node.
+    pub payload: Option<S<String>>,
+    pub group: Option<S<String>>,
+    pub node: Option<S<String>>,
+    pub max_message_size: Option<S<i64>>,
+    pub dead_letter: Option<S<bool>>,
 }
 
 /// A tag of an MQTT source. Read like [`RawMqtt`], as a part of the entry.
@@ -43,6 +49,10 @@ pub struct RawMqttTag {
     #[serde(rename = "type")]
     pub data_type: Option<S<String>>,
     pub qos: Option<S<i64>>,
+    /// A Sparkplug source's tags: the device (none = the node's own
+    /// metric) and the metric's name.
+    pub device: Option<S<String>>,
+    pub metric: Option<S<String>>,
 }
 
 /// The MQTT version spoken.
@@ -69,7 +79,24 @@ pub struct MqttSource {
     pub clean_session: bool,
     pub keep_alive: Duration,
     pub backoff_max: Duration,
+    /// The Sparkplug B edge node followed, when `payload = "sparkplug"`.
+    pub sparkplug: Option<SparkplugNode>,
+    /// Larger messages are refused (counted, dead-lettered when asked).
+    pub max_message_size: usize,
+    /// Refused messages are kept in the store's dead letters.
+    pub dead_letter: bool,
 }
+
+/// One Sparkplug B edge node: `spBv1.0/<group>/…/<node>/…`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SparkplugNode {
+    pub group: String,
+    pub node: String,
+}
+
+/// The default `max_message_size`: far above any tag's message, far below
+/// what would strain the gateway's memory.
+pub const DEFAULT_MAX_MESSAGE: usize = 256 * 1024;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MqttTls {
@@ -231,6 +258,18 @@ impl Validator<'_> {
                 self.err(k, "keep_alive must be 1s to 65535s");
             }
         }
+        let sparkplug = self.sparkplug_node(s, r);
+        let max_message_size = match &r.max_message_size {
+            Some(m) if !(64..=(256 << 20)).contains(m.get_ref()) => {
+                self.err(
+                    m,
+                    "max_message_size must be 64 to 268435456 bytes (default 262144, 256 KiB)",
+                );
+                DEFAULT_MAX_MESSAGE
+            }
+            Some(m) => *m.get_ref() as usize,
+            None => DEFAULT_MAX_MESSAGE,
+        };
         parsed?;
         Some(MqttSource {
             protocol,
@@ -243,7 +282,56 @@ impl Validator<'_> {
             clean_session: r.clean_session.as_ref().is_none_or(|c| *c.get_ref()),
             keep_alive,
             backoff_max: self.duration(&r.backoff_max, Duration::from_secs(30)),
+            sparkplug,
+            max_message_size,
+            dead_letter: r.dead_letter.as_ref().is_some_and(|d| *d.get_ref()),
         })
+    }
+
+    /// `payload = "sparkplug"` with `group` and `node`, or none of them.
+    fn sparkplug_node(&mut self, s: &Entry<'_>, r: &RawMqtt) -> Option<SparkplugNode> {
+        match r.payload.as_ref().map(|p| (p, p.get_ref().as_str())) {
+            None => {
+                self.misplaced(
+                    &[
+                        (r.group.as_ref().map(|v| v.span()), "group"),
+                        (r.node.as_ref().map(|v| v.span()), "node"),
+                    ],
+                    |key| {
+                        format!("`{key}` is for a Sparkplug B source: add payload = \"sparkplug\"")
+                    },
+                );
+                None
+            }
+            Some((_, "sparkplug")) => {
+                let group = self.require(
+                    s,
+                    &r.group,
+                    "group",
+                    "the Sparkplug group id, e.g. group = \"plant1\"",
+                );
+                let node = self.require(
+                    s,
+                    &r.node,
+                    "node",
+                    "the Sparkplug edge node id, e.g. node = \"press-gw\"",
+                );
+                for v in [group, node].into_iter().flatten() {
+                    let id = v.get_ref();
+                    if id.is_empty() || id.contains(['/', '+', '#']) {
+                        self.err(v, format!("Sparkplug id {id:?} must be one topic level: not empty, without `/`, `+` or `#`"));
+                    }
+                }
+                Some(SparkplugNode {
+                    group: group?.get_ref().clone(),
+                    node: node?.get_ref().clone(),
+                })
+            }
+            Some((p, other)) => {
+                self.err(p, format!("unknown source payload {other:?}: the only one set on a source is \"sparkplug\" (set plain or json payloads on each tag)"));
+                None
+            }
+        }
     }
 
     /// `name` is the tag's `name` as written: a template for wildcard topics.
@@ -252,7 +340,18 @@ impl Validator<'_> {
         t: &Entry<'_>,
         name: &S<String>,
         r: &RawMqttTag,
+        source: &MqttSource,
     ) -> Option<MqttTag> {
+        if let Some(node) = &source.sparkplug {
+            return self.sparkplug_tag(t, name, r, node);
+        }
+        self.misplaced(
+            &[
+                (r.device.as_ref().map(|v| v.span()), "device"),
+                (r.metric.as_ref().map(|v| v.span()), "metric"),
+            ],
+            |key| format!("`{key}` is for a tag of a Sparkplug B source (payload = \"sparkplug\" on the source)"),
+        );
         let topic = self.require(
             t,
             &r.topic,
@@ -317,6 +416,12 @@ impl Validator<'_> {
                     .unwrap_or_default(),
                 time_pointer: r.time_pointer.as_ref().map(|p| pointer(p, self)),
             },
+            Some("sparkplug") => {
+                if let Some(p) = &r.payload {
+                    self.err(p, "payload = \"sparkplug\" is set on the source, with `group` and `node`; its tags name a `metric` (and `device`), not a topic");
+                }
+                Payload::Plain
+            }
             Some(other) => {
                 if let Some(p) = &r.payload {
                     self.err(
@@ -327,7 +432,78 @@ impl Validator<'_> {
                 Payload::Plain
             }
         };
-        let value_type = r.data_type.as_ref().and_then(|d| {
+        let value_type = self.mqtt_value_type(r);
+        let qos = self.mqtt_qos(r);
+        Some(MqttTag {
+            topic: filter,
+            name: template,
+            payload,
+            value_type,
+            qos,
+        })
+    }
+
+    /// A tag of a Sparkplug B source: a metric of the node or of one of
+    /// its devices; the topic is the node's.
+    fn sparkplug_tag(
+        &mut self,
+        t: &Entry<'_>,
+        name: &S<String>,
+        r: &RawMqttTag,
+        node: &SparkplugNode,
+    ) -> Option<MqttTag> {
+        self.misplaced(
+            &[
+                (r.topic.as_ref().map(|v| v.span()), "topic"),
+                (r.payload.as_ref().map(|v| v.span()), "payload"),
+                (r.pointer.as_ref().map(|v| v.span()), "pointer"),
+                (r.time_pointer.as_ref().map(|v| v.span()), "time_pointer"),
+            ],
+            |key| format!("`{key}` is not set on a tag of a Sparkplug B source: the source reads spBv1.0/{}/…/{}; name the value with `metric` (and `device`)", node.group, node.node),
+        );
+        if name.get_ref().contains('{') {
+            self.err(
+                name,
+                "a Sparkplug tag's name is fixed: `{N}` levels are for topic filters",
+            );
+        }
+        let metric = self.require(
+            t,
+            &r.metric,
+            "metric",
+            "the Sparkplug metric's name, e.g. metric = \"Counts/Good\"",
+        );
+        if let Some(m) = metric.filter(|m| m.get_ref().is_empty()) {
+            self.err(m, "an empty metric name");
+        }
+        let device = r.device.as_ref().map(|d| {
+            let id = d.get_ref();
+            if id.is_empty() || id.contains(['/', '+', '#']) {
+                self.err(d, format!("Sparkplug device id {id:?} must be one topic level: not empty, without `/`, `+` or `#`"));
+            }
+            id.clone()
+        });
+        let value_type = self.mqtt_value_type(r);
+        let qos = self.mqtt_qos(r);
+        let metric = metric?.get_ref().clone();
+        let filter = TopicFilter::parse(&format!(
+            "{}/{}/+/{}/#",
+            crate::sources::mqtt::sparkplug::NAMESPACE,
+            node.group,
+            node.node
+        ))
+        .ok()?;
+        Some(MqttTag {
+            topic: filter,
+            name: NameTemplate::parse(name.get_ref(), 0).ok()?,
+            payload: Payload::Sparkplug { device, metric },
+            value_type,
+            qos,
+        })
+    }
+
+    fn mqtt_value_type(&mut self, r: &RawMqttTag) -> Option<ValueType> {
+        r.data_type.as_ref().and_then(|d| {
             let t = ValueType::parse(d.get_ref());
             if t.is_none() {
                 self.err(
@@ -340,21 +516,17 @@ impl Validator<'_> {
                 );
             }
             t
-        });
-        let qos = match &r.qos {
+        })
+    }
+
+    fn mqtt_qos(&mut self, r: &RawMqttTag) -> u8 {
+        match &r.qos {
             Some(q) if !(0..=2).contains(q.get_ref()) => {
                 self.err(q, "qos must be 0, 1 or 2");
                 1
             }
             Some(q) => *q.get_ref() as u8,
             None => 1,
-        };
-        Some(MqttTag {
-            topic: filter,
-            name: template,
-            payload,
-            value_type,
-            qos,
-        })
+        }
     }
 }

@@ -310,6 +310,7 @@ mod tests {
             quality: Quality::Good,
             time: at(secs).time,
             server_time: None,
+            receipt: None,
         };
         a.on_sample("gw", &s, at(secs), &mut ev);
         ev
@@ -447,6 +448,7 @@ mod tests {
             quality: Quality::Bad("timeout".into()),
             time: Millis(0),
             server_time: None,
+            receipt: None,
         };
         a.on_sample("gw", &s, at(0.0), &mut ev);
         assert!(ev.is_empty());
@@ -522,6 +524,7 @@ mod tests {
             quality: Quality::Good,
             time: Millis(170_000),
             server_time: None,
+            receipt: None,
         };
         a.on_sample("gw", &s, after(170.0, 50.0), &mut ev);
         let mut a = restart(&a);

@@ -208,6 +208,7 @@ mod tests {
             quality: Quality::Good,
             time: Millis(at),
             server_time: None,
+            receipt: None,
         }
     }
 

@@ -221,6 +221,7 @@ mod tests {
             quality: Quality::Good,
             time: Millis(0),
             server_time: None,
+            receipt: None,
         })
     }
 
@@ -314,6 +315,7 @@ mod tests {
             quality: Quality::Good,
             time: Millis(device_ms),
             server_time: None,
+            receipt: None,
         };
         d.on_sample("gw", &s, at, &mut ev);
         ev

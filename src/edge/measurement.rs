@@ -127,6 +127,7 @@ mod tests {
             quality: Quality::Good,
             time: Millis(secs * 1000),
             server_time: None,
+            receipt: None,
         };
         let at = At {
             time: Millis(secs * 1000),

@@ -459,6 +459,7 @@ mod tests {
             quality: Quality::Good,
             time: Millis(wall),
             server_time: None,
+            receipt: None,
         }
     }
 

@@ -114,6 +114,7 @@ impl Emitter {
             quality,
             time,
             server_time,
+            receipt: None,
         };
         // A closed channel means the gateway is stopping; the shutdown
         // signal ends the source right after.

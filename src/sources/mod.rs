@@ -39,6 +39,7 @@ pub fn spawn_all(
     metrics: &SourceMetrics,
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Stages,
+    dead_letters: Option<&Arc<crate::store::Store>>,
 ) {
     for source in &config.sources {
         let tags: Vec<TagConfig> = config
@@ -85,6 +86,7 @@ pub fn spawn_all(
                     tx.clone(),
                     telemetry.clone(),
                     metrics.mqtt.clone(),
+                    dead_letters.cloned(),
                 );
                 tasks.spawn(
                     format!("source {}", source.name),

@@ -33,6 +33,9 @@ pub mod metrics;
 pub mod migrate;
 
 pub use format::{DeadLetter, Lane, QueueEntry, Record};
+
+/// The `kind` of a dead letter that is a message a source refused.
+pub const SOURCE_MESSAGE: &str = "source message";
 pub use migrate::Upgrade;
 
 use crate::model::Millis;
@@ -119,6 +122,8 @@ pub enum StoreError {
     UnknownSink(String),
     #[error("no dead letter #{0}")]
     NoDeadLetter(u64),
+    #[error("dead letter #{0} is a message a source refused, not an event: it cannot be replayed (fix the sender, then drop it)")]
+    NotReplayable(u64),
     #[error("event store full: {used} bytes kept, {max} allowed, and only critical events and dead letters are left; sources are slowed until the destination takes events again (or raise [store] max_disk)")]
     Full { used: u64, max: u64 },
 }
@@ -1009,6 +1014,51 @@ impl Store {
         Ok(id)
     }
 
+    /// A message a source refused (it gave no value: malformed, or over
+    /// the size limit), kept for people to look at: `sink` names the
+    /// source, `key` the topic, `kind` is [`SOURCE_MESSAGE`]. Same record
+    /// (and version) as an event's dead letter; it is never replayed.
+    pub async fn source_dead_letter(
+        &self,
+        source: &str,
+        topic: &str,
+        reason: &str,
+        payload: &[u8],
+    ) -> Result<u64, StoreError> {
+        let id = {
+            let mut st = self.state();
+            let id = st.next_dlq;
+            let now = Millis::now();
+            let letter = DeadLetter {
+                id,
+                sink: source.to_string(),
+                lane: Lane::Normal,
+                seq: 0,
+                event_id: String::new(),
+                kind: SOURCE_MESSAGE.to_string(),
+                key: topic.to_string(),
+                time: now,
+                accepted: now,
+                reason: reason.to_string(),
+                attempts: 0,
+                first_attempt: None,
+                last_attempt: None,
+                dead_at: now,
+                payload: payload.to_vec(),
+            };
+            let bytes = encode(&letter)?;
+            let mut batch = Batch::default();
+            batch.insert(dlq_key(id), bytes.as_slice());
+            batch.insert(META_NEXT_DLQ, &u64_key(id + 1));
+            self.apply(&mut st, batch, &Changes::default())?;
+            st.next_dlq = id + 1;
+            st.dead_bytes += bytes.len() as u64;
+            id
+        };
+        self.durable().await?;
+        Ok(id)
+    }
+
     /// Dead letters, oldest first, optionally of one sink.
     pub fn dead_letters(&self, sink: Option<&str>) -> Result<Vec<DeadLetter>, StoreError> {
         let mut out = Vec::new();
@@ -1040,6 +1090,9 @@ impl Store {
     /// (under a new sequence). Returns the sequence.
     pub async fn replay(&self, id: u64) -> Result<u64, StoreError> {
         let d = self.dead_letter_get(id)?;
+        if d.kind == SOURCE_MESSAGE {
+            return Err(StoreError::NotReplayable(id));
+        }
         let i = self.sink_index(&d.sink)?;
         let seq = {
             let mut st = self.state();

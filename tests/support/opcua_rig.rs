@@ -63,7 +63,15 @@ pub fn start_sources(dir: &Path, text: &str) -> Sources {
     let telemetry = Arc::new(Telemetry::new(|r| metrics.register(r)));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Stages::default();
-    plantgate::sources::spawn_all(&cfg, &tx, &telemetry, &metrics, &shutdown_rx, &mut tasks);
+    plantgate::sources::spawn_all(
+        &cfg,
+        &tx,
+        &telemetry,
+        &metrics,
+        &shutdown_rx,
+        &mut tasks,
+        None,
+    );
     Sources {
         rx,
         telemetry,
@@ -86,6 +94,11 @@ impl Sources {
         self.kept.retain(|k| k.tag != tag);
         let wait = async {
             while let Some(s) = self.rx.recv().await {
+                // The rig stands for the edge: a sample taken is committed
+                // (a source that acknowledges after commit moves on).
+                if let Some(r) = &s.receipt {
+                    r.committed();
+                }
                 if s.tag == tag && pred(&s) {
                     return s;
                 }

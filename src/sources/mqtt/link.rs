@@ -10,9 +10,23 @@ use rumqttc::v5;
 use rumqttc::v5::mqttbytes::v5 as p5;
 use rumqttc::{Packet, QoS, SubscribeFilter, SubscribeReasonCode, TlsConfiguration, Transport};
 
-/// Largest message accepted (rumqttc's default is 10 KiB, too small for
-/// JSON from SCADA systems).
-const MAX_PACKET: usize = 1 << 20;
+/// The smallest packet limit given to rumqttc, whatever `max_message_size`.
+const MIN_PACKET: usize = 1 << 20;
+
+/// The packet limit given to rumqttc: well above `max_message_size`, so a
+/// message somewhat over it is read and refused by the source (counted,
+/// dead-lettered) instead of ending the connection, as rumqttc does with
+/// a packet over its limit. MQTT 5 tells the broker this limit at connect,
+/// and the broker drops larger messages for this client.
+pub fn packet_limit(max_message_size: usize) -> usize {
+    max_message_size.saturating_mul(4).max(MIN_PACKET)
+}
+
+/// A received QoS 1 or 2 message to acknowledge (its payload dropped).
+pub enum Ack {
+    V4(rumqttc::Publish),
+    V5(p5::Publish),
+}
 
 pub enum Link {
     // Event loops are boxed: large, and of different sizes.
@@ -28,6 +42,8 @@ pub enum LinkEvent {
     Message {
         topic: String,
         payload: Bytes,
+        /// What acknowledges it; `None` at QoS 0.
+        ack: Option<Box<Ack>>,
     },
     /// How many filters of a subscribe request the broker refused.
     Refused(usize),
@@ -45,9 +61,12 @@ impl Link {
         Ok(match c.protocol {
             Protocol::V311 => {
                 let mut o = rumqttc::MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+                let limit = packet_limit(c.max_message_size);
+                // Acknowledged by the source once the sample is committed.
                 o.set_keep_alive(c.keep_alive)
                     .set_clean_session(c.clean_session)
-                    .set_max_packet_size(MAX_PACKET, MAX_PACKET);
+                    .set_manual_acks(true)
+                    .set_max_packet_size(limit, limit);
                 if let Some(t) = transport {
                     o.set_transport(t);
                 }
@@ -56,9 +75,11 @@ impl Link {
             }
             Protocol::V5 => {
                 let mut o = v5::MqttOptions::new(c.client_id.clone(), c.host.clone(), c.port);
+                let limit = u32::try_from(packet_limit(c.max_message_size)).unwrap_or(u32::MAX);
                 o.set_keep_alive(c.keep_alive)
                     .set_clean_start(c.clean_session)
-                    .set_max_packet_size(Some(MAX_PACKET as u32));
+                    .set_manual_acks(true)
+                    .set_max_packet_size(Some(limit));
                 if !c.clean_session {
                     // MQTT 5 ends a session at disconnect unless it has an
                     // expiry: keep it as long as the broker allows.
@@ -94,10 +115,15 @@ impl Link {
                     Packet::ConnAck(a) => LinkEvent::Connected {
                         session_present: a.session_present,
                     },
-                    Packet::Publish(m) => LinkEvent::Message {
-                        topic: m.topic,
-                        payload: m.payload,
-                    },
+                    Packet::Publish(mut m) => {
+                        let payload = std::mem::take(&mut m.payload);
+                        let topic = std::mem::take(&mut m.topic);
+                        LinkEvent::Message {
+                            topic,
+                            payload,
+                            ack: (m.qos != QoS::AtMostOnce).then(|| Box::new(Ack::V4(m))),
+                        }
+                    }
                     Packet::SubAck(a) => LinkEvent::Refused(
                         a.return_codes
                             .iter()
@@ -115,10 +141,15 @@ impl Link {
                         session_present: a.session_present,
                     },
                     // A topic is UTF-8 by the protocol.
-                    p5::Packet::Publish(m) => LinkEvent::Message {
-                        topic: String::from_utf8_lossy(&m.topic).into_owned(),
-                        payload: m.payload,
-                    },
+                    p5::Packet::Publish(mut m) => {
+                        let payload = std::mem::take(&mut m.payload);
+                        LinkEvent::Message {
+                            topic: String::from_utf8_lossy(&m.topic).into_owned(),
+                            payload,
+                            ack: (m.qos != v5::mqttbytes::QoS::AtMostOnce)
+                                .then(|| Box::new(Ack::V5(m))),
+                        }
+                    }
                     p5::Packet::SubAck(a) => LinkEvent::Refused(
                         a.return_codes
                             .iter()
@@ -149,6 +180,27 @@ impl Link {
                         .iter()
                         .map(|(f, q)| p5::Filter::new(f.clone(), qos_v5(*q))),
                 )
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Acknowledge a message to the broker (it will not send it again).
+    pub fn ack(&self, ack: &Ack) -> Result<(), String> {
+        match (self, ack) {
+            (Link::V4(c, _), Ack::V4(p)) => c.try_ack(p).map_err(|e| e.to_string()),
+            (Link::V5(c, _), Ack::V5(p)) => c.try_ack(p).map_err(|e| e.to_string()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Publish at QoS 0, not retained (a command).
+    pub fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            Link::V4(c, _) => c
+                .try_publish(topic, QoS::AtMostOnce, false, payload)
+                .map_err(|e| e.to_string()),
+            Link::V5(c, _) => c
+                .try_publish(topic, v5::mqttbytes::QoS::AtMostOnce, false, payload)
                 .map_err(|e| e.to_string()),
         }
     }

@@ -1,5 +1,6 @@
-//! The MQTT sources' own metrics: messages taken in and payloads that did
-//! not decode, per source.
+//! The MQTT sources' own metrics, per source: messages taken in, payloads
+//! that did not decode, oversize messages, dead letters kept, and Sparkplug
+//! rebirth requests.
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -11,6 +12,9 @@ type Labels = Vec<(&'static str, String)>;
 pub struct MqttMetrics {
     messages: Family<Labels, Counter>,
     payload_errors: Family<Labels, Counter>,
+    oversize: Family<Labels, Counter>,
+    dead_letters: Family<Labels, Counter>,
+    rebirths: Family<Labels, Counter>,
 }
 
 impl MqttMetrics {
@@ -25,12 +29,42 @@ impl MqttMetrics {
             "MQTT messages whose payload gave no value (bad sample sent instead), per source",
             self.payload_errors.clone(),
         );
+        registry.register(
+            "plantgate_mqtt_oversize_messages",
+            "MQTT messages refused for being over max_message_size, per source",
+            self.oversize.clone(),
+        );
+        registry.register(
+            "plantgate_mqtt_dead_letters",
+            "Refused MQTT messages kept in the store's dead letters, per source",
+            self.dead_letters.clone(),
+        );
+        registry.register(
+            "plantgate_mqtt_rebirth_requests",
+            "Sparkplug B rebirth requests published to the edge node, per source",
+            self.rebirths.clone(),
+        );
     }
 
     /// Make the source's series show (at 0) before its first message.
     pub fn added(&self, source: &str) {
         let _ = self.messages.get_or_create(&labels(source));
         let _ = self.payload_errors.get_or_create(&labels(source));
+        let _ = self.oversize.get_or_create(&labels(source));
+        let _ = self.dead_letters.get_or_create(&labels(source));
+        let _ = self.rebirths.get_or_create(&labels(source));
+    }
+
+    pub fn oversize(&self, source: &str) {
+        self.oversize.get_or_create(&labels(source)).inc();
+    }
+
+    pub fn dead_letter(&self, source: &str) {
+        self.dead_letters.get_or_create(&labels(source)).inc();
+    }
+
+    pub fn rebirth(&self, source: &str) {
+        self.rebirths.get_or_create(&labels(source)).inc();
     }
 
     pub fn message(&self, source: &str) {

@@ -13,15 +13,26 @@
 //!   (`plantgate_mqtt_payload_errors_total`), logged with its topic and why
 //!   (at most [`LOG_BURST`] lines a minute, then a count of the rest), and a
 //!   bad sample with the reason for the tag; the next good message makes
-//!   it good again.
+//!   it good again. With `dead_letter = true` the message is kept in the
+//!   store's dead letters with its topic and the reason (`plantgate dlq`);
+//! - a message over `max_message_size` (default 256 KiB): refused the same
+//!   way, and counted in `plantgate_mqtt_oversize_messages_total`.
 //!
-//! Messages are acknowledged to the broker as they are read (rumqttc's
-//! automatic acks): a sample not yet committed by the edge when the
-//! gateway stops is not asked for again.
+//! Sparkplug B (`payload = "sparkplug"` on the source): the source follows
+//! one edge node (see `sparkplug`); its deaths make its tags bad, and a
+//! sequence gap, data before a birth or an unknown alias publishes a
+//! rebirth request (`plantgate_mqtt_rebirth_requests_total`).
+//!
+//! Messages of QoS 1 and 2 are acknowledged to the broker only once the
+//! samples they gave are committed by the edge (rumqttc's manual acks, in
+//! the order they came): with a fixed `client_id` and `clean_session =
+//! false`, the broker sends again what the gateway had not committed when
+//! it stopped or lost the connection.
 
 mod link;
 mod metrics;
 pub mod payload;
+pub mod sparkplug;
 pub mod tls;
 pub mod topic;
 
@@ -30,13 +41,17 @@ pub use metrics::MqttMetrics;
 use super::filter::{Filter, Verdict};
 use super::{condition, split_points};
 use crate::backoff::Backoff;
+use crate::config::mqtt::SparkplugNode;
 use crate::config::mqtt::{MqttSource, MqttTag};
 use crate::config::{TagConfig, TagPoint};
-use crate::model::{Millis, Quality, Sample, Value};
+use crate::model::{Commits, Millis, Quality, Receipt, Sample, Value};
 use crate::status::Telemetry;
-use link::{Link, LinkEvent};
+use crate::store::Store;
+use link::{Ack, Link, LinkEvent};
+use payload::{Payload, PayloadError};
 use rumqttc::{ConnectReturnCode, ConnectionError, StateError};
 use std::collections::BTreeMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
@@ -65,6 +80,27 @@ pub struct MqttReader {
     /// reason is reported once per change) and its conditioning state.
     names: BTreeMap<String, Named>,
     log: LogLimit,
+    /// Where refused messages go when `dead_letter = true`.
+    dead_letters: Option<Arc<Store>>,
+    /// The edge node followed, for a Sparkplug source.
+    sparkplug: Option<SparkplugState>,
+    /// How far the edge committed this source's samples.
+    commits: Arc<Commits>,
+    /// Receipts handed out (the last one's number).
+    sent: u64,
+    /// Messages read but not acknowledged yet, oldest first, each with the
+    /// receipt that must be committed first.
+    unacked: VecDeque<(u64, Box<Ack>)>,
+    /// A rebirth request to publish (command topic, why) after a message.
+    rebirth: Option<(String, String)>,
+}
+
+/// A Sparkplug source's edge node and which tags read its metrics.
+struct SparkplugState {
+    node: SparkplugNode,
+    session: sparkplug::Session,
+    /// (device, metric) → the tags (indexes) that read it.
+    tags: HashMap<(Option<String>, String), Vec<usize>>,
 }
 
 impl MqttReader {
@@ -75,6 +111,7 @@ impl MqttReader {
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
         metrics: Arc<MqttMetrics>,
+        dead_letters: Option<Arc<Store>>,
     ) -> Self {
         let (tags, points) = split_points(tags, |p| match p {
             TagPoint::Mqtt(x) => Some(x),
@@ -85,9 +122,23 @@ impl MqttReader {
             .zip(&tags)
             .filter_map(|(p, t)| Some((p.name.fixed()?.to_string(), Named::new(t))))
             .collect();
+        let sparkplug = config.sparkplug.clone().map(|node| {
+            let mut tags: HashMap<_, Vec<usize>> = HashMap::new();
+            for (i, p) in points.iter().enumerate() {
+                if let Payload::Sparkplug { device, metric } = &p.payload {
+                    tags.entry((device.clone(), metric.clone()))
+                        .or_default()
+                        .push(i);
+                }
+            }
+            SparkplugState {
+                node,
+                session: sparkplug::Session::default(),
+                tags,
+            }
+        });
         MqttReader {
             name,
-            config,
             tags,
             points,
             tx,
@@ -95,6 +146,13 @@ impl MqttReader {
             metrics,
             names,
             log: LogLimit::default(),
+            dead_letters: dead_letters.filter(|_| config.dead_letter),
+            sparkplug,
+            commits: Arc::default(),
+            sent: 0,
+            unacked: VecDeque::new(),
+            rebirth: None,
+            config,
         }
     }
 
@@ -131,6 +189,10 @@ impl MqttReader {
                     link.disconnect();
                     return;
                 }
+                _ = self.commits.changed(), if !self.unacked.is_empty() => {
+                    self.acknowledge(&link);
+                    continue;
+                }
                 e = link.poll(&broker) => e,
             };
             match event {
@@ -145,9 +207,27 @@ impl MqttReader {
                     if let Err(e) = link.subscribe(&self.filters()) {
                         tracing::error!(source = %self.name, error = %e, "cannot subscribe");
                     }
+                    // The node's current values at once, even from one that
+                    // reports only changes (its tags went bad with the
+                    // broker). After the subscribe: the broker keeps order.
+                    if let Some(sp) = &self.sparkplug {
+                        let command = sparkplug::command_topic(&sp.node.group, &sp.node.node);
+                        self.ask_rebirth(&link, &command, None);
+                    }
                 }
-                Ok(LinkEvent::Message { topic, payload }) => {
+                Ok(LinkEvent::Message {
+                    topic,
+                    payload,
+                    ack,
+                }) => {
                     self.message(&topic, &payload).await;
+                    if let Some((command, why)) = self.rebirth.take() {
+                        self.ask_rebirth(&link, &command, Some(&why));
+                    }
+                    if let Some(ack) = ack {
+                        self.unacked.push_back((self.sent, ack));
+                    }
+                    self.acknowledge(&link);
                 }
                 Ok(LinkEvent::Refused(refused)) if refused > 0 => {
                     let why = format!(
@@ -159,6 +239,9 @@ impl MqttReader {
                 Ok(_) => {}
                 Err(why) => {
                     connected = false;
+                    // The broker sends again what was not acknowledged (a
+                    // persistent session) or forgets it (a clean one).
+                    self.unacked.clear();
                     self.down(&why).await;
                     if wait(&mut shutdown, backoff.next_delay()).await {
                         return;
@@ -209,11 +292,40 @@ impl MqttReader {
         }
     }
 
+    /// Acknowledge, in order, the messages whose samples are committed.
+    fn acknowledge(&mut self, link: &Link) {
+        let committed = self.commits.committed();
+        while self.unacked.front().is_some_and(|(r, _)| *r <= committed) {
+            if let Some((_, ack)) = self.unacked.pop_front() {
+                if let Err(e) = link.ack(&ack) {
+                    tracing::debug!(source = %self.name, error = %e, "cannot acknowledge a message; the broker sends it again");
+                }
+            }
+        }
+    }
+
     /// One message: a sample for each tag whose filter matches its topic.
     async fn message(&mut self, topic: &str, bytes: &[u8]) {
         self.metrics.message(&self.name);
         let now = Millis::now();
+        let max = self.config.max_message_size;
+        let too_large = (bytes.len() > max).then_some(PayloadError::TooLarge {
+            size: bytes.len(),
+            max,
+        });
+        if too_large.is_some() {
+            self.metrics.oversize(&self.name);
+        }
+        if self.sparkplug.is_some() {
+            match too_large {
+                Some(e) => self.refuse(topic, bytes, &e.to_string()).await,
+                None => self.sparkplug_message(topic, bytes).await,
+            }
+            return;
+        }
         let mut good = 0;
+        let mut decoded_any = false;
+        let mut first_error = None;
         for i in 0..self.points.len() {
             let Some(levels) = self.points[i].topic.matches(topic) else {
                 continue;
@@ -224,36 +336,181 @@ impl MqttReader {
                 continue;
             }
             let point = &self.points[i];
-            let decoded = payload::decode(&point.payload, point.value_type, bytes);
+            let decoded = match &too_large {
+                Some(e) => Err(e.clone()),
+                None => payload::decode(&point.payload, point.value_type, bytes),
+            };
             self.track(&name, i);
             match decoded {
                 Ok((value, time)) => {
-                    let value = condition(&self.tags[i], value);
-                    let time = time.unwrap_or(now);
-                    // An untracked name (past MAX_NAMES) is conditioned
-                    // afresh: its range still holds, its deadband cannot.
-                    let verdict = match self.names.get_mut(&name) {
-                        Some(n) => n.filter.apply(value, time),
-                        None => Filter::new(self.tags[i].conditioning.clone()).apply(value, time),
-                    };
-                    match verdict {
-                        Verdict::Hold => {}
-                        Verdict::Bad(why) => self.bad(&name, &why, time).await,
-                        Verdict::Send(value) => {
-                            self.good(&name, value, time).await;
-                            good += 1;
-                        }
+                    decoded_any = true;
+                    if self.reading(i, &name, value, time.unwrap_or(now)).await {
+                        good += 1;
                     }
                 }
                 Err(e) => {
                     let why = format!("bad payload on {topic}: {e}");
                     self.payload_error(topic, &e.to_string());
                     self.bad(&name, &why, now).await;
+                    first_error.get_or_insert(e.to_string());
                 }
             }
         }
         if good > 0 {
             self.telemetry.samples(&self.name, good, now);
+        }
+        // A message no tag could read is kept; one that some tag read is not
+        // malformed (another tag's pointer may just not be in it).
+        if let (false, Some(why)) = (decoded_any, first_error) {
+            self.keep(topic, bytes, &why).await;
+        }
+    }
+
+    /// A value decoded for tag `i` under `name`: conditioned and sent.
+    /// True when a good sample went out.
+    async fn reading(&mut self, i: usize, name: &str, value: Value, time: Millis) -> bool {
+        let value = condition(&self.tags[i], value);
+        // An untracked name (past MAX_NAMES) is conditioned afresh: its
+        // range still holds, its deadband cannot.
+        let verdict = match self.names.get_mut(name) {
+            Some(n) => n.filter.apply(value, time),
+            None => Filter::new(self.tags[i].conditioning.clone()).apply(value, time),
+        };
+        match verdict {
+            Verdict::Hold => false,
+            Verdict::Bad(why) => {
+                self.bad(name, &why, time).await;
+                false
+            }
+            Verdict::Send(value) => {
+                self.good(name, value, time).await;
+                true
+            }
+        }
+    }
+
+    /// A Sparkplug message of the followed edge node.
+    async fn sparkplug_message(&mut self, topic: &str, bytes: &[u8]) {
+        let Some(sp) = self.sparkplug.as_mut() else {
+            return;
+        };
+        let Some((kind, device)) = sparkplug::parse_topic(topic, &sp.node.group, &sp.node.node)
+        else {
+            // Under the node's filter but not a Sparkplug topic shape.
+            tracing::debug!(source = %self.name, topic, "not a Sparkplug B topic; ignored");
+            return;
+        };
+        let outcome = match sp.session.handle(kind, device, bytes, Instant::now()) {
+            Ok(o) => o,
+            Err(e) => {
+                self.refuse(topic, bytes, &e.to_string()).await;
+                return;
+            }
+        };
+        let node = format!("{}/{}", sp.node.group, sp.node.node);
+        if let Some(why) = outcome.rebirth {
+            let command = sparkplug::command_topic(&sp.node.group, &sp.node.node);
+            self.rebirth = Some((command, why));
+        }
+        let now = Millis::now();
+        let mut good = 0;
+        for u in outcome.updates {
+            let key = (u.device, u.metric);
+            let Some(tags) = self.sparkplug.as_ref().and_then(|sp| sp.tags.get(&key)) else {
+                continue;
+            };
+            let time = u.time.unwrap_or(now);
+            for i in tags.clone() {
+                let name = self.tags[i].name.clone();
+                let read = u.reading.clone().and_then(|v| {
+                    payload::convert(v, self.points[i].value_type).map_err(|e| e.to_string())
+                });
+                match read {
+                    Ok(v) => {
+                        if self.reading(i, &name, v, time).await {
+                            good += 1;
+                        }
+                    }
+                    Err(e) => {
+                        let why = format!("Sparkplug metric {:?} on {topic}: {e}", key.1);
+                        self.payload_error(topic, &why);
+                        self.bad(&name, &why, time).await;
+                    }
+                }
+            }
+        }
+        if good > 0 {
+            self.telemetry.samples(&self.name, good, now);
+        }
+        if let Some(dead) = outcome.dead {
+            let (why, device) = match dead {
+                sparkplug::Death::Node => (
+                    format!("Sparkplug edge node {node} is offline (NDEATH)"),
+                    None,
+                ),
+                sparkplug::Death::Device(d) => (
+                    format!("Sparkplug device {d} of edge node {node} is offline (DDEATH)"),
+                    Some(d),
+                ),
+            };
+            tracing::warn!(source = %self.name, "{why}");
+            let mut dead_tags = Vec::new();
+            for p in &self.points {
+                if let Payload::Sparkplug { device: d, .. } = &p.payload {
+                    if device.is_none() || *d == device {
+                        if let Some(n) = p.name.fixed() {
+                            dead_tags.push(n.to_string());
+                        }
+                    }
+                }
+            }
+            for name in dead_tags {
+                self.bad(&name, &why, now).await;
+            }
+        }
+    }
+
+    /// Publish a rebirth request: on connect, or when values were missed
+    /// (`why`; the session already rate-limited it).
+    fn ask_rebirth(&self, link: &Link, command: &str, why: Option<&str>) {
+        match link.publish(command, sparkplug::rebirth_request(Millis::now())) {
+            Ok(()) => {
+                self.metrics.rebirth(&self.name);
+                match why {
+                    Some(why) => tracing::warn!(source = %self.name, topic = command, reason = why,
+                        "Sparkplug values were missed; asked the edge node for a rebirth"),
+                    None => tracing::info!(source = %self.name, topic = command,
+                        "asked the Sparkplug edge node for a rebirth (its current values)"),
+                }
+            }
+            Err(e) => {
+                tracing::warn!(source = %self.name, topic = command, error = %e,
+                    "cannot publish a Sparkplug rebirth request");
+            }
+        }
+    }
+
+    /// A message no tag can read: counted, logged, kept when asked.
+    async fn refuse(&mut self, topic: &str, bytes: &[u8], why: &str) {
+        self.payload_error(topic, why);
+        self.keep(topic, bytes, why).await;
+    }
+
+    /// Into the store's dead letters, when `dead_letter = true`: at most
+    /// `max_message_size` bytes of it.
+    async fn keep(&mut self, topic: &str, bytes: &[u8], why: &str) {
+        let Some(store) = &self.dead_letters else {
+            return;
+        };
+        let kept = &bytes[..bytes.len().min(self.config.max_message_size)];
+        match store.source_dead_letter(&self.name, topic, why, kept).await {
+            Ok(id) => {
+                self.metrics.dead_letter(&self.name);
+                tracing::debug!(source = %self.name, topic, id, "refused message kept as a dead letter");
+            }
+            Err(e) => {
+                tracing::error!(source = %self.name, topic, error = %e, "cannot keep a refused message as a dead letter");
+            }
         }
     }
 
@@ -300,13 +557,15 @@ impl MqttReader {
             .await;
     }
 
-    async fn send(&self, name: &str, value: Value, quality: Quality, time: Millis) {
+    async fn send(&mut self, name: &str, value: Value, quality: Quality, time: Millis) {
+        self.sent += 1;
         let sample = Sample {
             tag: name.to_string(),
             value,
             quality,
             time,
             server_time: None,
+            receipt: Some(Receipt::new(self.commits.clone(), self.sent)),
         };
         // A closed channel means the gateway is stopping; the shutdown
         // signal ends the source right after.

@@ -15,6 +15,13 @@ pub enum Payload {
         pointer: String,
         time_pointer: Option<String>,
     },
+    /// A metric of a Sparkplug B edge node (`device` = `None`) or of one
+    /// of its devices; decoded by the source's session (`sparkplug`), not
+    /// by [`decode`].
+    Sparkplug {
+        device: Option<String>,
+        metric: String,
+    },
 }
 
 /// The type a tag's value is read as. Without one, a number keeps its own
@@ -78,7 +85,7 @@ impl ValueType {
 }
 
 /// Why a message gave no value. The text goes into the bad sample and the log.
-#[derive(Debug, PartialEq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum PayloadError {
     #[error("payload is not UTF-8 text")]
     NotText,
@@ -94,6 +101,10 @@ pub enum PayloadError {
     WrongType(String, &'static str),
     #[error("an empty payload")]
     Empty,
+    #[error("{0}")]
+    Sparkplug(String),
+    #[error("a message of {size} bytes, over max_message_size ({max} bytes)")]
+    TooLarge { size: usize, max: usize },
 }
 
 /// The value of one message and, when the payload carries it, its time.
@@ -127,7 +138,16 @@ pub fn decode(
             };
             Ok((value, time))
         }
+        Payload::Sparkplug { .. } => Err(PayloadError::Sparkplug(
+            "a Sparkplug metric is read by its edge node's session".into(),
+        )),
     }
+}
+
+/// A Sparkplug metric's value as the tag's `type` asks, when it fits.
+pub fn convert(value: Value, ty: Option<ValueType>) -> Result<Value, PayloadError> {
+    let shown = value.to_string();
+    typed(value, ty, &shown)
 }
 
 fn time(v: &serde_json::Value, pointer: &str) -> Result<Millis, PayloadError> {
