@@ -86,6 +86,7 @@ fn throughput() {
                     quality: Quality::Good,
                     time: Millis(START + t),
                     server_time: None,
+                    receipt: None,
                 },
             )
         })

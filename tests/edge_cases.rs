@@ -161,6 +161,7 @@ impl Run {
                 quality,
                 time,
                 server_time: None,
+                receipt: None,
             };
             let mut out = Output::default();
             self.edge.apply(&sample, now, &mut out);

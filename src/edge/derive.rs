@@ -76,6 +76,7 @@ impl Derived {
                 quality,
                 time: sample.time,
                 server_time: None,
+                receipt: None,
             });
         }
         out
@@ -145,6 +146,7 @@ mod tests {
             quality: Quality::Good,
             time: Millis(7),
             server_time: None,
+            receipt: None,
         }
     }
 

@@ -230,6 +230,7 @@ mod tests {
             },
             time: Millis(T0 + ms),
             server_time: None,
+            receipt: None,
         };
         let mut ev = Vec::new();
         w.on_sample("gw", &s, at(ms), &mut ev);
