@@ -353,6 +353,13 @@ pub struct OdooConfig {
     /// How long a work order's quantity read from Odoo is trusted before it
     /// is read again; zero reads before every write.
     pub quantity_max_age: Duration,
+    /// Rows at most in one `load` (or ids in one write) of a batch.
+    pub max_batch: usize,
+    /// Requests at most in flight at once: Odoo has few workers.
+    pub max_in_flight: usize,
+    /// How often names (work center codes, equipment) are looked up again
+    /// even without a miss, so a renamed record is seen.
+    pub name_refresh: Duration,
 }
 
 /// Odoo's external API (`[odoo] api`).
@@ -1888,6 +1895,29 @@ impl<'a> Validator<'a> {
                 }
             },
         };
+        let mut count = |v: &Option<S<i64>>, default: usize, max: usize, what: &str| match v {
+            None => default,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if (1..=max).contains(&n) => n,
+                _ => {
+                    self.err(n, format!("{what} must be 1 to {max}"));
+                    default
+                }
+            },
+        };
+        let max_batch = count(
+            &r.max_batch,
+            100,
+            10_000,
+            "max_batch (the rows sent in one Odoo request)",
+        );
+        let max_in_flight = count(
+            &r.max_in_flight,
+            2,
+            64,
+            "max_in_flight (the requests sent to Odoo at once; keep it below Odoo's worker count)",
+        );
+        let name_refresh = self.duration(&r.name_refresh, Duration::from_secs(600));
         Some(OdooConfig {
             dry_run,
             url: text(&r.url).trim_end_matches('/').to_string(),
@@ -1907,6 +1937,9 @@ impl<'a> Validator<'a> {
             api,
             production_target,
             quantity_max_age,
+            max_batch,
+            max_in_flight,
+            name_refresh,
         })
     }
 }

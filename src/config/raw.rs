@@ -200,4 +200,7 @@ pub struct RawOdoo {
     pub api: Option<S<String>>,
     pub production_target: Option<S<String>>,
     pub quantity_max_age: Option<S<String>>,
+    pub max_batch: Option<S<i64>>,
+    pub max_in_flight: Option<S<i64>>,
+    pub name_refresh: Option<S<String>>,
 }

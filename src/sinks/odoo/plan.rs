@@ -204,3 +204,152 @@ pub fn time_log_fields(with_end: bool) -> Vec<&'static str> {
     }
     f
 }
+
+/// One unit of a batch: what goes to Odoo together. The live sink sends
+/// these and the dry run prints them, so both show the same batches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Consecutive production events of one work center (indices into the
+    /// batch, in order). Each event's absolute value is decided as if the
+    /// events were sent one by one; one write per work order they fall on
+    /// sends the last of its values.
+    Produced {
+        workcenter: String,
+        events: Vec<usize>,
+    },
+    /// Loss logs of several stops in one `load` of at most `max_batch`
+    /// rows; a stop's start and end in one batch are one row. Rows with an
+    /// end and rows without go in separate loads (their columns differ).
+    TimeLogs { ended: bool, rows: Vec<TimeLogRow> },
+    /// One event alone, as [`plan`] says.
+    Single(usize),
+}
+
+/// One row of a time-log `load`: the last planned values of one stop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimeLogRow {
+    pub xmlid: String,
+    pub workcenter: String,
+    pub loss: String,
+    pub date_start: String,
+    pub date_end: Option<String>,
+    pub description: String,
+    /// The events this row stands for.
+    pub events: Vec<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Production,
+    TimeLog,
+    Other,
+}
+
+fn class(ev: &Event) -> Class {
+    match ev.body {
+        EventBody::Production(_) => Class::Production,
+        EventBody::DowntimeStarted(_) | EventBody::DowntimeEnded(_) => Class::TimeLog,
+        _ => Class::Other,
+    }
+}
+
+/// A batch (in store order) as stages of steps. Per key, the events are cut
+/// into runs of one class; stage `k` holds the `k`-th run of every key, so
+/// a key's events go in order, one stage after the other, and a key whose
+/// stage failed sits the later stages out. Within a stage the steps are
+/// independent of each other.
+pub fn stages(events: &[Event], max_batch: usize) -> Vec<Vec<Step>> {
+    let max_batch = max_batch.max(1);
+    // Runs per key, keys in order of first appearance.
+    let mut keys: Vec<&str> = Vec::new();
+    let mut runs: std::collections::HashMap<&str, Vec<(Class, Vec<usize>)>> =
+        std::collections::HashMap::new();
+    for (i, ev) in events.iter().enumerate() {
+        let key = ev.key();
+        let c = class(ev);
+        let list = runs.entry(key).or_insert_with(|| {
+            keys.push(key);
+            Vec::new()
+        });
+        match list.last_mut() {
+            Some((last, idx)) if *last == c && c != Class::Other => idx.push(i),
+            _ => list.push((c, vec![i])),
+        }
+    }
+    let depth = runs.values().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(depth);
+    for k in 0..depth {
+        let mut steps = Vec::new();
+        let mut rows: [Vec<TimeLogRow>; 2] = [Vec::new(), Vec::new()];
+        for key in &keys {
+            let Some((c, idx)) = runs.get(key).and_then(|r| r.get(k)) else {
+                continue;
+            };
+            match c {
+                Class::Production => steps.push(Step::Produced {
+                    workcenter: key.to_string(),
+                    events: idx.clone(),
+                }),
+                Class::Other => steps.extend(idx.iter().map(|i| Step::Single(*i))),
+                Class::TimeLog => {
+                    for row in time_log_rows(events, idx) {
+                        rows[usize::from(row.date_end.is_some())].push(row);
+                    }
+                }
+            }
+        }
+        for (ended, rows) in [(false, &rows[0]), (true, &rows[1])] {
+            for chunk in rows.chunks(max_batch) {
+                steps.push(Step::TimeLogs {
+                    ended,
+                    rows: chunk.to_vec(),
+                });
+            }
+        }
+        out.push(steps);
+    }
+    out
+}
+
+/// One row per stop among one key's consecutive downtime events, with the
+/// values of its last event (an end supersedes its start).
+fn time_log_rows(events: &[Event], idx: &[usize]) -> Vec<TimeLogRow> {
+    let mut rows: Vec<TimeLogRow> = Vec::new();
+    for &i in idx {
+        let Plan::UpsertTimeLog {
+            xmlid,
+            workcenter,
+            loss,
+            date_start,
+            date_end,
+            description,
+        } = plan(&events[i])
+        else {
+            continue;
+        };
+        let row = TimeLogRow {
+            xmlid,
+            workcenter,
+            loss,
+            date_start,
+            date_end,
+            description,
+            events: vec![i],
+        };
+        match rows.iter_mut().find(|r| r.xmlid == row.xmlid) {
+            Some(r) => {
+                let mut events = std::mem::take(&mut r.events);
+                events.push(i);
+                // A start after its end (a late repeat) keeps the end.
+                let date_end = row.date_end.clone().or(r.date_end.take());
+                *r = TimeLogRow {
+                    date_end,
+                    events,
+                    ..row
+                };
+            }
+            None => rows.push(row),
+        }
+    }
+    rows
+}
