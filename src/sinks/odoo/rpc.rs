@@ -27,7 +27,7 @@ pub enum RpcError {
     },
     #[error("Odoo refused login {login:?} on database {database:?}: check the login, the API key and the database name")]
     LoginRefused { login: String, database: String },
-    #[error("Odoo refused the API key on database {database:?} (HTTP 401): check that the key is valid, not expired, and of a user of that database")]
+    #[error("Odoo refused the API key on database {database:?}: check that the key is valid, not expired, and of a user of that database")]
     KeyRefused { database: String },
     #[error("{name}: {message}")]
     Odoo { name: String, message: String },
@@ -585,8 +585,12 @@ impl Rpc {
         let result = self.service("object", "execute_kw", all).await;
         if let Err(RpcError::Odoo { name, .. }) = &result {
             if name == "odoo.exceptions.AccessDenied" {
-                // The key may have been rotated: authenticate again next time.
+                // The key was revoked, rotated or expired (18 on) since the
+                // login: authenticate again next time, and say it in words.
                 self.uid = None;
+                return Err(RpcError::KeyRefused {
+                    database: self.database.clone(),
+                });
             }
         }
         result

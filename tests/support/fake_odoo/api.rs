@@ -9,8 +9,13 @@ impl FakeOdoo {
         Self::start_version(17).await
     }
 
-    /// As [`FakeOdoo::start`], as Odoo `version` (17 or 19: 19 serves
-    /// JSON-2 and `/web/version`, and JSON-RPC errors carry code 0).
+    /// As [`FakeOdoo::start`], as Odoo `version`, 16 to 19. What differs
+    /// (shared/odoo-api.md section 0): 19 serves JSON-2 and `/web/version`,
+    /// its JSON-RPC errors carry code 0 (200 before) and its work orders
+    /// have the states blocked/ready/progress/done/cancel (16–18:
+    /// pending/waiting/ready/progress/done/cancel); API keys can expire from
+    /// 18 on ([`FakeOdoo::expire_api_key`]); an unknown method's message
+    /// is each version's own.
     pub async fn start_version(version: u8) -> FakeOdoo {
         Self::start_with(version, None).await
     }
@@ -22,6 +27,10 @@ impl FakeOdoo {
     }
 
     async fn start_with(version: u8, tls: Option<tokio_rustls::TlsAcceptor>) -> FakeOdoo {
+        assert!(
+            (16..=19).contains(&version),
+            "FakeOdoo: version {version} is not one of 16, 17, 18, 19"
+        );
         let listener = listen_on(0).expect("FakeOdoo: cannot bind 127.0.0.1:0");
         let port = listener
             .local_addr()
@@ -33,6 +42,7 @@ impl FakeOdoo {
             calls: Vec::new(),
             version,
             retry_after: None,
+            key_expired: false,
         }));
         let running = serve(state.clone(), listener, tls.clone());
         FakeOdoo {
@@ -77,6 +87,19 @@ impl FakeOdoo {
             }
         };
         *server = Some(serve(self.state.clone(), listener, self.tls.clone()));
+    }
+
+    /// The API key's `expiration_date` passes (or, with `false`, the user
+    /// extends it). Keys expire from Odoo 18.0 on (PR #178558); before that
+    /// they have no expiration, so this panics for 16 and 17.
+    pub fn expire_api_key(&self, expired: bool) {
+        let mut st = lock(&self.state);
+        assert!(
+            st.version >= 18,
+            "FakeOdoo: API keys of Odoo {} do not expire",
+            st.version
+        );
+        st.key_expired = expired;
     }
 
     pub fn set_fault(&self, fault: Fault) {

@@ -121,9 +121,16 @@ impl Db {
                 )?;
                 done(json!(m))
             }
+            // 18: `call_kw` checks the name (odoo/api.py) [V]; 19:
+            // `get_public_method` [V]; 16/17: the raw AttributeError of
+            // `getattr(type(model), name)` [unverified wording].
             _ => Err(OdooError::new(
                 "builtins.AttributeError",
-                format!("The method '{method}' does not exist on the model '{model}'"),
+                match self.version {
+                    v if v >= 19 => format!("The method '{model}.{method}' does not exist"),
+                    18 => format!("The method '{method}' does not exist on the model '{model}'"),
+                    _ => format!("type object '{model}' has no attribute '{method}'"),
+                },
             )),
         }
     }
