@@ -149,6 +149,7 @@ impl Event {
             EventBody::AlarmCleared(_) => "alarm_cleared",
             EventBody::QualityMeasure(_) => "quality_measure",
             EventBody::QualityAlert(_) => "quality_alert",
+            EventBody::StockLevel(_) => "stock_level",
         }
     }
 
@@ -161,6 +162,7 @@ impl Event {
             EventBody::AlarmRaised(a) | EventBody::AlarmCleared(a) => &a.equipment,
             EventBody::QualityMeasure(m) => &m.workcenter,
             EventBody::QualityAlert(a) => &a.workcenter,
+            EventBody::StockLevel(s) => &s.product,
         }
     }
 
@@ -214,6 +216,22 @@ pub enum EventBody {
     QualityMeasure(Measure),
     /// `alert_after` failed measures in a row.
     QualityAlert(QualityAlert),
+    /// A stock level read at the machine: the counted quantity in Odoo.
+    StockLevel(StockLevel),
+}
+
+/// The quantity of a product at a location, as the machine measures it
+/// (absolute: a repeat sets the same count again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StockLevel {
+    /// `product.product` internal reference or name.
+    pub product: String,
+    /// Where the config names it (`FILE:LINE:COL`).
+    pub product_at: String,
+    /// `stock.location` full name or barcode.
+    pub location: String,
+    pub location_at: String,
+    pub quantity: f64,
 }
 
 /// One occurrence of an alarm on a piece of equipment.

@@ -171,6 +171,7 @@ fn rule_tags(rule: &EventRule) -> Box<dyn Iterator<Item = &str> + '_> {
         EventRule::Downtime(d) => Box::new(d.tags()),
         EventRule::Alarm(a) => Box::new(std::iter::once(a.tag.as_str())),
         EventRule::Measurement(m) => Box::new(std::iter::once(m.tag.as_str())),
+        EventRule::Stock(s) => Box::new(std::iter::once(s.tag.as_str())),
     }
 }
 
@@ -213,6 +214,10 @@ fn writes(rule: &EventRule, cfg: &Config) -> String {
         EventRule::Measurement(m) => format!(
             "quality.check (and quality.alert on a run of failures) at work center {}, or notes on the manufacturing order without the Quality app",
             m.workcenter
+        ),
+        EventRule::Stock(s) => format!(
+            "stock.quant counted quantity (inventory_quantity, applied) of product {} at location {}",
+            s.product, s.location
         ),
     }
 }

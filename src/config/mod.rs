@@ -133,6 +133,7 @@ pub enum EventRule {
     Downtime(DowntimeRule),
     Alarm(AlarmRule),
     Measurement(MeasurementRule),
+    Stock(StockRule),
 }
 
 impl EventRule {
@@ -142,6 +143,7 @@ impl EventRule {
             EventRule::Downtime(r) => &r.name,
             EventRule::Alarm(r) => &r.name,
             EventRule::Measurement(r) => &r.name,
+            EventRule::Stock(r) => &r.name,
         }
     }
 
@@ -151,6 +153,7 @@ impl EventRule {
             EventRule::Downtime(r) => &r.tag,
             EventRule::Alarm(r) => &r.tag,
             EventRule::Measurement(r) => &r.tag,
+            EventRule::Stock(r) => &r.tag,
         }
     }
 
@@ -161,6 +164,7 @@ impl EventRule {
             EventRule::Downtime(r) => r.lane,
             EventRule::Alarm(r) => r.lane,
             EventRule::Measurement(r) => r.lane,
+            EventRule::Stock(r) => r.lane,
         }
     }
 }
@@ -233,6 +237,24 @@ pub struct MeasurementRule {
     pub alert_after: Option<u32>,
     /// The quality check's title.
     pub description: String,
+    /// Overrides the kind's lane (`normal`).
+    pub lane: Option<crate::store::Lane>,
+}
+
+/// A stock level read at the machine (a silo's weight, a bin's count): each
+/// new value is the counted quantity of `product` at `location` in Odoo,
+/// absolute, applied as an inventory adjustment.
+#[derive(Clone, Debug)]
+pub struct StockRule {
+    pub name: String,
+    pub tag: String,
+    /// `product.product` internal reference (`default_code`) or name.
+    pub product: String,
+    /// `FILE:LINE:COL` of `product`, for the message when Odoo has none.
+    pub product_at: String,
+    /// `stock.location` full name (`WH/Stock`) or barcode.
+    pub location: String,
+    pub location_at: String,
     /// Overrides the kind's lane (`normal`).
     pub lane: Option<crate::store::Lane>,
 }
@@ -497,7 +519,7 @@ fn toml_error(text: &str, e: &toml::de::Error) -> Diagnostic {
 }
 
 /// The event kinds, as messages list them.
-const KIND_CHOICE: &str = "\"production\", \"downtime\", \"alarm\" or \"measurement\"";
+const KIND_CHOICE: &str = "\"production\", \"downtime\", \"alarm\", \"measurement\" or \"stock\"";
 
 const UNKNOWN_KEY_HINT: &str =
     " (check the spelling; firmware-config/gateway.toml lists every key)";
@@ -1128,6 +1150,11 @@ impl<'a> Validator<'a> {
                     self.err(w, "an alarm concerns a piece of equipment: write equipment = \"…\" (its maintenance.equipment name or serial), not workcenter");
                 }
                 None
+            } else if kind_name == "stock" {
+                if let Some(w) = &r.workcenter {
+                    self.err(w, "a stock level concerns a product at a location: write product = \"…\" and location = \"…\", not workcenter");
+                }
+                None
             } else {
                 self.require(
                     e,
@@ -1205,6 +1232,25 @@ impl<'a> Validator<'a> {
                         out.push(EventRule::Alarm(rule));
                     }
                 }
+                "stock" => {
+                    for (v, key) in [
+                        (r.report_every.as_ref().map(S::span), "report_every"),
+                        (r.min_duration.as_ref().map(S::span), "min_duration"),
+                        (r.default_loss.as_ref().map(S::span), "default_loss"),
+                    ] {
+                        if let Some(span) = v {
+                            self.errors.push(Diagnostic::at(
+                                self.text,
+                                span,
+                                format!("`{key}` does not belong to kind = \"stock\""),
+                            ));
+                        }
+                    }
+                    if let Some(mut rule) = self.stock(e, name_str, tag_name) {
+                        rule.lane = lane;
+                        out.push(EventRule::Stock(rule));
+                    }
+                }
                 "measurement" => {
                     if let Some(mut rule) = self.measurement(e, name_str, tag_name, workcenter_set)
                     {
@@ -1248,6 +1294,8 @@ impl<'a> Validator<'a> {
                 "falls_faster_than",
                 "alarm",
             ),
+            spans(r.product.as_ref().map(S::span), "product", "stock"),
+            spans(r.location.as_ref().map(S::span), "location", "stock"),
             spans(r.low.as_ref().map(S::span), "low", "measurement"),
             spans(r.high.as_ref().map(S::span), "high", "measurement"),
             spans(r.target.as_ref().map(S::span), "target", "measurement"),
@@ -1511,6 +1559,42 @@ impl<'a> Validator<'a> {
             on_delay,
             clear_for,
             description,
+            lane: None,
+        })
+    }
+
+    fn stock(&mut self, e: &S<RawEvent>, name: String, tag: String) -> Option<StockRule> {
+        let r = e.get_ref();
+        let mut named = |value: &Option<S<String>>, key: &str, hint: &str| {
+            let v = self.require(e, value, key, hint)?.clone();
+            if v.get_ref().trim().is_empty() {
+                self.err(&v, format!("{key} must not be empty: {hint}"));
+                return None;
+            }
+            let d = Diagnostic::at(self.text, v.span(), "");
+            Some((
+                v.get_ref().clone(),
+                format!("{}:{}:{}", self.path.display(), d.line, d.col),
+            ))
+        };
+        let product = named(
+            &r.product,
+            "product",
+            "the Odoo product's internal reference or name, e.g. product = \"RESIN-PP\"",
+        );
+        let location = named(
+            &r.location,
+            "location",
+            "the Odoo stock location's full name or barcode, e.g. location = \"WH/Stock/Silo 1\"",
+        );
+        let ((product, product_at), (location, location_at)) = (product?, location?);
+        Some(StockRule {
+            name,
+            tag,
+            product,
+            product_at,
+            location,
+            location_at,
             lane: None,
         })
     }

@@ -159,6 +159,9 @@ pub struct RawEvent {
     pub high: Option<S<f64>>,
     pub target: Option<S<f64>>,
     pub alert_after: Option<S<i64>>,
+    // kind = "stock"
+    pub product: Option<S<String>>,
+    pub location: Option<S<String>>,
 }
 
 /// `[[events.code]]`: a fault code read from `reason_tag`, and its loss.

@@ -14,12 +14,14 @@ pub mod clock;
 mod counter;
 mod downtime;
 mod measurement;
+mod stock;
 
 pub use alarm::AlarmState;
 pub use clock::{Mono, Now};
 pub use counter::{CounterState, Period};
 pub use downtime::{DowntimeState, OpenStop};
 pub use measurement::MeasurementState;
+pub use stock::StockState;
 
 use crate::config::EventRule;
 use crate::model::{Event, PayloadError, Sample};
@@ -30,6 +32,7 @@ use downtime::Downtime;
 use measurement::Measurement;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use stock::Stock;
 
 /// A rule's persisted state, stored under its name. New variants go at
 /// the end only (postcard stores the variant's index), so version 2
@@ -40,6 +43,7 @@ pub enum RuleState {
     Downtime(DowntimeState),
     Alarm(AlarmState),
     Measurement(MeasurementState),
+    Stock(StockState),
 }
 
 enum Rule {
@@ -47,6 +51,7 @@ enum Rule {
     Downtime(Downtime),
     Alarm(Alarm),
     Measurement(Measurement),
+    Stock(Stock),
 }
 
 impl Rule {
@@ -56,6 +61,7 @@ impl Rule {
             Rule::Downtime(d) => &d.rule.name,
             Rule::Alarm(a) => &a.rule.name,
             Rule::Measurement(m) => &m.rule.name,
+            Rule::Stock(s) => &s.rule.name,
         }
     }
 
@@ -65,6 +71,7 @@ impl Rule {
             Rule::Downtime(d) => RuleState::Downtime(d.state.clone()),
             Rule::Alarm(a) => RuleState::Alarm(a.state.clone()),
             Rule::Measurement(m) => RuleState::Measurement(m.state.clone()),
+            Rule::Stock(s) => RuleState::Stock(s.state.clone()),
         }
     }
 
@@ -74,6 +81,7 @@ impl Rule {
             Rule::Downtime(d) => d.state.clock.last,
             Rule::Alarm(a) => a.state.clock.last,
             Rule::Measurement(m) => m.state.clock.last,
+            Rule::Stock(s) => s.state.clock.last,
         }
     }
 }
@@ -255,6 +263,13 @@ impl Edge {
                         _ => MeasurementState::default(),
                     },
                 )),
+                EventRule::Stock(k) => Rule::Stock(Stock::new(
+                    k.clone(),
+                    match state {
+                        Some(RuleState::Stock(s)) => s,
+                        _ => StockState::default(),
+                    },
+                )),
             };
             if let Some(t) = r.last_date() {
                 timeline.seen(t);
@@ -289,6 +304,7 @@ impl Edge {
                 Rule::Downtime(d) => d.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Alarm(a) => a.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Measurement(m) => m.on_sample(&self.gateway, sample, at, &mut out.events),
+                Rule::Stock(s) => s.on_sample(&self.gateway, sample, at, &mut out.events),
             };
             if changed {
                 out.changed(rule);
@@ -306,7 +322,7 @@ impl Edge {
                 Rule::Counter(c) => c.on_tick(&self.gateway, at, &mut out.events),
                 Rule::Downtime(d) => d.on_tick(&self.gateway, at, &mut out.events),
                 Rule::Alarm(a) => a.on_tick(&self.gateway, at, &mut out.events),
-                Rule::Measurement(_) => false,
+                Rule::Measurement(_) | Rule::Stock(_) => false,
             };
             if changed {
                 out.changed(rule);
@@ -321,7 +337,7 @@ impl Edge {
         for rule in &mut self.rules {
             let changed = match rule {
                 Rule::Counter(c) => c.flush(&self.gateway, at, &mut out.events),
-                Rule::Downtime(_) | Rule::Alarm(_) | Rule::Measurement(_) => false,
+                Rule::Downtime(_) | Rule::Alarm(_) | Rule::Measurement(_) | Rule::Stock(_) => false,
             };
             if changed {
                 out.changed(rule);

@@ -179,6 +179,13 @@ fn event_line(e: &Event) -> String {
                 if pass { "pass" } else { "fail" },
                 e.id
             ),
+            Plan::SetStock(s) => format!(
+                "odoo dry-run: stock.quant create (inventory_mode) inventory_quantity {} of product {:?} at location {:?}, then action_apply_inventory (event {})",
+                crate::model::tidy(s.quantity),
+                s.product,
+                s.location,
+                e.id
+            ),
             Plan::QualityAlert {
                 xmlid,
                 check_xmlid,

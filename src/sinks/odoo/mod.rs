@@ -16,6 +16,8 @@
 //!   occurrence, created once by external id, updated when it clears.
 //! - Measures ([`quality`]): `quality.check` / `quality.alert` when the
 //!   Quality app is installed, else notes on the work order's MO.
+//! - Stock levels ([`stock`]): the counted quantity of a product at a
+//!   location, absolute, as an applied inventory adjustment.
 //!
 //! Failures ([`classify`]): a refused key pauses the sink and its source is
 //! read again before each retry ([`rpc`]); 429 pauses it for Retry-After;
@@ -39,6 +41,7 @@ pub mod plan;
 pub mod production;
 mod quality;
 pub mod rpc;
+mod stock;
 
 use super::DeliveryError;
 use crate::config::{OdooConfig, ProductionTarget, SecretError};
@@ -136,6 +139,9 @@ pub struct OdooSink {
     equipment: HashMap<String, i64>,
     /// Whether Odoo has the Quality app, once asked.
     quality: Option<quality::QualityMode>,
+    /// Product reference and location name → ids, refreshed as names are.
+    products: HashMap<String, i64>,
+    locations: HashMap<String, i64>,
     /// `[odoo] max_batch`, `max_in_flight`.
     max_batch: usize,
     max_in_flight: usize,
@@ -254,6 +260,8 @@ impl OdooSink {
             mo_qty: HashMap::new(),
             equipment: HashMap::new(),
             quality: None,
+            products: HashMap::new(),
+            locations: HashMap::new(),
             max_batch: cfg.max_batch,
             max_in_flight: cfg.max_in_flight,
             name_refresh: cfg.name_refresh,
@@ -333,6 +341,8 @@ impl OdooSink {
         if self.names_read_at.elapsed() >= self.name_refresh {
             self.workcenters.clear();
             self.equipment.clear();
+            self.products.clear();
+            self.locations.clear();
             self.names_read_at = Instant::now();
         }
     }
@@ -411,6 +421,7 @@ impl OdooSink {
                 })
                 .await
             }
+            Plan::SetStock(s) => self.set_stock(&s).await,
             Plan::QualityAlert {
                 xmlid,
                 check_xmlid,

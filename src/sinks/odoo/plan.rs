@@ -65,6 +65,20 @@ pub enum Plan {
         description: String,
         at: Millis,
     },
+    SetStock(SetStock),
+}
+
+/// The counted quantity of a product at a location: `stock.quant`
+/// `create` in inventory mode with the absolute `inventory_quantity`
+/// (Odoo reuses the product's quant there), then `action_apply_inventory`.
+/// Never a relative move, so a repeat sets the same count again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetStock {
+    pub product: String,
+    pub product_at: String,
+    pub location: String,
+    pub location_at: String,
+    pub quantity: f64,
 }
 
 /// Text for an Odoo HTML field.
@@ -161,6 +175,13 @@ pub fn plan(event: &Event) -> Plan {
             ),
             at: event.time,
         },
+        EventBody::StockLevel(s) => Plan::SetStock(SetStock {
+            product: s.product.clone(),
+            product_at: s.product_at.clone(),
+            location: s.location.clone(),
+            location_at: s.location_at.clone(),
+            quantity: s.quantity,
+        }),
     }
 }
 

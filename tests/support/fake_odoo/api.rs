@@ -89,6 +89,43 @@ impl FakeOdoo {
         *server = Some(serve(self.state.clone(), listener, self.tls.clone()));
     }
 
+    /// A storable product with its internal reference (`default_code`).
+    pub fn add_product(&self, name: &str, default_code: &str) -> i64 {
+        lock(&self.state)
+            .db
+            .insert_raw(PRODUCT, json!({"name": name, "default_code": default_code}))
+    }
+
+    /// A stock location by its full name (`WH/Stock/Shelf 1`).
+    pub fn add_location(&self, complete_name: &str) -> i64 {
+        let name = complete_name.rsplit('/').next().unwrap_or(complete_name);
+        lock(&self.state).db.insert_raw(
+            LOCATION,
+            json!({"name": name, "complete_name": complete_name, "barcode": false}),
+        )
+    }
+
+    /// The on-hand quantity of a product at a location (its quant), and how
+    /// many quants it has (Odoo keeps one per product and location).
+    pub fn on_hand(&self, product: i64, location: i64) -> (f64, usize) {
+        let st = lock(&self.state);
+        let quants: Vec<f64> = st
+            .db
+            .tables
+            .get(QUANT)
+            .into_iter()
+            .flat_map(|t| t.values())
+            .filter(|r| r["product_id"] == json!(product) && r["location_id"] == json!(location))
+            .map(|r| r["quantity"].as_f64().unwrap_or(0.0))
+            .collect();
+        (quants.iter().sum(), quants.len())
+    }
+
+    /// Inventory moves made by applied counts (one per count that differed).
+    pub fn inventory_moves(&self) -> usize {
+        lock(&self.state).db.tables.get(MOVE).map_or(0, |t| t.len())
+    }
+
     /// The API key's `expiration_date` passes (or, with `false`, the user
     /// extends it). Keys expire from Odoo 18.0 on (PR #178558); before that
     /// they have no expiration, so this panics for 16 and 17.
