@@ -374,3 +374,132 @@ fn time_log_rows(events: &[Event], idx: &[usize]) -> Vec<TimeLogRow> {
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Downtime, Measure, Production};
+
+    fn parts(wc: &str, n: i64) -> Event {
+        Event {
+            id: format!("p-{wc}-{n}"),
+            rule: "parts".into(),
+            time: Millis(n * 1000),
+            body: EventBody::Production(Production {
+                workcenter: wc.into(),
+                quantity: 1,
+                counter_from: 0,
+                counter_to: 1,
+            }),
+        }
+    }
+
+    fn stop(wc: &str, n: i64, ended: bool) -> Event {
+        let d = Downtime {
+            workcenter: wc.into(),
+            downtime_id: format!("s-{wc}-{n}"),
+            state: 2,
+            loss: "mrp.block_reason1".into(),
+            description: String::new(),
+            start: Millis(n * 1000),
+            end: ended.then_some(Millis(n * 1000 + 500)),
+        };
+        Event {
+            id: format!("s-{wc}-{n}-{ended}"),
+            rule: "stops".into(),
+            time: Millis(n * 1000),
+            body: if ended {
+                EventBody::DowntimeEnded(d)
+            } else {
+                EventBody::DowntimeStarted(d)
+            },
+        }
+    }
+
+    fn measure(wc: &str, n: i64) -> Event {
+        Event {
+            id: format!("m-{wc}-{n}"),
+            rule: "bore".into(),
+            time: Millis(n * 1000),
+            body: EventBody::QualityMeasure(Measure {
+                workcenter: wc.into(),
+                title: "Bore".into(),
+                value: 10.0,
+                low: 9.0,
+                high: 11.0,
+                target: None,
+                pass: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn consecutive_parts_of_a_work_center_are_one_step_and_a_measure_cuts_them() {
+        let evs = [
+            parts("A", 1),
+            parts("B", 1),
+            parts("A", 2),
+            measure("A", 3),
+            parts("A", 4),
+            parts("B", 2),
+        ];
+        let st = stages(&evs, 100);
+        assert_eq!(st.len(), 3, "{st:?}");
+        assert_eq!(
+            st[0],
+            vec![
+                Step::Produced {
+                    workcenter: "A".into(),
+                    events: vec![0, 2]
+                },
+                Step::Produced {
+                    workcenter: "B".into(),
+                    events: vec![1, 5]
+                },
+            ]
+        );
+        // A's measure waits for A's first parts, and A's later parts for it.
+        assert_eq!(st[1], vec![Step::Single(3)]);
+        assert_eq!(
+            st[2],
+            vec![Step::Produced {
+                workcenter: "A".into(),
+                events: vec![4]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_stops_start_and_end_are_one_row_and_rows_go_in_loads_of_max_batch() {
+        let mut evs = Vec::new();
+        for n in 0..5 {
+            evs.push(stop(&format!("W{n}"), n, false));
+            evs.push(stop(&format!("W{n}"), n, true));
+        }
+        evs.push(stop("W9", 9, false));
+        let st = stages(&evs, 2);
+        assert_eq!(st.len(), 1);
+        let loads: Vec<(bool, Vec<Vec<usize>>)> = st[0]
+            .iter()
+            .map(|s| match s {
+                Step::TimeLogs { ended, rows } => {
+                    (*ended, rows.iter().map(|r| r.events.clone()).collect())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            loads,
+            vec![
+                (false, vec![vec![10]]),
+                (true, vec![vec![0, 1], vec![2, 3]]),
+                (true, vec![vec![4, 5], vec![6, 7]]),
+                (true, vec![vec![8, 9]]),
+            ]
+        );
+        let Step::TimeLogs { rows, .. } = &st[0][1] else {
+            panic!()
+        };
+        assert_eq!(rows[0].date_end.as_deref(), Some("1970-01-01 00:00:00"));
+    }
+}
