@@ -3,6 +3,13 @@
 //! destination confirmed it; a refusal for good moves it to the dead
 //! letters; anything else is retried with backoff, holding back only the
 //! events of the same lane and key ([`schedule`]).
+//!
+//! The loop takes a batch per round: the ready events of the lane the
+//! schedule picks, up to the sink's [`Sink::batch_limit`], keys held back
+//! left out. The sink answers one [`Outcome`] per event; the delivered are
+//! acknowledged together (`Store::ack_many`), each failure is handled as
+//! its kind says, and a round that failed counts once towards the circuit
+//! breaker.
 
 pub mod dry_run;
 pub mod latency;
