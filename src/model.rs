@@ -203,6 +203,7 @@ impl Event {
             EventBody::QualityMeasure(_) => "quality_measure",
             EventBody::QualityAlert(_) => "quality_alert",
             EventBody::Summary(_) => "summary",
+            EventBody::StockLevel(_) => "stock_level",
         }
     }
 
@@ -216,6 +217,7 @@ impl Event {
             EventBody::QualityMeasure(m) => &m.workcenter,
             EventBody::QualityAlert(a) => &a.workcenter,
             EventBody::Summary(s) => &s.workcenter,
+            EventBody::StockLevel(s) => &s.product,
         }
     }
 
@@ -271,6 +273,22 @@ pub enum EventBody {
     QualityAlert(QualityAlert),
     /// A tag summarised over one window (a note on the work center).
     Summary(Summary),
+    /// A stock level read at the machine: the counted quantity in Odoo.
+    StockLevel(StockLevel),
+}
+
+/// The quantity of a product at a location, as the machine measures it
+/// (absolute: a repeat sets the same count again).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StockLevel {
+    /// `product.product` internal reference or name.
+    pub product: String,
+    /// Where the config names it (`FILE:LINE:COL`).
+    pub product_at: String,
+    /// `stock.location` full name or barcode.
+    pub location: String,
+    pub location_at: String,
+    pub quantity: f64,
 }
 
 /// A tag's figures over one tumbling window. The figures over readings

@@ -104,7 +104,10 @@ impl Gateway {
             source_metrics.register(r);
         }));
         let sink = if config.odoo.dry_run {
-            Sink::DryRun(DryRunSink)
+            Sink::DryRun(DryRunSink::new(
+                config.odoo.max_batch,
+                config.odoo.max_in_flight,
+            ))
         } else {
             Sink::Odoo(Box::new(OdooSink::with_metrics(
                 &config.odoo,

@@ -16,9 +16,10 @@ pub fn default_lane(body: &EventBody) -> Lane {
         | EventBody::DowntimeEnded(_)
         | EventBody::AlarmRaised(_)
         | EventBody::AlarmCleared(_) => Lane::Critical,
-        EventBody::Production(_) | EventBody::QualityMeasure(_) | EventBody::QualityAlert(_) => {
-            Lane::Normal
-        }
+        EventBody::Production(_)
+        | EventBody::QualityMeasure(_)
+        | EventBody::QualityAlert(_)
+        | EventBody::StockLevel(_) => Lane::Normal,
         EventBody::Summary(_) => Lane::Bulk,
     }
 }

@@ -571,3 +571,81 @@ async fn a_serialization_failure_is_named_over_jsonrpc_and_500_over_json2() {
         assert_eq!(odoo.workorder(wo).expect("wo").qty_produced, 0.0);
     }
 }
+
+/// 4.6: `stock.quant.create` only in inventory mode and only with the
+/// inventory fields ("Quant's creation is restricted, you can't do this
+/// operation."); a quant of the same product and location is reused, not
+/// duplicated; `action_apply_inventory` returns None (no `result` key over
+/// JSON-RPC) and makes the counted quantity the quantity.
+#[tokio::test]
+async fn inventory_counts_reuse_the_quant_and_apply_returns_none() {
+    let odoo = FakeOdoo::start().await;
+    let product = odoo.add_product("PP resin", "RESIN-PP");
+    let loc = odoo.add_location("WH/Stock/Silo 1");
+    let vals = json!({"product_id": product, "location_id": loc, "inventory_quantity": 250.0});
+    let restricted = "Quant's creation is restricted, you can't do this operation.";
+    let plain = execute_kw(&odoo, "stock.quant", "create", json!([[vals]]), json!({})).await;
+    assert_eq!(
+        error_message(&plain),
+        ("odoo.exceptions.UserError", restricted),
+        "{plain}"
+    );
+    let inventory = json!({"context": {"inventory_mode": true}});
+    let extra = json!({"product_id": product, "location_id": loc, "quantity": 5.0});
+    let wrong = execute_kw(
+        &odoo,
+        "stock.quant",
+        "create",
+        json!([[extra]]),
+        inventory.clone(),
+    )
+    .await;
+    assert_eq!(error_message(&wrong).1, restricted, "{wrong}");
+    let first = execute_kw(
+        &odoo,
+        "stock.quant",
+        "create",
+        json!([[vals]]),
+        inventory.clone(),
+    )
+    .await;
+    let id = first["result"][0]
+        .as_i64()
+        .expect("a list of ids for a list");
+    let applied = execute_kw(
+        &odoo,
+        "stock.quant",
+        "action_apply_inventory",
+        json!([[id]]),
+        inventory.clone(),
+    )
+    .await;
+    assert!(
+        applied.get("result").is_none() && applied.get("error").is_none(),
+        "{applied}"
+    );
+    assert_eq!(odoo.on_hand(product, loc), (250.0, 1));
+    let vals = json!({"product_id": product, "location_id": loc, "inventory_quantity": 240.0});
+    let again = execute_kw(
+        &odoo,
+        "stock.quant",
+        "create",
+        json!([vals]),
+        inventory.clone(),
+    )
+    .await;
+    assert_eq!(
+        again["result"], id,
+        "a dict gives an int, and the same quant: {again}"
+    );
+    execute_kw(
+        &odoo,
+        "stock.quant",
+        "action_apply_inventory",
+        json!([[id]]),
+        inventory,
+    )
+    .await;
+    assert_eq!(odoo.on_hand(product, loc), (240.0, 1));
+    assert_eq!(odoo.inventory_moves(), 2);
+}

@@ -3,7 +3,9 @@
 //! that say what to fix, and nothing is delivered; a public-key pin that
 //! does not match is refused naming the pin and the key seen, the right pin
 //! delivers; an Odoo behind mutual TLS refuses a gateway without a client
-//! certificate and takes one with it; plain http is warned about at start.
+//! certificate and takes one with it; plain http is warned about at start;
+//! and the whole gateway (the binary, reading a PLC) delivers over HTTPS
+//! with the plant CA in `ca_file`, over JSON-2 (19) and JSON-RPC (16).
 
 mod support;
 
@@ -28,8 +30,13 @@ struct Rig {
 /// An HTTPS fake Odoo 19 (mutual TLS when `mtls`) with a work order in
 /// progress at PRESS1.
 async fn rig(pki: &TestPki, mtls: bool) -> Rig {
+    rig_with(pki, 19, mtls).await
+}
+
+/// As [`rig`], as Odoo `version`.
+async fn rig_with(pki: &TestPki, version: u8, mtls: bool) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let odoo = FakeOdoo::start_tls(19, pki.acceptor(mtls)).await;
+    let odoo = FakeOdoo::start_tls(version, pki.acceptor(mtls)).await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let wo = odoo.add_workorder(wc, "WO/1", "progress");
     let store = Store::open(
@@ -202,4 +209,67 @@ async fn plain_http_is_warned_about_at_every_start() {
     let (sink, log) = captured(|| OdooSink::new(&cfg));
     sink.expect("sink");
     assert!(!log.contains("plain http"), "no warning for https: {log}");
+}
+
+/// The whole gateway over HTTPS: the release binary reads the press
+/// (a simulated PLC over Modbus TCP), and delivers to the fake Odoo serving
+/// HTTPS with a certificate of the test CA named in `ca_file`; Odoo ends
+/// up with exactly the parts made, and no plaintext warning is logged.
+async fn the_gateway_delivers_over_https_with_a_plant_ca_on(version: u8) {
+    use plantgate::demo::plc::{Registers, SimulatedPlc};
+    use std::time::Duration;
+    let pki = TestPki::new();
+    let r = rig_with(&pki, version, false).await;
+    let regs = Registers::default();
+    regs.set_u32(support::COUNTER, 500);
+    regs.set_u16(support::STATE, 1);
+    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
+        .await
+        .expect("plc");
+    let status = format!("127.0.0.1:{}", support::free_port());
+    let text = support::press_config(r.dir.path(), &plc.addr.to_string(), &r.odoo.url(), &status)
+        .replace("allow_plaintext = true\n", "")
+        + &file_key("ca_file", &pki.ca_file);
+    let config = r.dir.path().join("gw.toml");
+    std::fs::write(&config, text).expect("config");
+    let log_path = r.dir.path().join("gateway.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut gateway = std::process::Command::new(support::bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("PLANTGATE_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn gateway");
+    let base = format!("http://{status}");
+    support::eventually(Duration::from_secs(20), "counter read", || async {
+        let s = support::get(&format!("{base}/status")).await?;
+        let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+        (v["sources"]["press1"]["samples"].as_u64()? >= 4).then_some(())
+    })
+    .await;
+    for _ in 0..6 {
+        regs.set_u32(support::COUNTER, regs.get_u32(support::COUNTER) + 2);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+    }
+    support::eventually(Duration::from_secs(30), "12 parts in Odoo", || async {
+        (r.produced() == 12.0).then_some(())
+    })
+    .await;
+    let _ = gateway.kill();
+    let _ = gateway.wait();
+    assert!(!r.odoo.calls().is_empty());
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    assert!(!log.contains("plain http"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_delivers_over_https_with_a_plant_ca_json2_19() {
+    the_gateway_delivers_over_https_with_a_plant_ca_on(19).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_delivers_over_https_with_a_plant_ca_jsonrpc_16() {
+    the_gateway_delivers_over_https_with_a_plant_ca_on(16).await;
 }

@@ -186,6 +186,7 @@ fn rule_tags(rule: &EventRule) -> Box<dyn Iterator<Item = &str> + '_> {
         EventRule::Alarm(a) => Box::new(std::iter::once(a.tag.as_str())),
         EventRule::Measurement(m) => Box::new(std::iter::once(m.tag.as_str())),
         EventRule::Window(w) => Box::new(std::iter::once(w.tag.as_str())),
+        EventRule::Stock(s) => Box::new(std::iter::once(s.tag.as_str())),
     }
 }
 
@@ -234,6 +235,10 @@ fn writes(rule: &EventRule, cfg: &Config) -> String {
             humantime::format_duration(w.every),
             w.workcenter,
             w.tag
+        ),
+        EventRule::Stock(s) => format!(
+            "stock.quant counted quantity (inventory_quantity, applied) of product {} at location {}",
+            s.product, s.location
         ),
     }
 }

@@ -143,6 +143,7 @@ pub enum EventRule {
     Alarm(AlarmRule),
     Measurement(MeasurementRule),
     Window(WindowRule),
+    Stock(StockRule),
 }
 
 impl EventRule {
@@ -153,6 +154,7 @@ impl EventRule {
             EventRule::Alarm(r) => &r.name,
             EventRule::Measurement(r) => &r.name,
             EventRule::Window(r) => &r.name,
+            EventRule::Stock(r) => &r.name,
         }
     }
 
@@ -163,6 +165,7 @@ impl EventRule {
             EventRule::Alarm(r) => &r.tag,
             EventRule::Measurement(r) => &r.tag,
             EventRule::Window(r) => &r.tag,
+            EventRule::Stock(r) => &r.tag,
         }
     }
 
@@ -174,6 +177,7 @@ impl EventRule {
             EventRule::Alarm(r) => r.lane,
             EventRule::Measurement(r) => r.lane,
             EventRule::Window(r) => r.lane,
+            EventRule::Stock(r) => r.lane,
         }
     }
 }
@@ -261,6 +265,24 @@ pub struct WindowRule {
     /// The note's title.
     pub description: String,
     /// Overrides the kind's lane (`bulk`).
+    pub lane: Option<crate::store::Lane>,
+}
+
+/// A stock level read at the machine (a silo's weight, a bin's count): each
+/// new value is the counted quantity of `product` at `location` in Odoo,
+/// absolute, applied as an inventory adjustment.
+#[derive(Clone, Debug)]
+pub struct StockRule {
+    pub name: String,
+    pub tag: String,
+    /// `product.product` internal reference (`default_code`) or name.
+    pub product: String,
+    /// `FILE:LINE:COL` of `product`, for the message when Odoo has none.
+    pub product_at: String,
+    /// `stock.location` full name (`WH/Stock`) or barcode.
+    pub location: String,
+    pub location_at: String,
+    /// Overrides the kind's lane (`normal`).
     pub lane: Option<crate::store::Lane>,
 }
 
@@ -380,6 +402,13 @@ pub struct OdooConfig {
     /// How long a work order's quantity read from Odoo is trusted before it
     /// is read again; zero reads before every write.
     pub quantity_max_age: Duration,
+    /// Rows at most in one `load` (or ids in one write) of a batch.
+    pub max_batch: usize,
+    /// Requests at most in flight at once: Odoo has few workers.
+    pub max_in_flight: usize,
+    /// How often names (work center codes, equipment) are looked up again
+    /// even without a miss, so a renamed record is seen.
+    pub name_refresh: Duration,
 }
 
 /// Odoo's external API (`[odoo] api`).
@@ -517,7 +546,8 @@ fn toml_error(text: &str, e: &toml::de::Error) -> Diagnostic {
 }
 
 /// The event kinds, as messages list them.
-const KIND_CHOICE: &str = "\"production\", \"downtime\", \"alarm\", \"measurement\" or \"window\"";
+const KIND_CHOICE: &str =
+    "\"production\", \"downtime\", \"alarm\", \"measurement\", \"window\" or \"stock\"";
 
 const UNKNOWN_KEY_HINT: &str =
     " (check the spelling; firmware-config/gateway.toml lists every key)";
@@ -1174,6 +1204,11 @@ impl<'a> Validator<'a> {
                     self.err(w, "an alarm concerns a piece of equipment: write equipment = \"…\" (its maintenance.equipment name or serial), not workcenter");
                 }
                 None
+            } else if kind_name == "stock" {
+                if let Some(w) = &r.workcenter {
+                    self.err(w, "a stock level concerns a product at a location: write product = \"…\" and location = \"…\", not workcenter");
+                }
+                None
             } else {
                 self.require(
                     e,
@@ -1258,6 +1293,25 @@ impl<'a> Validator<'a> {
                         out.push(EventRule::Alarm(rule));
                     }
                 }
+                "stock" => {
+                    for (v, key) in [
+                        (r.report_every.as_ref().map(S::span), "report_every"),
+                        (r.min_duration.as_ref().map(S::span), "min_duration"),
+                        (r.default_loss.as_ref().map(S::span), "default_loss"),
+                    ] {
+                        if let Some(span) = v {
+                            self.errors.push(Diagnostic::at(
+                                self.text,
+                                span,
+                                format!("`{key}` does not belong to kind = \"stock\""),
+                            ));
+                        }
+                    }
+                    if let Some(mut rule) = self.stock(e, name_str, tag_name) {
+                        rule.lane = lane;
+                        out.push(EventRule::Stock(rule));
+                    }
+                }
                 "measurement" => {
                     if let Some(mut rule) = self.measurement(e, name_str, tag_name, workcenter_set)
                     {
@@ -1307,6 +1361,8 @@ impl<'a> Validator<'a> {
                 "falls_faster_than",
                 "alarm",
             ),
+            spans(r.product.as_ref().map(S::span), "product", "stock"),
+            spans(r.location.as_ref().map(S::span), "location", "stock"),
             spans(r.low.as_ref().map(S::span), "low", "measurement"),
             spans(r.high.as_ref().map(S::span), "high", "measurement"),
             spans(r.target.as_ref().map(S::span), "target", "measurement"),
@@ -1571,6 +1627,42 @@ impl<'a> Validator<'a> {
             on_delay,
             clear_for,
             description,
+            lane: None,
+        })
+    }
+
+    fn stock(&mut self, e: &S<RawEvent>, name: String, tag: String) -> Option<StockRule> {
+        let r = e.get_ref();
+        let mut named = |value: &Option<S<String>>, key: &str, hint: &str| {
+            let v = self.require(e, value, key, hint)?.clone();
+            if v.get_ref().trim().is_empty() {
+                self.err(&v, format!("{key} must not be empty: {hint}"));
+                return None;
+            }
+            let d = Diagnostic::at(self.text, v.span(), "");
+            Some((
+                v.get_ref().clone(),
+                format!("{}:{}:{}", self.path.display(), d.line, d.col),
+            ))
+        };
+        let product = named(
+            &r.product,
+            "product",
+            "the Odoo product's internal reference or name, e.g. product = \"RESIN-PP\"",
+        );
+        let location = named(
+            &r.location,
+            "location",
+            "the Odoo stock location's full name or barcode, e.g. location = \"WH/Stock/Silo 1\"",
+        );
+        let ((product, product_at), (location, location_at)) = (product?, location?);
+        Some(StockRule {
+            name,
+            tag,
+            product,
+            product_at,
+            location,
+            location_at,
             lane: None,
         })
     }
@@ -2004,6 +2096,29 @@ impl<'a> Validator<'a> {
                 }
             },
         };
+        let mut count = |v: &Option<S<i64>>, default: usize, max: usize, what: &str| match v {
+            None => default,
+            Some(n) => match usize::try_from(*n.get_ref()) {
+                Ok(n) if (1..=max).contains(&n) => n,
+                _ => {
+                    self.err(n, format!("{what} must be 1 to {max}"));
+                    default
+                }
+            },
+        };
+        let max_batch = count(
+            &r.max_batch,
+            100,
+            10_000,
+            "max_batch (the rows sent in one Odoo request)",
+        );
+        let max_in_flight = count(
+            &r.max_in_flight,
+            2,
+            64,
+            "max_in_flight (the requests sent to Odoo at once; keep it below Odoo's worker count)",
+        );
+        let name_refresh = self.duration(&r.name_refresh, Duration::from_secs(600));
         Some(OdooConfig {
             dry_run,
             url: text(&r.url).trim_end_matches('/').to_string(),
@@ -2023,6 +2138,9 @@ impl<'a> Validator<'a> {
             api,
             production_target,
             quantity_max_age,
+            max_batch,
+            max_in_flight,
+            name_refresh,
         })
     }
 }

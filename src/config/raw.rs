@@ -166,6 +166,9 @@ pub struct RawEvent {
     pub alert_after: Option<S<i64>>,
     // kind = "window"
     pub every: Option<S<String>>,
+    // kind = "stock"
+    pub product: Option<S<String>>,
+    pub location: Option<S<String>>,
 }
 
 /// `[[events.code]]`: a fault code read from `reason_tag`, and its loss.
@@ -207,4 +210,7 @@ pub struct RawOdoo {
     pub api: Option<S<String>>,
     pub production_target: Option<S<String>>,
     pub quantity_max_age: Option<S<String>>,
+    pub max_batch: Option<S<i64>>,
+    pub max_in_flight: Option<S<i64>>,
+    pub name_refresh: Option<S<String>>,
 }

@@ -16,6 +16,7 @@ mod derive;
 mod downtime;
 mod limit;
 mod measurement;
+mod stock;
 mod window;
 
 pub use alarm::AlarmState;
@@ -23,6 +24,7 @@ pub use clock::{Mono, Now};
 pub use counter::{CounterState, Period};
 pub use downtime::{DowntimeState, OpenStop};
 pub use measurement::MeasurementState;
+pub use stock::StockState;
 pub use window::WindowState;
 
 use crate::config::EventRule;
@@ -34,6 +36,7 @@ use downtime::Downtime;
 use measurement::Measurement;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use stock::Stock;
 use window::Window;
 
 /// A rule's persisted state, stored under its name. New variants go at
@@ -46,6 +49,7 @@ pub enum RuleState {
     Alarm(AlarmState),
     Measurement(MeasurementState),
     Window(WindowState),
+    Stock(StockState),
 }
 
 enum Rule {
@@ -54,6 +58,7 @@ enum Rule {
     Alarm(Alarm),
     Measurement(Measurement),
     Window(Window),
+    Stock(Stock),
 }
 
 impl Rule {
@@ -64,6 +69,7 @@ impl Rule {
             Rule::Alarm(a) => &a.rule.name,
             Rule::Measurement(m) => &m.rule.name,
             Rule::Window(w) => &w.rule.name,
+            Rule::Stock(s) => &s.rule.name,
         }
     }
 
@@ -74,6 +80,7 @@ impl Rule {
             Rule::Alarm(a) => RuleState::Alarm(a.state.clone()),
             Rule::Measurement(m) => RuleState::Measurement(m.state.clone()),
             Rule::Window(w) => RuleState::Window(w.state.clone()),
+            Rule::Stock(s) => RuleState::Stock(s.state.clone()),
         }
     }
 
@@ -84,6 +91,7 @@ impl Rule {
             Rule::Alarm(a) => a.state.clock.last,
             Rule::Measurement(m) => m.state.clock.last,
             Rule::Window(w) => w.state.clock.last,
+            Rule::Stock(s) => s.state.clock.last,
         }
     }
 }
@@ -276,6 +284,13 @@ impl Edge {
                         _ => WindowState::default(),
                     },
                 )),
+                EventRule::Stock(k) => Rule::Stock(Stock::new(
+                    k.clone(),
+                    match state {
+                        Some(RuleState::Stock(s)) => s,
+                        _ => StockState::default(),
+                    },
+                )),
             };
             if let Some(t) = r.last_date() {
                 timeline.seen(t);
@@ -347,6 +362,7 @@ impl Edge {
                 Rule::Alarm(a) => a.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Measurement(m) => m.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Window(w) => w.on_sample(&self.gateway, sample, at, &mut out.events),
+                Rule::Stock(s) => s.on_sample(&self.gateway, sample, at, &mut out.events),
             };
             if changed {
                 out.changed(rule);
@@ -372,7 +388,7 @@ impl Edge {
                 Rule::Downtime(d) => d.on_tick(&self.gateway, at, &mut out.events),
                 Rule::Alarm(a) => a.on_tick(&self.gateway, at, &mut out.events),
                 Rule::Window(w) => w.on_tick(&self.gateway, at, &mut out.events),
-                Rule::Measurement(_) => false,
+                Rule::Measurement(_) | Rule::Stock(_) => false,
             };
             if changed {
                 out.changed(rule);
@@ -387,9 +403,11 @@ impl Edge {
         for rule in &mut self.rules {
             let changed = match rule {
                 Rule::Counter(c) => c.flush(&self.gateway, at, &mut out.events),
-                Rule::Downtime(_) | Rule::Alarm(_) | Rule::Measurement(_) | Rule::Window(_) => {
-                    false
-                }
+                Rule::Downtime(_)
+                | Rule::Alarm(_)
+                | Rule::Measurement(_)
+                | Rule::Window(_)
+                | Rule::Stock(_) => false,
             };
             if changed {
                 out.changed(rule);

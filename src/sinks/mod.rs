@@ -3,6 +3,13 @@
 //! destination confirmed it; a refusal for good moves it to the dead
 //! letters; anything else is retried with backoff, holding back only the
 //! events of the same lane and key ([`schedule`]).
+//!
+//! The loop takes a batch per round: the ready events of the lane the
+//! schedule picks, up to the sink's [`Sink::batch_limit`], keys held back
+//! left out. The sink answers one [`Outcome`] per event; the delivered are
+//! acknowledged together (`Store::ack_many`), each failure is handled as
+//! its kind says, and a round that failed counts once towards the circuit
+//! breaker.
 
 pub mod dry_run;
 pub mod latency;
@@ -27,7 +34,7 @@ const SCAN_BUDGET: usize = 10_000;
 const SCAN_CHUNK: usize = 256;
 
 /// How a delivery attempt failed, which decides what happens next.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// The destination could not take this event now (HTTP 503, 500, a
     /// serialization failure): keep it and retry later, holding back only
@@ -54,6 +61,10 @@ pub enum DeliveryError {
     #[error("{0}")]
     Halt(String),
 }
+
+/// What became of one event of a batch: delivered, failed, or not tried
+/// this round (`None`: an earlier event of its key failed, so it waits).
+pub type Outcome = Option<Result<(), DeliveryError>>;
 
 /// The closed set of destinations.
 pub enum Sink {
@@ -94,15 +105,20 @@ impl Sink {
         }
     }
 
-    async fn deliver(
-        &mut self,
-        store: &Store,
-        name: &str,
-        ev: &Event,
-    ) -> Result<(), DeliveryError> {
+    /// Events taken from the store per round at most.
+    fn batch_limit(&self) -> usize {
         match self {
-            Sink::Odoo(s) => s.deliver(store, name, ev).await,
-            Sink::DryRun(s) => s.deliver(ev),
+            Sink::Odoo(s) => s.batch_limit(),
+            Sink::DryRun(s) => s.batch_limit(),
+        }
+    }
+
+    /// Deliver a batch of ready events (store order, several keys); one
+    /// outcome per event, in the same order.
+    async fn deliver_batch(&mut self, store: &Store, name: &str, evs: &[Event]) -> Vec<Outcome> {
+        match self {
+            Sink::Odoo(s) => s.deliver_batch(store, name, evs).await,
+            Sink::DryRun(s) => s.deliver_batch(evs),
         }
     }
 }
@@ -185,23 +201,50 @@ impl Runner {
                 }
                 continue;
             };
-            let Some(queued) = ready[lane.index()].take() else {
+            let Some(first) = ready[lane.index()].take() else {
                 continue;
             };
-            let decoded = match &queued.entry {
-                Ok(entry) => Event::decode(&entry.payload)
-                    .map_err(|e| format!("stored event {} cannot be read: {e}", entry.id)),
-                Err((_, why)) => Err(format!("undecodable queue record: {why}")),
-            };
-            let outcome = match &decoded {
-                Ok(ev) => {
-                    tokio::select! {
-                        r = self.sink.deliver(&self.store, &self.name, ev) => r,
-                        _ = shutdown.changed() => return,
+            let limit = self.sink.batch_limit();
+            let batch = match self.collect(lane, first, &schedule, now, limit) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(sink = %self.name, error = %e, "cannot read the event store");
+                    if sleep_or_stop(self.retry_max.min(Duration::from_secs(5)), &mut shutdown)
+                        .await
+                    {
+                        return;
                     }
+                    continue;
                 }
-                Err(why) => Err(DeliveryError::Reject(why.clone())),
             };
+            // Undecodable entries are refused here; the rest go to the sink.
+            let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
+            let mut events = Vec::with_capacity(batch.len());
+            let mut at = Vec::with_capacity(batch.len());
+            for (i, q) in batch.iter().enumerate() {
+                let decoded = match &q.entry {
+                    Ok(entry) => Event::decode(&entry.payload)
+                        .map_err(|e| format!("stored event {} cannot be read: {e}", entry.id)),
+                    Err((_, why)) => Err(format!("undecodable queue record: {why}")),
+                };
+                match decoded {
+                    Ok(ev) => {
+                        events.push(ev);
+                        at.push(i);
+                        outcomes.push(None);
+                    }
+                    Err(why) => outcomes.push(Some(Err(DeliveryError::Reject(why)))),
+                }
+            }
+            if !events.is_empty() {
+                let delivered = tokio::select! {
+                    r = self.sink.deliver_batch(&self.store, &self.name, &events) => r,
+                    _ = shutdown.changed() => return,
+                };
+                for (i, o) in at.into_iter().zip(delivered) {
+                    outcomes[i] = o;
+                }
+            }
             if let Some(api) = self.sink.api() {
                 self.telemetry.sink_api(&self.name, &api);
             }
@@ -210,7 +253,7 @@ impl Runner {
             let (connected, last_success) = self.sink.link();
             self.telemetry
                 .sink_link(&self.name, connected, last_success);
-            if let Err(e) = self.finish(&queued, outcome, &mut schedule).await {
+            if let Err(e) = self.finish_batch(&batch, outcomes, &mut schedule).await {
                 tracing::error!(sink = %self.name, error = %e, "cannot record the delivery in the event store");
                 if sleep_or_stop(Duration::from_secs(1), &mut shutdown).await {
                     return;
@@ -256,14 +299,91 @@ impl Runner {
         Ok(None)
     }
 
+    /// `first` and the ready entries after it in its lane, up to `limit`:
+    /// entries of keys held back are passed over, so per key the order stays.
+    fn collect(
+        &self,
+        lane: Lane,
+        first: Queued,
+        schedule: &Schedule,
+        now: Instant,
+        limit: usize,
+    ) -> Result<Vec<Queued>, StoreError> {
+        let mut from = first.seq + 1;
+        let mut out = vec![first];
+        let mut looked = 0usize;
+        while out.len() < limit && looked < SCAN_BUDGET {
+            let chunk = self.store.scan(&self.name, lane, from, SCAN_CHUNK)?;
+            if chunk.is_empty() {
+                break;
+            }
+            for q in chunk {
+                looked += 1;
+                from = q.seq + 1;
+                if q.key().is_some_and(|k| schedule.is_blocked(lane, k, now)) {
+                    continue;
+                }
+                out.push(q);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Record a batch's outcomes: the delivered acknowledged together (one
+    /// store batch), each failure as [`Runner::finish`] says; the circuit
+    /// breaker counts a failed round once, not once per event.
+    async fn finish_batch(
+        &self,
+        batch: &[Queued],
+        outcomes: Vec<Outcome>,
+        schedule: &mut Schedule,
+    ) -> Result<(), StoreError> {
+        let mut acked = Vec::new();
+        let mut failed = Vec::new();
+        for (q, o) in batch.iter().zip(outcomes) {
+            match o {
+                Some(Ok(())) => acked.push(q.clone()),
+                Some(Err(e)) => failed.push((q, e)),
+                None => {}
+            }
+        }
+        self.store.ack_many(&self.name, &acked)?;
+        let now = crate::model::Millis::now();
+        for q in &acked {
+            if let Ok(e) = &q.entry {
+                self.latency.delivered(&self.name, &e.kind, e.time, now);
+            }
+            self.health.attempt_done(&self.name, q.lane, q.seq);
+            schedule.done(q.lane, q.key().unwrap_or(""));
+            self.telemetry.delivered(&self.name);
+        }
+        let mut tripped = false;
+        for (q, e) in failed {
+            let transient = !matches!(e, DeliveryError::Reject(_) | DeliveryError::Halt(_));
+            self.finish(q, Err(e), schedule, transient && !tripped)
+                .await?;
+            tripped |= transient;
+        }
+        Ok(())
+    }
+
     async fn finish(
         &self,
         q: &Queued,
         outcome: Result<(), DeliveryError>,
         schedule: &mut Schedule,
+        trip: bool,
     ) -> Result<(), StoreError> {
         let key = q.key().unwrap_or("").to_string();
         let event_id = q.event_id().unwrap_or("?");
+        let trip = |s: &mut Schedule| {
+            if trip {
+                self.trip(s);
+            }
+        };
         match outcome {
             Ok(()) => {
                 self.store.ack(&self.name, q)?;
@@ -291,7 +411,7 @@ impl Runner {
                 self.telemetry.rejected(&self.name, &why);
             }
             Err(DeliveryError::Retry(why)) => {
-                self.trip(schedule);
+                trip(schedule);
                 let wait = schedule.failed(q.lane, &key, &why, Instant::now());
                 self.health
                     .attempt_failed(&self.name, q.lane, q.seq, event_id, &why);
@@ -300,7 +420,7 @@ impl Runner {
                 self.telemetry.delivery_error(&self.name, &why);
             }
             Err(DeliveryError::Throttled { why, after }) => {
-                self.trip(schedule);
+                trip(schedule);
                 let wait = schedule.throttled(Instant::now(), after);
                 self.health
                     .attempt_failed(&self.name, q.lane, q.seq, event_id, &why);
@@ -309,7 +429,7 @@ impl Runner {
                 self.telemetry.delivery_error(&self.name, &why);
             }
             Err(DeliveryError::Unreachable(why)) => {
-                self.trip(schedule);
+                trip(schedule);
                 let wait = schedule.unreachable(Instant::now());
                 self.health
                     .attempt_failed(&self.name, q.lane, q.seq, event_id, &why);

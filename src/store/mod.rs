@@ -1175,6 +1175,31 @@ impl Store {
         self.durable().await
     }
 
+    /// [`Store::ledger_put`] for many events, with one wait for the disk:
+    /// how a sink that coalesces events into one write records them.
+    pub async fn ledger_put_many(
+        &self,
+        sink: &str,
+        entries: &[(&str, &[u8])],
+    ) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        {
+            let mut st = self.state();
+            let mut batch = Batch::default();
+            let mut keys = Vec::with_capacity(entries.len());
+            for (event_id, value) in entries {
+                let key = ledger_key(sink, event_id);
+                batch.insert(key.clone(), *value);
+                keys.push(key);
+            }
+            self.tree.apply_batch(batch)?;
+            st.ledgered.extend(keys);
+        }
+        self.durable().await
+    }
+
     /// Flush everything written so far (shutdown, CLI).
     pub async fn sync(&self) -> Result<(), StoreError> {
         self.durable().await

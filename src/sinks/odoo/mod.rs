@@ -16,6 +16,8 @@
 //!   occurrence, created once by external id, updated when it clears.
 //! - Measures ([`quality`]): `quality.check` / `quality.alert` when the
 //!   Quality app is installed, else notes on the work order's MO.
+//! - Stock levels ([`stock`]): the counted quantity of a product at a
+//!   location, absolute, as an applied inventory adjustment.
 //!
 //! Failures ([`classify`]): a refused key pauses the sink and its source is
 //! read again before each retry ([`rpc`]); 429 pauses it for Retry-After;
@@ -31,6 +33,7 @@
 //! is older than `quantity_max_age`, for parts older than what was read,
 //! and after any failed write; the recorded work order on every repeat.
 
+mod batch;
 pub mod http;
 mod maintenance;
 pub mod metrics;
@@ -39,6 +42,7 @@ pub mod plan;
 pub mod production;
 mod quality;
 pub mod rpc;
+mod stock;
 
 use super::DeliveryError;
 use crate::config::{OdooConfig, ProductionTarget, SecretError};
@@ -75,6 +79,13 @@ const WO_FIELDS: [&str; 9] = [
     "qty_produced",
     "qty_producing",
 ];
+
+/// Events taken from the store per round by a sink that sends `max_batch`
+/// rows per request, `max_in_flight` requests at once: enough for every
+/// request of a round to be full, bounded so one round stays short.
+pub fn round_limit(max_batch: usize, max_in_flight: usize) -> usize {
+    (max_batch * max_in_flight * 10).clamp(1, 10_000)
+}
 
 /// Work orders read per work center at most; a backlog spanning more
 /// finished work orders than this is read again for its older parts.
@@ -129,6 +140,29 @@ pub struct OdooSink {
     equipment: HashMap<String, i64>,
     /// Whether Odoo has the Quality app, once asked.
     quality: Option<quality::QualityMode>,
+    /// Product reference and location name → ids, refreshed as names are.
+    products: HashMap<String, i64>,
+    locations: HashMap<String, i64>,
+    /// `[odoo] max_batch`, `max_in_flight`.
+    max_batch: usize,
+    max_in_flight: usize,
+    /// Names (work center codes, equipment) are looked up again after this
+    /// even without a miss, so a record renamed or recreated in Odoo is seen.
+    name_refresh: Duration,
+    names_read_at: Instant,
+}
+
+/// What one round has read from Odoo already, so that planning many events
+/// reads each thing once.
+#[derive(Default)]
+struct Round {
+    /// Work centers whose work orders were read in this round.
+    read_wcs: std::collections::HashSet<i64>,
+    /// Work orders read one by one in this round (repeats).
+    wos: HashMap<i64, Option<WorkOrderView>>,
+    /// Writes decided in this round and not sent yet: a read of Odoo does
+    /// not show them, so they are applied to what is read.
+    pending: Vec<Intent>,
 }
 
 fn classify(e: RpcError) -> DeliveryError {
@@ -227,6 +261,12 @@ impl OdooSink {
             mo_qty: HashMap::new(),
             equipment: HashMap::new(),
             quality: None,
+            products: HashMap::new(),
+            locations: HashMap::new(),
+            max_batch: cfg.max_batch,
+            max_in_flight: cfg.max_in_flight,
+            name_refresh: cfg.name_refresh,
+            names_read_at: Instant::now(),
         })
     }
 
@@ -263,7 +303,23 @@ impl OdooSink {
         sink: &str,
         ev: &Event,
     ) -> Result<(), DeliveryError> {
+        self.expire_names();
         let result = self.deliver_one(store, sink, ev).await;
+        self.account(sink, std::iter::once(&result));
+        result
+    }
+
+    /// Events per round ([`round_limit`]).
+    pub fn batch_limit(&self) -> usize {
+        round_limit(self.max_batch, self.max_in_flight)
+    }
+
+    /// Count the requests made and the events' fates into the metrics.
+    fn account<'a>(
+        &mut self,
+        sink: &str,
+        results: impl Iterator<Item = &'a Result<(), DeliveryError>>,
+    ) {
         self.metrics.auth_failed(sink, self.rpc.key_refused());
         for o in self.rpc.take_observed() {
             self.metrics.request(sink, &o);
@@ -272,12 +328,24 @@ impl OdooSink {
                 self.last_success = Some(Millis::now());
             }
         }
-        match &result {
-            Ok(()) => {}
-            Err(DeliveryError::Reject(_)) => self.metrics.dead_letter(sink),
-            Err(_) => self.metrics.retry(sink),
+        for r in results {
+            match r {
+                Ok(()) => {}
+                Err(DeliveryError::Reject(_)) => self.metrics.dead_letter(sink),
+                Err(_) => self.metrics.retry(sink),
+            }
         }
-        result
+    }
+
+    /// Forget the names looked up when `name_refresh` has passed.
+    fn expire_names(&mut self) {
+        if self.names_read_at.elapsed() >= self.name_refresh {
+            self.workcenters.clear();
+            self.equipment.clear();
+            self.products.clear();
+            self.locations.clear();
+            self.names_read_at = Instant::now();
+        }
     }
 
     async fn deliver_one(
@@ -354,6 +422,7 @@ impl OdooSink {
                 })
                 .await
             }
+            Plan::SetStock(s) => self.set_stock(&s).await,
             Plan::QualityAlert {
                 xmlid,
                 check_xmlid,
@@ -431,10 +500,23 @@ impl OdooSink {
         at: &str,
         force: bool,
     ) -> Result<&[WorkOrderView], DeliveryError> {
-        let fresh = self
-            .snapshots
-            .get(&wc)
-            .is_some_and(|s| s.read_at.elapsed() <= self.max_age && s.since.as_str() <= at);
+        self.workorders_in(wc, at, force, &mut Round::default())
+            .await
+    }
+
+    /// [`OdooSink::workorders`] within a round: what was read in it is
+    /// fresh, and a read keeps the round's writes decided but not yet sent.
+    async fn workorders_in(
+        &mut self,
+        wc: i64,
+        at: &str,
+        force: bool,
+        round: &mut Round,
+    ) -> Result<&[WorkOrderView], DeliveryError> {
+        let fresh = self.snapshots.get(&wc).is_some_and(|s| {
+            s.since.as_str() <= at
+                && (round.read_wcs.contains(&wc) || s.read_at.elapsed() <= self.max_age)
+        });
         if force || !fresh {
             let rows = self
                 .rpc
@@ -463,23 +545,32 @@ impl OdooSink {
                 .map(|r| r.iter().map(workorder_view).collect::<Result<Vec<_>, _>>())
                 .transpose()?
                 .unwrap_or_default();
-            for w in &wos {
-                self.mo_qty.insert(w.production, w.qty_producing);
-            }
-            self.snapshots.insert(
-                wc,
-                Snapshot {
-                    read_at: Instant::now(),
-                    since: at.to_string(),
-                    wos,
-                },
-            );
+            self.store_snapshot(wc, at, wos, round);
         }
         Ok(self
             .snapshots
             .get(&wc)
             .map(|s| s.wos.as_slice())
             .unwrap_or_default())
+    }
+
+    /// Keep work orders just read, with the round's pending writes on top.
+    fn store_snapshot(&mut self, wc: i64, since: &str, wos: Vec<WorkOrderView>, round: &mut Round) {
+        for w in &wos {
+            self.mo_qty.insert(w.production, w.qty_producing);
+        }
+        self.snapshots.insert(
+            wc,
+            Snapshot {
+                read_at: Instant::now(),
+                since: since.to_string(),
+                wos,
+            },
+        );
+        round.read_wcs.insert(wc);
+        for intent in round.pending.clone() {
+            self.wrote(&intent);
+        }
     }
 
     /// One work order, read now.
@@ -507,6 +598,47 @@ impl OdooSink {
         quantity: u64,
         made: Millis,
     ) -> Result<(), DeliveryError> {
+        let wc = self.workcenter_id(workcenter).await?;
+        let at = made.odoo_datetime();
+        let mut round = Round::default();
+        let Some(intent) = self
+            .plan_part(
+                store, sink, wc, workcenter, event_id, quantity, &at, &mut round,
+            )
+            .await?
+        else {
+            return Ok(());
+        };
+        let bytes = intent
+            .encode()
+            .map_err(|e| DeliveryError::Retry(format!("encode intent: {e}")))?;
+        store
+            .ledger_put(sink, event_id, &bytes)
+            .await
+            .map_err(store_err)?;
+        if let Err(e) = write_intent(&mut self.rpc, &intent).await {
+            self.forget(wc, intent.production);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Decide the write for one production event as if every event before
+    /// it had been written: `None` when it is a repeat Odoo already holds.
+    /// The caches are updated as if the write succeeded ([`OdooSink::wrote`]);
+    /// the caller [`OdooSink::forget`]s them when it does not.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan_part(
+        &mut self,
+        store: &Store,
+        sink: &str,
+        wc: i64,
+        workcenter: &str,
+        event_id: &str,
+        quantity: u64,
+        at: &str,
+        round: &mut Round,
+    ) -> Result<Option<Intent>, DeliveryError> {
         // An entry that cannot be read must stop the sink: planning the
         // write again could add these parts a second time.
         let recorded = match store.ledger_get(sink, event_id).map_err(store_err)? {
@@ -517,27 +649,37 @@ impl OdooSink {
             })?),
             None => None,
         };
-        let wc = self.workcenter_id(workcenter).await?;
-        let at = made.odoo_datetime();
         if let Some(intent) = &recorded {
             // A repeat (retry, crash, replay): Odoo may hold the write
-            // already. Read, never guess.
-            if let Some(now) = self.read_workorder(intent.workorder).await? {
+            // already. Read, never guess (once per work order and round:
+            // nothing is written while a round is planned).
+            let now = match round.wos.get(&intent.workorder) {
+                Some(w) => w.clone(),
+                None => {
+                    let w = self.read_workorder(intent.workorder).await?;
+                    round.wos.insert(intent.workorder, w.clone());
+                    w
+                }
+            };
+            if let Some(now) = now {
                 if production::applied(intent, now.qty_produced, now.qty_producing) {
-                    self.mo_qty.insert(now.production, now.qty_producing);
-                    return Ok(());
+                    if round.pending.is_empty() {
+                        self.mo_qty.insert(now.production, now.qty_producing);
+                    }
+                    return Ok(None);
                 }
             }
         }
         // Plan from what Odoo holds now: fresh after a repeat, else cached.
-        let mut force = recorded.is_some();
+        let mut force = recorded.is_some() && !round.read_wcs.contains(&wc);
         let (wo, why) = loop {
-            let wos = self.workorders(wc, &at, force).await?;
-            match production::attribute(wos, &at) {
-                // A finished work order is written only as read just now:
-                // its MO may have been closed since the cached read.
-                Some((w, why)) if force || w.state != "done" => break (w.clone(), why),
-                None if force => {
+            let wos = self.workorders_in(wc, at, force, round).await?;
+            let fresh = round.read_wcs.contains(&wc);
+            match production::attribute(wos, at) {
+                // A finished work order is written only as read in this
+                // round: its MO may have been closed since an older read.
+                Some((w, why)) if fresh || w.state != "done" => break (w.clone(), why),
+                None if fresh => {
                     return Err(DeliveryError::Reject(format!(
                         "{quantity} parts made at {at} UTC at work center {workcenter:?}: no work order was in progress there then, nor started since. Start the work order in Odoo, then `plantgate dlq replay ID`"
                     )))
@@ -550,64 +692,22 @@ impl OdooSink {
             .get(&wo.production)
             .copied()
             .unwrap_or(wo.qty_producing);
-        let intent = production::decide(&wo, why, mo_qty, quantity, &at, self.target)
+        let intent = production::decide(&wo, why, mo_qty, quantity, at, self.target)
             .map_err(DeliveryError::Reject)?;
-        let bytes = intent
-            .encode()
-            .map_err(|e| DeliveryError::Retry(format!("encode intent: {e}")))?;
-        store
-            .ledger_put(sink, event_id, &bytes)
-            .await
-            .map_err(store_err)?;
-        if let Err(e) = self.write_intent(&intent).await {
-            // Whatever failed, the cache may be wrong now.
-            self.snapshots.remove(&wc);
-            return Err(e);
-        }
         self.wrote(&intent);
-        Ok(())
+        round.pending.push(intent.clone());
+        Ok(Some(intent))
     }
 
-    async fn write_intent(&mut self, intent: &Intent) -> Result<(), DeliveryError> {
-        // Odoo's own escape for correcting a finished work order (4.3).
-        let context = intent.closed.then(|| json!({"allow_qty_change": true}));
-        let closed_meanwhile = |e: RpcError| match &e {
-            // Closed after it was read: plan again from a fresh read.
-            RpcError::Odoo { message, .. } if message.contains("has been closed") => {
-                DeliveryError::Retry(format!(
-                    "{e} (the work order was closed after it was read; it is read again)"
-                ))
-            }
-            _ => classify(e),
-        };
-        if intent.target != ProductionTarget::Production {
-            self.rpc
-                .call(
-                    "mrp.workorder",
-                    "write",
-                    Some(&[intent.workorder]),
-                    json!({"vals": {"qty_produced": intent.value}}),
-                    context,
-                )
-                .await
-                .map_err(closed_meanwhile)?;
+    /// A write failed (or was not sent): what is cached about its work
+    /// center and MO may be wrong now, so it is read again.
+    fn forget(&mut self, wc: i64, mo: Option<i64>) {
+        self.snapshots.remove(&wc);
+        if let Some(mo) = mo {
+            self.mo_qty.remove(&mo);
+            self.snapshots
+                .retain(|_, s| !s.wos.iter().any(|w| w.production == mo));
         }
-        if intent.target != ProductionTarget::Workorder {
-            let mo = intent.production.ok_or_else(|| {
-                DeliveryError::Reject("the delivery record names no manufacturing order".into())
-            })?;
-            self.rpc
-                .call(
-                    "mrp.production",
-                    "write",
-                    Some(&[mo]),
-                    json!({"vals": {"qty_producing": intent.value}}),
-                    None,
-                )
-                .await
-                .map_err(classify)?;
-        }
-        Ok(())
     }
 
     /// Keep the cache equal to what Odoo holds after our write.
@@ -703,6 +803,47 @@ impl OdooSink {
             .map_err(classify)?;
         load_outcome(&result, "time log")
     }
+}
+
+/// Send a decided production write (work order, MO or both).
+async fn write_intent(rpc: &mut Rpc, intent: &Intent) -> Result<(), DeliveryError> {
+    // Odoo's own escape for correcting a finished work order (4.3).
+    let context = intent.closed.then(|| json!({"allow_qty_change": true}));
+    let closed_meanwhile = |e: RpcError| match &e {
+        // Closed after it was read: plan again from a fresh read.
+        RpcError::Odoo { message, .. } if message.contains("has been closed") => {
+            DeliveryError::Retry(format!(
+                "{e} (the work order was closed after it was read; it is read again)"
+            ))
+        }
+        _ => classify(e),
+    };
+    if intent.target != ProductionTarget::Production {
+        rpc.call(
+            "mrp.workorder",
+            "write",
+            Some(&[intent.workorder]),
+            json!({"vals": {"qty_produced": intent.value}}),
+            context,
+        )
+        .await
+        .map_err(closed_meanwhile)?;
+    }
+    if intent.target != ProductionTarget::Workorder {
+        let mo = intent.production.ok_or_else(|| {
+            DeliveryError::Reject("the delivery record names no manufacturing order".into())
+        })?;
+        rpc.call(
+            "mrp.production",
+            "write",
+            Some(&[mo]),
+            json!({"vals": {"qty_producing": intent.value}}),
+            None,
+        )
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
 }
 
 /// `load` reports data errors in its result, not as an exception.

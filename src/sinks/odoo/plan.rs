@@ -74,6 +74,20 @@ pub enum Plan {
         /// Plain text; escaped when posted.
         text: String,
     },
+    SetStock(SetStock),
+}
+
+/// The counted quantity of a product at a location: `stock.quant`
+/// `create` in inventory mode with the absolute `inventory_quantity`
+/// (Odoo reuses the product's quant there), then `action_apply_inventory`.
+/// Never a relative move, so a repeat sets the same count again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SetStock {
+    pub product: String,
+    pub product_at: String,
+    pub location: String,
+    pub location_at: String,
+    pub quantity: f64,
 }
 
 /// Text for an Odoo HTML field.
@@ -204,6 +218,13 @@ pub fn plan(event: &Event) -> Plan {
             event_id: event.id.clone(),
             text: summary_note(s),
         },
+        EventBody::StockLevel(s) => Plan::SetStock(SetStock {
+            product: s.product.clone(),
+            product_at: s.product_at.clone(),
+            location: s.location.clone(),
+            location_at: s.location_at.clone(),
+            quantity: s.quantity,
+        }),
     }
 }
 
@@ -246,4 +267,282 @@ pub fn time_log_fields(with_end: bool) -> Vec<&'static str> {
         f.push("date_end");
     }
     f
+}
+
+/// One unit of a batch: what goes to Odoo together. The live sink sends
+/// these and the dry run prints them, so both show the same batches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    /// Consecutive production events of one work center (indices into the
+    /// batch, in order). Each event's absolute value is decided as if the
+    /// events were sent one by one; one write per work order they fall on
+    /// sends the last of its values.
+    Produced {
+        workcenter: String,
+        events: Vec<usize>,
+    },
+    /// Loss logs of several stops in one `load` of at most `max_batch`
+    /// rows; a stop's start and end in one batch are one row. Rows with an
+    /// end and rows without go in separate loads (their columns differ).
+    TimeLogs { ended: bool, rows: Vec<TimeLogRow> },
+    /// One event alone, as [`plan`] says.
+    Single(usize),
+}
+
+/// One row of a time-log `load`: the last planned values of one stop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimeLogRow {
+    pub xmlid: String,
+    pub workcenter: String,
+    pub loss: String,
+    pub date_start: String,
+    pub date_end: Option<String>,
+    pub description: String,
+    /// The events this row stands for.
+    pub events: Vec<usize>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Production,
+    TimeLog,
+    Other,
+}
+
+fn class(ev: &Event) -> Class {
+    match ev.body {
+        EventBody::Production(_) => Class::Production,
+        EventBody::DowntimeStarted(_) | EventBody::DowntimeEnded(_) => Class::TimeLog,
+        _ => Class::Other,
+    }
+}
+
+/// A batch (in store order) as stages of steps. Per key, the events are cut
+/// into runs of one class; stage `k` holds the `k`-th run of every key, so
+/// a key's events go in order, one stage after the other, and a key whose
+/// stage failed sits the later stages out. Within a stage the steps are
+/// independent of each other.
+pub fn stages(events: &[Event], max_batch: usize) -> Vec<Vec<Step>> {
+    let max_batch = max_batch.max(1);
+    // Runs per key, keys in order of first appearance.
+    let mut keys: Vec<&str> = Vec::new();
+    let mut runs: std::collections::HashMap<&str, Vec<(Class, Vec<usize>)>> =
+        std::collections::HashMap::new();
+    for (i, ev) in events.iter().enumerate() {
+        let key = ev.key();
+        let c = class(ev);
+        let list = runs.entry(key).or_insert_with(|| {
+            keys.push(key);
+            Vec::new()
+        });
+        match list.last_mut() {
+            Some((last, idx)) if *last == c && c != Class::Other => idx.push(i),
+            _ => list.push((c, vec![i])),
+        }
+    }
+    let depth = runs.values().map(Vec::len).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(depth);
+    for k in 0..depth {
+        let mut steps = Vec::new();
+        let mut rows: [Vec<TimeLogRow>; 2] = [Vec::new(), Vec::new()];
+        for key in &keys {
+            let Some((c, idx)) = runs.get(key).and_then(|r| r.get(k)) else {
+                continue;
+            };
+            match c {
+                Class::Production => steps.push(Step::Produced {
+                    workcenter: key.to_string(),
+                    events: idx.clone(),
+                }),
+                Class::Other => steps.extend(idx.iter().map(|i| Step::Single(*i))),
+                Class::TimeLog => {
+                    for row in time_log_rows(events, idx) {
+                        rows[usize::from(row.date_end.is_some())].push(row);
+                    }
+                }
+            }
+        }
+        for (ended, rows) in [(false, &rows[0]), (true, &rows[1])] {
+            for chunk in rows.chunks(max_batch) {
+                steps.push(Step::TimeLogs {
+                    ended,
+                    rows: chunk.to_vec(),
+                });
+            }
+        }
+        out.push(steps);
+    }
+    out
+}
+
+/// One row per stop among one key's consecutive downtime events, with the
+/// values of its last event (an end supersedes its start).
+fn time_log_rows(events: &[Event], idx: &[usize]) -> Vec<TimeLogRow> {
+    let mut rows: Vec<TimeLogRow> = Vec::new();
+    for &i in idx {
+        let Plan::UpsertTimeLog {
+            xmlid,
+            workcenter,
+            loss,
+            date_start,
+            date_end,
+            description,
+        } = plan(&events[i])
+        else {
+            continue;
+        };
+        let row = TimeLogRow {
+            xmlid,
+            workcenter,
+            loss,
+            date_start,
+            date_end,
+            description,
+            events: vec![i],
+        };
+        match rows.iter_mut().find(|r| r.xmlid == row.xmlid) {
+            Some(r) => {
+                let mut events = std::mem::take(&mut r.events);
+                events.push(i);
+                // A start after its end (a late repeat) keeps the end.
+                let date_end = row.date_end.clone().or(r.date_end.take());
+                *r = TimeLogRow {
+                    date_end,
+                    events,
+                    ..row
+                };
+            }
+            None => rows.push(row),
+        }
+    }
+    rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Downtime, Measure, Production};
+
+    fn parts(wc: &str, n: i64) -> Event {
+        Event {
+            id: format!("p-{wc}-{n}"),
+            rule: "parts".into(),
+            time: Millis(n * 1000),
+            body: EventBody::Production(Production {
+                workcenter: wc.into(),
+                quantity: 1,
+                counter_from: 0,
+                counter_to: 1,
+            }),
+        }
+    }
+
+    fn stop(wc: &str, n: i64, ended: bool) -> Event {
+        let d = Downtime {
+            workcenter: wc.into(),
+            downtime_id: format!("s-{wc}-{n}"),
+            state: 2,
+            loss: "mrp.block_reason1".into(),
+            description: String::new(),
+            start: Millis(n * 1000),
+            end: ended.then_some(Millis(n * 1000 + 500)),
+        };
+        Event {
+            id: format!("s-{wc}-{n}-{ended}"),
+            rule: "stops".into(),
+            time: Millis(n * 1000),
+            body: if ended {
+                EventBody::DowntimeEnded(d)
+            } else {
+                EventBody::DowntimeStarted(d)
+            },
+        }
+    }
+
+    fn measure(wc: &str, n: i64) -> Event {
+        Event {
+            id: format!("m-{wc}-{n}"),
+            rule: "bore".into(),
+            time: Millis(n * 1000),
+            body: EventBody::QualityMeasure(Measure {
+                workcenter: wc.into(),
+                title: "Bore".into(),
+                value: 10.0,
+                low: 9.0,
+                high: 11.0,
+                target: None,
+                pass: true,
+            }),
+        }
+    }
+
+    #[test]
+    fn consecutive_parts_of_a_work_center_are_one_step_and_a_measure_cuts_them() {
+        let evs = [
+            parts("A", 1),
+            parts("B", 1),
+            parts("A", 2),
+            measure("A", 3),
+            parts("A", 4),
+            parts("B", 2),
+        ];
+        let st = stages(&evs, 100);
+        assert_eq!(st.len(), 3, "{st:?}");
+        assert_eq!(
+            st[0],
+            vec![
+                Step::Produced {
+                    workcenter: "A".into(),
+                    events: vec![0, 2]
+                },
+                Step::Produced {
+                    workcenter: "B".into(),
+                    events: vec![1, 5]
+                },
+            ]
+        );
+        // A's measure waits for A's first parts, and A's later parts for it.
+        assert_eq!(st[1], vec![Step::Single(3)]);
+        assert_eq!(
+            st[2],
+            vec![Step::Produced {
+                workcenter: "A".into(),
+                events: vec![4]
+            }]
+        );
+    }
+
+    #[test]
+    fn a_stops_start_and_end_are_one_row_and_rows_go_in_loads_of_max_batch() {
+        let mut evs = Vec::new();
+        for n in 0..5 {
+            evs.push(stop(&format!("W{n}"), n, false));
+            evs.push(stop(&format!("W{n}"), n, true));
+        }
+        evs.push(stop("W9", 9, false));
+        let st = stages(&evs, 2);
+        assert_eq!(st.len(), 1);
+        let loads: Vec<(bool, Vec<Vec<usize>>)> = st[0]
+            .iter()
+            .map(|s| match s {
+                Step::TimeLogs { ended, rows } => {
+                    (*ended, rows.iter().map(|r| r.events.clone()).collect())
+                }
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            loads,
+            vec![
+                (false, vec![vec![10]]),
+                (true, vec![vec![0, 1], vec![2, 3]]),
+                (true, vec![vec![4, 5], vec![6, 7]]),
+                (true, vec![vec![8, 9]]),
+            ]
+        );
+        let Step::TimeLogs { rows, .. } = &st[0][1] else {
+            panic!()
+        };
+        assert_eq!(rows[0].date_end.as_deref(), Some("1970-01-01 00:00:00"));
+    }
 }

@@ -18,14 +18,16 @@ pub enum RpcError {
     Unreachable { url: String, detail: String },
     #[error("Odoo answered HTTP {status}: {snippet}")]
     Http { status: u16, snippet: String },
-    #[error("Odoo rate-limits this gateway (HTTP 429, Retry-After {}): {snippet}", retry_after.map_or("not given".to_string(), |d| format!("{}s", d.as_secs())))]
+    /// HTTP 429, or a 503 that says when to come back (Retry-After).
+    #[error("Odoo asks this gateway to wait (HTTP {status}, Retry-After {}): {snippet}", retry_after.map_or("not given".to_string(), |d| format!("{}s", d.as_secs())))]
     Throttled {
+        status: u16,
         retry_after: Option<std::time::Duration>,
         snippet: String,
     },
     #[error("Odoo refused login {login:?} on database {database:?}: check the login, the API key and the database name")]
     LoginRefused { login: String, database: String },
-    #[error("Odoo refused the API key on database {database:?} (HTTP 401): check that the key is valid, not expired, and of a user of that database")]
+    #[error("Odoo refused the API key on database {database:?}: check that the key is valid, not expired, and of a user of that database")]
     KeyRefused { database: String },
     #[error("{name}: {message}")]
     Odoo { name: String, message: String },
@@ -144,7 +146,7 @@ pub fn parse_retry_after(
     )
 }
 
-/// A 429 answer: its Retry-After, read before the body.
+/// A 429 or 503 answer: its Retry-After, read before the body.
 fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
     let v = resp
         .headers()
@@ -232,8 +234,9 @@ impl Rpc {
                 let status = resp.status().as_u16();
                 let after = retry_after(&resp);
                 let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
-                if status == 429 {
+                if status == 429 || (status == 503 && after.is_some()) {
                     return Err(RpcError::Throttled {
+                        status,
                         retry_after: after,
                         snippet: snippet(&text),
                     });
@@ -333,6 +336,60 @@ impl Rpc {
         result
     }
 
+    /// Resolve what every call needs (the protocol; the uid over JSON-RPC)
+    /// before calls are sent side by side on [`Rpc::fork`]s.
+    pub async fn ready(&mut self) -> Result<(), RpcError> {
+        if self.key_refused {
+            if let Some(source) = &self.key_source {
+                self.key = source.read()?;
+                self.uid = None;
+            }
+        }
+        let result = match self.protocol().await {
+            Ok(Protocol::JsonRpc) => self.uid().await.map(|_| ()),
+            Ok(Protocol::Json2) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            if e.is_key_refusal() {
+                self.key_refused = true;
+            }
+        }
+        result
+    }
+
+    /// A handle for one more request in flight beside this one's: the same
+    /// connection pool, protocol, uid and key. Give it back with
+    /// [`Rpc::join`], which keeps its observations and a key refusal.
+    pub fn fork(&self) -> Rpc {
+        Rpc {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            endpoint: self.endpoint.clone(),
+            database: self.database.clone(),
+            login: self.login.clone(),
+            key: self.key.clone(),
+            key_source: None,
+            key_refused: false,
+            api: self.api,
+            protocol: self.protocol,
+            version: self.version.clone(),
+            uid: self.uid,
+            next_id: self.next_id,
+            observed: Vec::new(),
+        }
+    }
+
+    /// Take back a [`Rpc::fork`].
+    pub fn join(&mut self, other: Rpc) {
+        self.observed.extend(other.observed);
+        self.next_id = self.next_id.max(other.next_id);
+        if other.key_refused {
+            self.key_refused = true;
+            self.uid = None;
+        }
+    }
+
     /// The calls finished since the last take.
     pub fn take_observed(&mut self) -> Vec<Observed> {
         std::mem::take(&mut self.observed)
@@ -386,8 +443,9 @@ impl Rpc {
         let status = resp.status().as_u16();
         let after = retry_after(&resp);
         let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
-        if status == 429 {
+        if status == 429 || (status == 503 && after.is_some()) {
             return Err(RpcError::Throttled {
+                status,
                 retry_after: after,
                 snippet: snippet(&text),
             });
@@ -449,8 +507,9 @@ impl Rpc {
             .text()
             .await
             .map_err(|e| unreachable(&self.endpoint, &e))?;
-        if status.as_u16() == 429 {
+        if status.as_u16() == 429 || (status.as_u16() == 503 && after.is_some()) {
             return Err(RpcError::Throttled {
+                status: status.as_u16(),
                 retry_after: after,
                 snippet: snippet(&text),
             });
@@ -526,8 +585,12 @@ impl Rpc {
         let result = self.service("object", "execute_kw", all).await;
         if let Err(RpcError::Odoo { name, .. }) = &result {
             if name == "odoo.exceptions.AccessDenied" {
-                // The key may have been rotated: authenticate again next time.
+                // The key was revoked, rotated or expired (18 on) since the
+                // login: authenticate again next time, and say it in words.
                 self.uid = None;
+                return Err(RpcError::KeyRefused {
+                    database: self.database.clone(),
+                });
             }
         }
         result

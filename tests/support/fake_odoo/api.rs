@@ -9,8 +9,13 @@ impl FakeOdoo {
         Self::start_version(17).await
     }
 
-    /// As [`FakeOdoo::start`], as Odoo `version` (17 or 19: 19 serves
-    /// JSON-2 and `/web/version`, and JSON-RPC errors carry code 0).
+    /// As [`FakeOdoo::start`], as Odoo `version`, 16 to 19. What differs
+    /// (shared/odoo-api.md section 0): 19 serves JSON-2 and `/web/version`,
+    /// its JSON-RPC errors carry code 0 (200 before) and its work orders
+    /// have the states blocked/ready/progress/done/cancel (16–18:
+    /// pending/waiting/ready/progress/done/cancel); API keys can expire from
+    /// 18 on ([`FakeOdoo::expire_api_key`]); an unknown method's message
+    /// is each version's own.
     pub async fn start_version(version: u8) -> FakeOdoo {
         Self::start_with(version, None).await
     }
@@ -22,6 +27,10 @@ impl FakeOdoo {
     }
 
     async fn start_with(version: u8, tls: Option<tokio_rustls::TlsAcceptor>) -> FakeOdoo {
+        assert!(
+            (16..=19).contains(&version),
+            "FakeOdoo: version {version} is not one of 16, 17, 18, 19"
+        );
         let listener = listen_on(0).expect("FakeOdoo: cannot bind 127.0.0.1:0");
         let port = listener
             .local_addr()
@@ -33,6 +42,7 @@ impl FakeOdoo {
             calls: Vec::new(),
             version,
             retry_after: None,
+            key_expired: false,
         }));
         let running = serve(state.clone(), listener, tls.clone());
         FakeOdoo {
@@ -77,6 +87,56 @@ impl FakeOdoo {
             }
         };
         *server = Some(serve(self.state.clone(), listener, self.tls.clone()));
+    }
+
+    /// A storable product with its internal reference (`default_code`).
+    pub fn add_product(&self, name: &str, default_code: &str) -> i64 {
+        lock(&self.state)
+            .db
+            .insert_raw(PRODUCT, json!({"name": name, "default_code": default_code}))
+    }
+
+    /// A stock location by its full name (`WH/Stock/Shelf 1`).
+    pub fn add_location(&self, complete_name: &str) -> i64 {
+        let name = complete_name.rsplit('/').next().unwrap_or(complete_name);
+        lock(&self.state).db.insert_raw(
+            LOCATION,
+            json!({"name": name, "complete_name": complete_name, "barcode": false}),
+        )
+    }
+
+    /// The on-hand quantity of a product at a location (its quant), and how
+    /// many quants it has (Odoo keeps one per product and location).
+    pub fn on_hand(&self, product: i64, location: i64) -> (f64, usize) {
+        let st = lock(&self.state);
+        let quants: Vec<f64> = st
+            .db
+            .tables
+            .get(QUANT)
+            .into_iter()
+            .flat_map(|t| t.values())
+            .filter(|r| r["product_id"] == json!(product) && r["location_id"] == json!(location))
+            .map(|r| r["quantity"].as_f64().unwrap_or(0.0))
+            .collect();
+        (quants.iter().sum(), quants.len())
+    }
+
+    /// Inventory moves made by applied counts (one per count that differed).
+    pub fn inventory_moves(&self) -> usize {
+        lock(&self.state).db.tables.get(MOVE).map_or(0, |t| t.len())
+    }
+
+    /// The API key's `expiration_date` passes (or, with `false`, the user
+    /// extends it). Keys expire from Odoo 18.0 on (PR #178558); before that
+    /// they have no expiration, so this panics for 16 and 17.
+    pub fn expire_api_key(&self, expired: bool) {
+        let mut st = lock(&self.state);
+        assert!(
+            st.version >= 18,
+            "FakeOdoo: API keys of Odoo {} do not expire",
+            st.version
+        );
+        st.key_expired = expired;
     }
 
     pub fn set_fault(&self, fault: Fault) {

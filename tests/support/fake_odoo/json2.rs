@@ -54,7 +54,9 @@ impl State {
                     "User not authenticated, use an API Key with a Bearer Authorization header.",
                 )
             }
-            Some(k) if k != API_KEY => return werk(401, "Unauthorized", "Invalid apikey"),
+            Some(k) if k != API_KEY || self.key_expired => {
+                return werk(401, "Unauthorized", "Invalid apikey")
+            }
             Some(_) => {}
         }
         if req.database.is_some_and(|d| d != DB) {

@@ -1,4 +1,4 @@
-//! A fake Odoo 17 (or 19, [`FakeOdoo::start_version`]) server for
+//! A fake Odoo 16, 17, 18 or 19 ([`FakeOdoo::start_version`]) server for
 //! plantgate's integration tests.
 //!
 //! It speaks Odoo's external JSON-RPC API (`POST /jsonrpc`) and, as 19,
@@ -161,6 +161,13 @@ pub enum Fault {
     /// in front of Odoo does (Odoo itself has no rate limit).
     TooManyRequests {
         retry_after: Option<String>,
+        count: usize,
+    },
+    /// The next `count` requests answer HTTP 503 with `Retry-After:
+    /// <retry_after>` (nothing is done), as a proxy in front of an Odoo
+    /// whose workers are all busy does when it says when to come back.
+    Overloaded {
+        retry_after: String,
         count: usize,
     },
     /// The next `count` calls of `model`.`method` fail as Odoo does when a

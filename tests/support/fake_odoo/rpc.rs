@@ -8,8 +8,10 @@ pub(super) struct State {
     pub(super) calls: Vec<Call>,
     /// Major version served: 17 (JSON-RPC only) or 19 (JSON-2 as well).
     pub(super) version: u8,
-    /// `Retry-After` of the 429 just produced, for the HTTP layer to send.
+    /// `Retry-After` of the 429 or 503 just produced, for the HTTP layer to send.
     pub(super) retry_after: Option<String>,
+    /// The API key's `expiration_date` has passed (18.0 on).
+    pub(super) key_expired: bool,
 }
 
 /// An HTTP request as the handlers need it.
@@ -48,7 +50,8 @@ impl State {
                     let good = [DB, LOGIN, API_KEY]
                         .iter()
                         .zip(&a)
-                        .all(|(want, got)| got.as_ref().and_then(Value::as_str) == Some(*want));
+                        .all(|(want, got)| got.as_ref().and_then(Value::as_str) == Some(*want))
+                        && !self.key_expired;
                     Ok(Some(if good { json!(UID) } else { FALSE }))
                 }
                 _ => Err(OdooError::new(
@@ -90,7 +93,8 @@ impl State {
         };
         let authenticated = head[0].as_ref().and_then(Value::as_str) == Some(DB)
             && uid == Some(UID)
-            && head[2].as_ref().and_then(Value::as_str) == Some(API_KEY);
+            && head[2].as_ref().and_then(Value::as_str) == Some(API_KEY)
+            && !self.key_expired;
         if !authenticated {
             return Err(OdooError::new(
                 "odoo.exceptions.AccessDenied",
@@ -239,6 +243,15 @@ impl State {
                 finish(self, "http:429".into());
                 let text = "The user has sent too many requests in a given amount of time (\"rate limiting\").";
                 return (429, HTML, werkzeug_page(429, "Too Many Requests", text));
+            }
+        }
+        if let Fault::Overloaded { retry_after, count } = &mut self.fault {
+            if *count > 0 {
+                *count -= 1;
+                self.retry_after = Some(retry_after.clone());
+                finish(self, "http:503".into());
+                let text = "The server is temporarily unable to service your request due to maintenance downtime or capacity problems. Please try again later.";
+                return (503, HTML, werkzeug_page(503, "Service Unavailable", text));
             }
         }
         let unavailable = matches!(&self.fault, Fault::Unavailable { model, method }

@@ -19,6 +19,10 @@ pub(super) const QTEAM: &str = "quality.alert.team";
 pub(super) const CHECK: &str = "quality.check";
 pub(super) const ALERT: &str = "quality.alert";
 pub(super) const MESSAGE: &str = "mail.message";
+pub(super) const PRODUCT: &str = "product.product";
+pub(super) const LOCATION: &str = "stock.location";
+pub(super) const QUANT: &str = "stock.quant";
+pub(super) const MOVE: &str = "stock.move";
 
 pub(super) const MAINTENANCE_TYPES: Sel =
     &[("corrective", "Corrective"), ("preventive", "Preventive")];
@@ -360,6 +364,61 @@ pub(super) static MODELS: &[ModelDef] = &[
             req("team_id", "Team", Ty::M2o(QTEAM)),
             f("check_id", "Check", Ty::M2o(CHECK)),
             f("priority", "Priority", Ty::Sel(ALERT_PRIORITIES)),
+        ],
+    },
+    // Inventory (4.6): products, locations, quants and the moves an applied
+    // count makes.
+    ModelDef {
+        name: PRODUCT,
+        desc: "Product Variant",
+        rec_name: Some("name"),
+        order: "id",
+        fields: &[
+            req("name", "Name", Ty::Char),
+            f("default_code", "Internal Reference", Ty::Char),
+        ],
+    },
+    ModelDef {
+        name: LOCATION,
+        desc: "Inventory Locations",
+        rec_name: Some("complete_name"),
+        order: "id",
+        fields: &[
+            req("name", "Location Name", Ty::Char),
+            f("complete_name", "Full Location Name", Ty::Char),
+            f("barcode", "Barcode", Ty::Char),
+        ],
+    },
+    ModelDef {
+        name: QUANT,
+        desc: "Quants",
+        rec_name: None,
+        order: "id",
+        fields: &[
+            req("product_id", "Product", Ty::M2o(PRODUCT)),
+            req("location_id", "Location", Ty::M2o(LOCATION)),
+            f("quantity", "Quantity", Ty::Float),
+            f("inventory_quantity", "Counted Quantity", Ty::Float),
+            f("inventory_quantity_set", "Inventory Quantity Set", Ty::Bool),
+            f("user_id", "Assigned To", Ty::M2o(USERS)),
+            f("inventory_date", "Scheduled Date", Ty::Datetime),
+        ],
+    },
+    ModelDef {
+        name: MOVE,
+        desc: "Stock Move",
+        rec_name: None,
+        order: "id",
+        fields: &[
+            req("product_id", "Product", Ty::M2o(PRODUCT)),
+            f("location_id", "Source Location", Ty::M2o(LOCATION)),
+            f(
+                "location_dest_id",
+                "Destination Location",
+                Ty::M2o(LOCATION),
+            ),
+            f("product_uom_qty", "Demand", Ty::Float),
+            f("is_inventory", "Inventory", Ty::Bool),
         ],
     },
     ModelDef {
