@@ -9,6 +9,7 @@ mod files;
 pub mod import;
 pub mod modbus;
 pub mod mqtt;
+pub mod mqtt_sink;
 pub mod opcua;
 mod raw;
 mod secret;
@@ -40,6 +41,8 @@ pub struct Config {
     pub tags: Vec<TagConfig>,
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
+    /// `[mqtt_sink]`: the northbound broker, when events go there too.
+    pub mqtt_sink: Option<mqtt_sink::MqttSinkConfig>,
     pub store: crate::store::StoreOptions,
     pub log: LogConfig,
     /// SHA-256 of the config text, hex: which config a gateway runs.
@@ -761,6 +764,7 @@ impl<'a> Validator<'a> {
         let tags = self.tags(tags, &sources);
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref());
+        let mqtt_sink = self.mqtt_sink(raw.mqtt_sink.as_ref());
         let store = self.store(raw.store.as_ref());
         let log = self.log(raw.log.as_ref());
         Some(Config {
@@ -773,6 +777,7 @@ impl<'a> Validator<'a> {
             tags,
             events,
             odoo: odoo?,
+            mqtt_sink,
         })
     }
 
