@@ -651,3 +651,126 @@ async fn retained_last_state_leaves_each_topic_its_last_event() {
     assert_eq!(by_topic, expected);
     rig.gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_past_its_target_is_published_as_an_alert() {
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, "sub-alerts", "plantgate/gw1/alerts").await;
+    let extra = sink_section(
+        broker.port,
+        "sla_alert_topic = \"plantgate/{gateway}/alerts\"\n\n[store.lanes.normal]\ntarget = \"1s\"\n",
+    );
+    let rig = press::start_edited(
+        |t, _| {
+            t.replace(
+                "retry_max = \"400ms\"",
+                "retry_max = \"400ms\"\ncircuit_cooldown = \"300ms\"",
+            ) + &extra
+        },
+        "127.0.0.1:0",
+    )
+    .await;
+    rig.odoo.stop().await;
+    // Production events only: Odoo's normal lane, PRESS1 (known to Odoo).
+    let evs: Vec<Event> = events(0, 30)
+        .into_iter()
+        .filter(|e| e.key() == "PRESS1" && e.kind() == "production")
+        .collect();
+    commit(&rig, &evs).await;
+    let alerts = |active: bool| {
+        sub.all()
+            .iter()
+            .filter_map(Got::json)
+            .filter(|v| v["active"] == active)
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "an alert for Odoo's normal lane",
+        || {
+            let a = alerts(true);
+            async move { (!a.is_empty()).then_some(a) }
+        },
+    )
+    .await;
+    let a = &alerts(true)[0];
+    assert_eq!(a["schema"], 1);
+    assert_eq!(a["alert"], "lane_past_target");
+    assert_eq!(a["sink"], "odoo");
+    assert_eq!(a["lane"], "normal");
+    // The MQTT sink itself kept within its target.
+    assert!(alerts(true).iter().all(|a| a["sink"] == "odoo"));
+    rig.odoo.resume().await;
+    eventually(Duration::from_secs(60), "the alert cleared", || {
+        let a = alerts(false);
+        async move { (!a.is_empty()).then_some(()) }
+    })
+    .await;
+    let cleared = &alerts(false)[0];
+    assert_eq!(cleared["sink"], "odoo");
+    assert_eq!(cleared["lane"], "normal");
+    rig.gateway.stop().await;
+}
+
+/// `[mqtt_sink]` over mutual TLS to a broker whose certificate names
+/// broker.test, trusting `ca`.
+fn tls_section(port: u16, ca: &Path, pki: &mosquitto::Pki) -> String {
+    format!(
+        r#"
+[mqtt_sink]
+url = "mqtts://127.0.0.1:{port}"
+ca_file = "{ca}"
+client_certificate = "{cert}"
+client_key = "{key}"
+server_name = "broker.test"
+backoff_min = "50ms"
+backoff_max = "300ms"
+"#,
+        ca = ca.display(),
+        cert = pki.client_cert.display(),
+        key = pki.client_key.display(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_over_mutual_tls_and_refuses_a_broker_it_does_not_trust() {
+    let certs = tempfile::tempdir().expect("tempdir");
+    let pki = mosquitto::Pki::make(certs.path());
+    let broker = Broker::with_tls(&pki);
+    let rig = press::start(&tls_section(broker.port, &pki.ca, &pki), "127.0.0.1:0").await;
+    commit(&rig, &events(0, 50)).await;
+    // Acknowledged only on the TLS broker's PUBACK.
+    eventually(
+        Duration::from_secs(30),
+        "50 acknowledged over TLS",
+        || async {
+            let m = get(&format!("{}/metrics", rig.base)).await?;
+            metric(&m, r#"plantgate_mqtt_sink_acked_total{sink="mqtt"}"#).filter(|n| *n == 50.0)
+        },
+    )
+    .await;
+    rig.gateway.stop().await;
+
+    // Another CA: the broker's certificate is not trusted, nothing is sent.
+    let other = tempfile::tempdir().expect("tempdir");
+    let stranger = mosquitto::Pki::make(other.path());
+    let rig = press::start(&tls_section(broker.port, &stranger.ca, &pki), "127.0.0.1:0").await;
+    commit(&rig, &events(0, 5)).await;
+    let s = eventually(
+        Duration::from_secs(30),
+        "a TLS error on /status",
+        || async {
+            let s = get(&format!("{}/status", rig.base)).await?;
+            let v: serde_json::Value = serde_json::from_str(&s).ok()?;
+            let m = v["sinks"]["mqtt"].clone();
+            m["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("TLS"))
+                .then_some(m)
+        },
+    )
+    .await;
+    assert_eq!(s["connected"], false, "{s}");
+    assert_eq!(rig.gateway.store.depth("mqtt"), 5);
+    rig.gateway.stop().await;
+}

@@ -223,6 +223,11 @@ impl MqttSink {
         let mut sla_tick = tokio::time::interval(SLA_EVERY);
         sla_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // News while the window was full (nobody waited on it) counts
+            // too: lanes found empty before are read again.
+            if work.has_changed().unwrap_or(false) {
+                s.drained = [false; 3];
+            }
             work.borrow_and_update();
             if let Err(why) = self.fill(&mut s).await {
                 return End::Lost(why);
@@ -494,5 +499,10 @@ impl MqttSink {
         .await;
         self.write_acks(s, last_success);
         s.link.disconnect();
+        // The broker closes the connection once it has the DISCONNECT.
+        let _ = tokio::time::timeout(GOODBYE_WAIT, async {
+            while !matches!(s.link.next().await, LinkEvent::Lost(_)) {}
+        })
+        .await;
     }
 }
