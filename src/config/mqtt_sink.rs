@@ -283,3 +283,82 @@ fn is_loopback(host: &str) -> bool {
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[gateway]
+id = "gw1"
+
+[[sources]]
+name = "press1"
+kind = "modbus_tcp"
+address = "10.0.0.5:502"
+
+[[tags]]
+name = "parts"
+source = "press1"
+register = 100
+type = "u32"
+
+[[events]]
+kind = "production"
+name = "parts"
+tag = "parts"
+workcenter = "PRESS1"
+
+[odoo]
+dry_run = true
+"#;
+
+    fn sink(section: &str) -> super::MqttSinkConfig {
+        let text = format!("{BASE}\n[mqtt_sink]\n{section}");
+        crate::config::parse(&text, Path::new("/etc/plantgate/gw.toml"))
+            .expect("valid")
+            .mqtt_sink
+            .expect("a sink")
+    }
+
+    #[test]
+    fn defaults_follow_the_gateway_and_the_scheme() {
+        let s = sink("url = \"mqtts://broker.plant.local\"\nca_file = \"ca.pem\"\n");
+        assert_eq!((s.host.as_str(), s.port), ("broker.plant.local", 8883));
+        let tls = s.tls.expect("tls");
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(Path::new("/etc/plantgate/ca.pem"))
+        );
+        assert_eq!(s.client_id, "plantgate-gw1-northbound");
+        assert_eq!(s.status_topic, "plantgate/gw1/status");
+        assert_eq!(s.kinds.len(), 7);
+        assert_eq!(s.max_in_flight, 256);
+        assert!(!s.retain_last_state);
+        assert_eq!(
+            s.topic.render("gw1", "production", "PRESS1"),
+            "plantgate/gw1/production/PRESS1"
+        );
+
+        let s = sink("url = \"mqtt://127.0.0.1:1884\"\nkinds = [\"alarm_raised\"]\nsla_alert_topic = \"site/{gateway}/alerts\"\n");
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls.is_none()),
+            ("127.0.0.1", 1884, true)
+        );
+        assert_eq!(s.kinds, vec!["alarm_raised".to_string()]);
+        assert_eq!(s.sla_alert_topic.as_deref(), Some("site/gw1/alerts"));
+    }
+
+    #[test]
+    fn plaintext_off_this_host_needs_consent() {
+        let s = sink("url = \"mqtt://10.0.0.9\"\nallow_plaintext = true\n");
+        assert_eq!((s.host.as_str(), s.port), ("10.0.0.9", 1883));
+        let text = format!("{BASE}\n[mqtt_sink]\nurl = \"mqtt://10.0.0.9\"\n");
+        let err = crate::config::parse(&text, Path::new("gw.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("plain MQTT to a broker off this host is refused"),
+            "{err}"
+        );
+    }
+}
