@@ -3,10 +3,13 @@
 //! published as schema-1 JSON with its id, kind, key and lane, in order per
 //! key; a broker stopped and restarted mid-stream loses nothing (every
 //! event at least once, order per key kept); a gateway killed with SIGKILL
-//! mid-stream and restarted loses nothing, and its status topic says
+//! mid-stream and restarted loses nothing (also a 10,000-event backlog
+//! killed mid-publish), and its status topic says
 //! "online", then "offline" (the will) after the kill, then "online"
 //! again; Odoo down does not hold back MQTT, nor the broker down Odoo;
-//! retained last state leaves each kind-and-key topic its last event.
+//! retained last state leaves each kind-and-key topic its last event; a
+//! lane past its target is published as an alert; mutual TLS works and an
+//! untrusted broker is refused.
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
@@ -130,7 +133,8 @@ impl Drop for Subscriber {
 }
 
 /// A mosquitto that keeps sessions and queued messages over a restart:
-/// persistence on, stopped with SIGTERM (it then saves its database).
+/// persistence on, stopped with SIGTERM (it then saves its database); and
+/// no limit on the messages it queues for a subscriber.
 struct DurableBroker {
     port: u16,
     dir: tempfile::TempDir,
@@ -453,6 +457,28 @@ async fn broker_restarted_mid_stream_every_event_arrives_in_order_per_key() {
     rig.gateway.stop().await;
 }
 
+/// A gateway process, killed when the test ends (also by a panic).
+struct Gw(Child);
+
+impl Gw {
+    fn spawn(cfg: &Path) -> Gw {
+        Gw(support::spawn_gateway(cfg))
+    }
+
+    /// SIGKILL, and reap.
+    fn kill(&mut self) {
+        self.0.kill().expect("kill -9");
+        self.0.wait().expect("reap");
+    }
+}
+
+impl Drop for Gw {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The press config with the sink, its production reported per part.
 fn process_config(dir: &Path, peers: &press::Peers, port: u16, status: &str) -> PathBuf {
     let text = peers.config(dir, status) + &sink_section(port, "");
@@ -482,7 +508,7 @@ async fn gateway_killed_mid_stream_loses_nothing_and_its_will_says_offline() {
     let peers = press::Peers::start(1000).await;
     let status = format!("127.0.0.1:{}", support::free_port());
     let cfg = process_config(dir.path(), &peers, broker.port, &status);
-    let mut child = support::spawn_gateway(&cfg);
+    let mut child = Gw::spawn(&cfg);
     eventually(Duration::from_secs(30), "online", || {
         let s = sub.on("plantgate/gw1/status");
         async move { (s.last().map(String::as_str) == Some("online")).then_some(()) }
@@ -510,15 +536,14 @@ async fn gateway_killed_mid_stream_loses_nothing_and_its_will_says_offline() {
     .await;
     // Parts keep coming while the gateway dies without a word.
     let during = tokio::spawn(bump(10));
-    child.kill().expect("kill -9");
-    child.wait().expect("reap");
+    child.kill();
     eventually(Duration::from_secs(30), "the will: offline", || {
         let s = sub.on("plantgate/gw1/status");
         async move { (s.last().map(String::as_str) == Some("offline")).then_some(()) }
     })
     .await;
     during.await.expect("press");
-    child = support::spawn_gateway(&cfg);
+    child = Gw::spawn(&cfg);
     eventually(Duration::from_secs(30), "online again", || {
         let s = sub.on("plantgate/gw1/status");
         async move { (s.last().map(String::as_str) == Some("online")).then_some(()) }
@@ -537,13 +562,14 @@ async fn gateway_killed_mid_stream_loses_nothing_and_its_will_says_offline() {
         ["online", "offline", "online"].map(String::from).to_vec()
     );
     assert_order_per_key(&sub.events());
-    child.kill().expect("kill");
-    child.wait().expect("reap");
+    child.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn odoo_down_does_not_hold_back_mqtt() {
-    let broker = Broker::start();
+    // No per-subscriber queue limit: mosquitto's default (1000) would drop
+    // messages for a subscriber slower than the gateway.
+    let broker = DurableBroker::start();
     let sub = Subscriber::start(broker.port, "sub-odoo-down", "plantgate/gw1/#").await;
     let rig = rig(broker.port, "").await;
     rig.odoo.stop().await;
@@ -773,4 +799,64 @@ async fn publishes_over_mutual_tls_and_refuses_a_broker_it_does_not_trust() {
     assert_eq!(s["connected"], false, "{s}");
     assert_eq!(rig.gateway.store.depth("mqtt"), 5);
     rig.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_survives_kill_9_mid_publish() {
+    const N: u64 = 10_000;
+    // No per-subscriber queue limit (see odoo_down_does_not_hold_back_mqtt).
+    let broker = DurableBroker::start();
+    let sub = Subscriber::start(broker.port, "sub-backlog", "plantgate/gw1/#").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = press::Peers::start(1000).await;
+    // Odoo away: the gateway's work is the MQTT backlog only.
+    peers.odoo.stop().await;
+    let status = format!("127.0.0.1:{}", support::free_port());
+    let cfg = process_config(dir.path(), &peers, broker.port, &status);
+    {
+        // The backlog, queued as a gateway that ran before left it.
+        let parsed = plantgate::config::load(&cfg).expect("config");
+        let lanes = Lanes::new(&parsed.events);
+        let store = plantgate::store::Store::open(
+            &dir.path().join("data/store"),
+            &plantgate::pipeline::sink_names(&parsed),
+            &parsed.store,
+            &plantgate::store::migrate::NoUpgrade,
+        )
+        .expect("store");
+        for batch in (0..N).step_by(500) {
+            let records: Vec<_> = events(batch, 500)
+                .iter()
+                .map(|e| lanes.record(e).expect("record"))
+                .collect();
+            store.commit(&records, &[]).await.expect("commit");
+        }
+        store.sync().await.expect("sync");
+    }
+    let mut child = Gw::spawn(&cfg);
+    eventually(Duration::from_secs(60), "publishing under way", || {
+        let n = sub.ids().len();
+        async move { (n >= 500).then_some(()) }
+    })
+    .await;
+    child.kill();
+    let at_kill = sub.ids().len() as u64;
+    assert!(at_kill < N, "the backlog was through before the kill");
+    child = Gw::spawn(&cfg);
+    eventually(
+        Duration::from_secs(90),
+        "every event of the backlog",
+        || {
+            let n = sub.ids().len() as u64;
+            async move { (n == N).then_some(()) }
+        },
+    )
+    .await;
+    assert_order_per_key(&sub.events());
+    eventually(Duration::from_secs(30), "mqtt lanes empty", || {
+        let base = format!("http://{status}");
+        async move { mqtt_depth(&base).await.filter(|d| *d == 0.0) }
+    })
+    .await;
+    child.kill();
 }
