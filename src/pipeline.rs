@@ -23,6 +23,9 @@ use tokio::sync::{mpsc, watch};
 /// The sink name the Odoo (or dry-run) sink reads the store under.
 pub const ODOO_SINK: &str = "odoo";
 
+/// The sink name the northbound MQTT sink reads the store under.
+pub const MQTT_SINK: &str = "mqtt";
+
 /// Samples in flight between sources and the edge; a full channel slows the
 /// pollers rather than dropping readings.
 const SAMPLE_CHANNEL: usize = 4096;
@@ -35,8 +38,12 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 
 /// The sinks that read the store, by name; every command that opens the
 /// store names the same ones.
-pub fn sink_names(_config: &Config) -> Vec<&'static str> {
-    vec![ODOO_SINK]
+pub fn sink_names(config: &Config) -> Vec<&'static str> {
+    let mut names = vec![ODOO_SINK];
+    if config.mqtt_sink.is_some() {
+        names.push(MQTT_SINK);
+    }
+    names
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,8 +102,12 @@ impl Gateway {
         let process = Arc::new(status::process::ProcessMetrics::default());
         let source_metrics = sources::SourceMetrics::default();
         let odoo_metrics = Arc::new(crate::sinks::odoo::metrics::OdooMetrics::default());
+        let mqtt_metrics = Arc::new(sinks::mqtt::metrics::MqttSinkMetrics::default());
         let telemetry = Arc::new(Telemetry::new(|r| {
             odoo_metrics.register(r);
+            if config.mqtt_sink.is_some() {
+                mqtt_metrics.register(r);
+            }
             store.metrics.register(r);
             latency.register(r);
             sla.register(r);
@@ -154,7 +165,7 @@ impl Gateway {
             store: store.clone(),
             telemetry: telemetry.clone(),
             health: health.clone(),
-            latency,
+            latency: latency.clone(),
             retry_min: config.odoo.retry_min,
             retry_max: config.odoo.retry_max,
             breaker: sinks::schedule::BreakerConfig {
@@ -164,6 +175,21 @@ impl Gateway {
             },
         };
         tasks.spawn(format!("sink {ODOO_SINK}"), runner.run(shutdown_rx.clone()));
+        if let Some(mqtt) = &config.mqtt_sink {
+            // Its own task and read positions: neither destination being
+            // down slows the other.
+            let sink = sinks::mqtt::MqttSink {
+                name: MQTT_SINK.to_string(),
+                config: mqtt.clone(),
+                gateway_id: config.gateway.id.clone(),
+                store: store.clone(),
+                telemetry: telemetry.clone(),
+                metrics: mqtt_metrics,
+                latency,
+                sla: sla.clone(),
+            };
+            tasks.spawn(format!("sink {MQTT_SINK}"), sink.run(shutdown_rx.clone()));
+        }
 
         tasks.spawn("expiry", expire(store.clone(), shutdown_rx.clone()));
         tasks.spawn(

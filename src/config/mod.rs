@@ -10,6 +10,7 @@ mod files;
 pub mod import;
 pub mod modbus;
 pub mod mqtt;
+pub mod mqtt_sink;
 pub mod opcua;
 mod raw;
 mod secret;
@@ -44,6 +45,8 @@ pub struct Config {
     pub derived: Vec<derived::DerivedTag>,
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
+    /// `[mqtt_sink]`: the northbound broker, when events go there too.
+    pub mqtt_sink: Option<mqtt_sink::MqttSinkConfig>,
     pub store: crate::store::StoreOptions,
     pub log: LogConfig,
     /// `[update]`: install layout, signing keys, channel, health gate.
@@ -837,6 +840,7 @@ impl<'a> Validator<'a> {
         let derived = self.derived(&raw.derived, &tags);
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref());
+        let mqtt_sink = self.mqtt_sink(raw.mqtt_sink.as_ref());
         let store = self.store(raw.store.as_ref());
         let log = self.log(raw.log.as_ref());
         let update = self.update(raw.update.as_ref());
@@ -852,6 +856,7 @@ impl<'a> Validator<'a> {
             derived,
             events,
             odoo: odoo?,
+            mqtt_sink,
         })
     }
 

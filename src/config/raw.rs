@@ -26,6 +26,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub events: Vec<S<RawEvent>>,
     pub odoo: Option<S<RawOdoo>>,
+    pub mqtt_sink: Option<S<super::mqtt_sink::RawMqttSink>>,
     pub store: Option<S<super::store::RawStore>>,
     pub log: Option<S<RawLog>>,
     pub update: Option<S<super::update::RawUpdate>>,

@@ -13,6 +13,7 @@
 
 pub mod dry_run;
 pub mod latency;
+pub mod mqtt;
 pub mod odoo;
 pub mod schedule;
 

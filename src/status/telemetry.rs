@@ -381,6 +381,19 @@ impl Telemetry {
         s.retrying = false;
     }
 
+    /// [`Telemetry::delivered`] for `n` events at once (a sink that
+    /// acknowledges in batches).
+    pub fn delivered_many(&self, sink: &str, n: u64) {
+        self.delivered
+            .get_or_create(&vec![("sink", sink.to_string())])
+            .inc_by(n);
+        let mut b = self.board();
+        let s = b.sinks.entry(sink.to_string()).or_default();
+        s.delivered += n;
+        s.last_delivery = Some(Millis::now());
+        s.retrying = false;
+    }
+
     pub fn delivery_error(&self, sink: &str, error: &str) {
         self.delivery_errors
             .get_or_create(&vec![("sink", sink.to_string())])

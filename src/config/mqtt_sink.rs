@@ -1,0 +1,364 @@
+//! The `[mqtt_sink]` section: the northbound broker the gateway publishes
+//! business events to (URL, TLS, credentials, topic layout, status topic),
+//! validated into [`MqttSinkConfig`]. The sink itself is `sinks::mqtt`.
+
+use super::files::What;
+use super::mqtt::MqttTls;
+use super::raw::S;
+use super::Validator;
+use crate::sinks::mqtt::config::{
+    TopicTemplate, DEFAULT_MAX_IN_FLIGHT, DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC, KINDS,
+};
+use serde::Deserialize;
+use std::time::Duration;
+
+pub use crate::sinks::mqtt::config::MqttSinkConfig;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMqttSink {
+    pub url: Option<S<String>>,
+    pub allow_plaintext: Option<S<bool>>,
+    pub ca_file: Option<S<String>>,
+    pub client_certificate: Option<S<String>>,
+    pub client_key: Option<S<String>>,
+    pub server_name: Option<S<String>>,
+    pub username: Option<S<String>>,
+    pub password_file: Option<S<String>>,
+    pub client_id: Option<S<String>>,
+    pub topic: Option<S<String>>,
+    pub kinds: Option<S<Vec<S<String>>>>,
+    pub retain_last_state: Option<S<bool>>,
+    pub status_topic: Option<S<String>>,
+    pub sla_alert_topic: Option<S<String>>,
+    pub max_in_flight: Option<S<i64>>,
+    pub keep_alive: Option<S<String>>,
+    pub backoff_min: Option<S<String>>,
+    pub backoff_max: Option<S<String>>,
+}
+
+impl Validator<'_> {
+    pub(super) fn mqtt_sink(&mut self, raw: Option<&S<RawMqttSink>>) -> Option<MqttSinkConfig> {
+        let section = raw?;
+        let r = section.get_ref();
+        let url = self.require(
+            section,
+            &r.url,
+            "url",
+            "the broker, e.g. url = \"mqtts://broker.plant.local:8883\"",
+        );
+        let allow_plaintext = r.allow_plaintext.as_ref().is_some_and(|p| *p.get_ref());
+        let parsed = url.and_then(|u| {
+            let text = u.get_ref();
+            let (tls, rest) = if let Some(rest) = text.strip_prefix("mqtts://") {
+                (true, rest)
+            } else if let Some(rest) = text.strip_prefix("mqtt://") {
+                (false, rest)
+            } else {
+                self.err(u, format!("bad url {text:?}: write mqtts://HOST[:PORT] (TLS, port 8883 by default) or mqtt://HOST[:PORT]"));
+                return None;
+            };
+            let rest = rest.trim_end_matches('/');
+            let (host, port) = match rest.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
+                    Ok(p) if p != 0 => (h, p),
+                    _ => {
+                        self.err(u, format!("bad port in {text:?}: write a number from 1 to 65535"));
+                        return None;
+                    }
+                },
+                _ => (rest, if tls { 8883 } else { 1883 }),
+            };
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            if host.is_empty() || host.contains(['/', '@', '?']) {
+                self.err(u, format!("bad url {text:?}: write mqtts://HOST[:PORT], nothing after the port"));
+                return None;
+            }
+            if !tls && !allow_plaintext && !is_loopback(host) {
+                self.err(u, "plain MQTT to a broker off this host is refused: use mqtts://, or set allow_plaintext = true if this link is protected otherwise");
+            }
+            Some((tls, host.to_string(), port))
+        });
+        let tls_on = parsed.as_ref().is_some_and(|(tls, _, _)| *tls);
+        let tls = if tls_on {
+            let ca_file = r.ca_file.as_ref().map(|f| {
+                let path = self.base.join(f.get_ref());
+                self.need(f, "ca_file", What::PemCerts(path.clone()));
+                path
+            });
+            let client_auth = match (&r.client_certificate, &r.client_key) {
+                (Some(c), Some(k)) => {
+                    let (cp, kp) = (self.base.join(c.get_ref()), self.base.join(k.get_ref()));
+                    self.need(c, "client_certificate", What::PemCerts(cp.clone()));
+                    self.need(k, "client_key", What::PemKey(kp.clone()));
+                    Some((cp, kp))
+                }
+                (Some(c), None) => {
+                    self.err(c, "`client_certificate` needs `client_key`");
+                    None
+                }
+                (None, Some(k)) => {
+                    self.err(k, "`client_key` needs `client_certificate`");
+                    None
+                }
+                (None, None) => None,
+            };
+            let server_name = r.server_name.as_ref().and_then(|n| {
+                if rustls_pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() {
+                    self.err(
+                        n,
+                        format!(
+                            "server_name {:?} is not a DNS name or IP address",
+                            n.get_ref()
+                        ),
+                    );
+                    return None;
+                }
+                Some(n.get_ref().clone())
+            });
+            Some(MqttTls {
+                ca_file,
+                client_auth,
+                server_name,
+            })
+        } else {
+            if parsed.is_some() {
+                self.misplaced(
+                    &[
+                        (r.ca_file.as_ref().map(|v| v.span()), "ca_file"),
+                        (
+                            r.client_certificate.as_ref().map(|v| v.span()),
+                            "client_certificate",
+                        ),
+                        (r.client_key.as_ref().map(|v| v.span()), "client_key"),
+                        (r.server_name.as_ref().map(|v| v.span()), "server_name"),
+                    ],
+                    |key| format!("`{key}` is for a TLS connection: use an mqtts:// url"),
+                );
+            }
+            None
+        };
+        let password_file = match (&r.username, &r.password_file) {
+            (Some(_), Some(pw)) => {
+                let path = self.base.join(pw.get_ref());
+                self.need(pw, "password_file", What::File(path.clone()));
+                Some(path)
+            }
+            (Some(u), None) => {
+                self.err(
+                    u,
+                    "a `username` needs `password_file`, a file holding only the password",
+                );
+                None
+            }
+            (None, Some(pw)) => {
+                self.err(pw, "`password_file` needs `username`");
+                None
+            }
+            (None, None) => None,
+        };
+        let client_id = match &r.client_id {
+            Some(c) if c.get_ref().is_empty() || c.get_ref().len() > 128 => {
+                self.err(c, "client_id must be 1 to 128 characters");
+                String::new()
+            }
+            Some(c) => c.get_ref().clone(),
+            None => format!("plantgate-{}-northbound", self.gateway_id),
+        };
+        let topic = match &r.topic {
+            None => TopicTemplate::parse(DEFAULT_TOPIC).ok(),
+            Some(t) => match TopicTemplate::parse(t.get_ref()) {
+                Ok(tt) => Some(tt),
+                Err(e) => {
+                    self.err(t, format!("bad topic {:?}: {e}", t.get_ref()));
+                    None
+                }
+            },
+        };
+        let retain_last_state = r.retain_last_state.as_ref().is_some_and(|v| *v.get_ref());
+        if let (Some(t), Some(tt), true) = (&r.topic, &topic, retain_last_state) {
+            if !tt.has_key() {
+                self.err(t, "retain_last_state keeps one message per topic: the topic needs {key}, or every work center overwrites the others' last state");
+            }
+        }
+        let kinds = match &r.kinds {
+            None => KINDS.iter().map(|k| k.to_string()).collect(),
+            Some(list) => {
+                if list.get_ref().is_empty() {
+                    self.err(list, "kinds is empty: nothing would be published (leave kinds out to publish every kind)");
+                }
+                let mut out = Vec::new();
+                for k in list.get_ref() {
+                    if KINDS.contains(&k.get_ref().as_str()) {
+                        out.push(k.get_ref().clone());
+                    } else {
+                        self.err(
+                            k,
+                            format!(
+                                "unknown event kind {:?}: use {}",
+                                k.get_ref(),
+                                super::quoted_choice(&KINDS)
+                            ),
+                        );
+                    }
+                }
+                out
+            }
+        };
+        let gateway_id = self.gateway_id.clone();
+        let plain_topic = |this: &mut Self, v: &S<String>, key: &str| -> Option<String> {
+            let t = v.get_ref().replace("{gateway}", &gateway_id);
+            match TopicTemplate::parse(&t) {
+                Ok(tt) if tt.render("", "", "") == t => Some(t),
+                Ok(_) => {
+                    this.err(v, format!("{key} takes only the placeholder {{gateway}}"));
+                    None
+                }
+                Err(e) => {
+                    this.err(v, format!("bad {key} {:?}: {e}", v.get_ref()));
+                    None
+                }
+            }
+        };
+        let status_topic = match &r.status_topic {
+            None => Some(DEFAULT_STATUS_TOPIC.replace("{gateway}", &self.gateway_id)),
+            Some(v) => plain_topic(self, v, "status_topic"),
+        };
+        let sla_alert_topic = r
+            .sla_alert_topic
+            .as_ref()
+            .map(|v| plain_topic(self, v, "sla_alert_topic"));
+        let max_in_flight = match &r.max_in_flight {
+            None => DEFAULT_MAX_IN_FLIGHT,
+            Some(n) => match u16::try_from(*n.get_ref()) {
+                Ok(n) if n >= 1 => n,
+                _ => {
+                    self.err(n, "max_in_flight must be 1 to 65535: the QoS 1 messages sent before the broker's acknowledgement");
+                    DEFAULT_MAX_IN_FLIGHT
+                }
+            },
+        };
+        let keep_alive = self.duration(&r.keep_alive, Duration::from_secs(30));
+        if let Some(k) = &r.keep_alive {
+            if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65_535) {
+                self.err(k, "keep_alive must be 1s to 65535s");
+            }
+        }
+        let backoff_min = self.duration(&r.backoff_min, Duration::from_millis(200));
+        let backoff_max = self.duration(&r.backoff_max, Duration::from_secs(30));
+        if let Some(m) = &r.backoff_max {
+            if backoff_max < backoff_min {
+                self.err(m, "backoff_max is shorter than backoff_min");
+            }
+        }
+        let (_, host, port) = parsed?;
+        Some(MqttSinkConfig {
+            host,
+            port,
+            tls,
+            client_id,
+            username: r.username.as_ref().map(|u| u.get_ref().clone()),
+            password_file,
+            topic: topic?,
+            kinds,
+            retain_last_state,
+            status_topic: status_topic?,
+            sla_alert_topic: match sla_alert_topic {
+                Some(None) => return None,
+                Some(Some(t)) => Some(t),
+                None => None,
+            },
+            max_in_flight,
+            keep_alive,
+            backoff_min,
+            backoff_max,
+        })
+    }
+}
+
+/// A broker on this host: plain MQTT to it crosses no network.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const BASE: &str = r#"
+[gateway]
+id = "gw1"
+
+[[sources]]
+name = "press1"
+kind = "modbus_tcp"
+address = "10.0.0.5:502"
+
+[[tags]]
+name = "parts"
+source = "press1"
+register = 100
+type = "u32"
+
+[[events]]
+kind = "production"
+name = "parts"
+tag = "parts"
+workcenter = "PRESS1"
+
+[odoo]
+dry_run = true
+"#;
+
+    fn sink(section: &str) -> super::MqttSinkConfig {
+        let text = format!("{BASE}\n[mqtt_sink]\n{section}");
+        crate::config::parse(&text, Path::new("/etc/plantgate/gw.toml"))
+            .expect("valid")
+            .mqtt_sink
+            .expect("a sink")
+    }
+
+    #[test]
+    fn defaults_follow_the_gateway_and_the_scheme() {
+        let s = sink("url = \"mqtts://broker.plant.local\"\nca_file = \"ca.pem\"\n");
+        assert_eq!((s.host.as_str(), s.port), ("broker.plant.local", 8883));
+        let tls = s.tls.expect("tls");
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(Path::new("/etc/plantgate/ca.pem"))
+        );
+        assert_eq!(s.client_id, "plantgate-gw1-northbound");
+        assert_eq!(s.status_topic, "plantgate/gw1/status");
+        assert_eq!(s.kinds.len(), 7);
+        assert_eq!(s.max_in_flight, 256);
+        assert!(!s.retain_last_state);
+        assert_eq!(
+            s.topic.render("gw1", "production", "PRESS1"),
+            "plantgate/gw1/production/PRESS1"
+        );
+
+        let s = sink("url = \"mqtt://127.0.0.1:1884\"\nkinds = [\"alarm_raised\"]\nsla_alert_topic = \"site/{gateway}/alerts\"\n");
+        assert_eq!(
+            (s.host.as_str(), s.port, s.tls.is_none()),
+            ("127.0.0.1", 1884, true)
+        );
+        assert_eq!(s.kinds, vec!["alarm_raised".to_string()]);
+        assert_eq!(s.sla_alert_topic.as_deref(), Some("site/gw1/alerts"));
+    }
+
+    #[test]
+    fn plaintext_off_this_host_needs_consent() {
+        let s = sink("url = \"mqtt://10.0.0.9\"\nallow_plaintext = true\n");
+        assert_eq!((s.host.as_str(), s.port), ("10.0.0.9", 1883));
+        let text = format!("{BASE}\n[mqtt_sink]\nurl = \"mqtt://10.0.0.9\"\n");
+        let err = crate::config::parse(&text, Path::new("gw.toml")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("plain MQTT to a broker off this host is refused"),
+            "{err}"
+        );
+    }
+}
