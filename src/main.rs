@@ -3,10 +3,8 @@
 
 use clap::{Parser, Subcommand};
 use plantgate::admin;
-use plantgate::config::opcua::{Identity, OpcUaSource, SecurityMode, SecurityPolicy};
 use plantgate::config::{self, ConfigError, LogFormat};
 use plantgate::pipeline::Gateway;
-use plantgate::sources::opcua::{browse, commission, security};
 use plantgate::systemd;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,9 +51,10 @@ enum Command {
         command: TagsCommand,
     },
     /// OPC UA commissioning: browse a server's address space, trust its certificate.
+    #[cfg(feature = "opcua")]
     Opcua {
         #[command(subcommand)]
-        command: OpcuaCommand,
+        command: opcua_cli::OpcuaCommand,
     },
     /// Dead letters: events a destination refused for good. Works on a stopped or a running gateway.
     Dlq {
@@ -277,49 +276,6 @@ enum ModbusCommand {
 }
 
 #[derive(Subcommand)]
-enum OpcuaCommand {
-    /// Print the address space as a tree with node ids, data types and current values.
-    Browse {
-        /// The server, e.g. opc.tcp://192.168.10.30:4840
-        endpoint: String,
-        /// Start here instead of the Objects folder, e.g. "ns=2;s=Press".
-        #[arg(long)]
-        node: Option<String>,
-        /// How many levels below the start node.
-        #[arg(long, default_value_t = 3)]
-        depth: usize,
-        /// Print [[tags]] entries ready to paste into a tag map instead of a tree.
-        #[arg(long)]
-        toml: bool,
-        /// With --toml: also the server's own nodes (namespace 0: status, diagnostics).
-        #[arg(long, requires = "toml")]
-        all: bool,
-        /// The source name written into the --toml entries.
-        #[arg(long, default_value = "opcua1")]
-        source: String,
-        #[command(flatten)]
-        conn: ConnArgs,
-    },
-    /// Fetch a server's certificate, show its thumbprint and subject, and trust it on confirmation.
-    Trust {
-        /// The server, e.g. opc.tcp://192.168.10.30:4840
-        endpoint: String,
-        /// Trust without asking (for scripts).
-        #[arg(long)]
-        yes: bool,
-        /// The gateway's data directory (the trust directory is DATA_DIR/opcua/trusted).
-        #[arg(long, default_value = config::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
-        /// Store into this directory instead (a source's `trust_dir`).
-        #[arg(long)]
-        trust_dir: Option<PathBuf>,
-        /// Per request.
-        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-        timeout: Duration,
-    },
-}
-
-#[derive(Subcommand)]
 enum TagsCommand {
     /// Turn a CSV tag list (plantgate's columns or a Kepware export) into [[tags]] entries on stdout.
     Import {
@@ -330,158 +286,209 @@ enum TagsCommand {
     },
 }
 
-/// How the commissioning commands connect, as a source's config would.
-#[derive(clap::Args)]
-struct ConnArgs {
-    /// None, Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss.
-    #[arg(long, default_value = "None")]
-    security_policy: String,
-    /// None, Sign or SignAndEncrypt (default: SignAndEncrypt unless the policy is None).
-    #[arg(long)]
-    security_mode: Option<String>,
-    /// Log in as this user (with --password-file).
-    #[arg(long, requires = "password_file")]
-    user: Option<String>,
-    /// A file holding only the password.
-    #[arg(long)]
-    password_file: Option<PathBuf>,
-    /// The gateway's data directory: its application certificate and trust directory live under it.
-    #[arg(long, default_value = config::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
-    /// Trusted server certificates (default DATA_DIR/opcua/trusted).
-    #[arg(long)]
-    trust_dir: Option<PathBuf>,
-    /// Per request.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    timeout: Duration,
-}
+/// `plantgate opcua …`: commissioning against a live OPC UA server.
+#[cfg(feature = "opcua")]
+mod opcua_cli {
+    use super::*;
+    use plantgate::config::opcua::{Identity, OpcUaSource, SecurityMode, SecurityPolicy};
+    use plantgate::sources::opcua::{browse, commission, security};
 
-impl ConnArgs {
-    fn source(&self, endpoint: &str) -> Result<OpcUaSource, String> {
-        let policy = SecurityPolicy::parse(&self.security_policy).ok_or_else(|| {
-            format!(
-                "unknown --security-policy {:?}: use {}",
-                self.security_policy,
-                SecurityPolicy::NAMES
-            )
-        })?;
-        let mode = match &self.security_mode {
-            Some(m) => SecurityMode::parse(m).ok_or_else(|| {
-                format!("unknown --security-mode {m:?}: use None, Sign or SignAndEncrypt")
-            })?,
-            None if policy == SecurityPolicy::None => SecurityMode::None,
-            None => SecurityMode::SignAndEncrypt,
-        };
-        let identity = match (&self.user, &self.password_file) {
-            (Some(user), Some(pw)) => Identity::UserName {
-                user: user.clone(),
-                password: pw.clone(),
-            },
-            _ => Identity::Anonymous,
-        };
-        Ok(OpcUaSource::for_commissioning(
-            endpoint,
-            policy,
-            mode,
-            identity,
-            &self.data_dir,
-            self.trust_dir.clone(),
-            self.timeout,
-        ))
+    #[derive(Subcommand)]
+    pub(super) enum OpcuaCommand {
+        /// Print the address space as a tree with node ids, data types and current values.
+        Browse {
+            /// The server, e.g. opc.tcp://192.168.10.30:4840
+            endpoint: String,
+            /// Start here instead of the Objects folder, e.g. "ns=2;s=Press".
+            #[arg(long)]
+            node: Option<String>,
+            /// How many levels below the start node.
+            #[arg(long, default_value_t = 3)]
+            depth: usize,
+            /// Print [[tags]] entries ready to paste into a tag map instead of a tree.
+            #[arg(long)]
+            toml: bool,
+            /// With --toml: also the server's own nodes (namespace 0: status, diagnostics).
+            #[arg(long, requires = "toml")]
+            all: bool,
+            /// The source name written into the --toml entries.
+            #[arg(long, default_value = "opcua1")]
+            source: String,
+            #[command(flatten)]
+            conn: ConnArgs,
+        },
+        /// Fetch a server's certificate, show its thumbprint and subject, and trust it on confirmation.
+        Trust {
+            /// The server, e.g. opc.tcp://192.168.10.30:4840
+            endpoint: String,
+            /// Trust without asking (for scripts).
+            #[arg(long)]
+            yes: bool,
+            /// The gateway's data directory (the trust directory is DATA_DIR/opcua/trusted).
+            #[arg(long, default_value = config::DEFAULT_DATA_DIR)]
+            data_dir: PathBuf,
+            /// Store into this directory instead (a source's `trust_dir`).
+            #[arg(long)]
+            trust_dir: Option<PathBuf>,
+            /// Per request.
+            #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+            timeout: Duration,
+        },
     }
-}
 
-async fn opcua_command(command: OpcuaCommand) -> ExitCode {
-    match command {
-        OpcuaCommand::Browse {
-            endpoint,
-            node,
-            depth,
-            toml,
-            all,
-            source,
-            conn,
-        } => {
-            let cfg = match conn.source(&endpoint) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("plantgate opcua browse: {e}");
-                    return ExitCode::from(1);
-                }
+    /// How the commissioning commands connect, as a source's config would.
+    #[derive(clap::Args)]
+    pub(super) struct ConnArgs {
+        /// None, Basic256Sha256, Aes128_Sha256_RsaOaep or Aes256_Sha256_RsaPss.
+        #[arg(long, default_value = "None")]
+        security_policy: String,
+        /// None, Sign or SignAndEncrypt (default: SignAndEncrypt unless the policy is None).
+        #[arg(long)]
+        security_mode: Option<String>,
+        /// Log in as this user (with --password-file).
+        #[arg(long, requires = "password_file")]
+        user: Option<String>,
+        /// A file holding only the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// The gateway's data directory: its application certificate and trust directory live under it.
+        #[arg(long, default_value = config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Trusted server certificates (default DATA_DIR/opcua/trusted).
+        #[arg(long)]
+        trust_dir: Option<PathBuf>,
+        /// Per request.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: Duration,
+    }
+
+    impl ConnArgs {
+        fn source(&self, endpoint: &str) -> Result<OpcUaSource, String> {
+            let policy = SecurityPolicy::parse(&self.security_policy).ok_or_else(|| {
+                format!(
+                    "unknown --security-policy {:?}: use {}",
+                    self.security_policy,
+                    SecurityPolicy::NAMES
+                )
+            })?;
+            let mode = match &self.security_mode {
+                Some(m) => SecurityMode::parse(m).ok_or_else(|| {
+                    format!("unknown --security-mode {m:?}: use None, Sign or SignAndEncrypt")
+                })?,
+                None if policy == SecurityPolicy::None => SecurityMode::None,
+                None => SecurityMode::SignAndEncrypt,
             };
-            match commission::browse(&cfg, node.as_deref(), depth).await {
-                Ok(entries) if toml => {
-                    print!("{}", browse::render_toml(&entries, &source, all));
-                    ExitCode::SUCCESS
-                }
-                Ok(entries) => {
-                    print!("{}", browse::render_tree(&entries));
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("plantgate opcua browse: {e}");
-                    ExitCode::from(2)
+            let identity = match (&self.user, &self.password_file) {
+                (Some(user), Some(pw)) => Identity::UserName {
+                    user: user.clone(),
+                    password: pw.clone(),
+                },
+                _ => Identity::Anonymous,
+            };
+            Ok(OpcUaSource::for_commissioning(
+                endpoint,
+                policy,
+                mode,
+                identity,
+                &self.data_dir,
+                self.trust_dir.clone(),
+                self.timeout,
+            ))
+        }
+    }
+
+    pub(super) async fn opcua_command(command: OpcuaCommand) -> ExitCode {
+        match command {
+            OpcuaCommand::Browse {
+                endpoint,
+                node,
+                depth,
+                toml,
+                all,
+                source,
+                conn,
+            } => {
+                let cfg = match conn.source(&endpoint) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("plantgate opcua browse: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                match commission::browse(&cfg, node.as_deref(), depth).await {
+                    Ok(entries) if toml => {
+                        print!("{}", browse::render_toml(&entries, &source, all));
+                        ExitCode::SUCCESS
+                    }
+                    Ok(entries) => {
+                        print!("{}", browse::render_tree(&entries));
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => {
+                        eprintln!("plantgate opcua browse: {e}");
+                        ExitCode::from(2)
+                    }
                 }
             }
-        }
-        OpcuaCommand::Trust {
-            endpoint,
-            yes,
-            data_dir,
-            trust_dir,
-            timeout,
-        } => {
-            let cfg = OpcUaSource::for_commissioning(
-                &endpoint,
-                SecurityPolicy::None,
-                SecurityMode::None,
-                Identity::Anonymous,
-                &data_dir,
+            OpcuaCommand::Trust {
+                endpoint,
+                yes,
+                data_dir,
                 trust_dir,
                 timeout,
-            );
-            let certs = match commission::server_certificates(&cfg).await {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("plantgate opcua trust: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            for (cert, info) in certs {
-                println!("server certificate of {endpoint}");
-                println!("  subject:    {}", info.subject);
-                println!("  thumbprint: {} (SHA-1)", info.thumbprint);
-                println!("  valid until {}", info.not_after);
-                if security::is_trusted(&cfg.trust_dir, &cert) {
-                    println!("already trusted (in {})", cfg.trust_dir.display());
-                    continue;
-                }
-                if !yes && !confirm("Trust this certificate? [y/N] ") {
-                    println!("not trusted");
-                    return ExitCode::from(1);
-                }
-                match security::trust(&cfg.trust_dir, &cert) {
-                    Ok(path) => println!("trusted: stored {}", path.display()),
+            } => {
+                let cfg = OpcUaSource::for_commissioning(
+                    &endpoint,
+                    SecurityPolicy::None,
+                    SecurityMode::None,
+                    Identity::Anonymous,
+                    &data_dir,
+                    trust_dir,
+                    timeout,
+                );
+                let certs = match commission::server_certificates(&cfg).await {
+                    Ok(c) => c,
                     Err(e) => {
                         eprintln!("plantgate opcua trust: {e}");
                         return ExitCode::from(2);
                     }
+                };
+                for (cert, info) in certs {
+                    println!("server certificate of {endpoint}");
+                    println!("  subject:    {}", info.subject);
+                    println!("  thumbprint: {} (SHA-1)", info.thumbprint);
+                    println!("  valid until {}", info.not_after);
+                    if security::is_trusted(&cfg.trust_dir, &cert) {
+                        println!("already trusted (in {})", cfg.trust_dir.display());
+                        continue;
+                    }
+                    if !yes && !confirm("Trust this certificate? [y/N] ") {
+                        println!("not trusted");
+                        return ExitCode::from(1);
+                    }
+                    match security::trust(&cfg.trust_dir, &cert) {
+                        Ok(path) => println!("trusted: stored {}", path.display()),
+                        Err(e) => {
+                            eprintln!("plantgate opcua trust: {e}");
+                            return ExitCode::from(2);
+                        }
+                    }
                 }
+                ExitCode::SUCCESS
             }
-            ExitCode::SUCCESS
         }
     }
-}
 
-/// Ask on stdin; anything but y/yes (or no stdin at all) is a no.
-fn confirm(question: &str) -> bool {
-    use std::io::Write as _;
-    print!("{question}");
-    let _ = std::io::stdout().flush();
-    let mut answer = String::new();
-    match std::io::stdin().read_line(&mut answer) {
-        Ok(n) if n > 0 => matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"),
-        _ => false,
+    /// Ask on stdin; anything but y/yes (or no stdin at all) is a no.
+    fn confirm(question: &str) -> bool {
+        use std::io::Write as _;
+        print!("{question}");
+        let _ = std::io::stdout().flush();
+        let mut answer = String::new();
+        match std::io::stdin().read_line(&mut answer) {
+            Ok(n) if n > 0 => matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"),
+            _ => false,
+        }
     }
 }
 
@@ -1019,10 +1026,11 @@ fn main() -> ExitCode {
         };
     }
     if !matches!(cli.command, Command::Run { .. }) {
-        init_logging(
-            LogFormat::Text,
-            matches!(cli.command, Command::Opcua { .. }),
-        );
+        #[cfg(feature = "opcua")]
+        let commissioning = matches!(cli.command, Command::Opcua { .. });
+        #[cfg(not(feature = "opcua"))]
+        let commissioning = false;
+        init_logging(LogFormat::Text, commissioning);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -1047,7 +1055,8 @@ fn main() -> ExitCode {
                 }
             }
             Command::Modbus { command } => modbus_read(command).await,
-            Command::Opcua { command } => opcua_command(command).await,
+            #[cfg(feature = "opcua")]
+            Command::Opcua { command } => opcua_cli::opcua_command(command).await,
             Command::Dlq { command } => dlq_command(command).await,
             Command::Queue { command } => queue_command(command).await,
             Command::Update { command } => update_command(command).await,

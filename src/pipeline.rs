@@ -39,10 +39,14 @@ const EXPIRE_EVERY: Duration = Duration::from_secs(5);
 /// The sinks that read the store, by name; every command that opens the
 /// store names the same ones.
 pub fn sink_names(config: &Config) -> Vec<&'static str> {
+    #[cfg_attr(not(feature = "mqtt"), allow(unused_mut))]
     let mut names = vec![ODOO_SINK];
+    #[cfg(feature = "mqtt")]
     if config.mqtt_sink.is_some() {
         names.push(MQTT_SINK);
     }
+    #[cfg(not(feature = "mqtt"))]
+    let _ = config;
     names
 }
 
@@ -102,9 +106,11 @@ impl Gateway {
         let process = Arc::new(status::process::ProcessMetrics::default());
         let source_metrics = sources::SourceMetrics::default();
         let odoo_metrics = Arc::new(crate::sinks::odoo::metrics::OdooMetrics::default());
+        #[cfg(feature = "mqtt")]
         let mqtt_metrics = Arc::new(sinks::mqtt::metrics::MqttSinkMetrics::default());
         let telemetry = Arc::new(Telemetry::new(|r| {
             odoo_metrics.register(r);
+            #[cfg(feature = "mqtt")]
             if config.mqtt_sink.is_some() {
                 mqtt_metrics.register(r);
             }
@@ -175,6 +181,7 @@ impl Gateway {
             },
         };
         tasks.spawn(format!("sink {ODOO_SINK}"), runner.run(shutdown_rx.clone()));
+        #[cfg(feature = "mqtt")]
         if let Some(mqtt) = &config.mqtt_sink {
             // Its own task and read positions: neither destination being
             // down slows the other.

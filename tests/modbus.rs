@@ -6,8 +6,8 @@
 
 mod support;
 
+use plantgate::config;
 use plantgate::config::modbus::{ByteOrder, Parity};
-use plantgate::config::{self, SourceKind};
 use plantgate::demo::plc::{Registers, SimulatedPlc};
 use plantgate::model::{Quality, Sample, Value};
 use plantgate::sources::modbus::{codec, probe, Poller};
@@ -200,7 +200,7 @@ impl Run {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for s in &cfg.sources {
-            let SourceKind::Modbus(m) = &s.kind else {
+            let Some(m) = s.kind.as_modbus() else {
                 panic!("{} is not a Modbus source", s.name)
             };
             let tags = cfg

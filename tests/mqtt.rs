@@ -7,6 +7,7 @@
 //! in MQTT 3.1.1 and 5), mutual TLS with a plant CA works, and an MQTT
 //! counter and state drive production and downtime into (fake) Odoo;
 //! conditioning (range, deadband) holds per name of a wildcard tag.
+#![cfg(feature = "mqtt")]
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;

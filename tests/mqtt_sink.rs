@@ -1,3 +1,4 @@
+#![cfg(feature = "mqtt")]
 //! The northbound MQTT sink against a real mosquitto (each test its own, on
 //! a free loopback port) and an independent subscriber: every event is
 //! published as schema-1 JSON with its id, kind, key and lane, in order per

@@ -5,6 +5,7 @@
 //! tags or a server without the configured security are reported by name
 //! while the rest keeps running. An edge that is held back gets, once it
 //! takes samples again, the newest value of each item, not a backlog.
+#![cfg(feature = "opcua")]
 
 #[path = "support/opcua_peer.rs"]
 mod opcua_peer;

@@ -3,6 +3,7 @@
 //! paste-ready TOML, and `run` turning OPC UA counter changes into the same
 //! production events as a Modbus counter, while a rule fed a string says
 //! which tag is wrong and the rest keeps running.
+#![cfg(feature = "opcua")]
 
 #[path = "support/opcua_peer.rs"]
 mod opcua_peer;

@@ -5,6 +5,7 @@
 //! still at fault, and the return to running must close that same record;
 //! parts counted before the counter goes quiet must reach the work order
 //! when their period ends, without another sample.
+#![cfg(feature = "opcua")]
 
 #[path = "support/opcua_peer.rs"]
 mod opcua_peer;

@@ -6,6 +6,7 @@
 //! arrays, texts and structures as a person reads them (golden output under
 //! tests/cases/opcua_browse/), and `--toml` proposes only the machine's
 //! nodes unless `--all`.
+#![cfg(feature = "opcua")]
 
 #[path = "support/opcua_peer.rs"]
 mod opcua_peer;

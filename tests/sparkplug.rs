@@ -1,3 +1,4 @@
+#![cfg(feature = "mqtt")]
 //! The MQTT source's Sparkplug B, size limit, dead letters and acks
 //! against a real mosquitto (each test its own, on a free loopback port),
 //! with an edge node built from the gateway's own prost schema on a real

@@ -50,6 +50,7 @@ fn kind_of(tag: &TagConfig) -> Option<Kind> {
             DataType::Text(_) => Kind::Text,
             _ => Kind::Number,
         }),
+        #[cfg(feature = "mqtt")]
         TagPoint::Mqtt(m) => m.value_type.map(|t| {
             if t == crate::sources::mqtt::payload::ValueType::Bool {
                 Kind::Bool
@@ -58,6 +59,7 @@ fn kind_of(tag: &TagConfig) -> Option<Kind> {
             }
         }),
         // The server reports the type with each value, not up front.
+        #[cfg(feature = "opcua")]
         TagPoint::OpcUa(_) => None,
     }
 }

@@ -24,7 +24,8 @@ pub(crate) enum What {
     PemCerts(PathBuf),
     /// A PEM private key.
     PemKey(PathBuf),
-    /// A directory `run` lists.
+    /// A directory `run` lists (an OPC UA trust directory).
+    #[cfg_attr(not(feature = "opcua"), allow(dead_code))]
     Dir(PathBuf),
     /// A directory `run` creates or writes.
     WritableDir(PathBuf),

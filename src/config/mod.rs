@@ -9,8 +9,11 @@ pub mod diff;
 mod files;
 pub mod import;
 pub mod modbus;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "mqtt")]
 pub mod mqtt_sink;
+#[cfg(feature = "opcua")]
 pub mod opcua;
 mod raw;
 mod secret;
@@ -23,7 +26,9 @@ pub use secret::{Secret, SecretError, SecretSource};
 pub use status::{ListenerTls, StatusConfig, DEFAULT_STALL_AFTER, DEFAULT_STATUS_LISTEN};
 
 use modbus::{ModbusSource, RawModbus, RawModbusRtu, RawModbusTag, RawModbusTcp, RawTransport};
+#[cfg(feature = "mqtt")]
 use mqtt::{MqttSource, RawMqtt, RawMqttTag};
+#[cfg(feature = "opcua")]
 use opcua::{OpcUaSource, RawOpcUa, RawOpcUaTag};
 use raw::{keys_of, Entry, RawConfig, RawEvent, RawOdoo, RawSource, RawTag, S};
 use serde::Deserialize as _;
@@ -46,6 +51,7 @@ pub struct Config {
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
     /// `[mqtt_sink]`: the northbound broker, when events go there too.
+    #[cfg(feature = "mqtt")]
     pub mqtt_sink: Option<mqtt_sink::MqttSinkConfig>,
     pub store: crate::store::StoreOptions,
     pub log: LogConfig,
@@ -95,8 +101,10 @@ pub enum SourceKind {
     /// Modbus TCP or RTU.
     Modbus(ModbusSource),
     /// An OPC UA server.
+    #[cfg(feature = "opcua")]
     OpcUa(OpcUaSource),
     /// Topics of an MQTT broker.
+    #[cfg(feature = "mqtt")]
     Mqtt(MqttSource),
 }
 
@@ -120,8 +128,34 @@ pub struct TagConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum TagPoint {
     Modbus(modbus::ModbusTag),
+    #[cfg(feature = "opcua")]
     OpcUa(opcua::OpcUaTag),
+    #[cfg(feature = "mqtt")]
     Mqtt(mqtt::MqttTag),
+}
+
+impl SourceKind {
+    /// The Modbus settings, for the Modbus source.
+    pub fn as_modbus(&self) -> Option<&ModbusSource> {
+        match self {
+            SourceKind::Modbus(m) => Some(m),
+            // Unreachable in a Modbus-only build.
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
+}
+
+impl TagPoint {
+    /// The Modbus point, for the Modbus source.
+    pub fn as_modbus(&self) -> Option<&modbus::ModbusTag> {
+        match self {
+            TagPoint::Modbus(m) => Some(m),
+            // Unreachable in a Modbus-only build.
+            #[allow(unreachable_patterns)]
+            _ => None,
+        }
+    }
 }
 
 impl TagConfig {
@@ -133,7 +167,9 @@ impl TagConfig {
         match &self.point {
             TagPoint::Modbus(m) => m.data_type.wraps_at(),
             // The server reports the type with each value, not up front.
+            #[cfg(feature = "opcua")]
             TagPoint::OpcUa(_) => None,
+            #[cfg(feature = "mqtt")]
             TagPoint::Mqtt(m) => m.value_type.and_then(|t| t.wraps_at()),
         }
     }
@@ -524,6 +560,7 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
         gateway_id: String::new(),
         declared_sources: HashSet::new(),
         declared_tags: HashSet::new(),
+        not_built_sources: HashSet::new(),
         needs: Vec::new(),
     };
     let config = v.config(raw, &sources, &tags);
@@ -569,6 +606,9 @@ struct Validator<'a> {
     /// make each reference to it an error.
     declared_sources: HashSet<String>,
     declared_tags: HashSet<String>,
+    /// Sources of a kind this build lacks ([`NOT_BUILT`]): reported once
+    /// at their `kind`; their tags are not checked.
+    not_built_sources: HashSet<String>,
     /// Files and directories the config names, for [`check`].
     needs: Vec<files::Need>,
 }
@@ -580,8 +620,8 @@ type KeysOf = fn() -> &'static [&'static str];
 /// into, besides [`RawSource`]'s. A key of another kind is reported as
 /// belonging there from these lists; adding a kind is a line here, its
 /// arm in `Validator::sources` and its own module. Its tags' shape is in
-/// [`TagShape::of`].
-const SOURCE_KINDS: [(&str, &[KeysOf]); 4] = [
+/// [`TagShape::of`]. A kind left out of this build is in [`NOT_BUILT`].
+const SOURCE_KINDS: &[(&str, &[KeysOf])] = &[
     (
         "modbus_tcp",
         &[keys_of::<RawModbusTcp>, keys_of::<RawModbus>],
@@ -590,8 +630,19 @@ const SOURCE_KINDS: [(&str, &[KeysOf]); 4] = [
         "modbus_rtu",
         &[keys_of::<RawModbusRtu>, keys_of::<RawModbus>],
     ),
+    #[cfg(feature = "opcua")]
     ("opcua", &[keys_of::<RawOpcUa>]),
+    #[cfg(feature = "mqtt")]
     ("mqtt", &[keys_of::<RawMqtt>]),
+];
+
+/// Source kinds this gateway was built without (cargo features), with the
+/// protocol's name and the feature that brings it back.
+const NOT_BUILT: &[(&str, &str, &str)] = &[
+    #[cfg(not(feature = "opcua"))]
+    ("opcua", "OPC UA", "opcua"),
+    #[cfg(not(feature = "mqtt"))]
+    ("mqtt", "MQTT", "mqtt"),
 ];
 
 /// The keys a tag takes, by the kind of its source.
@@ -609,23 +660,33 @@ const MODBUS_TAG: TagShape = TagShape {
     hint: None,
     keys: keys_of::<RawModbusTag>,
 };
+#[cfg(feature = "opcua")]
 const OPCUA_TAG: TagShape = TagShape {
     what: "a tag of an OPC UA source",
     hint: Some("an OPC UA tag has `node` (the server reports the type)"),
     keys: keys_of::<RawOpcUaTag>,
 };
+#[cfg(feature = "mqtt")]
 const MQTT_TAG: TagShape = TagShape {
     what: "a tag of an MQTT source",
     hint: Some("an MQTT tag has `topic`, `payload`, `pointer`, `time_pointer`, `type` and `qos` (`device` and `metric` on a Sparkplug source)"),
     keys: keys_of::<RawMqttTag>,
 };
-const TAG_SHAPES: [&TagShape; 3] = [&MODBUS_TAG, &OPCUA_TAG, &MQTT_TAG];
+const TAG_SHAPES: &[&TagShape] = &[
+    &MODBUS_TAG,
+    #[cfg(feature = "opcua")]
+    &OPCUA_TAG,
+    #[cfg(feature = "mqtt")]
+    &MQTT_TAG,
+];
 
 impl TagShape {
     fn of(kind: &SourceKind) -> &'static TagShape {
         match kind {
             SourceKind::Modbus(_) => &MODBUS_TAG,
+            #[cfg(feature = "opcua")]
             SourceKind::OpcUa(_) => &OPCUA_TAG,
+            #[cfg(feature = "mqtt")]
             SourceKind::Mqtt(_) => &MQTT_TAG,
         }
     }
@@ -773,6 +834,7 @@ impl<'a> Validator<'a> {
     }
 
     /// Report each key that is present where it does not belong.
+    #[cfg_attr(not(any(feature = "opcua", feature = "mqtt")), allow(dead_code))]
     fn misplaced(
         &mut self,
         keys: &[(Option<std::ops::Range<usize>>, &str)],
@@ -840,7 +902,15 @@ impl<'a> Validator<'a> {
         let derived = self.derived(&raw.derived, &tags);
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref());
+        #[cfg(feature = "mqtt")]
         let mqtt_sink = self.mqtt_sink(raw.mqtt_sink.as_ref());
+        #[cfg(not(feature = "mqtt"))]
+        if let Some(s) = &raw.mqtt_sink {
+            self.err(
+                s,
+                "this gateway was built without MQTT, which [mqtt_sink] needs; install a build with it (the standard package has it) or build with --features mqtt",
+            );
+        }
         let store = self.store(raw.store.as_ref());
         let log = self.log(raw.log.as_ref());
         let update = self.update(raw.update.as_ref());
@@ -856,6 +926,7 @@ impl<'a> Validator<'a> {
             derived,
             events,
             odoo: odoo?,
+            #[cfg(feature = "mqtt")]
             mqtt_sink,
         })
     }
@@ -925,6 +996,22 @@ impl<'a> Validator<'a> {
                 continue;
             };
             let kind = r.kind.as_ref().map(|k| k.get_ref().as_str());
+            if let (Some((_, protocol, feature)), Some(at)) =
+                (NOT_BUILT.iter().find(|(k, ..)| Some(*k) == kind), &r.kind)
+            {
+                self.err(
+                    at,
+                    format!(
+                        "this gateway was built without {protocol}; install a build with it \
+                         (the standard package has it) or build with `--features {feature}`"
+                    ),
+                );
+                if let Some(name) = &r.name {
+                    self.declared_sources.insert(name.get_ref().clone());
+                    self.not_built_sources.insert(name.get_ref().clone());
+                }
+                continue;
+            }
             let shape = SOURCE_KINDS.iter().find(|(k, _)| Some(*k) == kind);
             // Without a known kind, only keys no kind takes are wrong.
             let own_parts: Vec<KeysOf> = match shape {
@@ -967,10 +1054,12 @@ impl<'a> Validator<'a> {
                     let rtu = self.part(s).map(RawTransport::Rtu);
                     self.modbus(s, rtu)
                 }
+                #[cfg(feature = "opcua")]
                 "opcua" => self
                     .part::<RawOpcUa>(s)
                     .and_then(|r| self.opcua_source(s, &r))
                     .map(SourceKind::OpcUa),
+                #[cfg(feature = "mqtt")]
                 "mqtt" => self
                     .part::<RawMqtt>(s)
                     .and_then(|r| self.mqtt_source(s, &name_str, &r))
@@ -1007,6 +1096,14 @@ impl<'a> Validator<'a> {
             let Some(r) = self.part::<RawTag>(t) else {
                 continue;
             };
+            if let Some(source) = &r.source {
+                if self.not_built_sources.contains(source.get_ref()) {
+                    if let Some(name) = &r.name {
+                        self.declared_tags.insert(name.get_ref().clone());
+                    }
+                    continue;
+                }
+            }
             let src = r
                 .source
                 .as_ref()
@@ -1035,8 +1132,11 @@ impl<'a> Validator<'a> {
             };
             // An MQTT tag's name may take `{N}` levels of its topic: the
             // MQTT part checks it.
+            #[cfg(feature = "mqtt")]
             let templated = name.get_ref().contains('{')
                 && src.is_some_and(|s| matches!(s.kind, SourceKind::Mqtt(_)));
+            #[cfg(not(feature = "mqtt"))]
+            let templated = false;
             let name_str = if templated {
                 name.get_ref().clone()
             } else {
@@ -1069,10 +1169,12 @@ impl<'a> Validator<'a> {
                     .part::<RawModbusTag>(t)
                     .and_then(|p| self.modbus_tag(t, &p, m))
                     .map(TagPoint::Modbus),
+                #[cfg(feature = "opcua")]
                 SourceKind::OpcUa(_) => self
                     .part::<RawOpcUaTag>(t)
                     .and_then(|p| self.opcua_tag(t, &p))
                     .map(TagPoint::OpcUa),
+                #[cfg(feature = "mqtt")]
                 SourceKind::Mqtt(m) => self
                     .part::<RawMqttTag>(t)
                     .and_then(|p| self.mqtt_tag(t, name, &p, m))
@@ -2208,7 +2310,7 @@ dry_run = true
     fn good_config_validates() {
         let c = parse(GOOD, Path::new("/etc/plantgate/t.toml")).expect("valid");
         assert_eq!(c.gateway.data_dir, PathBuf::from("/etc/plantgate/data"));
-        let TagPoint::Modbus(m) = &c.tags[0].point else {
+        let Some(m) = c.tags[0].point.as_modbus() else {
             panic!("modbus tag")
         };
         assert_eq!(m.data_type, modbus::DataType::U32);
@@ -2261,6 +2363,7 @@ dry_run = true
             tag.contains(&"type") && !tag.contains(&"data_type"),
             "{tag:?}"
         );
+        #[cfg(feature = "opcua")]
         assert!(keys_of::<RawOpcUa>().contains(&"endpoint"));
     }
 
@@ -2282,6 +2385,7 @@ dry_run = true
     }
 
     #[test]
+    #[cfg(feature = "opcua")]
     fn keys_of_another_kind_are_reported_where_they_are_and_the_rest_still_checked() {
         let text = GOOD
             .replace(
@@ -2320,6 +2424,7 @@ dry_run = true
     }
 
     #[test]
+    #[cfg(all(feature = "opcua", feature = "mqtt"))]
     fn a_missing_or_unknown_kind_is_reported_at_the_entry() {
         let missing = GOOD.replace("kind = \"modbus_tcp\"\n", "");
         let errs = errors(&missing);
@@ -2340,6 +2445,74 @@ dry_run = true
                 8,
                 "unknown source kind \"modbus\": use \"modbus_tcp\", \"modbus_rtu\", \"opcua\" or \"mqtt\""
             )
+        );
+    }
+
+    /// A build without OPC UA (or MQTT) says so at the source's `kind`,
+    /// once: not its keys, nor its tags, nor the rules on them.
+    #[cfg(not(all(feature = "opcua", feature = "mqtt")))]
+    #[test]
+    fn a_kind_left_out_of_this_build_is_one_error_at_its_kind() {
+        let extra = r#"
+[[sources]]
+name = "oven"
+kind = "opcua"
+endpoint = "opc.tcp://10.0.0.9:4840"
+
+[[sources]]
+name = "line"
+kind = "mqtt"
+address = "10.0.0.8:1883"
+
+[[tags]]
+name = "oven_state"
+source = "oven"
+node = "ns=2;s=State"
+
+[[tags]]
+name = "line_count"
+source = "line"
+topic = "line/count"
+
+[[events]]
+kind = "production"
+name = "line_parts"
+tag = "line_count"
+workcenter = "LINE"
+"#;
+        let text = GOOD.replace("\n[odoo]", &format!("{extra}\n[odoo]"));
+        let line_of = |needle: &str| 1 + text.lines().position(|l| l == needle).expect(needle);
+        let errs = errors(&text);
+        let got: Vec<(usize, usize, &str)> = errs
+            .iter()
+            .map(|d| (d.line, d.col, d.message.as_str()))
+            .collect();
+        let want = vec![
+            #[cfg(not(feature = "opcua"))]
+            (
+                line_of("kind = \"opcua\""),
+                8,
+                "this gateway was built without OPC UA; install a build with it \
+                 (the standard package has it) or build with `--features opcua`",
+            ),
+            #[cfg(not(feature = "mqtt"))]
+            (
+                line_of("kind = \"mqtt\""),
+                8,
+                "this gateway was built without MQTT; install a build with it \
+                 (the standard package has it) or build with `--features mqtt`",
+            ),
+        ];
+        assert_eq!(got, want);
+        let shown = parse(&text, Path::new("t.toml"))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            shown.contains(&format!(
+                "t.toml:{}:8: this gateway was built without",
+                want[0].0
+            )),
+            "FILE:LINE:COL: {shown}"
         );
     }
 }

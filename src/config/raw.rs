@@ -26,7 +26,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub events: Vec<S<RawEvent>>,
     pub odoo: Option<S<RawOdoo>>,
+    #[cfg(feature = "mqtt")]
     pub mqtt_sink: Option<S<super::mqtt_sink::RawMqttSink>>,
+    /// Read only to be refused: this build has no MQTT.
+    #[cfg(not(feature = "mqtt"))]
+    pub mqtt_sink: Option<S<serde::de::IgnoredAny>>,
     pub store: Option<S<super::store::RawStore>>,
     pub log: Option<S<RawLog>>,
     pub update: Option<S<super::update::RawUpdate>>,

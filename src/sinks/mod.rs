@@ -13,6 +13,7 @@
 
 pub mod dry_run;
 pub mod latency;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
 pub mod odoo;
 pub mod schedule;

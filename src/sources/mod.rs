@@ -4,7 +4,9 @@
 mod emit;
 pub mod filter;
 pub mod modbus;
+#[cfg(feature = "mqtt")]
 pub mod mqtt;
+#[cfg(feature = "opcua")]
 pub mod opcua;
 
 use crate::config::{Config, SourceKind, TagConfig, TagPoint};
@@ -19,14 +21,18 @@ use tokio::sync::{mpsc, watch};
 #[derive(Clone, Default)]
 pub struct SourceMetrics {
     pub modbus: Arc<modbus::ModbusMetrics>,
+    #[cfg(feature = "opcua")]
     pub opcua: Arc<opcua::OpcUaMetrics>,
+    #[cfg(feature = "mqtt")]
     pub mqtt: Arc<mqtt::MqttMetrics>,
 }
 
 impl SourceMetrics {
     pub fn register(&self, registry: &mut Registry) {
         self.modbus.register(registry);
+        #[cfg(feature = "opcua")]
         self.opcua.register(registry);
+        #[cfg(feature = "mqtt")]
         self.mqtt.register(registry);
     }
 }
@@ -39,7 +45,9 @@ pub fn spawn_all(
     metrics: &SourceMetrics,
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Stages,
-    dead_letters: Option<&Arc<crate::store::Store>>,
+    #[cfg_attr(not(feature = "mqtt"), allow(unused_variables))] dead_letters: Option<
+        &Arc<crate::store::Store>,
+    >,
 ) {
     for source in &config.sources {
         let tags: Vec<TagConfig> = config
@@ -64,6 +72,7 @@ pub fn spawn_all(
                     poller.run(shutdown.clone()),
                 );
             }
+            #[cfg(feature = "opcua")]
             SourceKind::OpcUa(cfg) => {
                 let reader = opcua::OpcUaReader::new(
                     source.name.clone(),
@@ -78,6 +87,7 @@ pub fn spawn_all(
                     reader.run(shutdown.clone()),
                 );
             }
+            #[cfg(feature = "mqtt")]
             SourceKind::Mqtt(cfg) => {
                 let reader = mqtt::MqttReader::new(
                     source.name.clone(),

@@ -169,10 +169,7 @@ impl Poller {
         telemetry: Arc<Telemetry>,
         metrics: Arc<ModbusMetrics>,
     ) -> Self {
-        let (tags, points) = split_points(tags, |p| match p {
-            TagPoint::Modbus(x) => Some(x),
-            _ => None,
-        });
+        let (tags, points) = split_points(tags, TagPoint::as_modbus);
         Poller {
             out: Emitter::new(&name, tags, tx, telemetry.clone()),
             framing: link::framing(&config.transport),
