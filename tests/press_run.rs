@@ -192,3 +192,32 @@ async fn a_scripted_run_leaves_exactly_the_expected_records_in_odoo() {
         "{writes} work-order writes for 60 parts"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_for_a_work_center_odoo_does_not_know_are_a_dead_letter_naming_the_config_line() {
+    let r = press::start_edited(
+        |text, _| text.replacen("workcenter = \"PRESS1\"", "workcenter = \"PRESS9\"", 1),
+        "127.0.0.1:0",
+    )
+    .await;
+    r.produce(3).await;
+    let dlq = eventually(Duration::from_secs(30), "a dead letter", || {
+        let url = format!("{}/dlq", r.base);
+        async move { support::get(&url).await.filter(|t| t.contains("PRESS9")) }
+    })
+    .await;
+    let text = std::fs::read_to_string(r.config_path()).expect("config");
+    let line = text
+        .lines()
+        .position(|l| l.contains("\"PRESS9\""))
+        .expect("the edited line")
+        + 1;
+    let place = format!("{}:{line}:14", r.config_path().display());
+    assert!(dlq.contains(&place), "names {place}: {dlq}");
+    assert!(
+        dlq.contains("Odoo has no mrp.workcenter with code"),
+        "{dlq}"
+    );
+    let w = r.odoo.workorder(r.workorder).expect("work order");
+    assert_eq!(w.qty_produced, 0.0, "nothing written elsewhere");
+}

@@ -448,6 +448,9 @@ pub struct OdooConfig {
     /// How often names (work center codes, equipment) are looked up again
     /// even without a miss, so a renamed record is seen.
     pub name_refresh: Duration,
+    /// Where the config first names each work center code (`FILE:LINE:COL`
+    /// of a rule's `workcenter`), for the message when Odoo has none.
+    pub workcenter_at: HashMap<String, String>,
 }
 
 /// Odoo's external API (`[odoo] api`).
@@ -560,6 +563,7 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
         gateway_id: String::new(),
         declared_sources: HashSet::new(),
         declared_tags: HashSet::new(),
+        workcenter_at: HashMap::new(),
         not_built_sources: HashSet::new(),
         needs: Vec::new(),
     };
@@ -606,6 +610,8 @@ struct Validator<'a> {
     /// make each reference to it an error.
     declared_sources: HashSet<String>,
     declared_tags: HashSet<String>,
+    /// The first place each work center code is named (see [`OdooConfig`]).
+    workcenter_at: HashMap<String, String>,
     /// Sources of a kind this build lacks ([`NOT_BUILT`]): reported once
     /// at their `kind`; their tags are not checked.
     not_built_sources: HashSet<String>,
@@ -901,7 +907,10 @@ impl<'a> Validator<'a> {
         let tags = self.tags(tags, &sources);
         let derived = self.derived(&raw.derived, &tags);
         let events = self.events(&raw.events, &tags);
-        let odoo = self.odoo(raw.odoo.as_ref());
+        let odoo = self.odoo(raw.odoo.as_ref()).map(|mut o| {
+            o.workcenter_at = std::mem::take(&mut self.workcenter_at);
+            o
+        });
         #[cfg(feature = "mqtt")]
         let mqtt_sink = self.mqtt_sink(raw.mqtt_sink.as_ref());
         #[cfg(not(feature = "mqtt"))]
@@ -1323,7 +1332,13 @@ impl<'a> Validator<'a> {
                     "workcenter",
                     "the Odoo work center code, e.g. workcenter = \"PRESS1\"",
                 )
-                .map(|w| w.get_ref().clone())
+                .cloned()
+                .map(|w| {
+                    let d = Diagnostic::at(self.text, w.span(), "");
+                    let at = format!("{}:{}:{}", self.path.display(), d.line, d.col);
+                    self.workcenter_at.entry(w.get_ref().clone()).or_insert(at);
+                    w.get_ref().clone()
+                })
             };
             self.forbid_other_kinds(r, kind_name);
             // Validate the rest even when the tag is bad, so every problem
@@ -2227,6 +2242,7 @@ impl<'a> Validator<'a> {
         );
         let name_refresh = self.duration(&r.name_refresh, Duration::from_secs(600));
         Some(OdooConfig {
+            workcenter_at: HashMap::new(),
             dry_run,
             url: text(&r.url).trim_end_matches('/').to_string(),
             database: text(&r.database),

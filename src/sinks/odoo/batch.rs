@@ -161,7 +161,10 @@ impl OdooSink {
         for (code, idx) in &produced {
             let Some(&wc) = self.workcenters.get(code) else {
                 for &i in idx {
-                    out[i] = Some(Err(unknown_workcenter(code, &events[i])));
+                    out[i] = Some(Err(DeliveryError::Reject(super::unknown_workcenter(
+                        &self.workcenter_at,
+                        code,
+                    ))));
                 }
                 continue;
             };
@@ -238,7 +241,9 @@ impl OdooSink {
                     for r in rows {
                         let Some(&wc) = self.workcenters.get(&r.workcenter) else {
                             for &i in &r.events {
-                                out[i] = Some(Err(unknown_workcenter(&r.workcenter, &events[i])));
+                                out[i] = Some(Err(DeliveryError::Reject(
+                                    super::unknown_workcenter(&self.workcenter_at, &r.workcenter),
+                                )));
                             }
                             continue;
                         };
@@ -477,14 +482,6 @@ impl OdooSink {
             })
             .collect()
     }
-}
-
-/// A refusal for an event whose work center code Odoo does not know.
-fn unknown_workcenter(code: &str, ev: &Event) -> DeliveryError {
-    DeliveryError::Reject(format!(
-        "Odoo has no mrp.workcenter with code {code:?}: set the code on the work center in Odoo or fix `workcenter` of the [[events]] rule {:?}, then `plantgate dlq replay ID`",
-        ev.rule
-    ))
 }
 
 /// The indices of the events a step stands for.

@@ -131,6 +131,8 @@ pub struct OdooSink {
     max_age: Duration,
     /// Work center code → id; codes are stable, so cached for the process.
     workcenters: HashMap<String, i64>,
+    /// `FILE:LINE:COL` of each work center code in the config.
+    workcenter_at: HashMap<String, String>,
     /// Work center id → its work orders.
     snapshots: HashMap<i64, Snapshot>,
     /// MO id → `qty_producing` as last read or written: one MO's work
@@ -257,6 +259,7 @@ impl OdooSink {
             target: cfg.production_target,
             max_age: cfg.quantity_max_age,
             workcenters: HashMap::new(),
+            workcenter_at: cfg.workcenter_at.clone(),
             snapshots: HashMap::new(),
             mo_qty: HashMap::new(),
             equipment: HashMap::new(),
@@ -455,12 +458,9 @@ impl OdooSink {
         if let Some(id) = self.workcenters.get(code) {
             return Ok(*id);
         }
+        let missing = unknown_workcenter(&self.workcenter_at, code);
         let id = self
-            .first_id(
-                "mrp.workcenter",
-                json!([["code", "=", code]]),
-                || format!("Odoo has no mrp.workcenter with code {code:?}: set the code on the work center or fix `workcenter` in the tag map"),
-            )
+            .first_id("mrp.workcenter", json!([["code", "=", code]]), || missing)
             .await?;
         self.workcenters.insert(code.to_string(), id);
         Ok(id)
@@ -879,6 +879,18 @@ fn load_outcome(result: &Value, what: &str) -> Result<(), DeliveryError> {
         "Odoo refused the {what}: {}",
         messages.join("; ")
     )))
+}
+
+/// The words of the refusal for a work center code Odoo does not know,
+/// at the config line that names it.
+pub(super) fn unknown_workcenter(places: &HashMap<String, String>, code: &str) -> String {
+    let at = places
+        .get(code)
+        .map(|a| format!("{a}: "))
+        .unwrap_or_default();
+    format!(
+        "{at}Odoo has no mrp.workcenter with code {code:?}: set the code on the work center in Odoo or fix `workcenter` in the tag map, then `plantgate dlq replay ID`"
+    )
 }
 
 #[cfg(test)]
