@@ -1,13 +1,15 @@
-//! Notes in a work center's chatter (`mrp.workcenter` is a mail thread,
-//! odoo-api.md 4.1): where window summaries go.
+//! Notes in a record's chatter (`message_post` on a mail thread:
+//! `mrp.workcenter` and `mrp.production` are, odoo-api.md 4.1 and 4.4),
+//! posted once: each note ends with `(plantgate <event id>)`, and a repeat
+//! that finds a note naming its event posts nothing. Window summaries go on
+//! the work center; quality events, without the Quality app, on the MO.
 
 use super::{classify, OdooSink};
 use crate::sinks::DeliveryError;
 use serde_json::json;
 
 impl OdooSink {
-    /// A note in a work center's chatter, posted once: a repeat finds the
-    /// note by the event id it names and posts nothing.
+    /// A window's summary in the work center's chatter.
     pub(super) async fn workcenter_note(
         &mut self,
         workcenter: &str,
@@ -15,6 +17,19 @@ impl OdooSink {
         text: &str,
     ) -> Result<(), DeliveryError> {
         let wc = self.workcenter_id(workcenter).await?;
+        self.note_once("mrp.workcenter", wc, event_id, text).await
+    }
+
+    /// Post `text` (plain, escaped here) on record `res_id` of `model`,
+    /// unless a note naming `event_id` is there already.
+    pub(super) async fn note_once(
+        &mut self,
+        model: &str,
+        res_id: i64,
+        event_id: &str,
+        text: &str,
+    ) -> Result<(), DeliveryError> {
+        // Notes of earlier releases end with `; plantgate <id>)`: found too.
         let posted = self
             .rpc
             .call(
@@ -23,8 +38,8 @@ impl OdooSink {
                 None,
                 json!({
                     "domain": [
-                        ["model", "=", "mrp.workcenter"],
-                        ["res_id", "=", wc],
+                        ["model", "=", model],
+                        ["res_id", "=", res_id],
                         ["body", "ilike", format!("plantgate {event_id})")]
                     ],
                     "fields": ["id"],
@@ -44,9 +59,9 @@ impl OdooSink {
         );
         self.rpc
             .call(
-                "mrp.workcenter",
+                model,
                 "message_post",
-                Some(&[wc]),
+                Some(&[res_id]),
                 json!({"body": body, "message_type": "comment", "subtype_xmlid": "mail.mt_note"}),
                 None,
             )

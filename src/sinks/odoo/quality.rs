@@ -182,48 +182,12 @@ impl OdooSink {
             )));
         };
         let id = q.xmlid.rsplit('.').next().unwrap_or(&q.xmlid).to_string();
-        let posted = self
-            .rpc
-            .call(
-                "mail.message",
-                "search_read",
-                None,
-                json!({
-                    "domain": [
-                        ["model", "=", "mrp.production"],
-                        ["res_id", "=", wo.production],
-                        ["body", "ilike", format!("plantgate {id})")]
-                    ],
-                    "fields": ["id"],
-                    "limit": 1,
-                }),
-                None,
-            )
-            .await
-            .map_err(classify)?;
-        if posted.as_array().is_some_and(|r| !r.is_empty()) {
-            return Ok(());
-        }
         let text = match q.what {
             QualityWhat::Check { note, .. } => note,
             QualityWhat::Alert { description, .. } => format!("Quality alert: {description}"),
         };
-        let body = format!(
-            "<p>{} (work order {}, {at} UTC; plantgate {})</p>",
-            super::plan::html_escape(&text),
-            super::plan::html_escape(&wo.name),
-            super::plan::html_escape(&id)
-        );
-        self.rpc
-            .call(
-                "mrp.production",
-                "message_post",
-                Some(&[wo.production]),
-                json!({"body": body, "message_type": "comment", "subtype_xmlid": "mail.mt_note"}),
-                None,
-            )
+        let text = format!("{text} (work order {}, {at} UTC)", wo.name);
+        self.note_once("mrp.production", wo.production, &id, &text)
             .await
-            .map_err(classify)?;
-        Ok(())
     }
 }
