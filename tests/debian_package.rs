@@ -155,6 +155,10 @@ fn the_package_installs_runs_and_purges() {
         std::fs::read_to_string("/etc/plantgate/gateway.toml").expect("config"),
         std::fs::read_to_string(root().join("firmware-config/gateway.toml")).expect("shipped")
     );
+    assert!(
+        Path::new("/etc/plantgate/keys").is_dir(),
+        "the directory of trusted bundle keys ([update] keys_dir)"
+    );
     for unit in units() {
         let installed = Path::new("/usr/lib/systemd/system").join(&unit);
         assert_eq!(
