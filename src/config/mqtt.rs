@@ -197,46 +197,11 @@ impl Validator<'_> {
         };
         let tls_on = r.tls.as_ref().is_some_and(|t| *t.get_ref());
         let tls = if tls_on {
-            let ca_file = r.ca_file.as_ref().map(|f| {
-                let path = self.base.join(f.get_ref());
-                self.need(f, "ca_file", What::File(path.clone()));
-                path
-            });
-            let client_auth = match (&r.client_certificate, &r.client_key) {
-                (Some(c), Some(k)) => {
-                    let (cp, kp) = (self.base.join(c.get_ref()), self.base.join(k.get_ref()));
-                    self.need(c, "client_certificate", What::File(cp.clone()));
-                    self.need(k, "client_key", What::File(kp.clone()));
-                    Some((cp, kp))
-                }
-                (Some(c), None) => {
-                    self.err(c, "`client_certificate` needs `client_key`");
-                    None
-                }
-                (None, Some(k)) => {
-                    self.err(k, "`client_key` needs `client_certificate`");
-                    None
-                }
-                (None, None) => None,
-            };
-            let server_name = r.server_name.as_ref().and_then(|n| {
-                if rustls_pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() {
-                    self.err(
-                        n,
-                        format!(
-                            "server_name {:?} is not a DNS name or IP address",
-                            n.get_ref()
-                        ),
-                    );
-                    return None;
-                }
-                Some(n.get_ref().clone())
-            });
-            Some(MqttTls {
-                ca_file,
-                client_auth,
-                server_name,
-            })
+            Some(self.mqtt_tls(
+                [&r.ca_file, &r.client_certificate, &r.client_key],
+                &r.server_name,
+                [What::File, What::File, What::File],
+            ))
         } else {
             self.misplaced(
                 &[
@@ -289,6 +254,58 @@ impl Validator<'_> {
     }
 
     /// `payload = "sparkplug"` with `group` and `node`, or none of them.
+    /// The TLS keys of an MQTT connection, a source's or the sink's: the
+    /// CA file, the client certificate and key (each needs the other), and
+    /// the server name. `files` says how each file is checked (ca_file,
+    /// client_certificate, client_key).
+    pub(super) fn mqtt_tls(
+        &mut self,
+        [ca_file, certificate, key]: [&Option<S<String>>; 3],
+        server_name: &Option<S<String>>,
+        files: [fn(PathBuf) -> What; 3],
+    ) -> MqttTls {
+        let ca_file = ca_file.as_ref().map(|f| {
+            let path = self.base.join(f.get_ref());
+            self.need(f, "ca_file", files[0](path.clone()));
+            path
+        });
+        let client_auth = match (certificate, key) {
+            (Some(c), Some(k)) => {
+                let (cp, kp) = (self.base.join(c.get_ref()), self.base.join(k.get_ref()));
+                self.need(c, "client_certificate", files[1](cp.clone()));
+                self.need(k, "client_key", files[2](kp.clone()));
+                Some((cp, kp))
+            }
+            (Some(c), None) => {
+                self.err(c, "`client_certificate` needs `client_key`");
+                None
+            }
+            (None, Some(k)) => {
+                self.err(k, "`client_key` needs `client_certificate`");
+                None
+            }
+            (None, None) => None,
+        };
+        let server_name = server_name.as_ref().and_then(|n| {
+            if rustls_pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() {
+                self.err(
+                    n,
+                    format!(
+                        "server_name {:?} is not a DNS name or IP address",
+                        n.get_ref()
+                    ),
+                );
+                return None;
+            }
+            Some(n.get_ref().clone())
+        });
+        MqttTls {
+            ca_file,
+            client_auth,
+            server_name,
+        }
+    }
+
     fn sparkplug_node(&mut self, s: &Entry<'_>, r: &RawMqtt) -> Option<SparkplugNode> {
         match r.payload.as_ref().map(|p| (p, p.get_ref().as_str())) {
             None => {

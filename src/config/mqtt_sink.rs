@@ -3,7 +3,6 @@
 //! validated into [`MqttSinkConfig`]. The sink itself is `sinks::mqtt`.
 
 use super::files::What;
-use super::mqtt::MqttTls;
 use super::raw::S;
 use super::Validator;
 use crate::sinks::mqtt::config::{
@@ -81,46 +80,11 @@ impl Validator<'_> {
         });
         let tls_on = parsed.as_ref().is_some_and(|(tls, _, _)| *tls);
         let tls = if tls_on {
-            let ca_file = r.ca_file.as_ref().map(|f| {
-                let path = self.base.join(f.get_ref());
-                self.need(f, "ca_file", What::PemCerts(path.clone()));
-                path
-            });
-            let client_auth = match (&r.client_certificate, &r.client_key) {
-                (Some(c), Some(k)) => {
-                    let (cp, kp) = (self.base.join(c.get_ref()), self.base.join(k.get_ref()));
-                    self.need(c, "client_certificate", What::PemCerts(cp.clone()));
-                    self.need(k, "client_key", What::PemKey(kp.clone()));
-                    Some((cp, kp))
-                }
-                (Some(c), None) => {
-                    self.err(c, "`client_certificate` needs `client_key`");
-                    None
-                }
-                (None, Some(k)) => {
-                    self.err(k, "`client_key` needs `client_certificate`");
-                    None
-                }
-                (None, None) => None,
-            };
-            let server_name = r.server_name.as_ref().and_then(|n| {
-                if rustls_pki_types::ServerName::try_from(n.get_ref().as_str()).is_err() {
-                    self.err(
-                        n,
-                        format!(
-                            "server_name {:?} is not a DNS name or IP address",
-                            n.get_ref()
-                        ),
-                    );
-                    return None;
-                }
-                Some(n.get_ref().clone())
-            });
-            Some(MqttTls {
-                ca_file,
-                client_auth,
-                server_name,
-            })
+            Some(self.mqtt_tls(
+                [&r.ca_file, &r.client_certificate, &r.client_key],
+                &r.server_name,
+                [What::PemCerts, What::PemCerts, What::PemKey],
+            ))
         } else {
             if parsed.is_some() {
                 self.misplaced(
