@@ -119,11 +119,24 @@ async fn a_scripted_run_leaves_exactly_the_expected_records_in_odoo() {
     })
     .await;
 
-    // 10 parts, every one out of spec.
+    // 10 parts, every one out of spec, each waited for until it is noted
+    // (so a slow poll cannot merge two readings of the gauge).
+    let fails = || {
+        r.odoo
+            .production_notes(mo)
+            .iter()
+            .filter(|n| n.contains("(fail)"))
+            .count()
+    };
     for n in 0..10u16 {
+        let before = fails();
         r.regs.set_u16(BORE, 1010 + n % 2);
         r.regs.set_u32(COUNTER, r.regs.get_u32(COUNTER) + 1);
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        eventually(Duration::from_secs(30), "the part measured", || {
+            let now = fails();
+            async move { (now > before).then_some(()) }
+        })
+        .await;
     }
 
     // The oven over temperature, then cooled.
