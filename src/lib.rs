@@ -19,6 +19,7 @@
 //! - [`sinks`]: delivery in batches with acks, retries and set-aside: Odoo, and an MQTT broker (northbound).
 //! - [`status`]: health, metrics and status over HTTP.
 //! - [`pipeline`]: wires the stages and owns shutdown.
+//! - [`shadow`]: `config try`, a candidate config's rules beside the current one's on live samples, dry run.
 //! - [`systemd`]: sd_notify readiness, status and a watchdog that proves progress.
 //! - [`supervise`]: the stages as named tasks; one that ends early is a failure.
 //! - [`update`]: signed release and config bundles, the install layout, health-gated switches.
@@ -33,6 +34,7 @@ pub mod fault;
 pub mod model;
 pub mod pipeline;
 pub mod records;
+pub mod shadow;
 pub mod sinks;
 pub mod sources;
 pub mod status;

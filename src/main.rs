@@ -139,6 +139,17 @@ enum DlqCommand {
 enum ConfigCommand {
     /// What a change does, in words: sources, tags and rules added, removed or changed, and the Odoo records each affected rule writes. Both files must be valid.
     Diff { old: PathBuf, new: PathBuf },
+    /// Shadow run: the candidate config's rules beside the current config's, on the same live samples, sending nothing; then per rule the events each would have sent and where they differ. Exit 0 when the same, 1 when they differ, 2 on an error (an invalid config too).
+    Try {
+        /// The candidate config.
+        new: PathBuf,
+        /// The current config (the running gateway's).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// How long to watch (Ctrl-C ends it early, with the report).
+        #[arg(long = "for", default_value = "10m", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
     /// Apply a signed config bundle: verify it, validate it as `check` does, switch, reload, and check the gateway runs it; on any failure the old config stays.
     Apply {
         bundle: PathBuf,
@@ -715,6 +726,35 @@ fn config_diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `plantgate config try NEW --config CURRENT`: exit 0 when both configs
+/// sent the same events, 1 when they differ, 2 on any error.
+async fn config_try(current: &std::path::Path, new: &std::path::Path, limit: Duration) -> ExitCode {
+    let load = |p: &std::path::Path| {
+        config::load(p).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        })
+    };
+    let (a, b) = match (load(current), load(new)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(code), _) | (_, Err(code)) => return code,
+    };
+    match plantgate::shadow::run(&a, &b, limit, wait_for_stop_signal()).await {
+        Ok(tried) => {
+            print!("{}", tried.report);
+            if tried.differs {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("plantgate config try: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn store_target(config: &std::path::Path) -> Result<admin::Target, ExitCode> {
     let cfg = config::load(config).map_err(|e| report_config_error(&e))?;
     admin::target(&cfg).map_err(|e| {
@@ -1069,6 +1109,14 @@ fn main() -> ExitCode {
                 };
                 report_update(updater.apply_config(&bundle).await)
             }
+            Command::Config {
+                command:
+                    ConfigCommand::Try {
+                        new,
+                        config,
+                        duration,
+                    },
+            } => config_try(&config, &new, duration).await,
             Command::Bundle { command } => bundle_command(command),
             Command::Check { .. } | Command::Tags { .. } | Command::Config { .. } => {
                 ExitCode::SUCCESS

@@ -6,7 +6,7 @@
 //! [`Gateway::failed`] reports.
 
 use crate::config::Config;
-use crate::edge::{self, Edge, Mono, Now, Output};
+use crate::edge::{self, Edge, Mono, Now, Output, RuleState};
 use crate::model::{Millis, Sample};
 use crate::records::{FormatZero, Lanes};
 use crate::sinks::{self, dry_run::DryRunSink, latency::DeliveryLatency, odoo::OdooSink, Sink};
@@ -14,6 +14,7 @@ use crate::sources;
 use crate::status::{self, sla::SlaWatch, Health, StatusContext, Telemetry};
 use crate::store::{Store, StoreError};
 use crate::supervise::{StageFailure, Stages};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -203,13 +204,7 @@ impl Gateway {
             "lane watch",
             watch_lanes(sla, store.clone(), shutdown_rx.clone()),
         );
-        let edge = Edge::new(
-            &config.gateway.id,
-            &config.events,
-            edge::restore(store.rule_states()?),
-        )
-        .with_derived(&config.derived)
-        .with_tags(&config.tags);
+        let edge = edge_for(&config, edge::restore(store.rule_states()?));
         let (tx, rx) = mpsc::channel(SAMPLE_CHANNEL);
         sources::spawn_all(
             &config,
@@ -330,27 +325,35 @@ async fn run_edge(
 
 /// How often the edge is ticked: the lateness of a stop's announcement or
 /// a period's end, at most.
-const EDGE_TICK: Duration = Duration::from_millis(250);
+pub(crate) const EDGE_TICK: Duration = Duration::from_millis(250);
 
 /// The pipeline's clocks as the edge reads them: the wall clock, and
 /// tokio's monotonic clock since the edge started (paused in tests).
-struct EdgeClock {
+pub(crate) struct EdgeClock {
     origin: tokio::time::Instant,
 }
 
 impl EdgeClock {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         EdgeClock {
             origin: tokio::time::Instant::now(),
         }
     }
 
-    fn now(&self) -> Now {
+    pub(crate) fn now(&self) -> Now {
         Now {
             wall: Millis::now(),
             mono: Mono(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX)),
         }
     }
+}
+
+/// The edge a config's rules make, resuming each rule from `states`; the
+/// gateway and a shadow run (`config try`) build theirs the same way.
+pub fn edge_for(config: &Config, states: HashMap<String, RuleState>) -> Edge {
+    Edge::new(&config.gateway.id, &config.events, states)
+        .with_derived(&config.derived)
+        .with_tags(&config.tags)
 }
 
 /// Commit one output, retrying until it is in (or `attempts` ran out).

@@ -197,6 +197,18 @@ impl EventRule {
         }
     }
 
+    /// The rule's `kind` as the config writes it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EventRule::Production(_) => "production",
+            EventRule::Downtime(_) => "downtime",
+            EventRule::Alarm(_) => "alarm",
+            EventRule::Measurement(_) => "measurement",
+            EventRule::Window(_) => "window",
+            EventRule::Stock(_) => "stock",
+        }
+    }
+
     pub fn tag(&self) -> &str {
         match self {
             EventRule::Production(r) => &r.tag,
