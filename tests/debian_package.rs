@@ -5,8 +5,10 @@
 //! units), the installed binary runs `--version` and `check` on the shipped
 //! config, the installed unit passes `systemd-analyze verify`, a reinstall
 //! over a release a bundle update put in place keeps that one as
-//! `previous`, and `apt-get purge` leaves nothing behind (store and
-//! credentials included).
+//! `previous`, an upgrade to a package whose default config changed, after
+//! a config switch made `gateway.toml` a link into the configs layout,
+//! neither prompts (no conffile) nor touches the link, and `apt-get purge`
+//! leaves nothing behind (store and credentials included).
 //!
 //! The package is given by PLANTGATE_DEB (.ci/run builds it first with
 //! `cargo deb --profile dev`); without it, or off CI or not root, the
@@ -100,7 +102,7 @@ fn the_package_installs_runs_and_purges() {
     let release = format!("./opt/plantgate/releases/{VERSION}/plantgate");
     let mut want = vec![
         release.clone(),
-        "./etc/plantgate/gateway.toml".to_string(),
+        "./usr/share/plantgate/gateway.toml".to_string(),
         "./usr/share/doc/plantgate/README.md".to_string(),
         "./usr/share/doc/plantgate/copyright".to_string(),
         "./usr/share/doc/plantgate/changelog.Debian.gz".to_string(),
@@ -121,18 +123,25 @@ fn the_package_installs_runs_and_purges() {
         .find(|l| l.ends_with(&release))
         .expect("release binary");
     assert!(binary_line.starts_with("-rwxr-xr-x 0/0"), "{binary_line}");
-    // The link and the data directory are made at install and run time.
-    for absent in ["./usr/bin/plantgate", "./var/lib/plantgate/"] {
+    // The link and the data directory are made at install and run time,
+    // and the config by postinst only when there is none.
+    for absent in [
+        "./usr/bin/plantgate",
+        "./var/lib/plantgate/",
+        "./etc/plantgate/gateway.toml",
+    ] {
         assert!(
             !files.contains(&absent),
             "{absent} must not be in the package"
         );
     }
-    let conffiles = run(Command::new("dpkg-deb")
-        .arg("-I")
-        .arg(&deb)
-        .arg("conffiles"));
-    assert_eq!(conffiles.trim(), "/etc/plantgate/gateway.toml");
+    // No conffile: the first `config apply` turns gateway.toml into a
+    // link, which dpkg would take for a changed conffile at each upgrade.
+    let control = run(Command::new("dpkg-deb").arg("--info").arg(&deb));
+    assert!(
+        !control.contains(" conffiles"),
+        "the package has conffiles:\n{control}"
+    );
 
     // A leftover of an earlier failed run would hide what this one does.
     let _ = Command::new("apt-get")
@@ -224,6 +233,51 @@ fn the_package_installs_runs_and_purges() {
         Some("releases/0.0.1-bundle")
     );
 
+    // A config bundle applied, as `config apply` lays it out: the package's
+    // config kept as the previous one, gateway.toml a link to the active
+    // one, which the operator's bundle changed.
+    let shipped =
+        std::fs::read_to_string(root().join("firmware-config/gateway.toml")).expect("shipped");
+    let layout = plantgate::update::layout::Layout::new(Path::new("/"));
+    layout
+        .adopt_plain_config(|_| "package".to_string())
+        .expect("adopt the package's config");
+    let applied = format!("{shipped}\n# line 3, as its config bundle has it\n");
+    std::fs::create_dir_all("/etc/plantgate/configs/line3").expect("config dir");
+    std::fs::write("/etc/plantgate/configs/line3/gateway.toml", &applied).expect("config");
+    layout
+        .set_config_link(plantgate::update::layout::PREVIOUS_CONFIG, "package")
+        .expect("previous");
+    layout
+        .set_config_link(plantgate::update::layout::ACTIVE_CONFIG, "line3")
+        .expect("active");
+    // The next package revision ships a changed default config: with a
+    // conffile, dpkg would ask (and fail here, with no stdin) or replace
+    // the link.
+    let newer_default = format!("{shipped}\n# the next release's default\n");
+    let (_tree, newer) = repack(&deb, &newer_default);
+    run(Command::new("dpkg").arg("-i").arg(&newer));
+    assert_eq!(
+        link("/etc/plantgate/gateway.toml").as_deref(),
+        Some("active-config/gateway.toml"),
+        "the upgrade left the config link alone"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/etc/plantgate/gateway.toml").expect("config"),
+        applied
+    );
+    assert_eq!(
+        std::fs::read_to_string("/usr/share/plantgate/gateway.toml").expect("default"),
+        newer_default
+    );
+    let leftovers: Vec<_> = std::fs::read_dir("/etc/plantgate")
+        .expect("/etc/plantgate")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".dpkg-") || n.ends_with(".new"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     // What a running gateway and its operator leave: the store, a key.
     // As systemd lays out a DynamicUser= StateDirectory= (unless there
     // is one already).
@@ -265,6 +319,44 @@ fn the_package_installs_runs_and_purges() {
         .filter(|p| p.symlink_metadata().is_ok())
         .collect();
     assert!(left.is_empty(), "left after purge: {left:?}");
+}
+
+/// The package as its next revision (`-2`) with `default` as the shipped
+/// default config: unpacked, changed and built again with dpkg-deb.
+fn repack(deb: &Path, default: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tree = dir.path().join("tree");
+    run(Command::new("dpkg-deb").arg("-R").arg(deb).arg(&tree));
+    let rel = "usr/share/plantgate/gateway.toml";
+    std::fs::write(tree.join(rel), default).expect("default config");
+    let control_path = tree.join("DEBIAN/control");
+    let control = std::fs::read_to_string(&control_path).expect("control");
+    let control = control.replace(
+        &format!("Version: {VERSION}-1\n"),
+        &format!("Version: {VERSION}-2\n"),
+    );
+    assert!(
+        control.contains(&format!("Version: {VERSION}-2\n")),
+        "{control}"
+    );
+    std::fs::write(&control_path, control).expect("control");
+    let sums_path = tree.join("DEBIAN/md5sums");
+    if let Ok(sums) = std::fs::read_to_string(&sums_path) {
+        let sum = run(Command::new("md5sum").arg(rel).current_dir(&tree));
+        let sums: String = sums
+            .lines()
+            .map(|l| if l.ends_with(rel) { sum.trim_end() } else { l })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(&sums_path, sums).expect("md5sums");
+    }
+    let out = dir.path().join("plantgate-next.deb");
+    run(Command::new("dpkg-deb")
+        .arg("--root-owner-group")
+        .arg("-b")
+        .arg(&tree)
+        .arg(&out));
+    (dir, out)
 }
 
 fn apt_install(deb: &Path) {

@@ -508,6 +508,22 @@ async fn config_bundle_is_applied_and_an_invalid_one_refused_while_the_running_c
         .is_file());
     let prev = root.path("etc/plantgate/previous-config/gateway.toml");
     assert_eq!(std::fs::read_to_string(&prev).unwrap(), original);
+    // No file of the Debian package is where the apply put links and
+    // configs: dpkg would see it changed (a conffile: a prompt at the next
+    // upgrade) or put its own back over the link.
+    let moved = layout_paths(&root.path("etc/plantgate"));
+    assert!(
+        moved.iter().any(|p| p == "etc/plantgate/gateway.toml"),
+        "{moved:?}"
+    );
+    for asset in package_assets() {
+        assert!(
+            !moved
+                .iter()
+                .any(|m| asset == *m || asset.starts_with(&format!("{m}/"))),
+            "the package ships {asset}, which config apply replaces"
+        );
+    }
 
     // Valid, but the gateway cannot run it (its status port is taken): the
     // reload fails, the gate sees the old config still running, and the
@@ -533,6 +549,33 @@ async fn config_bundle_is_applied_and_an_invalid_one_refused_while_the_running_c
     assert_eq!(std::fs::read_to_string(&prev).unwrap(), original);
     assert_eq!(root.running_hash().await, hash);
     drop(busy);
+}
+
+/// The paths under `etc` (as `etc/plantgate/…`) that are links or hold
+/// applied configs.
+fn layout_paths(etc: &Path) -> Vec<String> {
+    std::fs::read_dir(etc)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name() == "configs" || e.file_type().is_ok_and(|t| t.is_symlink()))
+        .map(|e| format!("etc/plantgate/{}", e.file_name().to_string_lossy()))
+        .collect()
+}
+
+/// Where the Debian package installs its files (Cargo.toml's
+/// `[package.metadata.deb] assets`), without the leading `/`.
+fn package_assets() -> Vec<String> {
+    let manifest: toml::Table = toml::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap(),
+    )
+    .unwrap();
+    let assets = manifest["package"]["metadata"]["deb"]["assets"]
+        .as_array()
+        .unwrap();
+    assets
+        .iter()
+        .map(|a| a[1].as_str().unwrap().trim_start_matches('/').to_string())
+        .collect()
 }
 
 /// A file server over HTTPS with the test CA's certificate for 127.0.0.1.
