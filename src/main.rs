@@ -726,6 +726,19 @@ fn config_diff(old: &std::path::Path, new: &std::path::Path) -> ExitCode {
     }
 }
 
+/// SIGINT or SIGTERM, listened for from now on (not only once polled).
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    })
+}
+
 /// `plantgate config try NEW --config CURRENT`: exit 0 when both configs
 /// sent the same events, 1 when they differ, 2 on any error.
 async fn config_try(current: &std::path::Path, new: &std::path::Path, limit: Duration) -> ExitCode {
@@ -739,7 +752,16 @@ async fn config_try(current: &std::path::Path, new: &std::path::Path, limit: Dur
         (Ok(a), Ok(b)) => (a, b),
         (Err(code), _) | (_, Err(code)) => return code,
     };
-    match plantgate::shadow::run(&a, &b, limit, wait_for_stop_signal()).await {
+    // Listening before the sources start: a Ctrl-C at any time ends the
+    // try with its report instead of killing it.
+    let stop = match stop_signals() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("plantgate config try: cannot listen for Ctrl-C: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match plantgate::shadow::run(&a, &b, limit, stop).await {
         Ok(tried) => {
             print!("{}", tried.report);
             if tried.differs {

@@ -9,7 +9,9 @@
 //!   the running gateway's store is neither opened nor read.
 //! - Both edges see the same samples at the same clock readings, and both
 //!   start fresh (no rule state), so every difference in the report comes
-//!   from the rules, never from what each had seen before.
+//!   from the rules, never from what each had seen before. (The running
+//!   gateway's rule states are not copied: its store has one writer, which
+//!   holds it, and sled has no read-only open.)
 //! - The devices are read once per poll, over the try's own connections
 //!   (a running gateway does not share its samples). What is read is the
 //!   current config's sources and tags, plus the sources and tags only the
