@@ -284,12 +284,15 @@ impl RuleComparison {
     ) -> RuleComparison {
         let sent = (current.len(), candidate.len());
         let mut differences = Vec::new();
+        // Ids are unique per rule (rule, time and sequence make them).
+        let by_id: HashMap<String, usize> = candidate
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.clone(), i))
+            .collect();
         let mut theirs: Vec<Option<Event>> = candidate.into_iter().map(Some).collect();
         for e in current {
-            let twin = theirs
-                .iter_mut()
-                .find(|c| c.as_ref().is_some_and(|c| c.id == e.id))
-                .and_then(Option::take);
+            let twin = by_id.get(&e.id).and_then(|&i| theirs[i].take());
             match twin {
                 None => differences.push(Difference::Dropped(e)),
                 Some(c) if c == e => {}
