@@ -1,4 +1,5 @@
-//! The edge alone, on one core (`cargo bench --bench edge`).
+//! The edge alone, on one core (`cargo bench --bench edge`; `-- throughput`
+//! for the throughput alone).
 //!
 //! 1. Throughput: samples through a deadband (the source's conditioning)
 //!    and then the edge's rules — a part counter, a machine state and an
@@ -160,6 +161,10 @@ fn main() {
         return;
     }
     // Memory first, before the throughput run's allocations are freed.
-    memory_per_tag();
+    // `-- throughput` skips it (its 100,000-tag config takes minutes to
+    // load), for comparing builds.
+    if !std::env::args().any(|a| a == "throughput") {
+        memory_per_tag();
+    }
     throughput();
 }
