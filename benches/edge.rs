@@ -53,7 +53,12 @@ fn throughput() {
     const LINES: usize = 100;
     const SAMPLES: usize = 3_000_000;
     let cfg = config(LINES);
-    let mut edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default());
+    let mut edge = Edge::new(
+        &cfg.gateway.id,
+        &cfg.tag_table,
+        &cfg.events,
+        Default::default(),
+    );
     let mut filters: Vec<Filter> = cfg
         .tags
         .iter()
@@ -81,7 +86,8 @@ fn throughput() {
             (
                 i,
                 Sample {
-                    tag: cfg.tags[i].name.clone(),
+                    tag: cfg.tags[i].id,
+                    unconfigured: None,
                     value,
                     quality: Quality::Good,
                     time: Millis(START + t),
@@ -139,7 +145,12 @@ fn memory_per_tag() {
     let cfg = config(LINES);
     let tags = cfg.tags.len();
     let before = resident_kib();
-    let edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default());
+    let edge = Edge::new(
+        &cfg.gateway.id,
+        &cfg.tag_table,
+        &cfg.events,
+        Default::default(),
+    );
     let filters: Vec<Filter> = cfg
         .tags
         .iter()

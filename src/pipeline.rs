@@ -205,6 +205,7 @@ impl Gateway {
         );
         let edge = Edge::new(
             &config.gateway.id,
+            &config.tag_table,
             &config.events,
             edge::restore(store.rule_states()?),
         )

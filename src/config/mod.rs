@@ -48,6 +48,8 @@ pub struct Config {
     pub tags: Vec<TagConfig>,
     /// Tags computed from other tags, in an order where each follows its inputs.
     pub derived: Vec<derived::DerivedTag>,
+    /// Every tag's name and id (`tags`, then `derived`).
+    pub tag_table: std::sync::Arc<crate::tags::TagTable>,
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
     /// `[mqtt_sink]`: the northbound broker, when events go there too.
@@ -111,6 +113,8 @@ pub enum SourceKind {
 #[derive(Clone, Debug)]
 pub struct TagConfig {
     pub name: String,
+    /// The name's id in [`Config::tag_table`]: what its samples carry.
+    pub id: crate::tags::TagId,
     pub source: String,
     pub point: TagPoint,
     /// value × scale + offset, applied to numbers before the edge sees them.
@@ -535,6 +539,25 @@ fn text_hash(text: &str) -> String {
         .collect()
 }
 
+/// Intern the tag names (`[[tags]]`, then `[[derived]]`) and give each
+/// tag, and each derived tag's inputs, their ids.
+fn intern(tags: &mut [TagConfig], derived: &mut [derived::DerivedTag]) -> crate::tags::TagTable {
+    let table = crate::tags::TagTable::new(
+        tags.iter()
+            .map(|t| t.name.as_str())
+            .chain(derived.iter().map(|d| d.name.as_str())),
+    );
+    let id = |name: &str| table.id(name).unwrap_or(crate::tags::TagId::UNCONFIGURED);
+    for t in tags.iter_mut() {
+        t.id = id(&t.name);
+    }
+    for d in derived.iter_mut() {
+        d.id = id(&d.name);
+        d.input_ids = d.inputs.iter().map(|i| id(i)).collect();
+    }
+    table
+}
+
 fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>), ConfigError> {
     let invalid = |diagnostics| ConfigError::Invalid {
         path: path.to_path_buf(),
@@ -904,8 +927,9 @@ impl<'a> Validator<'a> {
         }
         let status = self.status(raw.status.as_ref());
         let sources = self.sources(sources);
-        let tags = self.tags(tags, &sources);
-        let derived = self.derived(&raw.derived, &tags);
+        let mut tags = self.tags(tags, &sources);
+        let mut derived = self.derived(&raw.derived, &tags);
+        let tag_table = std::sync::Arc::new(intern(&mut tags, &mut derived));
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref()).map(|mut o| {
             o.workcenter_at = std::mem::take(&mut self.workcenter_at);
@@ -933,6 +957,7 @@ impl<'a> Validator<'a> {
             sources,
             tags,
             derived,
+            tag_table,
             events,
             odoo: odoo?,
             #[cfg(feature = "mqtt")]
@@ -1197,6 +1222,7 @@ impl<'a> Validator<'a> {
             }
             out.push(TagConfig {
                 name: name_str,
+                id: crate::tags::TagId::UNCONFIGURED,
                 source: src.name.clone(),
                 point,
                 scale: r.scale.as_ref().map(|v| *v.get_ref()),

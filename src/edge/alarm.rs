@@ -95,7 +95,7 @@ impl Alarm {
         let value = match (&sample.quality, sample.value.as_f64()) {
             (Quality::Good, Some(v)) => v,
             (Quality::Good, None) => {
-                tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+                tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                     "alarm tag gave a value that is not a number; ignored");
                 return self.on_tick(gateway, at, events);
             }
@@ -305,7 +305,8 @@ mod tests {
     fn feed(a: &mut Alarm, value: Value, secs: f64) -> Vec<Event> {
         let mut ev = Vec::new();
         let s = Sample {
-            tag: "oven_temp".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value,
             quality: Quality::Good,
             time: at(secs).time,
@@ -443,7 +444,8 @@ mod tests {
         let mut a = rule(HOT, 0, 0);
         let mut ev = Vec::new();
         let s = Sample {
-            tag: "oven_temp".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Float(300.0),
             quality: Quality::Bad("timeout".into()),
             time: Millis(0),
@@ -519,7 +521,8 @@ mod tests {
         assert_eq!(kinds(&ev), ["alarm_raised"]);
         // Restart while raised and clearing: it clears once, same id.
         let s = Sample {
-            tag: "oven_temp".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Float(250.0),
             quality: Quality::Good,
             time: Millis(170_000),

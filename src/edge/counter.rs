@@ -66,7 +66,7 @@ impl Counter {
             return self.on_tick(gateway, at, events);
         }
         let Some(now) = sample.value.as_u64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                 "counter tag gave a value that is not a non-negative integer; ignored");
             return self.on_tick(gateway, at, events);
         };
@@ -203,7 +203,8 @@ mod tests {
 
     fn sample(value: u64, at: i64) -> Sample {
         Sample {
-            tag: "c".to_string(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: crate::model::Value::UInt(value),
             quality: Quality::Good,
             time: Millis(at),

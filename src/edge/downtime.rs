@@ -63,7 +63,7 @@ impl Downtime {
             return self.on_tick(gateway, at, events);
         }
         let Some(value) = sample.value.as_i64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                 "machine-state tag gave a value that is not an integer; ignored");
             return self.on_tick(gateway, at, events);
         };
@@ -102,7 +102,7 @@ impl Downtime {
             return false;
         }
         let Some(code) = sample.value.as_i64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = self.rule.reason_tag.as_deref().unwrap_or_default(), value = %sample.value,
                 "fault-code tag gave a value that is not an integer; ignored");
             return false;
         };
@@ -216,7 +216,8 @@ mod tests {
 
     fn code(d: &mut Downtime, value: i64) -> bool {
         d.on_code(&Sample {
-            tag: "code".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Int(value),
             quality: Quality::Good,
             time: Millis(0),
@@ -310,7 +311,8 @@ mod tests {
     fn feed_at(d: &mut Downtime, value: i64, device_ms: i64, at: At) -> Vec<Event> {
         let mut ev = Vec::new();
         let s = Sample {
-            tag: "s".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Int(value),
             quality: Quality::Good,
             time: Millis(device_ms),

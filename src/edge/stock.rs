@@ -36,7 +36,7 @@ impl Stock {
             return false;
         }
         let Some(value) = sample.value.as_f64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                 "stock tag gave a value that is not a number; ignored");
             return false;
         };
@@ -89,7 +89,8 @@ mod tests {
     fn read(s: &mut Stock, v: f64, secs: i64) -> Vec<f64> {
         let mut ev = Vec::new();
         let sample = Sample {
-            tag: "silo1_kg".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Float(v),
             quality: Quality::Good,
             time: Millis(secs * 1000),

@@ -86,7 +86,7 @@ impl Window {
         let value = match (&sample.quality, sample.value.as_f64()) {
             (Quality::Good, Some(v)) => Some(v),
             (Quality::Good, None) => {
-                tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+                tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                     "window tag gave a value that is not a number; ignored");
                 return false;
             }
@@ -221,7 +221,8 @@ mod tests {
 
     fn read(w: &mut Window, v: Option<f64>, ms: i64) -> Vec<Event> {
         let s = Sample {
-            tag: "oven_temp".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: v.map_or(Value::Int(0), Value::Float),
             quality: if v.is_some() {
                 Quality::Good
