@@ -179,14 +179,15 @@ impl TagConfig {
     }
 }
 
+/// Each rule shared (the edge's rules hold the config's, not a copy each).
 #[derive(Clone, Debug)]
 pub enum EventRule {
-    Production(ProductionRule),
-    Downtime(DowntimeRule),
-    Alarm(AlarmRule),
-    Measurement(MeasurementRule),
-    Window(WindowRule),
-    Stock(StockRule),
+    Production(std::sync::Arc<ProductionRule>),
+    Downtime(std::sync::Arc<DowntimeRule>),
+    Alarm(std::sync::Arc<AlarmRule>),
+    Measurement(std::sync::Arc<MeasurementRule>),
+    Window(std::sync::Arc<WindowRule>),
+    Stock(std::sync::Arc<StockRule>),
 }
 
 impl EventRule {
@@ -565,17 +566,26 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
     };
     // One parse: the sections are read from it by serde, the kind-shaped
     // entries ([[sources]], [[tags]]) by kind, all with their positions.
-    let doc = DeTable::parse(text).map_err(|e| invalid(vec![toml_error(text, &e)]))?;
-    let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc.clone()))
-        .map_err(|e| invalid(vec![toml_error(text, &e)]))?;
-    let entries = |key: &str| -> Vec<Entry<'_>> {
-        doc.get_ref()
+    let mut doc = DeTable::parse(text).map_err(|e| invalid(vec![toml_error(text, &e)]))?;
+    // Those entries are taken out of the document, not copied: the tree of
+    // a large tag map is held once while it is read. (One that is not an
+    // array stays, for serde to refuse.)
+    let mut entries = |key: &str| -> Vec<Entry<'_>> {
+        let table = doc.get_mut();
+        if table
             .get(key)
-            .and_then(|v| v.get_ref().as_array())
-            .map(|a| a.to_vec())
-            .unwrap_or_default()
+            .is_none_or(|v| v.get_ref().as_array().is_none())
+        {
+            return Vec::new();
+        }
+        match table.remove(key).map(|v| v.into_inner()) {
+            Some(toml::de::DeValue::Array(a)) => a.into_iter().collect(),
+            _ => Vec::new(),
+        }
     };
     let (sources, tags) = (entries("sources"), entries("tags"));
+    let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc))
+        .map_err(|e| invalid(vec![toml_error(text, &e)]))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut v = Validator {
         text,
@@ -1411,7 +1421,7 @@ impl<'a> Validator<'a> {
                         (None, Some(_)) => None,
                         (None, None) => Some(DEFAULT_REPORT_EVERY),
                     };
-                    out.push(EventRule::Production(ProductionRule {
+                    out.push(EventRule::Production(std::sync::Arc::new(ProductionRule {
                         name: name_str,
                         tag: tag_name,
                         workcenter,
@@ -1421,7 +1431,7 @@ impl<'a> Validator<'a> {
                         report_parts,
                         parts_per_stroke,
                         lane,
-                    }));
+                    })));
                 }
                 "downtime" => {
                     self.forbid(e, &r.max_step, "max_step", "production");
@@ -1432,13 +1442,13 @@ impl<'a> Validator<'a> {
                         self.downtime(e, name_str, tag_name, workcenter, &by_name)
                     {
                         rule.lane = lane;
-                        out.push(EventRule::Downtime(rule));
+                        out.push(EventRule::Downtime(rule.into()));
                     }
                 }
                 "alarm" => {
                     if let Some(mut rule) = self.alarm(e, name_str, tag_name) {
                         rule.lane = lane;
-                        out.push(EventRule::Alarm(rule));
+                        out.push(EventRule::Alarm(rule.into()));
                     }
                 }
                 "stock" => {
@@ -1457,20 +1467,20 @@ impl<'a> Validator<'a> {
                     }
                     if let Some(mut rule) = self.stock(e, name_str, tag_name) {
                         rule.lane = lane;
-                        out.push(EventRule::Stock(rule));
+                        out.push(EventRule::Stock(rule.into()));
                     }
                 }
                 "measurement" => {
                     if let Some(mut rule) = self.measurement(e, name_str, tag_name, workcenter_set)
                     {
                         rule.lane = lane;
-                        out.push(EventRule::Measurement(rule));
+                        out.push(EventRule::Measurement(rule.into()));
                     }
                 }
                 "window" => {
                     if let Some(mut rule) = self.window(e, name_str, tag_name, workcenter_set) {
                         rule.lane = lane;
-                        out.push(EventRule::Window(rule));
+                        out.push(EventRule::Window(rule.into()));
                     }
                 }
                 other => self.err(

@@ -57,7 +57,7 @@ pub struct Active {
 }
 
 pub struct Alarm {
-    pub rule: AlarmRule,
+    pub rule: std::sync::Arc<AlarmRule>,
     pub state: AlarmState,
     /// How long the pending raise or clear has held, monotonic.
     held: Option<Held>,
@@ -74,7 +74,8 @@ fn after(t: Millis, d: Duration) -> Millis {
 }
 
 impl Alarm {
-    pub fn new(rule: AlarmRule, state: AlarmState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<AlarmRule>>, state: AlarmState) -> Self {
+        let rule = rule.into();
         Alarm {
             rule,
             state,
@@ -467,7 +468,7 @@ mod tests {
             10,
             0,
         );
-        a.rule.rate = true;
+        std::sync::Arc::make_mut(&mut a.rule).rate = true;
         let mut ev = Vec::new();
         // Flat for a minute, then +0.2 °C a second (12 per minute) for a
         // minute, then +0.02 a second (1.2 per minute), sampled each second.

@@ -38,7 +38,7 @@ pub struct Period {
 }
 
 pub struct Counter {
-    pub rule: ProductionRule,
+    pub rule: std::sync::Arc<ProductionRule>,
     pub state: CounterState,
     /// How long the open period has run, on the monotonic clock; rebuilt
     /// from `period.start` after a restart.
@@ -46,7 +46,8 @@ pub struct Counter {
 }
 
 impl Counter {
-    pub fn new(rule: ProductionRule, state: CounterState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<ProductionRule>>, state: CounterState) -> Self {
+        let rule = rule.into();
         Counter {
             rule,
             state,

@@ -35,7 +35,7 @@ pub struct OpenStop {
 }
 
 pub struct Downtime {
-    pub rule: DowntimeRule,
+    pub rule: std::sync::Arc<DowntimeRule>,
     pub state: DowntimeState,
     /// How long the open stop has been held, on the monotonic clock;
     /// rebuilt from `since` after a restart.
@@ -43,7 +43,8 @@ pub struct Downtime {
 }
 
 impl Downtime {
-    pub fn new(rule: DowntimeRule, state: DowntimeState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<DowntimeRule>>, state: DowntimeState) -> Self {
+        let rule = rule.into();
         Downtime {
             rule,
             state,

@@ -19,12 +19,13 @@ pub struct MeasurementState {
 }
 
 pub struct Measurement {
-    pub rule: MeasurementRule,
+    pub rule: std::sync::Arc<MeasurementRule>,
     pub state: MeasurementState,
 }
 
 impl Measurement {
-    pub fn new(rule: MeasurementRule, state: MeasurementState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<MeasurementRule>>, state: MeasurementState) -> Self {
+        let rule = rule.into();
         Measurement { rule, state }
     }
 

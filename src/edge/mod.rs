@@ -52,13 +52,15 @@ pub enum RuleState {
     Stock(StockState),
 }
 
+/// Each rule on the heap at its own size: inline, every rule took the
+/// largest kind's room.
 enum Rule {
-    Counter(Counter),
-    Downtime(Downtime),
-    Alarm(Alarm),
-    Measurement(Measurement),
-    Window(Window),
-    Stock(Stock),
+    Counter(Box<Counter>),
+    Downtime(Box<Downtime>),
+    Alarm(Box<Alarm>),
+    Measurement(Box<Measurement>),
+    Window(Box<Window>),
+    Stock(Box<Stock>),
 }
 
 impl Rule {
@@ -251,48 +253,48 @@ impl Edge {
         for (i, rule) in rules.iter().enumerate() {
             let state = restored.remove(rule.name());
             let r = match rule {
-                EventRule::Production(p) => Rule::Counter(Counter::new(
+                EventRule::Production(p) => Rule::Counter(Box::new(Counter::new(
                     p.clone(),
                     match state {
                         Some(RuleState::Counter(s)) => s,
                         _ => CounterState::default(),
                     },
-                )),
-                EventRule::Downtime(d) => Rule::Downtime(Downtime::new(
+                ))),
+                EventRule::Downtime(d) => Rule::Downtime(Box::new(Downtime::new(
                     d.clone(),
                     match state {
                         Some(RuleState::Downtime(s)) => s,
                         _ => DowntimeState::default(),
                     },
-                )),
-                EventRule::Alarm(a) => Rule::Alarm(Alarm::new(
+                ))),
+                EventRule::Alarm(a) => Rule::Alarm(Box::new(Alarm::new(
                     a.clone(),
                     match state {
                         Some(RuleState::Alarm(s)) => s,
                         _ => AlarmState::default(),
                     },
-                )),
-                EventRule::Measurement(m) => Rule::Measurement(Measurement::new(
+                ))),
+                EventRule::Measurement(m) => Rule::Measurement(Box::new(Measurement::new(
                     m.clone(),
                     match state {
                         Some(RuleState::Measurement(s)) => s,
                         _ => MeasurementState::default(),
                     },
-                )),
-                EventRule::Window(w) => Rule::Window(Window::new(
+                ))),
+                EventRule::Window(w) => Rule::Window(Box::new(Window::new(
                     w.clone(),
                     match state {
                         Some(RuleState::Window(s)) => s,
                         _ => WindowState::default(),
                     },
-                )),
-                EventRule::Stock(k) => Rule::Stock(Stock::new(
+                ))),
+                EventRule::Stock(k) => Rule::Stock(Box::new(Stock::new(
                     k.clone(),
                     match state {
                         Some(RuleState::Stock(s)) => s,
                         _ => StockState::default(),
                     },
-                )),
+                ))),
             };
             if let Some(t) = r.last_date() {
                 timeline.seen(t);
@@ -501,7 +503,7 @@ mod tests {
 
     fn edge() -> Edge {
         let rules = [
-            EventRule::Production(ProductionRule {
+            EventRule::Production(std::sync::Arc::new(ProductionRule {
                 name: "parts".into(),
                 tag: "c".into(),
                 workcenter: "WC".into(),
@@ -511,8 +513,8 @@ mod tests {
                 report_parts: None,
                 parts_per_stroke: 1,
                 lane: None,
-            }),
-            EventRule::Downtime(DowntimeRule {
+            })),
+            EventRule::Downtime(std::sync::Arc::new(DowntimeRule {
                 name: "stops".into(),
                 tag: "s".into(),
                 workcenter: "WC".into(),
@@ -524,7 +526,7 @@ mod tests {
                 reason_tag: None,
                 codes: vec![],
                 lane: None,
-            }),
+            })),
         ];
         Edge::new("gw", &tags(), &rules, HashMap::new())
     }

@@ -16,12 +16,13 @@ pub struct StockState {
 }
 
 pub struct Stock {
-    pub rule: StockRule,
+    pub rule: std::sync::Arc<StockRule>,
     pub state: StockState,
 }
 
 impl Stock {
-    pub fn new(rule: StockRule, state: StockState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<StockRule>>, state: StockState) -> Self {
+        let rule = rule.into();
         Stock { rule, state }
     }
 

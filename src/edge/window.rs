@@ -50,14 +50,15 @@ pub struct Acc {
 }
 
 pub struct Window {
-    pub rule: WindowRule,
+    pub rule: std::sync::Arc<WindowRule>,
     pub state: WindowState,
     /// The held value may carry into the next window (see the module doc).
     live: bool,
 }
 
 impl Window {
-    pub fn new(rule: WindowRule, state: WindowState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<WindowRule>>, state: WindowState) -> Self {
+        let rule = rule.into();
         Window {
             rule,
             state,
