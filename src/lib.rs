@@ -11,6 +11,7 @@
 //!
 //! - [`config`]: the TOML tag map → a validated [`config::Config`].
 //! - [`model`]: [`model::Sample`] and [`model::Event`].
+//! - [`tags`]: tag names interned at config load; samples carry a [`tags::TagId`].
 //! - [`sources`]: device readers, one task per connection.
 //! - [`edge`]: rules that turn samples and clock ticks into events (pure, no I/O).
 //! - [`records`]: events as store records (lane, key, payload), and reading older stores.
@@ -41,4 +42,5 @@ pub mod status;
 pub mod store;
 pub mod supervise;
 pub mod systemd;
+pub mod tags;
 pub mod update;

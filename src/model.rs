@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+pub use crate::tags::{TagId, TagTable};
+
 /// Milliseconds since the Unix epoch, UTC. Plain integer so it is cheap to
 /// store and compare; formatting happens only at the edges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -116,7 +118,11 @@ pub enum Quality {
 /// One reading of one tag.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
-    pub tag: String,
+    /// The tag read, by its id in the config's [`TagTable`].
+    pub tag: TagId,
+    /// The name, only when no configured tag has it (`tag` is then
+    /// [`TagId::UNCONFIGURED`]): an MQTT tag named from topic levels.
+    pub unconfigured: Option<Box<str>>,
     pub value: Value,
     pub quality: Quality,
     /// When the value was valid at the device: its source timestamp when the
@@ -127,6 +133,17 @@ pub struct Sample {
     /// Handed back by the edge once the sample's effects are committed to
     /// the store, for a source that acknowledges its device only then.
     pub receipt: Option<Receipt>,
+}
+
+impl Sample {
+    /// The tag's name, from the table (or the sample, for a name no
+    /// configured tag has).
+    pub fn name<'a>(&'a self, tags: &'a TagTable) -> &'a str {
+        match &self.unconfigured {
+            Some(n) => n,
+            None => tags.name(self.tag).unwrap_or(""),
+        }
+    }
 }
 
 /// Where one source hears how far the edge has committed its samples:

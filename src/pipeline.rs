@@ -351,7 +351,7 @@ impl EdgeClock {
 /// The edge a config's rules make, resuming each rule from `states`; the
 /// gateway and a shadow run (`config try`) build theirs the same way.
 pub fn edge_for(config: &Config, states: HashMap<String, RuleState>) -> Edge {
-    Edge::new(&config.gateway.id, &config.events, states)
+    Edge::new(&config.gateway.id, &config.tag_table, &config.events, states)
         .with_derived(&config.derived)
         .with_tags(&config.tags)
 }

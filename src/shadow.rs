@@ -31,6 +31,7 @@ use crate::model::{Event, Millis, Sample};
 use crate::pipeline::{self, EdgeClock, EDGE_TICK};
 use crate::sources;
 use crate::status::Telemetry;
+use crate::tags::{TagId, TagTable};
 use crate::supervise::Stages;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -94,6 +95,9 @@ pub fn reading_config(current: &Config, candidate: &Config) -> (Config, Vec<Stri
             before - read.tags.len()
         ));
     }
+    // The tags read get ids of their own; each edge sees them under its
+    // config's ids (see [`Shadow::apply`]).
+    read.tag_table = Arc::new(crate::config::intern(&mut read.tags, &mut read.derived));
     (read, notes)
 }
 
@@ -151,6 +155,9 @@ pub struct Shadow {
 struct Side {
     edge: Edge,
     events: Vec<Event>,
+    /// The id of each tag read (by its id in the reading table) in this
+    /// side's config; unconfigured for a tag only the other side has.
+    ids: Vec<TagId>,
 }
 
 impl Side {
@@ -161,11 +168,19 @@ impl Side {
 }
 
 impl Shadow {
-    /// Both edges fresh, built as the gateway builds its own.
-    pub fn new(current: &Config, candidate: &Config) -> Shadow {
+    /// Both edges fresh, built as the gateway builds its own, for samples
+    /// carrying the ids of `read` (the tags [`reading_config`] reads).
+    pub fn new(read: &TagTable, current: &Config, candidate: &Config) -> Shadow {
         let side = |c: &Config| Side {
             edge: pipeline::edge_for(c, HashMap::new()),
             events: Vec::new(),
+            ids: (0..read.len())
+                .map(|i| {
+                    read.name(TagId::from_index(i))
+                        .and_then(|n| c.tag_table.id(n))
+                        .unwrap_or(TagId::UNCONFIGURED)
+                })
+                .collect(),
         };
         let rules = |c: &Config| {
             c.events
@@ -185,7 +200,20 @@ impl Shadow {
         self.samples += 1;
         for side in [&mut self.current, &mut self.candidate] {
             let mut out = Output::default();
-            side.edge.apply(sample, now, &mut out);
+            let seen = Sample {
+                tag: side
+                    .ids
+                    .get(sample.tag.index())
+                    .copied()
+                    .unwrap_or(TagId::UNCONFIGURED),
+                unconfigured: sample.unconfigured.clone(),
+                value: sample.value.clone(),
+                quality: sample.quality,
+                time: sample.time,
+                server_time: sample.server_time,
+                receipt: None,
+            };
+            side.edge.apply(&seen, now, &mut out);
             side.take(out);
         }
     }
@@ -494,7 +522,7 @@ pub async fn run(
         None,
     );
     drop(tx);
-    let mut shadow = Shadow::new(current, candidate);
+    let mut shadow = Shadow::new(&read.tag_table, current, candidate);
     let clock = EdgeClock::new();
     let started = tokio::time::Instant::now();
     let mut ticks = tokio::time::interval(EDGE_TICK);
@@ -587,9 +615,10 @@ mod tests {
         }
     }
 
-    fn sample(tag: &str, v: i64, now: Now) -> Sample {
+    fn sample(tags: &TagTable, tag: &str, v: i64, now: Now) -> Sample {
         Sample {
-            tag: tag.into(),
+            tag: tags.id(tag).expect("a configured tag"),
+            unconfigured: None,
             value: Value::Int(v),
             quality: Quality::Good,
             time: now.wall,
@@ -632,11 +661,11 @@ mod tests {
         let current = config(EXAMPLE);
         let candidate =
             config(&EXAMPLE.replacen("name = \"press2_parts\"", "name = \"press2_count\"", 1));
-        let mut shadow = Shadow::new(&current, &candidate);
+        let mut shadow = Shadow::new(&current.tag_table, &current, &candidate);
         for (i, strokes) in [100, 103, 110].into_iter().enumerate() {
             let now = at(i as u64 * 40_000);
-            shadow.apply(&sample("press1_strokes", strokes, now), now);
-            shadow.apply(&sample("press2_strokes", strokes, now), now);
+            shadow.apply(&sample(&current.tag_table, "press1_strokes", strokes, now), now);
+            shadow.apply(&sample(&current.tag_table, "press2_strokes", strokes, now), now);
             shadow.tick(now);
         }
         let c = shadow.finish(at(130_000));

@@ -50,9 +50,14 @@ struct Run {
 
 impl Run {
     fn new(cfg: Config) -> Run {
-        let edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default())
-            .with_derived(&cfg.derived)
-            .with_tags(&cfg.tags);
+        let edge = Edge::new(
+            &cfg.gateway.id,
+            &cfg.tag_table,
+            &cfg.events,
+            Default::default(),
+        )
+        .with_derived(&cfg.derived)
+        .with_tags(&cfg.tags);
         let filters = cfg
             .tags
             .iter()
@@ -117,6 +122,7 @@ impl Run {
                 .collect();
             self.edge = Edge::new(
                 &self.cfg.gateway.id,
+                &self.cfg.tag_table,
                 &self.cfg.events,
                 edge::restore(stored),
             )
@@ -156,7 +162,8 @@ impl Run {
                 }
             };
             let sample = Sample {
-                tag: tag.to_string(),
+                tag: self.cfg.tags[i].id,
+                unconfigured: None,
                 value,
                 quality,
                 time,

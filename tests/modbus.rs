@@ -222,9 +222,12 @@ impl Run {
         }
         let latest = Arc::new(Mutex::new(HashMap::new()));
         let l = latest.clone();
+        let names = cfg.tag_table.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(s) = rx.recv().await {
-                l.lock().expect("lock").insert(s.tag.clone(), s);
+                l.lock()
+                    .expect("lock")
+                    .insert(s.name(&names).to_string(), s);
             }
         }));
         Run {

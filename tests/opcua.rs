@@ -139,7 +139,7 @@ queue_size = 100
                 .await
                 .unwrap_or_else(|_| panic!("{n} not sampled within 20 s"))
                 .expect("source running");
-            match s.tag.as_str() {
+            match s.name(&src.tags) {
                 "temp" => filtered.push(s.value),
                 "temp_all" => {
                     let done = s.value == Value::Float(f64::from(n));
@@ -462,7 +462,7 @@ async fn thousands_of_items_on_one_subscription_all_report() {
         while seen.len() < N {
             let s = src.rx.recv().await.expect("sample");
             assert_eq!(s.quality, Quality::Good, "{s:?}");
-            seen.insert(s.tag);
+            seen.insert(s.name(&src.tags).to_string());
         }
     };
     tokio::time::timeout(Duration::from_secs(20), all)
@@ -570,7 +570,9 @@ async fn a_held_back_edge_gets_the_newest_value_of_each_item_not_a_backlog() {
             let s = rx.recv().await.expect("the source runs");
             received += 1;
             if let Value::Float(v) = s.value {
-                seen.entry(s.tag).or_default().push(v);
+                seen.entry(s.name(&cfg.tag_table).to_string())
+                    .or_default()
+                    .push(v);
             }
         }
     };

@@ -148,14 +148,15 @@ async fn write_the_fixture_of_this_release() {
     let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
     let lanes = Lanes::new(&cfg.events);
     let store = Store::open(&out, &["odoo"], &cfg.store, &NoUpgrade).expect("store");
-    let mut edge = Edge::new(&cfg.gateway.id, &cfg.events, HashMap::new());
+    let mut edge = Edge::new(&cfg.gateway.id, &cfg.tag_table, &cfg.events, HashMap::new());
     const T0: i64 = 1_780_000_000_000;
     let now = |ms: i64| Now {
         wall: Millis(T0 + ms),
         mono: Mono((10_000 + ms) as u64),
     };
     let sample = |tag: &str, v: i64, ms: i64| Sample {
-        tag: tag.into(),
+        tag: cfg.tag_table.id(tag).expect("configured"),
+        unconfigured: None,
         value: Value::Int(v),
         quality: Quality::Good,
         time: Millis(T0 + ms),

@@ -29,9 +29,13 @@ pub struct RawDerived {
 #[derive(Clone, Debug)]
 pub struct DerivedTag {
     pub name: String,
+    /// The name's id in the config's tag table.
+    pub id: crate::tags::TagId,
     pub expr: String,
     pub tree: Node,
     pub inputs: Vec<String>,
+    /// `inputs`' ids, in the same order.
+    pub input_ids: Vec<crate::tags::TagId>,
     pub engineering_unit: Option<String>,
 }
 
@@ -165,9 +169,11 @@ impl Validator<'_> {
             out.push((
                 DerivedTag {
                     name: name_str,
+                    id: crate::tags::TagId::UNCONFIGURED,
                     expr: expr.get_ref().clone(),
                     tree,
                     inputs,
+                    input_ids: Vec::new(),
                     engineering_unit: r.engineering_unit.as_ref().map(|u| u.get_ref().clone()),
                 },
                 expr,

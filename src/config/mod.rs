@@ -48,6 +48,8 @@ pub struct Config {
     pub tags: Vec<TagConfig>,
     /// Tags computed from other tags, in an order where each follows its inputs.
     pub derived: Vec<derived::DerivedTag>,
+    /// Every tag's name and id (`tags`, then `derived`).
+    pub tag_table: std::sync::Arc<crate::tags::TagTable>,
     pub events: Vec<EventRule>,
     pub odoo: OdooConfig,
     /// `[mqtt_sink]`: the northbound broker, when events go there too.
@@ -111,6 +113,8 @@ pub enum SourceKind {
 #[derive(Clone, Debug)]
 pub struct TagConfig {
     pub name: String,
+    /// The name's id in [`Config::tag_table`]: what its samples carry.
+    pub id: crate::tags::TagId,
     pub source: String,
     pub point: TagPoint,
     /// value × scale + offset, applied to numbers before the edge sees them.
@@ -175,14 +179,15 @@ impl TagConfig {
     }
 }
 
+/// Each rule shared (the edge's rules hold the config's, not a copy each).
 #[derive(Clone, Debug)]
 pub enum EventRule {
-    Production(ProductionRule),
-    Downtime(DowntimeRule),
-    Alarm(AlarmRule),
-    Measurement(MeasurementRule),
-    Window(WindowRule),
-    Stock(StockRule),
+    Production(std::sync::Arc<ProductionRule>),
+    Downtime(std::sync::Arc<DowntimeRule>),
+    Alarm(std::sync::Arc<AlarmRule>),
+    Measurement(std::sync::Arc<MeasurementRule>),
+    Window(std::sync::Arc<WindowRule>),
+    Stock(std::sync::Arc<StockRule>),
 }
 
 impl EventRule {
@@ -547,6 +552,25 @@ fn text_hash(text: &str) -> String {
         .collect()
 }
 
+/// Intern the tag names (`[[tags]]`, then `[[derived]]`) and give each
+/// tag, and each derived tag's inputs, their ids.
+pub(crate) fn intern(tags: &mut [TagConfig], derived: &mut [derived::DerivedTag]) -> crate::tags::TagTable {
+    let table = crate::tags::TagTable::new(
+        tags.iter()
+            .map(|t| t.name.as_str())
+            .chain(derived.iter().map(|d| d.name.as_str())),
+    );
+    let id = |name: &str| table.id(name).unwrap_or(crate::tags::TagId::UNCONFIGURED);
+    for t in tags.iter_mut() {
+        t.id = id(&t.name);
+    }
+    for d in derived.iter_mut() {
+        d.id = id(&d.name);
+        d.input_ids = d.inputs.iter().map(|i| id(i)).collect();
+    }
+    table
+}
+
 fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>), ConfigError> {
     let invalid = |diagnostics| ConfigError::Invalid {
         path: path.to_path_buf(),
@@ -554,17 +578,26 @@ fn parse_with_needs(text: &str, path: &Path) -> Result<(Config, Vec<files::Need>
     };
     // One parse: the sections are read from it by serde, the kind-shaped
     // entries ([[sources]], [[tags]]) by kind, all with their positions.
-    let doc = DeTable::parse(text).map_err(|e| invalid(vec![toml_error(text, &e)]))?;
-    let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc.clone()))
-        .map_err(|e| invalid(vec![toml_error(text, &e)]))?;
-    let entries = |key: &str| -> Vec<Entry<'_>> {
-        doc.get_ref()
+    let mut doc = DeTable::parse(text).map_err(|e| invalid(vec![toml_error(text, &e)]))?;
+    // Those entries are taken out of the document, not copied: the tree of
+    // a large tag map is held once while it is read. (One that is not an
+    // array stays, for serde to refuse.)
+    let mut entries = |key: &str| -> Vec<Entry<'_>> {
+        let table = doc.get_mut();
+        if table
             .get(key)
-            .and_then(|v| v.get_ref().as_array())
-            .map(|a| a.to_vec())
-            .unwrap_or_default()
+            .is_none_or(|v| v.get_ref().as_array().is_none())
+        {
+            return Vec::new();
+        }
+        match table.remove(key).map(|v| v.into_inner()) {
+            Some(toml::de::DeValue::Array(a)) => a.into_iter().collect(),
+            _ => Vec::new(),
+        }
     };
     let (sources, tags) = (entries("sources"), entries("tags"));
+    let raw = RawConfig::deserialize(toml::de::Deserializer::from(doc))
+        .map_err(|e| invalid(vec![toml_error(text, &e)]))?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut v = Validator {
         text,
@@ -916,8 +949,9 @@ impl<'a> Validator<'a> {
         }
         let status = self.status(raw.status.as_ref());
         let sources = self.sources(sources);
-        let tags = self.tags(tags, &sources);
-        let derived = self.derived(&raw.derived, &tags);
+        let mut tags = self.tags(tags, &sources);
+        let mut derived = self.derived(&raw.derived, &tags);
+        let tag_table = std::sync::Arc::new(intern(&mut tags, &mut derived));
         let events = self.events(&raw.events, &tags);
         let odoo = self.odoo(raw.odoo.as_ref()).map(|mut o| {
             o.workcenter_at = std::mem::take(&mut self.workcenter_at);
@@ -945,6 +979,7 @@ impl<'a> Validator<'a> {
             sources,
             tags,
             derived,
+            tag_table,
             events,
             odoo: odoo?,
             #[cfg(feature = "mqtt")]
@@ -1209,6 +1244,7 @@ impl<'a> Validator<'a> {
             }
             out.push(TagConfig {
                 name: name_str,
+                id: crate::tags::TagId::UNCONFIGURED,
                 source: src.name.clone(),
                 point,
                 scale: r.scale.as_ref().map(|v| *v.get_ref()),
@@ -1397,7 +1433,7 @@ impl<'a> Validator<'a> {
                         (None, Some(_)) => None,
                         (None, None) => Some(DEFAULT_REPORT_EVERY),
                     };
-                    out.push(EventRule::Production(ProductionRule {
+                    out.push(EventRule::Production(std::sync::Arc::new(ProductionRule {
                         name: name_str,
                         tag: tag_name,
                         workcenter,
@@ -1407,7 +1443,7 @@ impl<'a> Validator<'a> {
                         report_parts,
                         parts_per_stroke,
                         lane,
-                    }));
+                    })));
                 }
                 "downtime" => {
                     self.forbid(e, &r.max_step, "max_step", "production");
@@ -1418,13 +1454,13 @@ impl<'a> Validator<'a> {
                         self.downtime(e, name_str, tag_name, workcenter, &by_name)
                     {
                         rule.lane = lane;
-                        out.push(EventRule::Downtime(rule));
+                        out.push(EventRule::Downtime(rule.into()));
                     }
                 }
                 "alarm" => {
                     if let Some(mut rule) = self.alarm(e, name_str, tag_name) {
                         rule.lane = lane;
-                        out.push(EventRule::Alarm(rule));
+                        out.push(EventRule::Alarm(rule.into()));
                     }
                 }
                 "stock" => {
@@ -1443,20 +1479,20 @@ impl<'a> Validator<'a> {
                     }
                     if let Some(mut rule) = self.stock(e, name_str, tag_name) {
                         rule.lane = lane;
-                        out.push(EventRule::Stock(rule));
+                        out.push(EventRule::Stock(rule.into()));
                     }
                 }
                 "measurement" => {
                     if let Some(mut rule) = self.measurement(e, name_str, tag_name, workcenter_set)
                     {
                         rule.lane = lane;
-                        out.push(EventRule::Measurement(rule));
+                        out.push(EventRule::Measurement(rule.into()));
                     }
                 }
                 "window" => {
                     if let Some(mut rule) = self.window(e, name_str, tag_name, workcenter_set) {
                         rule.lane = lane;
-                        out.push(EventRule::Window(rule));
+                        out.push(EventRule::Window(rule.into()));
                     }
                 }
                 other => self.err(

@@ -57,7 +57,7 @@ pub struct Active {
 }
 
 pub struct Alarm {
-    pub rule: AlarmRule,
+    pub rule: std::sync::Arc<AlarmRule>,
     pub state: AlarmState,
     /// How long the pending raise or clear has held, monotonic.
     held: Option<Held>,
@@ -74,7 +74,8 @@ fn after(t: Millis, d: Duration) -> Millis {
 }
 
 impl Alarm {
-    pub fn new(rule: AlarmRule, state: AlarmState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<AlarmRule>>, state: AlarmState) -> Self {
+        let rule = rule.into();
         Alarm {
             rule,
             state,
@@ -95,7 +96,7 @@ impl Alarm {
         let value = match (&sample.quality, sample.value.as_f64()) {
             (Quality::Good, Some(v)) => v,
             (Quality::Good, None) => {
-                tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+                tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                     "alarm tag gave a value that is not a number; ignored");
                 return self.on_tick(gateway, at, events);
             }
@@ -305,7 +306,8 @@ mod tests {
     fn feed(a: &mut Alarm, value: Value, secs: f64) -> Vec<Event> {
         let mut ev = Vec::new();
         let s = Sample {
-            tag: "oven_temp".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value,
             quality: Quality::Good,
             time: at(secs).time,
@@ -443,7 +445,8 @@ mod tests {
         let mut a = rule(HOT, 0, 0);
         let mut ev = Vec::new();
         let s = Sample {
-            tag: "oven_temp".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Float(300.0),
             quality: Quality::Bad("timeout".into()),
             time: Millis(0),
@@ -465,7 +468,7 @@ mod tests {
             10,
             0,
         );
-        a.rule.rate = true;
+        std::sync::Arc::make_mut(&mut a.rule).rate = true;
         let mut ev = Vec::new();
         // Flat for a minute, then +0.2 °C a second (12 per minute) for a
         // minute, then +0.02 a second (1.2 per minute), sampled each second.
@@ -519,7 +522,8 @@ mod tests {
         assert_eq!(kinds(&ev), ["alarm_raised"]);
         // Restart while raised and clearing: it clears once, same id.
         let s = Sample {
-            tag: "oven_temp".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Float(250.0),
             quality: Quality::Good,
             time: Millis(170_000),

@@ -38,7 +38,7 @@ pub struct Period {
 }
 
 pub struct Counter {
-    pub rule: ProductionRule,
+    pub rule: std::sync::Arc<ProductionRule>,
     pub state: CounterState,
     /// How long the open period has run, on the monotonic clock; rebuilt
     /// from `period.start` after a restart.
@@ -46,7 +46,8 @@ pub struct Counter {
 }
 
 impl Counter {
-    pub fn new(rule: ProductionRule, state: CounterState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<ProductionRule>>, state: CounterState) -> Self {
+        let rule = rule.into();
         Counter {
             rule,
             state,
@@ -66,7 +67,7 @@ impl Counter {
             return self.on_tick(gateway, at, events);
         }
         let Some(now) = sample.value.as_u64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                 "counter tag gave a value that is not a non-negative integer; ignored");
             return self.on_tick(gateway, at, events);
         };
@@ -203,7 +204,8 @@ mod tests {
 
     fn sample(value: u64, at: i64) -> Sample {
         Sample {
-            tag: "c".to_string(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: crate::model::Value::UInt(value),
             quality: Quality::Good,
             time: Millis(at),

@@ -7,31 +7,59 @@
 //! no loop), so one reading updates a chain in a single pass.
 
 use crate::config::derived::DerivedTag;
-use crate::model::{Quality, Sample, Value};
+use crate::model::{Quality, Sample, TagId, Value};
 use evalexpr::{ContextWithMutableVariables, DefaultNumericTypes, HashMapContext, Value as Ev};
-use std::collections::HashMap;
 
 pub struct Derived {
     tags: Vec<DerivedTag>,
-    /// Input name → the derived tags (indexes) that read it.
-    readers: HashMap<String, Vec<usize>>,
-    /// Latest reading of every input: its value, or why it is not good.
-    latest: HashMap<String, Result<Ev, String>>,
+    /// Tag id → its slot in `inputs`, for the tags a derived tag reads (up
+    /// to the last such id).
+    slots: Vec<Option<u32>>,
+    inputs: Vec<Input>,
+}
+
+/// A tag some derived tag reads.
+#[derive(Default)]
+struct Input {
+    /// The derived tags (indexes) that read it.
+    readers: Vec<usize>,
+    /// Its latest reading: its value, or why it is not good.
+    latest: Option<Result<Ev, String>>,
 }
 
 impl Derived {
     pub fn new(tags: &[DerivedTag]) -> Self {
-        let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, d) in tags.iter().enumerate() {
-            for input in &d.inputs {
-                readers.entry(input.clone()).or_default().push(i);
+        let mut d = Derived {
+            tags: tags.to_vec(),
+            slots: Vec::new(),
+            inputs: Vec::new(),
+        };
+        for (i, tag) in tags.iter().enumerate() {
+            for &input in tag.input_ids.iter().filter(|t| **t != TagId::UNCONFIGURED) {
+                if d.slots.len() <= input.index() {
+                    d.slots.resize(input.index() + 1, None);
+                }
+                let slot = match d.slots[input.index()] {
+                    Some(s) => s as usize,
+                    None => {
+                        d.inputs.push(Input::default());
+                        let s = d.inputs.len() - 1;
+                        d.slots[input.index()] = u32::try_from(s).ok();
+                        s
+                    }
+                };
+                d.inputs[slot].readers.push(i);
             }
         }
-        Derived {
-            tags: tags.to_vec(),
-            readers,
-            latest: HashMap::new(),
-        }
+        d
+    }
+
+    fn slot(&self, tag: TagId) -> Option<usize> {
+        self.slots
+            .get(tag.index())
+            .copied()
+            .flatten()
+            .map(|s| s as usize)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -40,12 +68,12 @@ impl Derived {
 
     /// The derived samples a reading gives, in dependency order.
     pub fn on_sample(&mut self, sample: &Sample) -> Vec<Sample> {
-        if !self.readers.contains_key(&sample.tag) {
+        let Some(slot) = self.slot(sample.tag) else {
             return Vec::new();
-        }
-        self.latest.insert(sample.tag.clone(), reading(sample));
+        };
+        self.inputs[slot].latest = Some(reading(sample));
         let mut dirty = vec![false; self.tags.len()];
-        for &i in &self.readers[&sample.tag] {
+        for &i in &self.inputs[slot].readers {
             dirty[i] = true;
         }
         let mut out = Vec::new();
@@ -61,17 +89,18 @@ impl Derived {
                 Ok(v) => (v.clone(), Quality::Good),
                 Err(why) => (Value::Int(0), Quality::Bad(why.clone())),
             };
-            self.latest.insert(
-                d.name.clone(),
-                result.and_then(|v| to_ev(&v).ok_or_else(|| "not a number".to_string())),
-            );
-            if let Some(next) = self.readers.get(&d.name) {
-                for &j in next {
+            let id = d.id;
+            if let Some(s) = self.slot(id) {
+                let input = &mut self.inputs[s];
+                input.latest =
+                    Some(result.and_then(|v| to_ev(&v).ok_or_else(|| "not a number".to_string())));
+                for &j in &input.readers {
                     dirty[j] = true;
                 }
             }
             out.push(Sample {
-                tag: d.name.clone(),
+                tag: id,
+                unconfigured: None,
                 value,
                 quality,
                 time: sample.time,
@@ -86,8 +115,8 @@ impl Derived {
     fn compute(&self, i: usize) -> Option<Result<Value, String>> {
         let d = &self.tags[i];
         let mut ctx = HashMapContext::<DefaultNumericTypes>::new();
-        for input in &d.inputs {
-            match self.latest.get(input)? {
+        for (input, &id) in d.inputs.iter().zip(&d.input_ids) {
+            match self.inputs[self.slot(id)?].latest.as_ref()? {
                 Ok(v) => {
                     let _ = ctx.set_value(input.clone(), v.clone());
                 }
@@ -127,21 +156,59 @@ fn to_ev(v: &Value) -> Option<Ev> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Millis;
+    use crate::model::{Millis, TagTable};
+
+    /// The tests' tags and derived tags.
+    fn table() -> TagTable {
+        TagTable::new([
+            "good",
+            "scrap",
+            "temp",
+            "a",
+            "b",
+            "net",
+            "hot_and_busy",
+            "ratio",
+        ])
+    }
+
+    fn id(name: &str) -> TagId {
+        table().id(name).expect("in the table")
+    }
+
+    fn name(id: TagId) -> &'static str {
+        let t = table();
+        [
+            "good",
+            "scrap",
+            "temp",
+            "a",
+            "b",
+            "net",
+            "hot_and_busy",
+            "ratio",
+        ]
+        .into_iter()
+        .find(|n| t.id(n) == Some(id))
+        .expect("in the table")
+    }
 
     fn derived(name: &str, expr: &str, inputs: &[&str]) -> DerivedTag {
         DerivedTag {
             name: name.into(),
+            id: id(name),
             expr: expr.into(),
             tree: evalexpr::build_operator_tree(expr).expect("parses"),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            input_ids: inputs.iter().map(|s| id(s)).collect(),
             engineering_unit: None,
         }
     }
 
     fn sample(tag: &str, value: Value) -> Sample {
         Sample {
-            tag: tag.into(),
+            tag: id(tag),
+            unconfigured: None,
             value,
             quality: Quality::Good,
             time: Millis(7),
@@ -161,13 +228,10 @@ mod tests {
         assert_eq!(out.len(), 1, "temp not read yet: {out:?}");
         assert_eq!(out[0].value, Value::Int(45));
         let out = d.on_sample(&sample("temp", Value::Float(270.0)));
-        assert_eq!(out[0].tag, "hot_and_busy");
+        assert_eq!(name(out[0].tag), "hot_and_busy");
         assert_eq!(out[0].value, Value::Bool(true));
         let out = d.on_sample(&sample("scrap", Value::Int(45)));
-        let values: Vec<_> = out
-            .iter()
-            .map(|s| (s.tag.as_str(), s.value.clone()))
-            .collect();
+        let values: Vec<_> = out.iter().map(|s| (name(s.tag), s.value.clone())).collect();
         assert_eq!(
             values,
             [("net", Value::Int(5)), ("hot_and_busy", Value::Bool(false))]

@@ -35,7 +35,7 @@ pub struct OpenStop {
 }
 
 pub struct Downtime {
-    pub rule: DowntimeRule,
+    pub rule: std::sync::Arc<DowntimeRule>,
     pub state: DowntimeState,
     /// How long the open stop has been held, on the monotonic clock;
     /// rebuilt from `since` after a restart.
@@ -43,7 +43,8 @@ pub struct Downtime {
 }
 
 impl Downtime {
-    pub fn new(rule: DowntimeRule, state: DowntimeState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<DowntimeRule>>, state: DowntimeState) -> Self {
+        let rule = rule.into();
         Downtime {
             rule,
             state,
@@ -63,7 +64,7 @@ impl Downtime {
             return self.on_tick(gateway, at, events);
         }
         let Some(value) = sample.value.as_i64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                 "machine-state tag gave a value that is not an integer; ignored");
             return self.on_tick(gateway, at, events);
         };
@@ -102,7 +103,7 @@ impl Downtime {
             return false;
         }
         let Some(code) = sample.value.as_i64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = self.rule.reason_tag.as_deref().unwrap_or_default(), value = %sample.value,
                 "fault-code tag gave a value that is not an integer; ignored");
             return false;
         };
@@ -216,7 +217,8 @@ mod tests {
 
     fn code(d: &mut Downtime, value: i64) -> bool {
         d.on_code(&Sample {
-            tag: "code".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Int(value),
             quality: Quality::Good,
             time: Millis(0),
@@ -310,7 +312,8 @@ mod tests {
     fn feed_at(d: &mut Downtime, value: i64, device_ms: i64, at: At) -> Vec<Event> {
         let mut ev = Vec::new();
         let s = Sample {
-            tag: "s".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Int(value),
             quality: Quality::Good,
             time: Millis(device_ms),

@@ -7,8 +7,7 @@
 //! again.
 
 use super::clock::Mono;
-use crate::model::Sample;
-use std::collections::HashMap;
+use crate::model::{Sample, TagId};
 use std::time::Duration;
 
 struct Limit {
@@ -20,36 +19,41 @@ struct Limit {
 
 #[derive(Default)]
 pub struct Limits {
-    by_tag: HashMap<String, Limit>,
+    /// Tag id → its limit in `limits` (up to the last tag with one).
+    by_tag: Vec<Option<u32>>,
+    limits: Vec<Limit>,
 }
 
 impl Limits {
-    pub fn new<'a>(tags: impl Iterator<Item = (&'a str, Duration)>) -> Self {
-        Limits {
-            by_tag: tags
-                .map(|(name, d)| {
-                    (
-                        name.to_string(),
-                        Limit {
-                            interval_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
-                            sent: None,
-                            held: None,
-                        },
-                    )
-                })
-                .collect(),
+    pub fn new(tags: impl Iterator<Item = (TagId, Duration)>) -> Self {
+        let mut out = Limits::default();
+        for (id, d) in tags.filter(|(id, _)| *id != TagId::UNCONFIGURED) {
+            let Ok(slot) = u32::try_from(out.limits.len()) else {
+                break;
+            };
+            if out.by_tag.len() <= id.index() {
+                out.by_tag.resize(id.index() + 1, None);
+            }
+            out.by_tag[id.index()] = Some(slot);
+            out.limits.push(Limit {
+                interval_ms: u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+                sent: None,
+                held: None,
+            });
         }
+        out
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_tag.is_empty()
+        self.limits.is_empty()
     }
 
     /// Whether the rules see this reading now; if not, it is held.
     pub fn pass(&mut self, sample: &Sample, now: Mono) -> bool {
-        let Some(l) = self.by_tag.get_mut(&sample.tag) else {
+        let Some(&Some(slot)) = self.by_tag.get(sample.tag.index()) else {
             return true;
         };
+        let l = &mut self.limits[slot as usize];
         if l.sent.is_some_and(|s| now.since(s) < l.interval_ms) {
             l.held = Some(sample.clone());
             return false;
@@ -62,7 +66,7 @@ impl Limits {
     /// The held readings whose interval has passed at `now`.
     pub fn release(&mut self, now: Mono) -> Vec<Sample> {
         let mut out = Vec::new();
-        for l in self.by_tag.values_mut() {
+        for l in &mut self.limits {
             let due = l.sent.is_none_or(|s| now.since(s) >= l.interval_ms);
             if due {
                 if let Some(s) = l.held.take() {

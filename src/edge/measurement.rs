@@ -19,12 +19,13 @@ pub struct MeasurementState {
 }
 
 pub struct Measurement {
-    pub rule: MeasurementRule,
+    pub rule: std::sync::Arc<MeasurementRule>,
     pub state: MeasurementState,
 }
 
 impl Measurement {
-    pub fn new(rule: MeasurementRule, state: MeasurementState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<MeasurementRule>>, state: MeasurementState) -> Self {
+        let rule = rule.into();
         Measurement { rule, state }
     }
 
@@ -39,7 +40,7 @@ impl Measurement {
             return false;
         }
         let Some(value) = sample.value.as_f64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                 "measurement tag gave a value that is not a number; ignored");
             return false;
         };
@@ -122,7 +123,8 @@ mod tests {
     fn measure(m: &mut Measurement, v: f64, secs: i64) -> Vec<Event> {
         let mut ev = Vec::new();
         let s = Sample {
-            tag: "bore_mm".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Float(v),
             quality: Quality::Good,
             time: Millis(secs * 1000),

@@ -28,7 +28,7 @@ pub use stock::StockState;
 pub use window::WindowState;
 
 use crate::config::EventRule;
-use crate::model::{Event, PayloadError, Sample};
+use crate::model::{Event, PayloadError, Sample, TagId, TagTable};
 use alarm::Alarm;
 use clock::{At, Timeline};
 use counter::Counter;
@@ -52,13 +52,15 @@ pub enum RuleState {
     Stock(StockState),
 }
 
+/// Each rule on the heap at its own size: inline, every rule took the
+/// largest kind's room.
 enum Rule {
-    Counter(Counter),
-    Downtime(Downtime),
-    Alarm(Alarm),
-    Measurement(Measurement),
-    Window(Window),
-    Stock(Stock),
+    Counter(Box<Counter>),
+    Downtime(Box<Downtime>),
+    Alarm(Box<Alarm>),
+    Measurement(Box<Measurement>),
+    Window(Box<Window>),
+    Stock(Box<Stock>),
 }
 
 impl Rule {
@@ -226,8 +228,8 @@ pub fn restore(stored: Vec<(String, Vec<u8>)>) -> HashMap<String, RuleState> {
 pub struct Edge {
     gateway: String,
     rules: Vec<Rule>,
-    /// Tag name → indexes into `rules`.
-    by_tag: HashMap<String, Vec<usize>>,
+    /// Tag id → the rules that read it.
+    by_tag: ByTag,
     /// Event dates never go back, across restarts too (see [`clock`]).
     timeline: Timeline,
     /// `[[derived]]` tags, computed from the samples as they come.
@@ -237,68 +239,89 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// Build the rules, resuming each from its stored state when the kind matches.
+    /// Build the rules, resuming each from its stored state when the kind
+    /// matches. `tags` gives the ids of the tags they read.
     pub fn new(
         gateway: &str,
+        tags: &TagTable,
         rules: &[EventRule],
         mut restored: HashMap<String, RuleState>,
     ) -> Self {
-        let mut built = Vec::new();
-        let mut by_tag: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut built = Vec::with_capacity(rules.len());
+        let mut reads = Vec::with_capacity(rules.len());
         let mut timeline = Timeline::default();
         for (i, rule) in rules.iter().enumerate() {
             let state = restored.remove(rule.name());
             let r = match rule {
-                EventRule::Production(p) => Rule::Counter(Counter::new(
+                EventRule::Production(p) => Rule::Counter(Box::new(Counter::new(
                     p.clone(),
                     match state {
                         Some(RuleState::Counter(s)) => s,
                         _ => CounterState::default(),
                     },
-                )),
-                EventRule::Downtime(d) => Rule::Downtime(Downtime::new(
+                ))),
+                EventRule::Downtime(d) => Rule::Downtime(Box::new(Downtime::new(
                     d.clone(),
                     match state {
                         Some(RuleState::Downtime(s)) => s,
                         _ => DowntimeState::default(),
                     },
-                )),
-                EventRule::Alarm(a) => Rule::Alarm(Alarm::new(
+                ))),
+                EventRule::Alarm(a) => Rule::Alarm(Box::new(Alarm::new(
                     a.clone(),
                     match state {
                         Some(RuleState::Alarm(s)) => s,
                         _ => AlarmState::default(),
                     },
-                )),
-                EventRule::Measurement(m) => Rule::Measurement(Measurement::new(
+                ))),
+                EventRule::Measurement(m) => Rule::Measurement(Box::new(Measurement::new(
                     m.clone(),
                     match state {
                         Some(RuleState::Measurement(s)) => s,
                         _ => MeasurementState::default(),
                     },
-                )),
-                EventRule::Window(w) => Rule::Window(Window::new(
+                ))),
+                EventRule::Window(w) => Rule::Window(Box::new(Window::new(
                     w.clone(),
                     match state {
                         Some(RuleState::Window(s)) => s,
                         _ => WindowState::default(),
                     },
-                )),
-                EventRule::Stock(k) => Rule::Stock(Stock::new(
+                ))),
+                EventRule::Stock(k) => Rule::Stock(Box::new(Stock::new(
                     k.clone(),
                     match state {
                         Some(RuleState::Stock(s)) => s,
                         _ => StockState::default(),
                     },
-                )),
+                ))),
             };
             if let Some(t) = r.last_date() {
                 timeline.seen(t);
             }
-            by_tag.entry(rule.tag().to_string()).or_default().push(i);
+            // A valid config names only configured tags; a rule reading
+            // another would never see a sample.
+            let rule_index = u32::try_from(i).unwrap_or(u32::MAX);
+            if let Some(t) = tags.id(rule.tag()) {
+                reads.push((
+                    t,
+                    Read {
+                        rule: rule_index,
+                        code: false,
+                    },
+                ));
+            }
             if let EventRule::Downtime(d) = rule {
                 if let Some(t) = d.reason_tag.as_ref().filter(|t| **t != d.tag) {
-                    by_tag.entry(t.clone()).or_default().push(i);
+                    if let Some(t) = tags.id(t) {
+                        reads.push((
+                            t,
+                            Read {
+                                rule: rule_index,
+                                code: true,
+                            },
+                        ));
+                    }
                 }
             }
             built.push(r);
@@ -306,7 +329,7 @@ impl Edge {
         Edge {
             gateway: gateway.to_string(),
             rules: built,
-            by_tag,
+            by_tag: ByTag::new(tags.len(), reads),
             timeline,
             derived: derive::Derived::new(&[]),
             limits: limit::Limits::default(),
@@ -317,7 +340,7 @@ impl Edge {
     pub fn with_tags(mut self, tags: &[crate::config::TagConfig]) -> Self {
         self.limits = limit::Limits::new(
             tags.iter()
-                .filter_map(|t| t.min_interval.map(|d| (t.name.as_str(), d))),
+                .filter_map(|t| t.min_interval.map(|d| (t.id, d))),
         );
         self
     }
@@ -350,14 +373,11 @@ impl Edge {
     }
 
     fn dispatch(&mut self, sample: &Sample, at: At, out: &mut Output) {
-        let Some(indexes) = self.by_tag.get(&sample.tag) else {
-            return;
-        };
-        for &i in indexes {
-            let rule = &mut self.rules[i];
+        for &Read { rule, code } in self.by_tag.get(sample.tag) {
+            let rule = &mut self.rules[rule as usize];
             let changed = match rule {
                 Rule::Counter(c) => c.on_sample(&self.gateway, sample, at, &mut out.events),
-                Rule::Downtime(d) if sample.tag != d.rule.tag => d.on_code(sample),
+                Rule::Downtime(d) if code => d.on_code(sample),
                 Rule::Downtime(d) => d.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Alarm(a) => a.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Measurement(m) => m.on_sample(&self.gateway, sample, at, &mut out.events),
@@ -416,6 +436,54 @@ impl Edge {
     }
 }
 
+/// Tag id → the rules that read it, in one flat list: the rules of tag
+/// `t` are `reads[starts[t]..starts[t + 1]]` (a few bytes per tag, where
+/// a map of names cost a key and a vector each).
+struct ByTag {
+    starts: Vec<u32>,
+    reads: Vec<Read>,
+}
+
+/// A rule reading a tag.
+#[derive(Clone, Copy)]
+struct Read {
+    /// Index into the edge's rules.
+    rule: u32,
+    /// The tag is the rule's fault-code tag (a downtime rule's
+    /// `reason_tag`), not the one it is about.
+    code: bool,
+}
+
+impl ByTag {
+    fn new(tags: usize, mut reads: Vec<(TagId, Read)>) -> ByTag {
+        // Stable: a tag's rules keep the config's order.
+        reads.sort_by_key(|(t, _)| *t);
+        let mut starts = Vec::with_capacity(tags + 1);
+        let mut next = 0;
+        for t in 0..tags {
+            starts.push(u32::try_from(next).unwrap_or(u32::MAX));
+            while reads.get(next).is_some_and(|(id, _)| id.index() == t) {
+                next += 1;
+            }
+        }
+        starts.push(u32::try_from(next).unwrap_or(u32::MAX));
+        reads.truncate(next);
+        ByTag {
+            starts,
+            reads: reads.into_iter().map(|(_, r)| r).collect(),
+        }
+    }
+
+    /// The rules reading `tag` (none for an unconfigured one).
+    fn get(&self, tag: TagId) -> &[Read] {
+        let i = tag.index();
+        match (self.starts.get(i), self.starts.get(i.wrapping_add(1))) {
+            (Some(&a), Some(&b)) => &self.reads[a as usize..b as usize],
+            _ => &[],
+        }
+    }
+}
+
 impl Output {
     /// Keep only the latest state per rule within a batch.
     fn changed(&mut self, rule: &Rule) {
@@ -435,7 +503,7 @@ mod tests {
 
     fn edge() -> Edge {
         let rules = [
-            EventRule::Production(ProductionRule {
+            EventRule::Production(std::sync::Arc::new(ProductionRule {
                 name: "parts".into(),
                 tag: "c".into(),
                 workcenter: "WC".into(),
@@ -445,8 +513,8 @@ mod tests {
                 report_parts: None,
                 parts_per_stroke: 1,
                 lane: None,
-            }),
-            EventRule::Downtime(DowntimeRule {
+            })),
+            EventRule::Downtime(std::sync::Arc::new(DowntimeRule {
                 name: "stops".into(),
                 tag: "s".into(),
                 workcenter: "WC".into(),
@@ -458,9 +526,13 @@ mod tests {
                 reason_tag: None,
                 codes: vec![],
                 lane: None,
-            }),
+            })),
         ];
-        Edge::new("gw", &rules, HashMap::new())
+        Edge::new("gw", &tags(), &rules, HashMap::new())
+    }
+
+    fn tags() -> TagTable {
+        TagTable::new(["c", "s"])
     }
 
     fn now(wall: i64, mono: u64) -> Now {
@@ -472,13 +544,119 @@ mod tests {
 
     fn sample(tag: &str, value: i64, wall: i64) -> Sample {
         Sample {
-            tag: tag.into(),
+            tag: tags().id(tag).expect("configured"),
+            unconfigured: None,
             value: Value::Int(value),
             quality: Quality::Good,
             time: Millis(wall),
             server_time: None,
             receipt: None,
         }
+    }
+
+    #[test]
+    fn derived_tags_reach_their_own_rules_by_id() {
+        let cfg = crate::config::parse(
+            r#"
+[gateway]
+id = "gw"
+[[sources]]
+name = "plc"
+kind = "modbus_tcp"
+address = "127.0.0.1:502"
+[[tags]]
+name = "cavity_a"
+source = "plc"
+register = 100
+type = "u32"
+[[tags]]
+name = "cavity_b"
+source = "plc"
+register = 104
+type = "u32"
+[[derived]]
+name = "parts"
+expr = "cavity_a + cavity_b"
+[[events]]
+kind = "production"
+name = "both"
+tag = "parts"
+workcenter = "WC"
+report_every = "1s"
+[[events]]
+kind = "production"
+name = "a_only"
+tag = "cavity_a"
+workcenter = "WC"
+report_every = "1s"
+[odoo]
+dry_run = true
+"#,
+            std::path::Path::new("gw.toml"),
+        )
+        .expect("config");
+        let ids = &cfg.tag_table;
+        let parts = ids.id("parts").expect("a derived tag has an id");
+        assert_eq!(cfg.derived[0].id, parts);
+        assert_eq!(
+            (parts.index(), ids.name(parts)),
+            (2, Some("parts")),
+            "derived tags come after [[tags]]"
+        );
+        let mut e = Edge::new("gw", ids, &cfg.events, HashMap::new()).with_derived(&cfg.derived);
+        let mut out = Output::default();
+        let mut read = |tag: &str, v: u64, ms: i64| {
+            let s = Sample {
+                tag: ids.id(tag).expect("configured"),
+                unconfigured: None,
+                value: crate::model::Value::UInt(v),
+                quality: Quality::Good,
+                time: Millis(ms),
+                server_time: None,
+                receipt: None,
+            };
+            e.apply(&s, now(ms, ms as u64), &mut out);
+        };
+        read("cavity_a", 0, 0);
+        read("cavity_b", 0, 0);
+        read("cavity_a", 5, 100);
+        read("cavity_b", 3, 200);
+        e.tick(now(1_500, 1_500), &mut out);
+        let mut made: Vec<_> = out
+            .events
+            .iter()
+            .map(|ev| match &ev.body {
+                EventBody::Production(p) => (ev.rule.as_str(), p.quantity),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        made.sort();
+        assert_eq!(
+            made,
+            [("a_only", 5), ("both", 8)],
+            "the sum reaches the rule on `parts`, the input its own rule"
+        );
+    }
+
+    #[test]
+    fn a_tag_no_config_names_reaches_no_rule() {
+        let mut e = edge();
+        let mut out = Output::default();
+        e.apply(&sample("c", 0, 1_000), now(1_000, 0), &mut out);
+        // An MQTT name built from topic levels, configured nowhere.
+        let stray = Sample {
+            tag: TagId::UNCONFIGURED,
+            unconfigured: Some("press9_count".into()),
+            ..sample("c", 50, 1_100)
+        };
+        e.apply(&stray, now(1_100, 100), &mut out);
+        e.tick(now(2_500, 1_500), &mut out);
+        assert!(
+            out.events.is_empty(),
+            "the counter saw only its baseline: {:?}",
+            out.events
+        );
+        assert_eq!(stray.name(&tags()), "press9_count");
     }
 
     #[test]

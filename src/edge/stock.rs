@@ -16,12 +16,13 @@ pub struct StockState {
 }
 
 pub struct Stock {
-    pub rule: StockRule,
+    pub rule: std::sync::Arc<StockRule>,
     pub state: StockState,
 }
 
 impl Stock {
-    pub fn new(rule: StockRule, state: StockState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<StockRule>>, state: StockState) -> Self {
+        let rule = rule.into();
         Stock { rule, state }
     }
 
@@ -36,7 +37,7 @@ impl Stock {
             return false;
         }
         let Some(value) = sample.value.as_f64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                 "stock tag gave a value that is not a number; ignored");
             return false;
         };
@@ -89,7 +90,8 @@ mod tests {
     fn read(s: &mut Stock, v: f64, secs: i64) -> Vec<f64> {
         let mut ev = Vec::new();
         let sample = Sample {
-            tag: "silo1_kg".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: Value::Float(v),
             quality: Quality::Good,
             time: Millis(secs * 1000),

@@ -50,14 +50,15 @@ pub struct Acc {
 }
 
 pub struct Window {
-    pub rule: WindowRule,
+    pub rule: std::sync::Arc<WindowRule>,
     pub state: WindowState,
     /// The held value may carry into the next window (see the module doc).
     live: bool,
 }
 
 impl Window {
-    pub fn new(rule: WindowRule, state: WindowState) -> Self {
+    pub fn new(rule: impl Into<std::sync::Arc<WindowRule>>, state: WindowState) -> Self {
+        let rule = rule.into();
         Window {
             rule,
             state,
@@ -86,7 +87,7 @@ impl Window {
         let value = match (&sample.quality, sample.value.as_f64()) {
             (Quality::Good, Some(v)) => Some(v),
             (Quality::Good, None) => {
-                tracing::warn!(rule = %self.rule.name, tag = %sample.tag, value = %sample.value,
+                tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
                     "window tag gave a value that is not a number; ignored");
                 return false;
             }
@@ -221,7 +222,8 @@ mod tests {
 
     fn read(w: &mut Window, v: Option<f64>, ms: i64) -> Vec<Event> {
         let s = Sample {
-            tag: "oven_temp".into(),
+            tag: crate::model::TagId::of(0),
+            unconfigured: None,
             value: v.map_or(Value::Int(0), Value::Float),
             quality: if v.is_some() {
                 Quality::Good

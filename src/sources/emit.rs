@@ -109,7 +109,8 @@ impl Emitter {
         server_time: Option<Millis>,
     ) {
         let sample = Sample {
-            tag: self.tags[i].name.clone(),
+            tag: self.tags[i].id,
+            unconfigured: None,
             value,
             quality,
             time,

@@ -93,6 +93,7 @@ pub fn spawn_all(
                     source.name.clone(),
                     cfg.clone(),
                     tags,
+                    config.tag_table.clone(),
                     tx.clone(),
                     telemetry.clone(),
                     metrics.mqtt.clone(),

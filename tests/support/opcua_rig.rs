@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use plantgate::config;
-use plantgate::model::{Quality, Sample, Value};
+use plantgate::model::{Quality, Sample, TagTable, Value};
 use plantgate::status::Telemetry;
 use plantgate::supervise::Stages;
 use std::collections::VecDeque;
@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, watch};
 pub struct Sources {
     pub rx: mpsc::Receiver<Sample>,
     pub telemetry: Arc<Telemetry>,
+    /// The config's tags: samples carry ids.
+    pub tags: Arc<TagTable>,
     /// Samples received while waiting for another tag's.
     kept: VecDeque<Sample>,
     shutdown: watch::Sender<bool>,
@@ -75,6 +77,7 @@ pub fn start_sources(dir: &Path, text: &str) -> Sources {
     Sources {
         rx,
         telemetry,
+        tags: cfg.tag_table.clone(),
         kept: VecDeque::new(),
         shutdown,
         tasks,
@@ -85,13 +88,15 @@ impl Sources {
     /// The first sample of `tag` that satisfies `pred` (earlier samples of
     /// other tags are kept for later calls), within 30 s.
     pub async fn next(&mut self, tag: &str, pred: impl Fn(&Sample) -> bool) -> Sample {
-        if let Some(i) = self.kept.iter().position(|s| s.tag == tag && pred(s)) {
+        let tags = self.tags.clone();
+        let of = |s: &Sample| s.name(&tags) == tag;
+        if let Some(i) = self.kept.iter().position(|s| of(s) && pred(s)) {
             // Samples of this tag before the match are passed over.
             let s = self.kept.remove(i).expect("position found above");
-            self.kept.retain(|k| k.tag != tag);
+            self.kept.retain(|k| !of(k));
             return s;
         }
-        self.kept.retain(|k| k.tag != tag);
+        self.kept.retain(|k| !of(k));
         let wait = async {
             while let Some(s) = self.rx.recv().await {
                 // The rig stands for the edge: a sample taken is committed
@@ -99,10 +104,10 @@ impl Sources {
                 if let Some(r) = &s.receipt {
                     r.committed();
                 }
-                if s.tag == tag && pred(&s) {
+                if of(&s) && pred(&s) {
                     return s;
                 }
-                if s.tag != tag {
+                if !of(&s) {
                     self.kept.push_back(s);
                 }
             }
@@ -125,11 +130,13 @@ impl Sources {
 
     /// Every sample of `tag` received from now on, within `window`.
     pub async fn samples_for(&mut self, tag: &str, window: Duration) -> Vec<Sample> {
-        self.kept.retain(|k| k.tag != tag);
+        let tags = self.tags.clone();
+        let of = |s: &Sample| s.name(&tags) == tag;
+        self.kept.retain(|k| !of(k));
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + window;
         while let Ok(Some(s)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
-            if s.tag == tag {
+            if of(&s) {
                 out.push(s);
             } else {
                 self.kept.push_back(s);

@@ -44,7 +44,7 @@ use crate::backoff::Backoff;
 use crate::config::mqtt::SparkplugNode;
 use crate::config::mqtt::{MqttSource, MqttTag};
 use crate::config::{TagConfig, TagPoint};
-use crate::model::{Commits, Millis, Quality, Receipt, Sample, Value};
+use crate::model::{Commits, Millis, Quality, Receipt, Sample, TagTable, Value};
 use crate::status::Telemetry;
 use crate::store::Store;
 use link::{Ack, Link, LinkEvent};
@@ -72,6 +72,9 @@ pub struct MqttReader {
     /// The source's tags; their MQTT points are at the same index.
     tags: Vec<TagConfig>,
     points: Vec<MqttTag>,
+    /// Every configured tag's id: a name built from topic levels may be
+    /// any tag's.
+    tag_table: Arc<TagTable>,
     tx: mpsc::Sender<Sample>,
     telemetry: Arc<Telemetry>,
     metrics: Arc<MqttMetrics>,
@@ -104,10 +107,12 @@ struct SparkplugState {
 }
 
 impl MqttReader {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         name: String,
         config: MqttSource,
         tags: Vec<TagConfig>,
+        tag_table: Arc<TagTable>,
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
         metrics: Arc<MqttMetrics>,
@@ -141,6 +146,7 @@ impl MqttReader {
             name,
             tags,
             points,
+            tag_table,
             tx,
             telemetry,
             metrics,
@@ -559,8 +565,16 @@ impl MqttReader {
 
     async fn send(&mut self, name: &str, value: Value, quality: Quality, time: Millis) {
         self.sent += 1;
+        // Once per message and tag: the name may come from the topic. One
+        // no tag has reaches the edge all the same (for its receipt), and
+        // no rule reads it.
+        let (tag, unconfigured) = match self.tag_table.id(name) {
+            Some(id) => (id, None),
+            None => (crate::model::TagId::UNCONFIGURED, Some(name.into())),
+        };
         let sample = Sample {
-            tag: name.to_string(),
+            tag,
+            unconfigured,
             value,
             quality,
             time,
@@ -672,6 +686,62 @@ impl LogLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_topic_named_tag_is_sent_under_its_id_or_by_name_when_no_tag_has_it() {
+        let cfg = crate::config::parse(
+            r#"
+[gateway]
+id = "gw"
+[[sources]]
+name = "broker"
+kind = "mqtt"
+address = "127.0.0.1:1883"
+[[tags]]
+name = "{1}_count"
+source = "broker"
+topic = "plant1/+/count"
+[[tags]]
+name = "press1_count"
+source = "broker"
+topic = "plant1/press1/total"
+[odoo]
+dry_run = true
+"#,
+            std::path::Path::new("gw.toml"),
+        )
+        .expect("config");
+        let crate::config::SourceKind::Mqtt(source) = &cfg.sources[0].kind else {
+            panic!("an MQTT source")
+        };
+        let (tx, mut rx) = mpsc::channel(8);
+        let mut reader = MqttReader::new(
+            "broker".into(),
+            source.clone(),
+            cfg.tags.clone(),
+            cfg.tag_table.clone(),
+            tx,
+            Arc::new(Telemetry::new(|_| {})),
+            Arc::default(),
+            None,
+        );
+        // A name the topic makes that a configured tag has: that tag's id,
+        // so its rules read it as they did by name.
+        reader.message("plant1/press1/count", b"7").await;
+        let s = rx.recv().await.expect("a sample");
+        assert_eq!(
+            (s.tag, s.unconfigured.as_deref()),
+            (cfg.tag_table.id("press1_count").expect("configured"), None)
+        );
+        // One no tag has: still sent (its receipt must be committed before
+        // the broker hears the ack), by name, read by no rule.
+        reader.message("plant1/press9/count", b"8").await;
+        let s = rx.recv().await.expect("a sample");
+        assert_eq!(s.tag, crate::model::TagId::UNCONFIGURED);
+        assert_eq!(s.name(&cfg.tag_table), "press9_count");
+        assert_eq!(s.value, Value::UInt(8));
+        assert!(s.receipt.is_some());
+    }
 
     #[test]
     fn log_limit_holds_a_flood_back_and_counts_it() {
