@@ -9,7 +9,9 @@ use crate::config::Config;
 use crate::edge::{self, Edge, Mono, Now, Output};
 use crate::model::{Millis, Sample};
 use crate::records::{FormatZero, Lanes};
-use crate::sinks::{self, dry_run::DryRunSink, latency::DeliveryLatency, odoo::OdooSink, Sink};
+use crate::sinks::{
+    self, dry_run::DryRunSink, latency::DeliveryLatency, odoo::OdooSink, tap::TagTap, Sink,
+};
 use crate::sources;
 use crate::status::{self, sla::SlaWatch, Health, StatusContext, Telemetry};
 use crate::store::{Store, StoreError};
@@ -108,11 +110,23 @@ impl Gateway {
         let odoo_metrics = Arc::new(crate::sinks::odoo::metrics::OdooMetrics::default());
         #[cfg(feature = "mqtt")]
         let mqtt_metrics = Arc::new(sinks::mqtt::metrics::MqttSinkMetrics::default());
+        // Selected tag values for the MQTT sink, taken from the edge's input.
+        #[cfg(feature = "mqtt")]
+        let tap = config
+            .mqtt_sink
+            .as_ref()
+            .and_then(|m| m.tag_values.as_ref())
+            .map(|t| Arc::new(TagTap::new(t.patterns.clone())));
+        #[cfg(not(feature = "mqtt"))]
+        let tap: Option<Arc<TagTap>> = None;
         let telemetry = Arc::new(Telemetry::new(|r| {
             odoo_metrics.register(r);
             #[cfg(feature = "mqtt")]
             if config.mqtt_sink.is_some() {
                 mqtt_metrics.register(r);
+            }
+            if let Some(t) = &tap {
+                t.register(r);
             }
             store.metrics.register(r);
             latency.register(r);
@@ -194,6 +208,7 @@ impl Gateway {
                 metrics: mqtt_metrics,
                 latency,
                 sla: sla.clone(),
+                tags: tap.clone(),
             };
             tasks.spawn(format!("sink {MQTT_SINK}"), sink.run(shutdown_rx.clone()));
         }
@@ -229,6 +244,7 @@ impl Gateway {
                 store.clone(),
                 telemetry.clone(),
                 health.clone(),
+                tap,
             ),
         );
         tracing::info!(gateway = %config.gateway.id, status = %status_addr, "gateway started");
@@ -278,6 +294,7 @@ async fn run_edge(
     store: Arc<Store>,
     telemetry: Arc<Telemetry>,
     health: Arc<Health>,
+    tap: Option<Arc<TagTap>>,
 ) {
     let clock = EdgeClock::new();
     let mut ticks = tokio::time::interval(EDGE_TICK);
@@ -295,6 +312,10 @@ async fn run_edge(
                 if crate::fault::injected("wedge", "edge") {
                     // Test hook: hold the batch for ever, as a deadlock would.
                     std::future::pending::<()>().await;
+                }
+                if let Some(tap) = &tap {
+                    // Never waits for the publisher (drops its oldest).
+                    tap.offer(&batch);
                 }
                 let now = clock.now();
                 for sample in batch.drain(..) {

@@ -17,6 +17,7 @@ pub mod latency;
 pub mod mqtt;
 pub mod odoo;
 pub mod schedule;
+pub mod tap;
 
 use crate::model::Event;
 use crate::status::{Health, Telemetry};
