@@ -9,8 +9,16 @@
 //! "online", then "offline" (the will) after the kill, then "online"
 //! again; Odoo down does not hold back MQTT, nor the broker down Odoo;
 //! retained last state leaves each kind-and-key topic its last event; a
-//! lane past its target is published as an alert; mutual TLS works and an
-//! untrusted broker is refused.
+//! lane past its target is published as an alert, and one that came and
+//! went while the broker was down is published after the reconnect (its
+//! lane topic retained); mutual TLS works and an untrusted broker is
+//! refused; a wrong password is refused in plain words and the fixed file
+//! is read at the next connect. MQTT 5: events delivered with their id as
+//! a user property, acknowledged on PUBACK, and a topic the broker's ACL
+//! refuses (PUBACK 0x87) goes to the dead letters, counted, never
+//! acknowledged as delivered. Selected tag values are published retained,
+//! on change only, to a later subscriber and again after a broker restart,
+//! while the broker's absence never holds back the edge.
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
@@ -1160,6 +1168,11 @@ async fn selected_tag_values_are_published_retained_on_change_and_never_hold_bac
         },
     )
     .await;
+    // The parts made meanwhile are published too, beside the tag values.
+    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
+        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
+    })
+    .await;
     rig.gateway.stop().await;
 }
 
@@ -1257,5 +1270,54 @@ async fn a_lane_alert_that_came_and_went_while_the_broker_was_down_is_published_
     .await;
     assert!(last.retain);
     assert_eq!(last.json().expect("json")["active"], false);
+    rig.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_plainly_and_the_fixed_file_is_read_at_the_next_connect() {
+    wrong_password("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_a_wrong_password_is_refused_plainly_and_the_fixed_file_is_read_at_the_next_connect()
+{
+    wrong_password("protocol = \"5\"").await;
+}
+
+async fn wrong_password(protocol: &str) {
+    let broker = Broker::with_password("gw", "s3cret");
+    let pwdir = tempfile::tempdir().expect("tempdir");
+    let pw = pwdir.path().join("mqtt.pw");
+    std::fs::write(&pw, "wrong\n").expect("password file");
+    let extra = format!(
+        "{protocol}\nusername = \"gw\"\npassword_file = \"{}\"",
+        pw.display()
+    );
+    let rig = rig(broker.port, &extra).await;
+    commit(&rig, &events(0, 50)).await;
+    let error = eventually(Duration::from_secs(30), "the login refused", || async {
+        let status: serde_json::Value =
+            serde_json::from_str(&get(&format!("{}/status", rig.base)).await?).ok()?;
+        let s = &status["sinks"]["mqtt"];
+        let e = s["last_error"].as_str()?.to_string();
+        (s["connected"] != true).then_some(e)
+    })
+    .await;
+    assert!(
+        error.starts_with("connection refused by the broker: not authorized")
+            || error.starts_with("connection refused by the broker: bad user name or password"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("wrong"),
+        "the password is never shown: {error}"
+    );
+    assert_eq!(rig.gateway.store.depth("mqtt"), 50, "nothing acknowledged");
+    // Fixing the file is enough: it is read again at each connect.
+    std::fs::write(&pw, "s3cret\n").expect("password file");
+    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
+        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
+    })
+    .await;
     rig.gateway.stop().await;
 }

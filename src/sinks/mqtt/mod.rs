@@ -125,6 +125,9 @@ enum Sent {
 enum End {
     Shutdown,
     Lost(String),
+    /// The broker refused an event for now: reconnect, keeping the backoff
+    /// growing (a connect that succeeds does not make it pass).
+    Refused(String),
 }
 
 /// What outlives a connection.
@@ -194,6 +197,7 @@ impl MqttSink {
                     .map_or(Duration::from_secs(1), |t| t.every),
             ),
         };
+        let mut keep_backoff = false;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -207,7 +211,9 @@ impl MqttSink {
                     };
                     match up {
                         LinkEvent::Connected => {
-                            backoff.reset();
+                            if !keep_backoff {
+                                backoff.reset();
+                            }
                             connections += 1;
                             if connections > 1 {
                                 self.metrics.reconnected(&self.name);
@@ -219,9 +225,10 @@ impl MqttSink {
                             let end = self.session(link, &mut shutdown, &mut carry).await;
                             self.metrics.connected(&self.name, false);
                             self.metrics.in_flight(&self.name, 0);
+                            keep_backoff = matches!(end, End::Refused(_));
                             match end {
                                 End::Shutdown => return,
-                                End::Lost(why) => why,
+                                End::Lost(why) | End::Refused(why) => why,
                             }
                         }
                         LinkEvent::Lost(why) => why,
@@ -316,10 +323,10 @@ impl MqttSink {
                     let mut ev = Some(ev);
                     let mut handled = 0;
                     while let Some(e) = ev.take() {
-                        if let Err(why) = self.on_link(&mut s, carry, e) {
+                        if let Err(end) = self.on_link(&mut s, carry, e) {
                             self.write_acks(&mut s, carry);
                             self.write_refused(&mut s).await;
-                            return End::Lost(why);
+                            return end;
                         }
                         handled += 1;
                         if handled < ACK_BATCH {
@@ -438,7 +445,8 @@ impl MqttSink {
         Ok(())
     }
 
-    fn on_link(&self, s: &mut Session, carry: &mut Carry, ev: LinkEvent) -> Result<(), String> {
+    /// Act on one link event; `Err` ends the connection.
+    fn on_link(&self, s: &mut Session, carry: &mut Carry, ev: LinkEvent) -> Result<(), End> {
         match ev {
             LinkEvent::Sent(pkid) => match s.unsent.pop_front() {
                 Some(Sent::Tag {
@@ -482,9 +490,9 @@ impl MqttSink {
                     // reconnect, in order.
                     (Some(Sent::Event(q)), Refusal::Transient(_)) => {
                         let id = q.entry.as_ref().map_or("?", |e| e.id.as_str()).to_string();
-                        return Err(format!(
+                        return Err(End::Refused(format!(
                             "the broker refused event {id} for now: {reason}; publishing it again after the reconnect"
-                        ));
+                        )));
                     }
                     (Some(Sent::Alert { seq, last }), _) => {
                         s.alerts_out -= 1;
@@ -503,7 +511,7 @@ impl MqttSink {
                 }
             }
             LinkEvent::Connected => {}
-            LinkEvent::Lost(why) => return Err(why),
+            LinkEvent::Lost(why) => return Err(End::Lost(why)),
         }
         Ok(())
     }
