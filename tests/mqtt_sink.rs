@@ -3,7 +3,7 @@
 //! a free loopback port) and an independent subscriber: every event is
 //! published as schema-1 JSON with its id, kind, key and lane, in order per
 //! key; a broker stopped and restarted mid-stream loses nothing (every
-//! event at least once, order per key kept); a gateway killed with SIGKILL
+//! event at least once, order per key kept; in MQTT 3.1.1 and 5); a gateway killed with SIGKILL
 //! mid-stream and restarted loses nothing (also a 10,000-event backlog
 //! killed mid-publish), and its status topic says
 //! "online", then "offline" (the will) after the kill, then "online"
@@ -396,9 +396,18 @@ async fn every_event_is_published_as_versioned_json_with_its_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restarted_mid_stream_every_event_arrives_in_order_per_key() {
+    broker_restart("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_broker_restarted_mid_stream_every_event_arrives_in_order_per_key() {
+    broker_restart("protocol = \"5\"").await;
+}
+
+async fn broker_restart(protocol: &str) {
     let mut broker = DurableBroker::start();
     let sub = Subscriber::start(broker.port, "sub-restart", "plantgate/gw1/#").await;
-    let rig = rig(broker.port, "max_in_flight = 64").await;
+    let rig = rig(broker.port, &format!("max_in_flight = 64\n{protocol}")).await;
     const TOTAL: u64 = 20_000;
     let cfg = plantgate::config::load(&rig.config_path()).expect("config");
     let lanes = Lanes::new(&cfg.events);
