@@ -205,9 +205,12 @@ impl MqttSink {
             let why = match self.connect().await {
                 Err(why) => why,
                 Ok(mut link) => {
-                    let up = tokio::select! {
-                        ev = link.next() => ev,
-                        _ = shutdown.changed() => return,
+                    let up = loop {
+                        tokio::select! {
+                            ev = link.next() => break ev,
+                            _ = wait_tags(self.tags.as_deref()) => self.absorb_tags(&mut carry.latest),
+                            _ = shutdown.changed() => return,
+                        }
                     };
                     match up {
                         LinkEvent::Connected => {
@@ -242,10 +245,30 @@ impl MqttSink {
             let wait = backoff.next_delay();
             tracing::warn!(sink = %self.name, error = %why, retry_in = ?wait,
                 "broker unreachable; events stay in the store and are published after the reconnect");
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
+            // Tag values go on being taken meanwhile: the latest of each
+            // is published after the reconnect, none counted as dropped.
+            let until = tokio::time::Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    _ = wait_tags(self.tags.as_deref()) => self.absorb_tags(&mut carry.latest),
+                    _ = shutdown.changed() => return,
+                }
             }
+        }
+    }
+
+    /// Move what the tap holds into `latest`.
+    fn absorb_tags(&self, latest: &mut Latest) {
+        let Some(tap) = &self.tags else { return };
+        let mut over = 0;
+        for v in tap.take() {
+            if !latest.offer(v) {
+                over += 1;
+            }
+        }
+        if over > 0 {
+            tap.count_dropped(over);
         }
     }
 
@@ -608,18 +631,10 @@ impl MqttSink {
 
     /// Take what the tap holds and publish the tag values that are due.
     fn tag_values(&self, s: &mut Session, latest: &mut Latest) -> Result<(), String> {
-        let (Some(tap), Some(cfg)) = (&self.tags, &self.config.tag_values) else {
+        let (Some(_), Some(cfg)) = (&self.tags, &self.config.tag_values) else {
             return Ok(());
         };
-        let mut over = 0;
-        for v in tap.take() {
-            if !latest.offer(v) {
-                over += 1;
-            }
-        }
-        if over > 0 {
-            tap.count_dropped(over);
-        }
+        self.absorb_tags(latest);
         let room = link::TAG_SLOTS.saturating_sub(s.tags_out);
         if room == 0 {
             return Ok(());
