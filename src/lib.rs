@@ -17,7 +17,7 @@
 //! - [`records`]: events as store records (lane, key, payload), and reading older stores.
 //! - [`store`]: the durable queue: lanes, group commit, dead letters, quotas; its module doc states the invariants.
 //! - [`admin`]: dead-letter and queue commands, on a stopped or a running gateway.
-//! - [`sinks`]: delivery in batches with acks, retries and set-aside: Odoo, and an MQTT broker (northbound).
+//! - [`sinks`]: delivery in batches with acks, retries and set-aside: Odoo, and an MQTT broker (northbound; with selected tag values from the edge's tap, [`sinks::tap`]).
 //! - [`status`]: health, metrics and status over HTTP.
 //! - [`pipeline`]: wires the stages and owns shutdown.
 //! - [`shadow`]: `config try`, a candidate config's rules beside the current one's on live samples, dry run.

@@ -9,7 +9,9 @@ use crate::config::Config;
 use crate::edge::{self, Edge, Mono, Now, Output, RuleState};
 use crate::model::{Millis, Sample};
 use crate::records::{FormatZero, Lanes};
-use crate::sinks::{self, dry_run::DryRunSink, latency::DeliveryLatency, odoo::OdooSink, Sink};
+use crate::sinks::{
+    self, dry_run::DryRunSink, latency::DeliveryLatency, odoo::OdooSink, tap::TagTap, Sink,
+};
 use crate::sources;
 use crate::status::{self, sla::SlaWatch, Health, StatusContext, Telemetry};
 use crate::store::{Store, StoreError};
@@ -109,11 +111,23 @@ impl Gateway {
         let odoo_metrics = Arc::new(crate::sinks::odoo::metrics::OdooMetrics::default());
         #[cfg(feature = "mqtt")]
         let mqtt_metrics = Arc::new(sinks::mqtt::metrics::MqttSinkMetrics::default());
+        // Selected tag values for the MQTT sink, taken from the edge's input.
+        #[cfg(feature = "mqtt")]
+        let tap = config
+            .mqtt_sink
+            .as_ref()
+            .and_then(|m| m.tag_values.as_ref())
+            .map(|t| Arc::new(TagTap::new(t.patterns.clone(), config.tag_table.clone())));
+        #[cfg(not(feature = "mqtt"))]
+        let tap: Option<Arc<TagTap>> = None;
         let telemetry = Arc::new(Telemetry::new(|r| {
             odoo_metrics.register(r);
             #[cfg(feature = "mqtt")]
             if config.mqtt_sink.is_some() {
                 mqtt_metrics.register(r);
+            }
+            if let Some(t) = &tap {
+                t.register(r);
             }
             store.metrics.register(r);
             latency.register(r);
@@ -195,6 +209,7 @@ impl Gateway {
                 metrics: mqtt_metrics,
                 latency,
                 sla: sla.clone(),
+                tags: tap.clone(),
             };
             tasks.spawn(format!("sink {MQTT_SINK}"), sink.run(shutdown_rx.clone()));
         }
@@ -224,6 +239,7 @@ impl Gateway {
                 store.clone(),
                 telemetry.clone(),
                 health.clone(),
+                tap,
             ),
         );
         tracing::info!(gateway = %config.gateway.id, status = %status_addr, "gateway started");
@@ -273,6 +289,7 @@ async fn run_edge(
     store: Arc<Store>,
     telemetry: Arc<Telemetry>,
     health: Arc<Health>,
+    tap: Option<Arc<TagTap>>,
 ) {
     let clock = EdgeClock::new();
     let mut ticks = tokio::time::interval(EDGE_TICK);
@@ -290,6 +307,10 @@ async fn run_edge(
                 if crate::fault::injected("wedge", "edge") {
                     // Test hook: hold the batch for ever, as a deadlock would.
                     std::future::pending::<()>().await;
+                }
+                if let Some(tap) = &tap {
+                    // Never waits for the publisher (drops its oldest).
+                    tap.offer(&batch);
                 }
                 let now = clock.now();
                 for sample in batch.drain(..) {
@@ -351,9 +372,14 @@ impl EdgeClock {
 /// The edge a config's rules make, resuming each rule from `states`; the
 /// gateway and a shadow run (`config try`) build theirs the same way.
 pub fn edge_for(config: &Config, states: HashMap<String, RuleState>) -> Edge {
-    Edge::new(&config.gateway.id, &config.tag_table, &config.events, states)
-        .with_derived(&config.derived)
-        .with_tags(&config.tags)
+    Edge::new(
+        &config.gateway.id,
+        &config.tag_table,
+        &config.events,
+        states,
+    )
+    .with_derived(&config.derived)
+    .with_tags(&config.tags)
 }
 
 /// Commit one output, retrying until it is in (or `attempts` ran out).

@@ -31,8 +31,8 @@ use crate::model::{Event, Millis, Sample};
 use crate::pipeline::{self, EdgeClock, EDGE_TICK};
 use crate::sources;
 use crate::status::Telemetry;
-use crate::tags::{TagId, TagTable};
 use crate::supervise::Stages;
+use crate::tags::{TagId, TagTable};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::future::Future;
@@ -208,7 +208,7 @@ impl Shadow {
                     .unwrap_or(TagId::UNCONFIGURED),
                 unconfigured: sample.unconfigured.clone(),
                 value: sample.value.clone(),
-                quality: sample.quality,
+                quality: sample.quality.clone(),
                 time: sample.time,
                 server_time: sample.server_time,
                 receipt: None,
@@ -664,8 +664,14 @@ mod tests {
         let mut shadow = Shadow::new(&current.tag_table, &current, &candidate);
         for (i, strokes) in [100, 103, 110].into_iter().enumerate() {
             let now = at(i as u64 * 40_000);
-            shadow.apply(&sample(&current.tag_table, "press1_strokes", strokes, now), now);
-            shadow.apply(&sample(&current.tag_table, "press2_strokes", strokes, now), now);
+            shadow.apply(
+                &sample(&current.tag_table, "press1_strokes", strokes, now),
+                now,
+            );
+            shadow.apply(
+                &sample(&current.tag_table, "press2_strokes", strokes, now),
+                now,
+            );
             shadow.tick(now);
         }
         let c = shadow.finish(at(130_000));

@@ -3,14 +3,22 @@
 //! a free loopback port) and an independent subscriber: every event is
 //! published as schema-1 JSON with its id, kind, key and lane, in order per
 //! key; a broker stopped and restarted mid-stream loses nothing (every
-//! event at least once, order per key kept); a gateway killed with SIGKILL
+//! event at least once, order per key kept; in MQTT 3.1.1 and 5); a gateway killed with SIGKILL
 //! mid-stream and restarted loses nothing (also a 10,000-event backlog
 //! killed mid-publish), and its status topic says
 //! "online", then "offline" (the will) after the kill, then "online"
 //! again; Odoo down does not hold back MQTT, nor the broker down Odoo;
 //! retained last state leaves each kind-and-key topic its last event; a
-//! lane past its target is published as an alert; mutual TLS works and an
-//! untrusted broker is refused.
+//! lane past its target is published as an alert, and one that came and
+//! went while the broker was down is published after the reconnect (its
+//! lane topic retained); mutual TLS works and an untrusted broker is
+//! refused; a wrong password is refused in plain words and the fixed file
+//! is read at the next connect. MQTT 5: events delivered with their id as
+//! a user property, acknowledged on PUBACK, and a topic the broker's ACL
+//! refuses (PUBACK 0x87) goes to the dead letters, counted, never
+//! acknowledged as delivered. Selected tag values are published retained,
+//! on change only, to a later subscriber and again after a broker restart,
+//! while the broker's absence never holds back the edge.
 
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
@@ -25,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::press::{self, PressRig};
+use support::press::{self, wait_metric, PressRig};
 use support::{eventually, get, metric};
 
 /// One message as the subscriber got it.
@@ -388,9 +396,18 @@ async fn every_event_is_published_as_versioned_json_with_its_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restarted_mid_stream_every_event_arrives_in_order_per_key() {
+    broker_restart("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_broker_restarted_mid_stream_every_event_arrives_in_order_per_key() {
+    broker_restart("protocol = \"5\"").await;
+}
+
+async fn broker_restart(protocol: &str) {
     let mut broker = DurableBroker::start();
     let sub = Subscriber::start(broker.port, "sub-restart", "plantgate/gw1/#").await;
-    let rig = rig(broker.port, "max_in_flight = 64").await;
+    let rig = rig(broker.port, &format!("max_in_flight = 64\n{protocol}")).await;
     const TOTAL: u64 = 20_000;
     let cfg = plantgate::config::load(&rig.config_path()).expect("config");
     let lanes = Lanes::new(&cfg.events);
@@ -860,4 +877,456 @@ async fn a_backlog_survives_kill_9_mid_publish() {
     })
     .await;
     child.kill();
+}
+
+/// One message as an MQTT 5 subscriber got it, with its properties.
+#[derive(Clone, Debug)]
+struct Got5 {
+    topic: String,
+    payload: String,
+    content_type: Option<String>,
+    user_properties: Vec<(String, String)>,
+}
+
+/// An MQTT 5 subscriber of its own on `filter`, collecting what it gets.
+async fn subscriber5(
+    port: u16,
+    id: &str,
+    filter: &str,
+) -> (Arc<Mutex<Vec<Got5>>>, tokio::task::JoinHandle<()>) {
+    use rumqttc::v5::mqttbytes::v5::Packet as P5;
+    use rumqttc::v5::{AsyncClient as Client5, Event as Event5, MqttOptions as Options5};
+    let mut o = Options5::new(id, "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (client, mut events) = Client5::new(o, 64);
+    client
+        .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let task = {
+        let (got, subscribed) = (got.clone(), subscribed.clone());
+        tokio::spawn(async move {
+            let _client = client;
+            loop {
+                match events.poll().await {
+                    Ok(Event5::Incoming(P5::Publish(p))) => {
+                        let props = p.properties.clone().unwrap_or_default();
+                        got.lock().unwrap().push(Got5 {
+                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                            content_type: props.content_type,
+                            user_properties: props.user_properties,
+                        })
+                    }
+                    Ok(Event5::Incoming(P5::SubAck(_))) => {
+                        subscribed.store(true, std::sync::atomic::Ordering::Release)
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+    };
+    eventually(
+        Duration::from_secs(20),
+        "MQTT 5 subscriber subscribed",
+        || {
+            let s = subscribed.clone();
+            async move { s.load(std::sync::atomic::Ordering::Acquire).then_some(()) }
+        },
+    )
+    .await;
+    (got, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_events_are_delivered_as_json_with_their_id_and_acknowledged_on_puback() {
+    let broker = Broker::start();
+    let (got, task) = subscriber5(broker.port, "sub5", "plantgate/gw1/#").await;
+    let rig = rig(broker.port, "protocol = \"5\"").await;
+    commit(&rig, &events(0, 300)).await;
+    let ids = || {
+        got.lock()
+            .unwrap()
+            .iter()
+            .filter_map(|g| serde_json::from_str::<serde_json::Value>(&g.payload).ok())
+            .filter_map(|v| v["id"].as_str().map(str::to_string))
+            .collect::<HashSet<_>>()
+    };
+    eventually(Duration::from_secs(30), "300 events over MQTT 5", || {
+        let n = ids().len();
+        async move { (n == 300).then_some(()) }
+    })
+    .await;
+    let all = got.lock().unwrap().clone();
+    let events: Vec<serde_json::Value> = all
+        .iter()
+        .filter(|g| !g.topic.ends_with("/status"))
+        .filter_map(|g| serde_json::from_str(&g.payload).ok())
+        .collect();
+    assert_order_per_key(&events);
+    // Each says it is JSON and carries its event id as a user property.
+    let m1 = all
+        .iter()
+        .find(|g| g.payload.contains("\"gw1-test-00000001\""))
+        .expect("event 1");
+    assert_eq!(m1.topic, "plantgate/gw1/production/PRESS2");
+    assert_eq!(m1.content_type.as_deref(), Some("application/json"));
+    assert_eq!(
+        m1.user_properties,
+        vec![("event_id".to_string(), "gw1-test-00000001".to_string())]
+    );
+    // Acknowledged in the store on the broker's PUBACK.
+    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
+        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
+    })
+    .await;
+    let m = get(&format!("{}/metrics", rig.base))
+        .await
+        .expect("metrics");
+    assert_eq!(
+        metric(&m, r#"plantgate_mqtt_sink_acked_total{sink="mqtt"}"#),
+        Some(300.0)
+    );
+    assert!(rig
+        .gateway
+        .store
+        .dead_letters(Some("mqtt"))
+        .expect("dlq")
+        .is_empty());
+    let status: serde_json::Value =
+        serde_json::from_str(&get(&format!("{}/status", rig.base)).await.expect("status"))
+            .expect("json");
+    let s = &status["sinks"]["mqtt"];
+    assert!(
+        s["api"].as_str().unwrap_or("").starts_with("MQTT 5,"),
+        "{s}"
+    );
+    rig.gateway.stop().await;
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_a_topic_the_broker_refuses_is_dead_lettered_not_acknowledged() {
+    // The gateway may write production and its status, not downtime.
+    let broker = Broker::with_acl(
+        "topic read plantgate/gw1/#\ntopic write plantgate/gw1/production/#\ntopic write plantgate/gw1/status\n",
+    );
+    let sub = Subscriber::start(broker.port, "sub-acl", "plantgate/gw1/#").await;
+    let rig = rig(broker.port, "protocol = \"5\"").await;
+    // 270 production events, 30 downtime starts (every tenth).
+    commit(&rig, &events(0, 300)).await;
+    let dead = eventually(
+        Duration::from_secs(30),
+        "30 refused events in the dead letters",
+        || {
+            let d = rig.gateway.store.dead_letters(Some("mqtt")).expect("dlq");
+            async move { (d.len() == 30).then_some(d) }
+        },
+    )
+    .await;
+    for d in &dead {
+        assert_eq!(d.kind, "downtime_started", "{d:?}");
+        assert!(d.reason.contains("not_authorized"), "{}", d.reason);
+        assert!(d.reason.contains(&d.event_id), "{}", d.reason);
+    }
+    eventually(
+        Duration::from_secs(30),
+        "270 production events delivered",
+        || {
+            let n = sub.ids().len();
+            async move { (n == 270).then_some(()) }
+        },
+    )
+    .await;
+    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
+        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
+    })
+    .await;
+    let m = get(&format!("{}/metrics", rig.base))
+        .await
+        .expect("metrics");
+    // Only PUBACKs with success count as delivered; the refusals are
+    // counted with their reason.
+    assert_eq!(
+        metric(&m, r#"plantgate_mqtt_sink_acked_total{sink="mqtt"}"#),
+        Some(270.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            r#"plantgate_mqtt_sink_refused_total{sink="mqtt",reason="not_authorized"}"#
+        ),
+        Some(30.0)
+    );
+    assert!(sub.events().iter().all(|v| v["kind"] == "production"));
+    // The operator sees it on /status too.
+    let status: serde_json::Value =
+        serde_json::from_str(&get(&format!("{}/status", rig.base)).await.expect("status"))
+            .expect("json");
+    let s = &status["sinks"]["mqtt"];
+    assert!(
+        s.to_string().contains("not_authorized"),
+        "the refusal on /status: {s}"
+    );
+    rig.gateway.stop().await;
+}
+
+/// Tag value messages seen for `tag`, as JSON, in order.
+fn tag_messages(sub: &Subscriber, tag: &str) -> Vec<serde_json::Value> {
+    sub.on(&format!("plantgate/gw1/tag/{tag}"))
+        .iter()
+        .filter_map(|p| serde_json::from_str(p).ok())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn selected_tag_values_are_published_retained_on_change_and_never_hold_back_the_edge() {
+    let mut broker = Broker::start();
+    let sub = Subscriber::start(broker.port, "sub-tags", "plantgate/gw1/tag/#").await;
+    let rig = rig(broker.port, "tags = [\"sta*\"]\ntag_every = \"200ms\"").await;
+    let good = |tag: &str| {
+        tag_messages(&sub, tag)
+            .into_iter()
+            .filter(|v| v["quality"] == "good")
+            .collect::<Vec<_>>()
+    };
+    eventually(Duration::from_secs(20), "the state tag's value", || {
+        let g = good("state");
+        async move { (!g.is_empty()).then_some(()) }
+    })
+    .await;
+    let first = &good("state")[0];
+    assert_eq!(first["schema"], 1);
+    assert_eq!(first["gateway"], "gw1");
+    assert_eq!(first["tag"], "state");
+    assert_eq!(first["value"], 1);
+    assert!(
+        first["time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{first}"
+    );
+    rig.regs.set_u16(support::STATE, 2);
+    eventually(Duration::from_secs(20), "the state's new value", || {
+        let g = good("state");
+        async move { g.last().is_some_and(|v| v["value"] == 2).then_some(()) }
+    })
+    .await;
+    // The press is polled every 50 ms: on change only, so two values for
+    // two states, never a repeat.
+    let msgs = tag_messages(&sub, "state");
+    for w in msgs.windows(2) {
+        assert!(
+            (&w[0]["value"], &w[0]["quality"]) != (&w[1]["value"], &w[1]["quality"]),
+            "a repeated value: {msgs:?}"
+        );
+    }
+    assert_eq!(
+        good("state")
+            .iter()
+            .map(|v| v["value"].clone())
+            .collect::<Vec<_>>(),
+        vec![serde_json::json!(1), serde_json::json!(2)]
+    );
+    // The part counter is read as often, but not selected.
+    assert!(sub
+        .all()
+        .iter()
+        .all(|g| g.topic == "plantgate/gw1/tag/state"));
+    // Retained: a subscriber that comes later gets the latest value.
+    let late = Subscriber::start(broker.port, "sub-tags-late", "plantgate/gw1/tag/#").await;
+    let got = eventually(Duration::from_secs(20), "the retained value", || {
+        let g = late.all();
+        async move { g.into_iter().next() }
+    })
+    .await;
+    assert!(got.retain);
+    assert_eq!(got.json().expect("json")["value"], 2);
+    // Not in the store: tag values add no events.
+    let m = get(&format!("{}/metrics", rig.base))
+        .await
+        .expect("metrics");
+    assert!(metric(&m, r#"plantgate_mqtt_sink_tag_values_total{sink="mqtt"}"#) >= Some(2.0));
+    assert_eq!(metric(&m, "plantgate_tag_values_dropped_total"), Some(0.0));
+    assert_eq!(rig.gateway.store.depth("mqtt"), 0);
+
+    // The broker gone: the edge goes on (parts reach Odoo).
+    broker.kill();
+    rig.produce(3).await;
+    eventually(Duration::from_secs(30), "3 parts in Odoo", || {
+        let q = rig.odoo.workorder(rig.workorder).map(|w| w.qty_produced);
+        async move { (q == Some(3.0)).then_some(()) }
+    })
+    .await;
+    // A new broker (no retained messages kept) gets the latest value again
+    // after the reconnect.
+    broker.restart();
+    let again = Subscriber::start(broker.port, "sub-tags-again", "plantgate/gw1/tag/#").await;
+    eventually(
+        Duration::from_secs(30),
+        "the latest value after the reconnect",
+        || {
+            let g = again.all();
+            async move {
+                g.iter()
+                    .filter_map(Got::json)
+                    .any(|v| v["tag"] == "state" && v["value"] == 2)
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    // The parts made meanwhile are published too, beside the tag values.
+    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
+        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
+    })
+    .await;
+    rig.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_alert_that_came_and_went_while_the_broker_was_down_is_published_after() {
+    let mut broker = DurableBroker::start();
+    // Its session is kept over the broker's restart.
+    let sub = Subscriber::start(broker.port, "sub-alerts-away", "plantgate/gw1/alerts/#").await;
+    let extra = sink_section(
+        broker.port,
+        "sla_alert_topic = \"plantgate/{gateway}/alerts\"\n\n[store.lanes.normal]\ntarget = \"1s\"\n",
+    );
+    let rig = press::start_edited(
+        |t, _| {
+            t.replace(
+                "retry_max = \"400ms\"",
+                "retry_max = \"400ms\"\ncircuit_cooldown = \"300ms\"",
+            ) + &extra
+        },
+        "127.0.0.1:0",
+    )
+    .await;
+    wait_metric(
+        &rig.base,
+        r#"plantgate_mqtt_sink_connected{sink="mqtt"}"#,
+        1.0,
+    )
+    .await;
+    broker.stop();
+    eventually(
+        Duration::from_secs(30),
+        "the sink sees the broker gone",
+        || async {
+            let m = get(&format!("{}/metrics", rig.base)).await?;
+            metric(&m, r#"plantgate_mqtt_sink_connected{sink="mqtt"}"#).filter(|v| *v == 0.0)
+        },
+    )
+    .await;
+    // While the broker is away, Odoo's normal lane goes past its target
+    // and comes back.
+    rig.odoo.stop().await;
+    let evs: Vec<Event> = events(0, 30)
+        .into_iter()
+        .filter(|e| e.key() == "PRESS1" && e.kind() == "production")
+        .collect();
+    commit(&rig, &evs).await;
+    let breached = r#"plantgate_lane_sla_breached{sink="odoo",lane="normal"}"#;
+    wait_metric(&rig.base, breached, 1.0).await;
+    rig.odoo.resume().await;
+    eventually(
+        Duration::from_secs(60),
+        "the lane back within target",
+        || async {
+            let m = get(&format!("{}/metrics", rig.base)).await?;
+            metric(&m, breached).filter(|v| *v == 0.0)
+        },
+    )
+    .await;
+    assert!(sub.all().is_empty(), "nothing could be published yet");
+    broker.spawn();
+    let alerts = || {
+        sub.on("plantgate/gw1/alerts")
+            .iter()
+            .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+            .filter(|v| v["sink"] == "odoo" && v["lane"] == "normal")
+            .collect::<Vec<_>>()
+    };
+    eventually(
+        Duration::from_secs(30),
+        "both changes published after the reconnect",
+        || {
+            let a = alerts();
+            async move { (a.len() >= 2).then_some(()) }
+        },
+    )
+    .await;
+    let a = alerts();
+    assert_eq!(
+        (&a[0]["active"], &a[1]["active"]),
+        (&serde_json::json!(true), &serde_json::json!(false)),
+        "{a:?}"
+    );
+    assert_eq!(a[0]["since"], a[1]["since"]);
+    // The lane's own topic keeps its last state for later subscribers.
+    let late = Subscriber::start(
+        broker.port,
+        "sub-alerts-late",
+        "plantgate/gw1/alerts/odoo/normal",
+    )
+    .await;
+    let last = eventually(Duration::from_secs(20), "the retained lane state", || {
+        let g = late.all();
+        async move { g.into_iter().next() }
+    })
+    .await;
+    assert!(last.retain);
+    assert_eq!(last.json().expect("json")["active"], false);
+    rig.gateway.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_refused_plainly_and_the_fixed_file_is_read_at_the_next_connect() {
+    wrong_password("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt5_a_wrong_password_is_refused_plainly_and_the_fixed_file_is_read_at_the_next_connect()
+{
+    wrong_password("protocol = \"5\"").await;
+}
+
+async fn wrong_password(protocol: &str) {
+    let broker = Broker::with_password("gw", "s3cret");
+    let pwdir = tempfile::tempdir().expect("tempdir");
+    let pw = pwdir.path().join("mqtt.pw");
+    std::fs::write(&pw, "wrong\n").expect("password file");
+    let extra = format!(
+        "{protocol}\nusername = \"gw\"\npassword_file = \"{}\"",
+        pw.display()
+    );
+    let rig = rig(broker.port, &extra).await;
+    commit(&rig, &events(0, 50)).await;
+    let error = eventually(Duration::from_secs(30), "the login refused", || async {
+        let status: serde_json::Value =
+            serde_json::from_str(&get(&format!("{}/status", rig.base)).await?).ok()?;
+        let s = &status["sinks"]["mqtt"];
+        let e = s["last_error"].as_str()?.to_string();
+        (s["connected"] != true).then_some(e)
+    })
+    .await;
+    assert!(
+        error.starts_with("connection refused by the broker: not authorized")
+            || error.starts_with("connection refused by the broker: bad user name or password"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("wrong"),
+        "the password is never shown: {error}"
+    );
+    assert_eq!(rig.gateway.store.depth("mqtt"), 50, "nothing acknowledged");
+    // Fixing the file is enough: it is read again at each connect.
+    std::fs::write(&pw, "s3cret\n").expect("password file");
+    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
+        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
+    })
+    .await;
+    rig.gateway.stop().await;
 }

@@ -554,7 +554,10 @@ fn text_hash(text: &str) -> String {
 
 /// Intern the tag names (`[[tags]]`, then `[[derived]]`) and give each
 /// tag, and each derived tag's inputs, their ids.
-pub(crate) fn intern(tags: &mut [TagConfig], derived: &mut [derived::DerivedTag]) -> crate::tags::TagTable {
+pub(crate) fn intern(
+    tags: &mut [TagConfig],
+    derived: &mut [derived::DerivedTag],
+) -> crate::tags::TagTable {
     let table = crate::tags::TagTable::new(
         tags.iter()
             .map(|t| t.name.as_str())

@@ -3,10 +3,12 @@
 //! validated into [`MqttSinkConfig`]. The sink itself is `sinks::mqtt`.
 
 use super::files::What;
+use super::mqtt::Protocol;
 use super::raw::S;
 use super::Validator;
 use crate::sinks::mqtt::config::{
-    TopicTemplate, DEFAULT_MAX_IN_FLIGHT, DEFAULT_STATUS_TOPIC, DEFAULT_TOPIC, KINDS,
+    TagValues, TopicTemplate, DEFAULT_MAX_IN_FLIGHT, DEFAULT_STATUS_TOPIC, DEFAULT_TAG_EVERY,
+    DEFAULT_TAG_TOPIC, DEFAULT_TOPIC, KINDS,
 };
 use serde::Deserialize;
 use std::time::Duration;
@@ -16,6 +18,7 @@ pub use crate::sinks::mqtt::config::MqttSinkConfig;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawMqttSink {
+    pub protocol: Option<S<String>>,
     pub url: Option<S<String>>,
     pub allow_plaintext: Option<S<bool>>,
     pub ca_file: Option<S<String>>,
@@ -34,6 +37,10 @@ pub struct RawMqttSink {
     pub keep_alive: Option<S<String>>,
     pub backoff_min: Option<S<String>>,
     pub backoff_max: Option<S<String>>,
+    pub tags: Option<S<Vec<S<String>>>>,
+    pub tag_topic: Option<S<String>>,
+    pub tag_every: Option<S<String>>,
+    pub tag_qos: Option<S<i64>>,
 }
 
 impl Validator<'_> {
@@ -202,10 +209,23 @@ impl Validator<'_> {
                 }
             },
         };
+        let protocol = match r.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "3.1.1")) => Protocol::V311,
+            Some((_, "5")) => Protocol::V5,
+            Some((p, other)) => {
+                self.err(
+                    p,
+                    format!("unknown protocol {other:?}: use \"3.1.1\" (the default) or \"5\""),
+                );
+                Protocol::V311
+            }
+        };
         let keep_alive = self.duration(&r.keep_alive, Duration::from_secs(30));
         if let Some(k) = &r.keep_alive {
             if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65_535) {
                 self.err(k, "keep_alive must be 1s to 65535s");
+            } else if protocol == Protocol::V5 && keep_alive < Duration::from_secs(5) {
+                self.err(k, "keep_alive must be at least 5s with protocol = \"5\"");
             }
         }
         let backoff_min = self.duration(&r.backoff_min, Duration::from_millis(200));
@@ -215,8 +235,10 @@ impl Validator<'_> {
                 self.err(m, "backoff_max is shorter than backoff_min");
             }
         }
+        let tag_values = self.tag_values(r);
         let (_, host, port) = parsed?;
         Some(MqttSinkConfig {
+            protocol,
             host,
             port,
             tls,
@@ -236,7 +258,82 @@ impl Validator<'_> {
             keep_alive,
             backoff_min,
             backoff_max,
+            tag_values: tag_values?,
         })
+    }
+
+    /// `tags` and the keys that go with it; `Some(None)` when not set,
+    /// `None` on an error.
+    fn tag_values(&mut self, r: &RawMqttSink) -> Option<Option<TagValues>> {
+        let Some(list) = &r.tags else {
+            self.misplaced(
+                &[
+                    (r.tag_topic.as_ref().map(|v| v.span()), "tag_topic"),
+                    (r.tag_every.as_ref().map(|v| v.span()), "tag_every"),
+                    (r.tag_qos.as_ref().map(|v| v.span()), "tag_qos"),
+                ],
+                |key| format!("`{key}` is for tag values: add tags = [\"NAME\", \"GLOB*\"] to publish some"),
+            );
+            return Some(None);
+        };
+        let mut ok = true;
+        if list.get_ref().is_empty() {
+            self.err(list, "tags is empty: name the tags to publish (globs with * and ? too), or leave tags out");
+            ok = false;
+        }
+        let mut patterns = Vec::new();
+        for p in list.get_ref() {
+            let text = p.get_ref().trim();
+            if text.is_empty() {
+                self.err(
+                    p,
+                    "an empty tag name: write a tag name or a glob like \"oven_*\"",
+                );
+                ok = false;
+            } else {
+                patterns.push(text.to_string());
+            }
+        }
+        let topic = match &r.tag_topic {
+            None => TopicTemplate::parse_tag(DEFAULT_TAG_TOPIC).ok(),
+            Some(t) => match TopicTemplate::parse_tag(t.get_ref()) {
+                Ok(tt) if tt.render_tag("g", "a") != tt.render_tag("g", "b") => Some(tt),
+                Ok(_) => {
+                    self.err(
+                        t,
+                        "tag_topic needs {tag}, or every tag overwrites the others' value",
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err(t, format!("bad tag_topic {:?}: {e}", t.get_ref()));
+                    None
+                }
+            },
+        };
+        let every = self.duration(&r.tag_every, DEFAULT_TAG_EVERY);
+        let at_least_once = match &r.tag_qos {
+            None => false,
+            Some(q) => match *q.get_ref() {
+                0 => false,
+                1 => true,
+                _ => {
+                    self.err(
+                        q,
+                        "tag_qos must be 0 (the default) or 1; tag values are always retained",
+                    );
+                    ok = false;
+                    false
+                }
+            },
+        };
+        let topic = topic?;
+        ok.then_some(Some(TagValues {
+            patterns,
+            topic,
+            every,
+            at_least_once,
+        }))
     }
 }
 
@@ -311,6 +408,24 @@ dry_run = true
         );
         assert_eq!(s.kinds, vec!["alarm_raised".to_string()]);
         assert_eq!(s.sla_alert_topic.as_deref(), Some("site/gw1/alerts"));
+    }
+
+    #[test]
+    fn mqtt5_and_tag_values() {
+        let s =
+            sink("url = \"mqtt://127.0.0.1\"\nprotocol = \"5\"\ntags = [\"oven_*\", \"state\"]\n");
+        assert_eq!(s.protocol, crate::config::mqtt::Protocol::V5);
+        let t = s.tag_values.expect("tag values");
+        assert_eq!(t.patterns, vec!["oven_*".to_string(), "state".to_string()]);
+        assert_eq!(
+            t.topic.render_tag("gw1", "oven_t"),
+            "plantgate/gw1/tag/oven_t"
+        );
+        assert_eq!(t.every, std::time::Duration::from_secs(1));
+        assert!(!t.at_least_once);
+        let s = sink("url = \"mqtt://127.0.0.1\"\n");
+        assert_eq!(s.protocol, crate::config::mqtt::Protocol::V311);
+        assert!(s.tag_values.is_none());
     }
 
     #[test]

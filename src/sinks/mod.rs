@@ -10,6 +10,9 @@
 //! acknowledged together (`Store::ack_many`), each failure is handled as
 //! its kind says, and a round that failed counts once towards the circuit
 //! breaker.
+//!
+//! [`tap`] is the other way in: selected tag values straight from the
+//! edge's input, for a sink that publishes the latest values (never stored).
 
 pub mod dry_run;
 pub mod latency;
@@ -17,6 +20,7 @@ pub mod latency;
 pub mod mqtt;
 pub mod odoo;
 pub mod schedule;
+pub mod tap;
 
 use crate::model::Event;
 use crate::status::{Health, Telemetry};

@@ -86,6 +86,16 @@ impl Broker {
         b
     }
 
+    /// Anonymous clients limited by an ACL file holding `acl` (mosquitto's
+    /// acl_file syntax; lines before any `user` apply to anonymous clients).
+    pub fn with_acl(acl: &str) -> Broker {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("acl");
+        std::fs::write(&file, acl).expect("write acl");
+        let extra = format!("allow_anonymous true\nacl_file {}\n", file.display());
+        Broker::in_dir(dir, &extra)
+    }
+
     /// TLS only, with a client certificate from `pki`'s CA required.
     pub fn with_tls(pki: &Pki) -> Broker {
         let extra = format!(

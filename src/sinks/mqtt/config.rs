@@ -1,7 +1,7 @@
 //! The MQTT sink's validated config shape (`[mqtt_sink]`, read and checked
 //! in `config::mqtt_sink`) and its topic template.
 
-use crate::config::mqtt::MqttTls;
+use crate::config::mqtt::{MqttTls, Protocol};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,9 +20,13 @@ pub const KINDS: [&str; 7] = [
 pub const DEFAULT_TOPIC: &str = "plantgate/{gateway}/{kind}/{key}";
 pub const DEFAULT_STATUS_TOPIC: &str = "plantgate/{gateway}/status";
 pub const DEFAULT_MAX_IN_FLIGHT: u16 = 256;
+pub const DEFAULT_TAG_TOPIC: &str = "plantgate/{gateway}/tag/{tag}";
+pub const DEFAULT_TAG_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct MqttSinkConfig {
+    /// `protocol = "3.1.1"` (default) or `"5"` (PUBACK reason codes).
+    pub protocol: Protocol,
     pub host: String,
     pub port: u16,
     /// `mqtts://`: verified TLS (plant CA or the system's roots).
@@ -48,6 +52,21 @@ pub struct MqttSinkConfig {
     /// Where an alert goes when a lane's oldest event passes its target
     /// (and when it is back within it); `None`: no alerts.
     pub sla_alert_topic: Option<String>,
+    /// Selected tags' latest values (`tags`), when set.
+    pub tag_values: Option<TagValues>,
+}
+
+/// Which tag values are published, where and how often.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TagValues {
+    /// Tag names or globs (`*`, `?`).
+    pub patterns: Vec<String>,
+    /// `{gateway}` and `{tag}` filled in.
+    pub topic: TopicTemplate,
+    /// A tag's value is published on change, at most this often.
+    pub every: Duration,
+    /// QoS 0 (default) or 1; always retained.
+    pub at_least_once: bool,
 }
 
 impl MqttSinkConfig {
@@ -63,6 +82,7 @@ enum Part {
     Gateway,
     Kind,
     Key,
+    Tag,
 }
 
 /// A topic with `{gateway}`, `{kind}` and `{key}` placeholders, checked
@@ -74,6 +94,15 @@ pub struct TopicTemplate {
 
 impl TopicTemplate {
     pub fn parse(text: &str) -> Result<TopicTemplate, String> {
+        Self::parse_with(text, false)
+    }
+
+    /// A tag value's topic: `{gateway}` and `{tag}`.
+    pub fn parse_tag(text: &str) -> Result<TopicTemplate, String> {
+        Self::parse_with(text, true)
+    }
+
+    fn parse_with(text: &str, tag: bool) -> Result<TopicTemplate, String> {
         if text.is_empty() {
             return Err("the topic is empty".into());
         }
@@ -95,11 +124,17 @@ impl TopicTemplate {
             let Some(close) = rest[open..].find('}') else {
                 return Err("a `{` is not closed".into());
             };
-            parts.push(match &rest[open + 1..open + close] {
-                "gateway" => Part::Gateway,
-                "kind" => Part::Kind,
-                "key" => Part::Key,
-                other => {
+            parts.push(match (&rest[open + 1..open + close], tag) {
+                ("gateway", _) => Part::Gateway,
+                ("kind", false) => Part::Kind,
+                ("key", false) => Part::Key,
+                ("tag", true) => Part::Tag,
+                (other, true) => {
+                    return Err(format!(
+                        "unknown placeholder {{{other}}}: use {{gateway}} or {{tag}}"
+                    ))
+                }
+                (other, false) => {
                     return Err(format!(
                         "unknown placeholder {{{other}}}: use {{gateway}}, {{kind}} or {{key}}"
                     ))
@@ -125,6 +160,15 @@ impl TopicTemplate {
     /// The topic of one event. A value's `/`, `+` and `#` become `_`, so a
     /// work center name cannot add levels or wildcards.
     pub fn render(&self, gateway: &str, kind: &str, key: &str) -> String {
+        self.fill(gateway, kind, key, "")
+    }
+
+    /// The topic of one tag's value, as [`TopicTemplate::render`].
+    pub fn render_tag(&self, gateway: &str, tag: &str) -> String {
+        self.fill(gateway, "", "", tag)
+    }
+
+    fn fill(&self, gateway: &str, kind: &str, key: &str, tag: &str) -> String {
         let mut out = String::new();
         for p in &self.parts {
             match p {
@@ -132,6 +176,7 @@ impl TopicTemplate {
                 Part::Gateway => push_level(&mut out, gateway),
                 Part::Kind => push_level(&mut out, kind),
                 Part::Key => push_level(&mut out, key),
+                Part::Tag => push_level(&mut out, tag),
             }
         }
         out
@@ -187,5 +232,13 @@ mod tests {
             assert!(e.contains(why), "{t}: {e}");
         }
         assert!(TopicTemplate::parse("site/{gateway}-{kind}/{key}").is_ok());
+        assert!(TopicTemplate::parse("a/{tag}").is_err());
+        let t = TopicTemplate::parse_tag(DEFAULT_TAG_TOPIC).unwrap();
+        assert_eq!(
+            t.render_tag("gw1", "oven/temp"),
+            "plantgate/gw1/tag/oven_temp"
+        );
+        let e = TopicTemplate::parse_tag("a/{key}").unwrap_err();
+        assert!(e.contains("use {gateway} or {tag}"), "{e}");
     }
 }

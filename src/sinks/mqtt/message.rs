@@ -82,23 +82,19 @@ pub fn encode(
     })
 }
 
-/// An alert that a lane of a sink is past its delivery target (`late`),
-/// or back within it.
-pub fn sla_alert(
-    gateway: &str,
-    sink: &str,
-    lane: Lane,
-    late: bool,
-    since: crate::model::Millis,
-) -> Vec<u8> {
+/// An alert that a lane of a sink is past its delivery target (`active`),
+/// or back within it; `since` is when the breach began, `at` when this
+/// change was seen.
+pub fn sla_alert(gateway: &str, c: &crate::status::sla::Change) -> Vec<u8> {
     serde_json::json!({
         "schema": SCHEMA,
         "gateway": gateway,
         "alert": "lane_past_target",
-        "active": late,
-        "sink": sink,
-        "lane": lane.as_str(),
-        "since": since.rfc3339(),
+        "active": c.late,
+        "sink": c.sink,
+        "lane": c.lane.as_str(),
+        "since": c.since.rfc3339(),
+        "at": c.at.rfc3339(),
     })
     .to_string()
     .into_bytes()

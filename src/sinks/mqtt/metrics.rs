@@ -20,6 +20,10 @@ pub struct MqttSinkMetrics {
     reconnects: Family<Labels, Counter>,
     /// 1 while connected to the broker.
     connected: Family<Labels, Gauge>,
+    /// PUBACKs with a failure reason (MQTT 5), per reason.
+    refused: Family<Labels, Counter>,
+    /// Tag values published.
+    tag_values: Family<Labels, Counter>,
 }
 
 impl MqttSinkMetrics {
@@ -49,6 +53,16 @@ impl MqttSinkMetrics {
             "1 while the sink is connected to its broker, else 0",
             self.connected.clone(),
         );
+        registry.register(
+            "plantgate_mqtt_sink_refused",
+            "Publishes the broker answered with a failure reason code (MQTT 5 PUBACK), per sink and reason",
+            self.refused.clone(),
+        );
+        registry.register(
+            "plantgate_mqtt_sink_tag_values",
+            "Tag values published (latest value, retained), per sink",
+            self.tag_values.clone(),
+        );
     }
 
     fn l(sink: &str) -> Labels {
@@ -61,6 +75,7 @@ impl MqttSinkMetrics {
         let _ = self.published.get_or_create(&l);
         let _ = self.acked.get_or_create(&l);
         let _ = self.reconnects.get_or_create(&l);
+        let _ = self.tag_values.get_or_create(&l);
         self.in_flight.get_or_create(&l).set(0);
         self.connected.get_or_create(&l).set(0);
     }
@@ -81,6 +96,19 @@ impl MqttSinkMetrics {
 
     pub fn reconnected(&self, sink: &str) {
         self.reconnects.get_or_create(&Self::l(sink)).inc();
+    }
+
+    pub fn refused(&self, sink: &str, reason: &str) {
+        self.refused
+            .get_or_create(&vec![
+                ("sink", sink.to_string()),
+                ("reason", reason.to_string()),
+            ])
+            .inc();
+    }
+
+    pub fn tag_values(&self, sink: &str, n: u64) {
+        self.tag_values.get_or_create(&Self::l(sink)).inc_by(n);
     }
 
     pub fn connected(&self, sink: &str, up: bool) {

@@ -231,7 +231,7 @@ fn qos_v5(q: u8) -> v5::mqttbytes::QoS {
 }
 
 /// [`super::describe`] for MQTT 5, whose refusals have more reasons.
-fn describe_v5(e: &v5::ConnectionError, broker: &str) -> String {
+pub(crate) fn describe_v5(e: &v5::ConnectionError, broker: &str) -> String {
     use p5::ConnectReturnCode as C;
     match e {
         v5::ConnectionError::ConnectionRefused(code) => {

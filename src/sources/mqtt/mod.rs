@@ -29,7 +29,7 @@
 //! false`, the broker sends again what the gateway had not committed when
 //! it stopped or lost the connection.
 
-mod link;
+pub(crate) mod link;
 mod metrics;
 pub mod payload;
 pub mod sparkplug;
