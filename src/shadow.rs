@@ -654,6 +654,49 @@ mod tests {
         );
     }
 
+    /// The candidate lists its tags in another order, so its ids differ
+    /// from the ids the samples are read under: each edge still gets each
+    /// sample as its own tag, and the same rules send the same events.
+    #[test]
+    fn tags_listed_in_another_order_are_each_edges_own() {
+        let current = config(EXAMPLE);
+        let first = EXAMPLE.find("[[tags]]").expect("tags");
+        let second = first + 8 + EXAMPLE[first + 8..].find("[[tags]]").expect("two tags");
+        let events = EXAMPLE.find("[[events]]").expect("events");
+        let moved = format!(
+            "{}{}{}{}",
+            &EXAMPLE[..first],
+            &EXAMPLE[second..events],
+            &EXAMPLE[first..second],
+            &EXAMPLE[events..]
+        );
+        let candidate = config(&moved);
+        assert_ne!(
+            current.tag_table.id("press1_strokes"),
+            candidate.tag_table.id("press1_strokes"),
+            "the test needs ids that differ"
+        );
+        let (read, _) = reading_config(&current, &candidate);
+        let mut shadow = Shadow::new(&read.tag_table, &current, &candidate);
+        for (i, strokes) in [100, 103, 110].into_iter().enumerate() {
+            let now = at(i as u64 * 40_000);
+            shadow.apply(
+                &sample(&read.tag_table, "press1_strokes", strokes, now),
+                now,
+            );
+            shadow.tick(now);
+        }
+        let c = shadow.finish(at(130_000));
+        let parts = c
+            .rules
+            .iter()
+            .find(|r| r.name == "press1_parts")
+            .expect("rule");
+        assert!(parts.sent.0 > 0, "the counter reported its parts");
+        assert_eq!(parts.sent.0, parts.sent.1);
+        assert!(!c.differs(), "{:?}", c.rules);
+    }
+
     /// A rule only one config has: its events are listed as only sent by
     /// that config; a rule of both with the same events is the same.
     #[test]
