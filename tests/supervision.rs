@@ -343,13 +343,13 @@ async fn a_sink_stuck_past_its_lane_target_fails_healthz_until_delivered() {
         + "\n[store.lanes.normal]\ntarget = \"1s\"\n";
     std::fs::write(&cfg, text).expect("cfg");
     let _gw = Gateway::spawn(&cfg, &[]);
-    eventually(Duration::from_secs(30), "the gateway up", || {
+    eventually(Duration::from_secs(120), "the gateway up", || {
         let s = status.clone();
         async move { healthz(&s).await }
     })
     .await;
     regs.set_u32(COUNTER, 15);
-    let (_, body) = eventually(Duration::from_secs(30), "/healthz 503", || {
+    let (_, body) = eventually(Duration::from_secs(120), "/healthz 503", || {
         let s = status.clone();
         async move { healthz(&s).await.filter(|(c, _)| *c == 503) }
     })
@@ -359,13 +359,17 @@ async fn a_sink_stuck_past_its_lane_target_fails_healthz_until_delivered() {
         "{body}"
     );
     odoo.set_fault(Fault::None);
-    eventually(Duration::from_secs(30), "delivered and /healthz ok", || {
-        let s = status.clone();
-        let qty = odoo.workorder(wo).map(|w| w.qty_produced);
-        async move {
-            let (code, body) = healthz(&s).await?;
-            (code == 200 && body == "ok\n" && qty == Some(5.0)).then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(120),
+        "delivered and /healthz ok",
+        || {
+            let s = status.clone();
+            let qty = odoo.workorder(wo).map(|w| w.qty_produced);
+            async move {
+                let (code, body) = healthz(&s).await?;
+                (code == 200 && body == "ok\n" && qty == Some(5.0)).then_some(())
+            }
+        },
+    )
     .await;
 }
