@@ -181,7 +181,9 @@ fn rule_lines(
 
 fn rule_tags(rule: &EventRule) -> Box<dyn Iterator<Item = &str> + '_> {
     match rule {
-        EventRule::Production(p) => Box::new(std::iter::once(p.tag.as_str())),
+        EventRule::Production(p) => Box::new(
+            std::iter::once(p.tag.as_str()).chain(p.scrap.as_ref().map(|s| s.tag.as_str())),
+        ),
         EventRule::Downtime(d) => Box::new(d.tags()),
         EventRule::Alarm(a) => Box::new(std::iter::once(a.tag.as_str())),
         EventRule::Measurement(m) => Box::new(std::iter::once(m.tag.as_str())),

@@ -140,8 +140,15 @@ pub struct RawEvent {
     pub report_every: Option<S<String>>,
     pub report_parts: Option<S<i64>>,
     pub parts_per_stroke: Option<S<i64>>,
+    /// production: a counter of scrapped parts, and what `tag` counts.
+    pub scrap_tag: Option<S<String>>,
+    pub tag_counts: Option<S<String>>,
     pub min_duration: Option<S<String>>,
     pub running: Option<S<Vec<i64>>>,
+    /// downtime: idle states, the debounce, and interval reporting.
+    pub idle: Option<S<Vec<i64>>>,
+    pub debounce: Option<S<String>>,
+    pub intervals: Option<S<bool>>,
     pub default_loss: Option<S<String>>,
     pub default_description: Option<S<String>>,
     pub lane: Option<S<String>>,

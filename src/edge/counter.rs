@@ -9,10 +9,20 @@
 //! with the counter reading that produced it: after a `kill -9` the period
 //! resumes where the last commit left it, nothing lost and nothing counted
 //! twice.
+//!
+//! A rule with a `scrap_tag` reads a second counter, of scrapped parts,
+//! counted the same way (wrap, reset, `max_step`; no `parts_per_stroke`)
+//! into the same period. The period is reported as its good parts (a
+//! production event) and its scrap (a scrap event, id `<period>-scrap`),
+//! together. When the rule's tag counts every part (`tag_counts =
+//! "total"`), good parts are the total less the scrap; scrap counted before
+//! the parts it was taken from (the two tags are read apart) waits for them
+//! in the next period, so good parts are never negative and every part is
+//! reported once, as good or as scrap.
 
 use super::clock::{event_id, At, Held, RuleClock};
-use crate::config::ProductionRule;
-use crate::model::{Event, EventBody, Millis, Production, Quality, Sample};
+use crate::config::{ProductionRule, TagCounts};
+use crate::model::{Event, EventBody, Millis, Production, Quality, Sample, Scrap};
 use serde::{Deserialize, Serialize};
 
 /// What survives a restart: the last counter reading (parts made while the
@@ -23,6 +33,11 @@ pub struct CounterState {
     pub last: Option<u64>,
     pub period: Option<Period>,
     pub clock: RuleClock,
+    /// The scrap counter's last reading.
+    pub scrap_last: Option<u64>,
+    /// Scrap beyond the parts of the periods reported so far
+    /// (`tag_counts = "total"`): reported with the next parts.
+    pub scrap_owed: u64,
 }
 
 /// Parts counted and not yet reported.
@@ -31,10 +46,32 @@ pub struct Period {
     /// Date of the first parts: with `seq`, the event's id.
     pub start: Millis,
     pub seq: u32,
+    /// Parts of the rule's own tag (every part, or good parts only).
     pub quantity: u64,
     /// Counter readings the quantity was derived from, for audit.
     pub counter_from: u64,
     pub counter_to: u64,
+    /// Parts of the scrap counter, and its readings.
+    pub scrap: u64,
+    pub scrap_from: u64,
+    pub scrap_to: u64,
+}
+
+impl Period {
+    /// Every part of the period, good and scrap.
+    fn parts(&self, counts: Option<TagCounts>) -> u64 {
+        match counts {
+            Some(TagCounts::Good) => self.quantity.saturating_add(self.scrap),
+            _ => self.quantity,
+        }
+    }
+}
+
+/// Which counter a reading is of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Parts,
+    Scrap,
 }
 
 pub struct Counter {
@@ -54,7 +91,8 @@ impl Counter {
         }
     }
 
-    /// Feed one reading; pushes any event and says whether the state changed.
+    /// Feed one reading (of the part counter or of the scrap counter);
+    /// pushes any event and says whether the state changed.
     pub fn on_sample(
         &mut self,
         gateway: &str,
@@ -62,6 +100,10 @@ impl Counter {
         at: At,
         events: &mut Vec<Event>,
     ) -> bool {
+        let which = match &self.rule.scrap {
+            Some(s) if sample.tag == s.tag => Which::Scrap,
+            _ => Which::Parts,
+        };
         if sample.quality != Quality::Good {
             return self.on_tick(gateway, at, events);
         }
@@ -70,19 +112,27 @@ impl Counter {
                 "counter tag gave a value that is not a non-negative integer; ignored");
             return self.on_tick(gateway, at, events);
         };
-        let Some(last) = self.state.last else {
-            self.state.last = Some(now);
-            tracing::info!(rule = %self.rule.name, counter = now, "counter baseline taken");
+        let last = match which {
+            Which::Parts => &mut self.state.last,
+            Which::Scrap => &mut self.state.scrap_last,
+        };
+        let Some(before) = *last else {
+            *last = Some(now);
+            tracing::info!(rule = %self.rule.name, tag = %sample.tag, counter = now, "counter baseline taken");
             return true;
         };
-        if now == last {
+        if now == before {
             return self.on_tick(gateway, at, events);
         }
-        let strokes = self.delta(last, now);
-        self.state.last = Some(now);
+        *last = Some(now);
+        let wraps_at = match which {
+            Which::Parts => self.rule.wraps_at,
+            Which::Scrap => self.rule.scrap.as_ref().and_then(|s| s.wraps_at),
+        };
+        let strokes = self.delta(wraps_at, before, now);
         if let Some(max) = self.rule.max_step {
             if strokes > max {
-                tracing::warn!(rule = %self.rule.name, from = last, to = now, quantity = strokes, max_step = max,
+                tracing::warn!(rule = %self.rule.name, tag = %sample.tag, from = before, to = now, quantity = strokes, max_step = max,
                     "counter jump larger than max_step: re-based, nothing posted");
                 self.on_tick(gateway, at, events);
                 return true;
@@ -91,15 +141,19 @@ impl Counter {
         // A period that has run its time ends before these parts: they
         // belong to the next one.
         self.on_tick(gateway, at, events);
-        let quantity = strokes.saturating_mul(self.rule.parts_per_stroke);
+        let quantity = match which {
+            Which::Parts => strokes.saturating_mul(self.rule.parts_per_stroke),
+            Which::Scrap => strokes,
+        };
         if quantity > 0 {
-            self.add(sample.time, at, quantity, last, now);
+            self.add(which, sample.time, at, quantity, before, now);
         }
+        let counts = self.rule.scrap.as_ref().map(|s| s.counts);
         let full = self
             .rule
             .report_parts
             .zip(self.state.period.as_ref())
-            .is_some_and(|(n, p)| p.quantity >= n);
+            .is_some_and(|(n, p)| p.parts(counts) >= n);
         if full {
             self.close(gateway, at, events);
         }
@@ -133,24 +187,44 @@ impl Counter {
         true
     }
 
-    fn add(&mut self, time: Millis, at: At, quantity: u64, from: u64, to: u64) {
+    fn add(&mut self, which: Which, time: Millis, at: At, quantity: u64, from: u64, to: u64) {
+        let (parts, scrap) = match which {
+            Which::Parts => (quantity, 0),
+            Which::Scrap => (0, quantity),
+        };
         match &mut self.state.period {
             Some(p) => {
                 // Keep the rule's dates moving with its parts.
                 self.state.clock.date(time, at);
-                p.quantity = p.quantity.saturating_add(quantity);
-                p.counter_to = to;
+                p.quantity = p.quantity.saturating_add(parts);
+                p.scrap = p.scrap.saturating_add(scrap);
+                match which {
+                    Which::Parts => p.counter_to = to,
+                    Which::Scrap => p.scrap_to = to,
+                }
             }
             None => {
                 let start = self.state.clock.date(time, at);
                 let seq = self.state.clock.sequence(start);
                 self.held = Some(Held::start(at));
+                // The other counter's reading, for the audit trail.
+                let (c, s) = (
+                    self.state.last.unwrap_or(0),
+                    self.state.scrap_last.unwrap_or(0),
+                );
+                let (counter_from, scrap_from) = match which {
+                    Which::Parts => (from, s),
+                    Which::Scrap => (c, from),
+                };
                 self.state.period = Some(Period {
                     start,
                     seq,
-                    quantity,
-                    counter_from: from,
-                    counter_to: to,
+                    quantity: parts,
+                    counter_from,
+                    counter_to: if which == Which::Parts { to } else { c },
+                    scrap,
+                    scrap_from,
+                    scrap_to: if which == Which::Scrap { to } else { s },
                 });
             }
         }
@@ -162,27 +236,53 @@ impl Counter {
             return;
         };
         let time = self.state.clock.date(at.time, at);
-        events.push(Event {
-            id: event_id(gateway, &self.rule.name, p.start, p.seq),
-            rule: self.rule.name.clone(),
-            time,
-            body: EventBody::Production(Production {
-                workcenter: self.rule.workcenter.clone(),
-                quantity: p.quantity,
-                counter_from: p.counter_from,
-                counter_to: p.counter_to,
-            }),
-        });
+        let id = event_id(gateway, &self.rule.name, p.start, p.seq);
+        let (good, scrap) = match self.rule.scrap.as_ref().map(|s| s.counts) {
+            None | Some(TagCounts::Good) => (p.quantity, p.scrap),
+            Some(TagCounts::Total) => {
+                let owed = p.scrap.saturating_add(self.state.scrap_owed);
+                let scrap = owed.min(p.quantity);
+                self.state.scrap_owed = owed - scrap;
+                (p.quantity - scrap, scrap)
+            }
+        };
+        if good > 0 || self.rule.scrap.is_none() {
+            events.push(Event {
+                id: id.clone(),
+                rule: self.rule.name.clone(),
+                time,
+                body: EventBody::Production(Production {
+                    workcenter: self.rule.workcenter.clone(),
+                    quantity: good,
+                    counter_from: p.counter_from,
+                    counter_to: p.counter_to,
+                }),
+            });
+        }
+        if scrap > 0 {
+            events.push(Event {
+                id: format!("{id}-scrap"),
+                rule: self.rule.name.clone(),
+                time,
+                body: EventBody::Scrap(Scrap {
+                    workcenter: self.rule.workcenter.clone(),
+                    quantity: scrap,
+                    production_id: (good > 0).then_some(id),
+                    counter_from: p.scrap_from,
+                    counter_to: p.scrap_to,
+                }),
+            });
+        }
     }
 
     /// Strokes between two readings. A drop is a wrap when the counter was
     /// in its top tenth and is now in its bottom tenth; any other drop is a
     /// reset to zero, after which `now` strokes were made.
-    fn delta(&self, last: u64, now: u64) -> u64 {
+    fn delta(&self, wraps_at: Option<u64>, last: u64, now: u64) -> u64 {
         if now > last {
             return now - last;
         }
-        match self.rule.wraps_at {
+        match wraps_at {
             Some(max) if last > max / 10 * 9 && now < max / 10 => (max - last) + now + 1,
             _ => {
                 tracing::info!(rule = %self.rule.name, from = last, to = now, "counter reset detected");
@@ -235,6 +335,7 @@ mod tests {
             report_every: every.map(Duration::from_millis),
             report_parts: parts,
             parts_per_stroke: 1,
+            scrap: None,
             lane: None,
         }
     }
@@ -463,6 +564,163 @@ mod tests {
         assert!(ev.windows(2).all(|w| w[0].time <= w[1].time), "{ev:?}");
         assert!(ev.iter().all(|e| e.time <= Millis(101_500)), "{ev:?}");
         assert_eq!(ev[2].id, "gw-parts-101500-1");
+    }
+
+    fn scrap_rule(counts: TagCounts, every: Option<u64>, parts: Option<u64>) -> ProductionRule {
+        ProductionRule {
+            scrap: Some(crate::config::ScrapCounter {
+                tag: "s".into(),
+                wraps_at: Some(65535),
+                counts,
+            }),
+            ..rule(Some(65535), Some(1000), every, parts)
+        }
+    }
+
+    fn scrap_sample(value: u64, at: i64) -> Sample {
+        Sample {
+            tag: "s".into(),
+            ..sample(value, at)
+        }
+    }
+
+    fn feed_scrap(c: &mut Counter, value: u64, ms: i64) -> Vec<Event> {
+        let mut ev = Vec::new();
+        c.on_sample("gw", &scrap_sample(value, ms), at(ms), &mut ev);
+        ev
+    }
+
+    fn scrapped(events: &[Event]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Scrap(s) => Some(s.quantity),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn total_and_scrap_counters_give_good_parts_and_scrap_in_one_period() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Total, Some(10_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 100, 0);
+        feed_scrap(&mut c, 7, 0);
+        feed(&mut c, 110, 1_000);
+        feed_scrap(&mut c, 9, 1_500);
+        feed(&mut c, 120, 2_000);
+        let ev = tick(&mut c, 11_000);
+        assert_eq!(qty(&ev), [18], "20 parts, 2 of them scrap");
+        assert_eq!(scrapped(&ev), [2]);
+        assert_eq!(ev[0].id, "gw-parts-1000");
+        assert_eq!(ev[1].id, "gw-parts-1000-scrap");
+        let EventBody::Scrap(s) = &ev[1].body else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(s.production_id.as_deref(), Some("gw-parts-1000"));
+        assert_eq!((s.counter_from, s.counter_to), (7, 9));
+        assert_eq!(ev[0].time, ev[1].time, "reported together");
+    }
+
+    #[test]
+    fn good_and_scrap_counters_report_each_as_counted() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Good, None, Some(10)),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        feed_scrap(&mut c, 65534, 0);
+        feed(&mut c, 6, 1_000);
+        // The scrap counter wraps: 3 parts.
+        let ev = feed_scrap(&mut c, 1, 2_000);
+        assert!(ev.is_empty(), "9 parts, under report_parts: {ev:?}");
+        let ev = feed(&mut c, 7, 3_000);
+        assert_eq!((qty(&ev), scrapped(&ev)), (vec![7], vec![3]));
+    }
+
+    #[test]
+    fn a_period_of_scrap_only_sends_no_empty_production() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Good, Some(5_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        feed_scrap(&mut c, 0, 0);
+        feed_scrap(&mut c, 4, 1_000);
+        let ev = tick(&mut c, 6_000);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(scrapped(&ev), [4]);
+        let EventBody::Scrap(s) = &ev[0].body else {
+            panic!()
+        };
+        assert_eq!(s.production_id, None);
+    }
+
+    #[test]
+    fn scrap_read_before_its_parts_waits_for_them() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Total, Some(5_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        feed_scrap(&mut c, 0, 0);
+        feed(&mut c, 2, 1_000);
+        // 3 scrapped, but the total was read before the last of them.
+        feed_scrap(&mut c, 3, 1_100);
+        let ev = tick(&mut c, 6_000);
+        assert_eq!((qty(&ev), scrapped(&ev)), (vec![], vec![2]));
+        assert_eq!(c.state.scrap_owed, 1);
+        feed(&mut c, 10, 7_000);
+        let ev = tick(&mut c, 12_000);
+        assert_eq!(
+            (qty(&ev), scrapped(&ev)),
+            (vec![7], vec![1]),
+            "10 parts in all, 3 scrap"
+        );
+        assert_eq!(c.state.scrap_owed, 0);
+    }
+
+    #[test]
+    fn the_scrap_counter_has_its_own_baseline_reset_and_max_step() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Good, None, Some(1)),
+            CounterState::default(),
+        );
+        feed(&mut c, 50, 0);
+        assert!(feed_scrap(&mut c, 40, 0).is_empty(), "a baseline");
+        assert_eq!(c.state.scrap_last, Some(40));
+        assert_eq!(
+            scrapped(&feed_scrap(&mut c, 2, 1_000)),
+            [2],
+            "a reset counts from zero"
+        );
+        assert!(feed_scrap(&mut c, 5_000, 2_000).is_empty(), "over max_step");
+        assert_eq!(scrapped(&feed_scrap(&mut c, 5_001, 3_000)), [1]);
+        assert_eq!(c.state.last, Some(50), "the part counter is untouched");
+    }
+
+    #[test]
+    fn a_restart_mid_period_keeps_both_counts() {
+        let r = scrap_rule(TagCounts::Total, Some(30_000), None);
+        let mut c = Counter::new(r.clone(), CounterState::default());
+        feed(&mut c, 0, 0);
+        feed_scrap(&mut c, 0, 0);
+        feed(&mut c, 10, 1_000);
+        feed_scrap(&mut c, 1, 1_000);
+        let bytes = RuleState::Counter(c.state.clone())
+            .encode()
+            .expect("encode");
+        let RuleState::Counter(state) = RuleState::decode(&bytes).expect("decode") else {
+            panic!()
+        };
+        let mut c = Counter::new(r, state);
+        feed(&mut c, 12, 2_000);
+        feed_scrap(&mut c, 2, 2_000);
+        let mut ev = Vec::new();
+        c.flush("gw", at(3_000), &mut ev);
+        assert_eq!((qty(&ev), scrapped(&ev)), (vec![10], vec![2]));
     }
 
     #[derive(Clone, Debug)]

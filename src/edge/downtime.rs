@@ -4,10 +4,24 @@
 //! Odoo hears of a stop twice, with the same `downtime_id`: once when it has
 //! lasted `min_duration` (an open time log, so the work center shows blocked
 //! while it is down) and once when it ends (the same log gets its end).
+//!
+//! States listed in `idle` are neither running nor a stop: they end a stop
+//! and open none. With `debounce`, a new state value is taken only once it
+//! has held that long, dated from its first reading: a flicker shorter than
+//! the debounce changes nothing (it neither ends nor splits a stop).
+//!
+//! With `intervals = true` the rule also reports the machine's time as
+//! consecutive intervals of running, idle and down (one event per closed
+//! interval, id `<rule>-<start>-<state>`): from the first reading on they
+//! follow each other without gap or overlap, each ending where the next
+//! begins, for availability (OEE) downstream. A down interval includes the
+//! stops shorter than `min_duration` that Odoo never hears of.
 
 use super::clock::{event_id, At, Held, RuleClock};
 use crate::config::DowntimeRule;
-use crate::model::{Downtime as Interval, Event, EventBody, Millis, Quality, Sample};
+use crate::model::{
+    Downtime as Interval, Event, EventBody, MachineState, Millis, Quality, Sample, StateInterval,
+};
 use serde::{Deserialize, Serialize};
 
 /// What survives a restart: the stop in progress, if any, and the rule's
@@ -19,6 +33,16 @@ pub struct DowntimeState {
     pub clock: RuleClock,
     /// The last good value of the rule's `reason_tag` (the fault code).
     pub code: Option<i64>,
+    /// The state value taken last (after the debounce).
+    pub taken: Option<i64>,
+    /// A new value waiting out the debounce: the value and its first
+    /// reading's date.
+    pub pending: Option<(i64, Millis)>,
+    /// The running, idle or down interval in progress (`intervals`).
+    pub interval: Option<OpenInterval>,
+    /// Start of the latest interval id, and how many shared it before.
+    pub interval_id_start: Option<Millis>,
+    pub interval_seq: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,12 +58,23 @@ pub struct OpenStop {
     pub code: Option<i64>,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenInterval {
+    pub state: MachineState,
+    pub value: i64,
+    pub since: Millis,
+    pub seq: u32,
+}
+
 pub struct Downtime {
     pub rule: DowntimeRule,
     pub state: DowntimeState,
     /// How long the open stop has been held, on the monotonic clock;
     /// rebuilt from `since` after a restart.
     held: Option<Held>,
+    /// How long the pending value has been held (debounce); rebuilt from
+    /// its date after a restart.
+    pending_held: Option<Held>,
 }
 
 impl Downtime {
@@ -48,6 +83,7 @@ impl Downtime {
             rule,
             state,
             held: None,
+            pending_held: None,
         }
     }
 
@@ -67,20 +103,50 @@ impl Downtime {
                 "machine-state tag gave a value that is not an integer; ignored");
             return self.on_tick(gateway, at, events);
         };
-        let running = self.rule.running.contains(&value);
+        if self.rule.debounce.is_zero() || self.state.taken.is_none() {
+            // The first reading has nothing to flicker from.
+            let changed = self.take(gateway, value, sample.time, Held::start(at), at, events);
+            return self.on_tick(gateway, at, events) || changed;
+        }
         let mut changed = false;
+        if self.state.taken == Some(value) {
+            // Back before the debounce passed: the flicker is ignored.
+            changed = self.state.pending.take().is_some();
+            self.pending_held = None;
+        } else if self.state.pending.map(|(v, _)| v) != Some(value) {
+            self.state.pending = Some((value, sample.time));
+            self.pending_held = Some(Held::start(at));
+            changed = true;
+        }
+        self.on_tick(gateway, at, events) || changed
+    }
+
+    /// Take a new state value (read at `time`, held for `held` so far):
+    /// end the stop it ends, open the stop it opens, close the interval.
+    fn take(
+        &mut self,
+        gateway: &str,
+        value: i64,
+        time: Millis,
+        held: Held,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let class = self.rule.class_of(value);
+        let mut changed = self.state.taken != Some(value);
+        self.state.taken = Some(value);
         if let Some(open) = &self.state.open {
-            if running || open.state != value {
+            if class != MachineState::Down || open.state != value {
                 let open = open.clone();
-                let end = self.state.clock.date(sample.time, at);
+                let end = self.state.clock.date(time, at);
                 self.close(gateway, &open, end, at, events);
                 self.state.open = None;
                 self.held = None;
                 changed = true;
             }
         }
-        if !running && self.state.open.is_none() {
-            let since = self.state.clock.date(sample.time, at);
+        if class == MachineState::Down && self.state.open.is_none() {
+            let since = self.state.clock.date(time, at);
             let seq = self.state.clock.sequence(since);
             self.state.open = Some(OpenStop {
                 state: value,
@@ -89,10 +155,65 @@ impl Downtime {
                 seq,
                 code: None,
             });
-            self.held = Some(Held::start(at));
+            self.held = Some(held);
             changed = true;
         }
-        self.on_tick(gateway, at, events) || changed
+        if self.rule.intervals {
+            changed |= self.interval(gateway, class, value, time, at, events);
+        }
+        changed
+    }
+
+    /// Close the interval in progress when the machine's class changes,
+    /// and open the next.
+    fn interval(
+        &mut self,
+        gateway: &str,
+        class: MachineState,
+        value: i64,
+        time: Millis,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        if self
+            .state
+            .interval
+            .as_ref()
+            .is_some_and(|i| i.state == class)
+        {
+            return false;
+        }
+        let change = self.state.clock.date(time, at);
+        if let Some(i) = self.state.interval.take() {
+            let id = event_id(gateway, &self.rule.name, i.since, i.seq);
+            events.push(Event {
+                id: format!("{id}-{}", i.state.as_str()),
+                rule: self.rule.name.clone(),
+                time: change,
+                body: EventBody::StateInterval(StateInterval {
+                    workcenter: self.rule.workcenter.clone(),
+                    state: i.state,
+                    value: i.value,
+                    start: i.since,
+                    end: change,
+                }),
+            });
+        }
+        let seq = if self.state.interval_id_start == Some(change) {
+            self.state.interval_seq = self.state.interval_seq.saturating_add(1);
+            self.state.interval_seq
+        } else {
+            self.state.interval_id_start = Some(change);
+            self.state.interval_seq = 0;
+            0
+        };
+        self.state.interval = Some(OpenInterval {
+            state: class,
+            value,
+            since: change,
+            seq,
+        });
+        true
     }
 
     /// A reading of the rule's `reason_tag`: the fault code a stop that is
@@ -115,6 +236,21 @@ impl Downtime {
     /// whether or not a sample came (a source that reports only changes is
     /// silent while the machine stays down).
     pub fn on_tick(&mut self, gateway: &str, at: At, events: &mut Vec<Event>) -> bool {
+        let mut taken = false;
+        if let Some((value, since)) = self.state.pending {
+            let held = *self
+                .pending_held
+                .get_or_insert_with(|| Held::resume(since, at));
+            if u128::from(held.ms(at)) >= self.rule.debounce.as_millis() {
+                self.state.pending = None;
+                self.pending_held = None;
+                taken = self.take(gateway, value, since, held, at, events);
+            }
+        }
+        self.announce(gateway, at, events) || taken
+    }
+
+    fn announce(&mut self, gateway: &str, at: At, events: &mut Vec<Event>) -> bool {
         let Some(open) = &self.state.open else {
             return false;
         };
@@ -208,6 +344,9 @@ mod tests {
                     loss: "mrp.block_reason1".into(),
                     description: "Motor overload".into(),
                 }],
+                idle: vec![],
+                debounce: Duration::ZERO,
+                intervals: false,
                 lane: None,
             },
             DowntimeState::default(),

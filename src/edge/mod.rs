@@ -118,25 +118,29 @@ impl Output {
     }
 }
 
-/// Version byte of [`RuleState::encode`]. Version 2 added the open period
-/// of a counter and each rule's [`clock::RuleClock`]. Versions 1 and 0
-/// (format 0's unversioned state, carried over by the store's migration)
-/// have the shape frozen in [`v1`]. When `RuleState` changes again, freeze
-/// a copy of this shape and decode each version with its own.
+/// Version byte of [`RuleState::encode`]. Version 3 added a counter's
+/// scrap counter and a downtime rule's debounce and intervals; version 2
+/// (the open period of a counter and each rule's [`clock::RuleClock`]) has
+/// the shape frozen in [`v2`]. Versions 1 and 0 (format 0's unversioned
+/// state, carried over by the store's migration) have the shape frozen in
+/// [`v1`]. When `RuleState` changes again, freeze a copy of this shape and
+/// decode each version with its own.
+const STATE_V3: u8 = 3;
 const STATE_V2: u8 = 2;
 const STATE_V1: u8 = 1;
 const STATE_V0: u8 = crate::store::migrate::LEGACY_PAYLOAD;
 
 impl RuleState {
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = vec![STATE_V2];
+        let mut out = vec![STATE_V3];
         out.extend(postcard::to_stdvec(self)?);
         Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<RuleState, PayloadError> {
         match bytes.split_first() {
-            Some((&STATE_V2, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&STATE_V3, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&STATE_V2, rest)) => Ok(postcard::from_bytes::<v2::RuleState>(rest)?.into()),
             Some((&STATE_V1 | &STATE_V0, rest)) => {
                 Ok(postcard::from_bytes::<v1::RuleState>(rest)?.into())
             }
@@ -199,8 +203,84 @@ mod v1 {
                         }),
                         clock,
                         code: None,
+                        ..Default::default()
                     })
                 }
+            }
+        }
+    }
+}
+
+/// Rule states as version 2 wrote them: counters and downtime rules had
+/// fewer fields; the other kinds are unchanged.
+mod v2 {
+    use super::clock::RuleClock;
+    use crate::model::Millis;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub enum RuleState {
+        Counter(CounterState),
+        Downtime(DowntimeState),
+        Alarm(super::AlarmState),
+        Measurement(super::MeasurementState),
+        Window(super::WindowState),
+        Stock(super::StockState),
+    }
+
+    #[derive(Deserialize)]
+    pub struct CounterState {
+        pub last: Option<u64>,
+        pub period: Option<Period>,
+        pub clock: RuleClock,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Period {
+        pub start: Millis,
+        pub seq: u32,
+        pub quantity: u64,
+        pub counter_from: u64,
+        pub counter_to: u64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct DowntimeState {
+        pub open: Option<super::OpenStop>,
+        pub clock: RuleClock,
+        pub code: Option<i64>,
+    }
+
+    impl From<RuleState> for super::RuleState {
+        fn from(s: RuleState) -> Self {
+            match s {
+                RuleState::Counter(c) => super::RuleState::Counter(super::CounterState {
+                    last: c.last,
+                    period: c.period.map(|p| super::Period {
+                        start: p.start,
+                        seq: p.seq,
+                        quantity: p.quantity,
+                        counter_from: p.counter_from,
+                        counter_to: p.counter_to,
+                        scrap: 0,
+                        scrap_from: 0,
+                        scrap_to: 0,
+                    }),
+                    clock: c.clock,
+                    ..Default::default()
+                }),
+                RuleState::Downtime(d) => super::RuleState::Downtime(super::DowntimeState {
+                    // The state of an open stop was the value last taken.
+                    taken: d.open.as_ref().map(|o| o.state),
+                    open: d.open,
+                    clock: d.clock,
+                    code: d.code,
+                    ..Default::default()
+                }),
+                RuleState::Alarm(a) => super::RuleState::Alarm(a),
+                RuleState::Measurement(m) => super::RuleState::Measurement(m),
+                RuleState::Window(w) => super::RuleState::Window(w),
+                RuleState::Stock(k) => super::RuleState::Stock(k),
             }
         }
     }
@@ -299,6 +379,11 @@ impl Edge {
             if let EventRule::Downtime(d) = rule {
                 if let Some(t) = d.reason_tag.as_ref().filter(|t| **t != d.tag) {
                     by_tag.entry(t.clone()).or_default().push(i);
+                }
+            }
+            if let EventRule::Production(p) = rule {
+                if let Some(s) = &p.scrap {
+                    by_tag.entry(s.tag.clone()).or_default().push(i);
                 }
             }
             built.push(r);
@@ -444,6 +529,7 @@ mod tests {
                 report_every: Some(Duration::from_secs(1)),
                 report_parts: None,
                 parts_per_stroke: 1,
+                scrap: None,
                 lane: None,
             }),
             EventRule::Downtime(DowntimeRule {
@@ -457,6 +543,9 @@ mod tests {
                 default_description: "Stopped".into(),
                 reason_tag: None,
                 codes: vec![],
+                idle: vec![],
+                debounce: Duration::ZERO,
+                intervals: false,
                 lane: None,
             }),
         ];

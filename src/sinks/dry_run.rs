@@ -196,6 +196,24 @@ fn event_line(e: &Event) -> String {
                 "odoo dry-run: quality.alert load at {workcenter:?} external id {xmlid}, check {check_xmlid} (or a note on the work order): {description} (event {})",
                 e.id
             ),
+            Plan::RecordScrap {
+                xmlid,
+                workcenter,
+                quantity,
+                at,
+            } => format!(
+                "odoo dry-run: stock.scrap load (unless it exists) {quantity} of the MO's product, linked to the MO and the work order running at work center {workcenter:?} at {} UTC, external id {xmlid}, then action_validate (event {})",
+                at.odoo_datetime(),
+                e.id
+            ),
+            Plan::Nothing => format!(
+                "odoo dry-run: nothing (a {} interval; event {})",
+                match &e.body {
+                    crate::model::EventBody::StateInterval(i) => i.state.as_str(),
+                    _ => "state",
+                },
+                e.id
+            ),
             Plan::WorkcenterNote {
                 workcenter, text, ..
             } => format!(

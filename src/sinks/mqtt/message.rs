@@ -45,6 +45,8 @@ pub enum Payload<'a> {
     QualityAlert(&'a crate::model::QualityAlert),
     Summary(&'a crate::model::Summary),
     StockLevel(&'a crate::model::StockLevel),
+    Scrap(&'a crate::model::Scrap),
+    StateInterval(&'a crate::model::StateInterval),
 }
 
 impl<'a> Payload<'a> {
@@ -57,6 +59,8 @@ impl<'a> Payload<'a> {
             EventBody::QualityAlert(a) => Payload::QualityAlert(a),
             EventBody::Summary(w) => Payload::Summary(w),
             EventBody::StockLevel(s) => Payload::StockLevel(s),
+            EventBody::Scrap(s) => Payload::Scrap(s),
+            EventBody::StateInterval(i) => Payload::StateInterval(i),
         }
     }
 }

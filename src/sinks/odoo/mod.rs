@@ -18,6 +18,10 @@
 //!   Quality app is installed, else notes on the work order's MO.
 //! - Stock levels ([`stock`]): the counted quantity of a product at a
 //!   location, absolute, as an applied inventory adjustment.
+//! - Scrap ([`scrap`]): a `stock.scrap` of the MO's product, linked to the
+//!   MO and work order, created once by external id, then validated.
+//! - State intervals (running, idle, down): nothing; Odoo's timers and
+//!   loss logs hold that time.
 //!
 //! Failures ([`classify`]): a refused key pauses the sink and its source is
 //! read again before each retry ([`rpc`]); 429 pauses it for Retry-After;
@@ -42,6 +46,7 @@ pub mod plan;
 pub mod production;
 mod quality;
 pub mod rpc;
+mod scrap;
 mod stock;
 
 use super::DeliveryError;
@@ -451,6 +456,13 @@ impl OdooSink {
                 event_id,
                 text,
             } => self.workcenter_note(&workcenter, &event_id, &text).await,
+            Plan::RecordScrap {
+                xmlid,
+                workcenter,
+                quantity,
+                at,
+            } => self.scrap(&ev.id, &xmlid, &workcenter, quantity, at).await,
+            Plan::Nothing => Ok(()),
         }
     }
 
