@@ -613,6 +613,153 @@ mod tests {
         assert_eq!(all.len(), events.len(), "{events:?}");
     }
 
+    fn with(f: impl FnOnce(&mut DowntimeRule)) -> Downtime {
+        let mut r = rule().rule;
+        f(&mut r);
+        Downtime::new(r, DowntimeState::default())
+    }
+
+    fn intervals_of(events: &[Event]) -> Vec<(MachineState, i64, i64)> {
+        events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::StateInterval(i) => Some((i.state, i.start.0 / 1000, i.end.0 / 1000)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flicker_shorter_than_the_debounce_neither_ends_nor_splits_a_stop() {
+        let mut d = with(|r| r.debounce = Duration::from_secs(2));
+        let mut ev = feed(&mut d, 1, 0);
+        ev.extend(feed(&mut d, 2, 100));
+        ev.extend(tick(&mut d, at_ms(101_999)));
+        assert!(d.state.open.is_none(), "not taken before the debounce");
+        ev.extend(tick(&mut d, at_ms(102_000)));
+        assert_eq!(
+            d.state.open.as_ref().map(|o| o.since),
+            Some(Millis(100_000)),
+            "dated from its first reading"
+        );
+        ev.extend(tick(&mut d, at_ms(110_000)));
+        assert_eq!(ev.len(), 1, "announced after min_duration from its start: {ev:?}");
+        // A flicker to another stop state and back, and one to running.
+        ev.extend(feed(&mut d, 5, 120));
+        ev.extend(feed_at(&mut d, 2, 121_500, at_ms(121_500)));
+        ev.extend(feed(&mut d, 1, 125));
+        ev.extend(feed_at(&mut d, 2, 125_900, at_ms(125_900)));
+        ev.extend(tick(&mut d, at_ms(129_000)));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        ev.extend(feed(&mut d, 1, 130));
+        ev.extend(tick(&mut d, at_ms(131_999)));
+        assert_eq!(ev.len(), 1);
+        ev.extend(tick(&mut d, at_ms(132_000)));
+        let EventBody::DowntimeEnded(i) = &ev[1].body else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((i.start, i.end), (Millis(100_000), Some(Millis(130_000))));
+        assert_eq!(i.state, 2);
+    }
+
+    #[test]
+    fn without_a_debounce_a_flicker_splits_a_stop() {
+        let mut d = rule();
+        feed(&mut d, 2, 0);
+        feed(&mut d, 2, 10);
+        let ev = feed(&mut d, 5, 20);
+        assert_eq!(ev.len(), 1, "the stop of state 2 ends at the flicker");
+    }
+
+    #[test]
+    fn an_idle_state_ends_a_stop_and_opens_none() {
+        let mut d = with(|r| r.idle = vec![0]);
+        feed(&mut d, 2, 0);
+        let ev = feed(&mut d, 0, 20);
+        let EventBody::DowntimeEnded(i) = &ev[0].body else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(i.end, Some(Millis(20_000)));
+        assert!(tick(&mut d, at_ms(200_000)).is_empty(), "idle is no stop");
+        assert_eq!(d.state.open, None);
+    }
+
+    #[test]
+    fn intervals_of_running_idle_and_down_follow_each_other() {
+        let mut d = with(|r| {
+            r.idle = vec![0];
+            r.intervals = true;
+        });
+        let mut ev = feed(&mut d, 1, 0);
+        ev.extend(feed(&mut d, 1, 5));
+        ev.extend(feed(&mut d, 2, 10));
+        // Another stop reason: the same down interval.
+        ev.extend(feed(&mut d, 3, 15));
+        ev.extend(feed(&mut d, 0, 30));
+        ev.extend(feed(&mut d, 1, 40));
+        ev.extend(feed(&mut d, 1, 50));
+        use MachineState::*;
+        assert_eq!(
+            intervals_of(&ev),
+            [(Running, 0, 10), (Down, 10, 30), (Idle, 30, 40)]
+        );
+        let ids: Vec<_> = ev
+            .iter()
+            .filter(|e| matches!(e.body, EventBody::StateInterval(_)))
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            ["gw-stops-0-running", "gw-stops-10000-down", "gw-stops-30000-idle"]
+        );
+        assert_eq!(
+            d.state.interval.as_ref().map(|i| (i.state, i.since)),
+            Some((Running, Millis(40_000))),
+            "the interval in progress"
+        );
+        // The stops are unchanged by the intervals: 2 then 3, each its own record.
+        let ended = ev
+            .iter()
+            .filter(|e| matches!(e.body, EventBody::DowntimeEnded(_)))
+            .count();
+        assert_eq!(ended, 1, "state 2 lasted 5 s, under min_duration; state 3 15 s");
+    }
+
+    #[test]
+    fn a_version_2_downtime_state_resumes_its_open_stop() {
+        #[derive(Serialize)]
+        enum Old {
+            _Counter(()),
+            Downtime(OldState),
+        }
+        #[derive(Serialize)]
+        struct OldState {
+            open: Option<OpenStop>,
+            clock: RuleClock,
+            code: Option<i64>,
+        }
+        let open = OpenStop {
+            state: 2,
+            since: Millis(100_000),
+            announced: true,
+            seq: 0,
+            code: Some(310),
+        };
+        let mut bytes = vec![2u8];
+        bytes.extend(
+            postcard::to_stdvec(&Old::Downtime(OldState {
+                open: Some(open.clone()),
+                clock: RuleClock::default(),
+                code: Some(310),
+            }))
+            .expect("encode"),
+        );
+        let RuleState::Downtime(s) = RuleState::decode(&bytes).expect("v2 decodes") else {
+            panic!("a downtime state")
+        };
+        assert_eq!((s.open, s.code, s.taken), (Some(open), Some(310), Some(2)));
+    }
+
     mod intervals {
         use super::*;
         use crate::edge::clock::{Now, Timeline};
@@ -630,7 +777,7 @@ mod tests {
 
         fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
-                4 => prop_oneof![Just(1i64), Just(2), Just(3)].prop_map(Op::State),
+                4 => prop_oneof![Just(1i64), Just(2), Just(3), Just(4)].prop_map(Op::State),
                 4 => (1u32..60).prop_map(Op::Wait),
                 1 => Just(Op::Kill),
                 1 => (-3600i32..3600).prop_map(Op::Step),
@@ -712,6 +859,91 @@ mod tests {
                 prop_assert!(seen.values().all(|s| s.1), "a stop left open once running: {:?}", events);
                 for w in intervals.windows(2) {
                     prop_assert!(w[1].0 >= w[0].1, "stops overlap: {:?}", intervals);
+                }
+            }
+
+            #[test]
+            fn state_intervals_cover_the_time_without_gap_or_overlap(
+                ops in prop::collection::vec(op(), 1..150),
+                debounce in prop_oneof![Just(0u64), Just(500), Just(2_000)],
+            ) {
+                let mut r = rule().rule;
+                r.idle = vec![3];
+                r.intervals = true;
+                r.debounce = Duration::from_millis(debounce);
+                let mut d = Downtime::new(r.clone(), DowntimeState::default());
+                let mut timeline = Timeline::default();
+                let (mut wall, mut mono) = (1_780_000_000_000i64, 0u64);
+                let first = wall;
+                let mut highest = wall;
+                let mut events = Vec::new();
+                let mut now = |timeline: &mut Timeline, wall: i64, mono: u64| {
+                    highest = highest.max(wall);
+                    timeline.at(Now { wall: Millis(wall), mono: Mono(mono) })
+                };
+                let at = now(&mut timeline, wall, mono);
+                events.extend(feed_at(&mut d, 1, wall, at));
+                for op in ops.iter().cloned().chain([Op::State(1), Op::Wait(10)]) {
+                    match op {
+                        Op::State(v) => {
+                            (wall, mono) = (wall + 250, mono + 250);
+                            let at = now(&mut timeline, wall, mono);
+                            events.extend(feed_at(&mut d, v, wall, at));
+                        }
+                        Op::Wait(n) => {
+                            for _ in 0..n {
+                                (wall, mono) = (wall + 250, mono + 250);
+                                let at = now(&mut timeline, wall, mono);
+                                events.extend(tick(&mut d, at));
+                            }
+                        }
+                        Op::Kill => {
+                            let bytes = RuleState::Downtime(d.state.clone()).encode().expect("encode");
+                            let RuleState::Downtime(s) = RuleState::decode(&bytes).expect("decode") else {
+                                panic!("kind changed")
+                            };
+                            prop_assert_eq!(&s, &d.state);
+                            timeline = Timeline::default();
+                            if let Some(last) = s.clock.last {
+                                timeline.seen(last);
+                            }
+                            d = Downtime::new(r.clone(), s);
+                            mono = 0;
+                        }
+                        Op::Step(s) => wall += i64::from(s) * 1000,
+                    }
+                }
+                let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+                prop_assert_eq!(ids.len(), events.len(), "an id repeated: {:?}", events);
+                let mut spans: Vec<(Millis, Millis, MachineState)> = events
+                    .iter()
+                    .filter_map(|e| match &e.body {
+                        EventBody::StateInterval(i) => Some((i.start, i.end, i.state)),
+                        _ => None,
+                    })
+                    .collect();
+                // The interval in progress, up to the end of the run.
+                if let Some(open) = &d.state.interval {
+                    spans.push((open.since, Millis(highest), open.state));
+                }
+                prop_assert_eq!(spans.first().map(|s| s.0), Some(Millis(first)), "from the first reading");
+                for s in &spans {
+                    prop_assert!(s.1 >= s.0, "negative interval: {:?}", s);
+                    prop_assert!(s.1.0 <= highest, "dated in the future: {:?}", s);
+                }
+                for w in spans.windows(2) {
+                    prop_assert_eq!(w[1].0, w[0].1, "a gap or an overlap: {:?}", spans);
+                    prop_assert!(w[1].2 != w[0].2, "two intervals of one state in a row: {:?}", spans);
+                }
+                // Each stop sent to Odoo lies within down time.
+                for e in &events {
+                    if let EventBody::DowntimeEnded(i) = &e.body {
+                        let end = i.end.expect("an end");
+                        prop_assert!(
+                            spans.iter().any(|s| s.2 == MachineState::Down && s.0 <= i.start && end <= s.1),
+                            "stop {:?} outside down time: {:?}", i, spans
+                        );
+                    }
                 }
             }
         }
