@@ -2014,20 +2014,20 @@ impl<'a> Validator<'a> {
             return None;
         };
         let name = t.get_ref();
+        let found = tags.get(name.as_str()).copied();
+        let mut ok = true;
         if name == tag {
             self.err(
                 t,
                 "scrap_tag is the rule's own tag: name the counter of scrapped parts, another tag",
             );
-            return None;
-        }
-        let found = tags.get(name.as_str()).copied();
-        if found.is_none() && !self.declared_tags.contains(name) {
+            ok = false;
+        } else if found.is_none() && !self.declared_tags.contains(name) {
             self.err(
                 t,
                 format!("scrap_tag {name:?} is not defined in [[tags]]: name the counter of scrapped parts"),
             );
-            return None;
+            ok = false;
         }
         let counts = match r.tag_counts.as_ref().map(|c| (c, c.get_ref().as_str())) {
             Some((_, "total")) => TagCounts::Total,
@@ -2047,7 +2047,7 @@ impl<'a> Validator<'a> {
                 return None;
             }
         };
-        Some(ScrapCounter {
+        ok.then(|| ScrapCounter {
             tag: name.clone(),
             wraps_at: found.and_then(|t| t.wraps_at()),
             counts,
