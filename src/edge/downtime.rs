@@ -643,7 +643,11 @@ mod tests {
             "dated from its first reading"
         );
         ev.extend(tick(&mut d, at_ms(110_000)));
-        assert_eq!(ev.len(), 1, "announced after min_duration from its start: {ev:?}");
+        assert_eq!(
+            ev.len(),
+            1,
+            "announced after min_duration from its start: {ev:?}"
+        );
         // A flicker to another stop state and back, and one to running.
         ev.extend(feed(&mut d, 5, 120));
         ev.extend(feed_at(&mut d, 2, 121_500, at_ms(121_500)));
@@ -710,7 +714,11 @@ mod tests {
             .collect();
         assert_eq!(
             ids,
-            ["gw-stops-0-running", "gw-stops-10000-down", "gw-stops-30000-idle"]
+            [
+                "gw-stops-0-running",
+                "gw-stops-10000-down",
+                "gw-stops-30000-idle"
+            ]
         );
         assert_eq!(
             d.state.interval.as_ref().map(|i| (i.state, i.since)),
@@ -722,7 +730,10 @@ mod tests {
             .iter()
             .filter(|e| matches!(e.body, EventBody::DowntimeEnded(_)))
             .count();
-        assert_eq!(ended, 1, "state 2 lasted 5 s, under min_duration; state 3 15 s");
+        assert_eq!(
+            ended, 1,
+            "state 2 lasted 5 s, under min_duration; state 3 15 s"
+        );
     }
 
     #[test]
