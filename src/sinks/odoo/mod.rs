@@ -11,6 +11,7 @@
 //!   the stop's start (as Odoo's Block does), then
 //!   `mrp.workcenter.productivity.load` upserts the loss log by an external
 //!   id derived from the downtime id, linked to the work order running then.
+//!   At the stop's end the timers it closed start again ([`timers`]).
 //!
 //! - Alarms ([`maintenance`]): a corrective `maintenance.request` per
 //!   occurrence, created once by external id, updated when it clears.
@@ -48,6 +49,7 @@ mod quality;
 pub mod rpc;
 mod scrap;
 mod stock;
+mod timers;
 
 use super::DeliveryError;
 use crate::config::{OdooConfig, ProductionTarget, SecretError};
@@ -792,6 +794,9 @@ impl OdooSink {
                 .await
                 .map_err(classify)?;
         }
+        let resume = date_end
+            .clone()
+            .map(|end| (xmlid.clone(), start.clone(), end));
         let mut row = vec![
             xmlid,
             wc.to_string(),
@@ -813,7 +818,11 @@ impl OdooSink {
             )
             .await
             .map_err(classify)?;
-        load_outcome(&result, "time log")
+        load_outcome(&result, "time log")?;
+        match resume {
+            Some((xmlid, start, end)) => self.resume_timers(wc, &xmlid, &start, &end).await,
+            None => Ok(()),
+        }
     }
 }
 
