@@ -186,7 +186,9 @@ fn rule_tags(rule: &EventRule) -> Box<dyn Iterator<Item = &str> + '_> {
         ),
         EventRule::Downtime(d) => Box::new(d.tags()),
         EventRule::Alarm(a) => Box::new(std::iter::once(a.tag.as_str())),
-        EventRule::Measurement(m) => Box::new(std::iter::once(m.tag.as_str())),
+        EventRule::Measurement(m) => {
+            Box::new(std::iter::once(m.tag.as_str()).chain(m.product_tag.as_deref()))
+        }
         EventRule::Window(w) => Box::new(std::iter::once(w.tag.as_str())),
         EventRule::Stock(s) => Box::new(std::iter::once(s.tag.as_str())),
     }

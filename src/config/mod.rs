@@ -287,10 +287,24 @@ pub struct MeasurementRule {
     pub target: Option<f64>,
     /// This many failures in a row give one quality alert.
     pub alert_after: Option<u32>,
+    /// The tag naming the product being made, and the limits of the
+    /// products listed; `low`, `high` and `target` are those of any other.
+    pub product_tag: Option<String>,
+    pub limits: Vec<ProductLimits>,
     /// The quality check's title.
     pub description: String,
     /// Overrides the kind's lane (`normal`).
     pub lane: Option<crate::store::Lane>,
+}
+
+/// A measurement's limits for one product (`[[events.limits]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductLimits {
+    /// The product tag's value, as text (a recipe number as its digits).
+    pub product: String,
+    pub low: f64,
+    pub high: f64,
+    pub target: Option<f64>,
 }
 
 /// A tag summarised per tumbling window of `every` (aligned to the wall
@@ -1550,6 +1564,16 @@ impl<'a> Validator<'a> {
                 "measurement",
             ),
             spans(r.every.as_ref().map(S::span), "every", "window"),
+            spans(
+                r.product_tag.as_ref().map(S::span),
+                "product_tag",
+                "measurement",
+            ),
+            spans(
+                r.limits.first().map(S::span),
+                "[[events.limits]]",
+                "measurement",
+            ),
         ];
         for (span, key, owner) in keys.into_iter().flatten() {
             if owner != kind {
@@ -1902,6 +1926,73 @@ impl<'a> Validator<'a> {
             .description
             .as_ref()
             .map_or_else(|| format!("{name} ({tag})"), |d| d.get_ref().clone());
+        let product_tag = r.product_tag.as_ref().map(|t| {
+            let name = t.get_ref();
+            if name == &tag {
+                self.err(t, "product_tag is the measured tag: name the tag that says which product is made (a recipe number or code)");
+            } else if !self.declared_tags.contains(name) {
+                self.err(
+                    t,
+                    format!("product_tag {name:?} is not defined in [[tags]]: name the tag that says which product is made"),
+                );
+            }
+            name.clone()
+        });
+        let mut limits: Vec<ProductLimits> = Vec::new();
+        for l in &r.limits {
+            let rl = l.get_ref();
+            let product = self.require(
+                l,
+                &rl.product,
+                "product",
+                "the product tag's value these limits are for, e.g. product = \"BRACKET-A\" or product = \"12\"",
+            );
+            let lo = self.require(
+                l,
+                &rl.low,
+                "low",
+                "the lowest value that passes for this product",
+            );
+            let hi = self.require(
+                l,
+                &rl.high,
+                "high",
+                "the highest value that passes for this product",
+            );
+            let (Some(product), Some(lo), Some(hi)) = (product, lo, hi) else {
+                continue;
+            };
+            let (lo, hi_v) = (*lo.get_ref(), *hi.get_ref());
+            if lo > hi_v {
+                self.err(hi, format!("high ({hi_v}) must be at or above low ({lo})"));
+            }
+            if let Some(t) = &rl.target {
+                let v = *t.get_ref();
+                if v < lo || v > hi_v {
+                    self.err(
+                        t,
+                        format!("target ({v}) must lie within low ({lo}) and high ({hi_v})"),
+                    );
+                }
+            }
+            if limits.iter().any(|x| &x.product == product.get_ref()) {
+                self.err(
+                    product,
+                    format!("product {:?} has two [[events.limits]]", product.get_ref()),
+                );
+            }
+            limits.push(ProductLimits {
+                product: product.get_ref().clone(),
+                low: lo,
+                high: hi_v,
+                target: rl.target.as_ref().map(|t| *t.get_ref()),
+            });
+        }
+        if product_tag.is_none() {
+            if let Some(first) = r.limits.first() {
+                self.err(first, "[[events.limits]] needs product_tag = \"...\" (the tag that says which product is made) in its rule");
+            }
+        }
         Some(MeasurementRule {
             name,
             tag,
@@ -1910,6 +2001,8 @@ impl<'a> Validator<'a> {
             high: high?,
             target,
             alert_after,
+            product_tag,
+            limits,
             description,
             lane: None,
         })

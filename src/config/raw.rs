@@ -176,11 +176,27 @@ pub struct RawEvent {
     pub high: Option<S<f64>>,
     pub target: Option<S<f64>>,
     pub alert_after: Option<S<i64>>,
+    /// The tag naming the product made (a recipe number or a code), and
+    /// limits per product.
+    pub product_tag: Option<S<String>>,
+    #[serde(default)]
+    pub limits: Vec<S<RawLimits>>,
     // kind = "window"
     pub every: Option<S<String>>,
     // kind = "stock"
     pub product: Option<S<String>>,
     pub location: Option<S<String>>,
+}
+
+/// `[[events.limits]]`: a measurement's limits while `product_tag` names
+/// this product.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub product: Option<S<String>>,
+    pub low: Option<S<f64>>,
+    pub high: Option<S<f64>>,
+    pub target: Option<S<f64>>,
 }
 
 /// `[[events.code]]`: a fault code read from `reason_tag`, and its loss.

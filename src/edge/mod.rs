@@ -119,7 +119,8 @@ impl Output {
 }
 
 /// Version byte of [`RuleState::encode`]. Version 3 added a counter's
-/// scrap counter and a downtime rule's debounce and intervals; version 2
+/// scrap counter, a downtime rule's debounce and intervals and a
+/// measurement's product; version 2
 /// (the open period of a counter and each rule's [`clock::RuleClock`]) has
 /// the shape frozen in [`v2`]. Versions 1 and 0 (format 0's unversioned
 /// state, carried over by the store's migration) have the shape frozen in
@@ -211,8 +212,8 @@ mod v1 {
     }
 }
 
-/// Rule states as version 2 wrote them: counters and downtime rules had
-/// fewer fields; the other kinds are unchanged.
+/// Rule states as version 2 wrote them: counters, downtime rules and
+/// measurements had fewer fields; the other kinds are unchanged.
 mod v2 {
     use super::clock::RuleClock;
     use crate::model::Millis;
@@ -223,7 +224,7 @@ mod v2 {
         Counter(CounterState),
         Downtime(DowntimeState),
         Alarm(super::AlarmState),
-        Measurement(super::MeasurementState),
+        Measurement(MeasurementState),
         Window(super::WindowState),
         Stock(super::StockState),
     }
@@ -242,6 +243,13 @@ mod v2 {
         pub quantity: u64,
         pub counter_from: u64,
         pub counter_to: u64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct MeasurementState {
+        pub clock: RuleClock,
+        pub failures: u32,
+        pub alerted: bool,
     }
 
     #[derive(Deserialize)]
@@ -278,7 +286,14 @@ mod v2 {
                     ..Default::default()
                 }),
                 RuleState::Alarm(a) => super::RuleState::Alarm(a),
-                RuleState::Measurement(m) => super::RuleState::Measurement(m),
+                RuleState::Measurement(m) => {
+                    super::RuleState::Measurement(super::MeasurementState {
+                        clock: m.clock,
+                        failures: m.failures,
+                        alerted: m.alerted,
+                        product: None,
+                    })
+                }
                 RuleState::Window(w) => super::RuleState::Window(w),
                 RuleState::Stock(k) => super::RuleState::Stock(k),
             }
@@ -384,6 +399,11 @@ impl Edge {
             if let EventRule::Production(p) = rule {
                 if let Some(s) = &p.scrap {
                     by_tag.entry(s.tag.clone()).or_default().push(i);
+                }
+            }
+            if let EventRule::Measurement(m) = rule {
+                if let Some(t) = &m.product_tag {
+                    by_tag.entry(t.clone()).or_default().push(i);
                 }
             }
             built.push(r);
