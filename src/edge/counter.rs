@@ -759,6 +759,107 @@ mod tests {
         })
     }
 
+    #[derive(Clone, Debug)]
+    enum ScrapOp {
+        /// The press makes this many parts, this many of them scrap.
+        Make(u16, u16),
+        ReadParts,
+        ReadScrap,
+        Tick,
+        Kill,
+    }
+
+    fn scrap_op() -> impl Strategy<Value = ScrapOp> {
+        prop_oneof![
+            4 => (0u16..2000, 0u16..100).prop_map(|(n, s)| ScrapOp::Make(n, s.min(n))),
+            3 => Just(ScrapOp::ReadParts),
+            3 => Just(ScrapOp::ReadScrap),
+            3 => Just(ScrapOp::Tick),
+            1 => Just(ScrapOp::Kill),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_part_is_reported_once_as_good_or_as_scrap(
+            start in 0u16..=u16::MAX,
+            scrap_start in 0u16..=u16::MAX,
+            total in any::<bool>(),
+            every in 1u64..20_000,
+            ops in prop::collection::vec(scrap_op(), 1..200),
+        ) {
+            let counts = if total { TagCounts::Total } else { TagCounts::Good };
+            let mut r = scrap_rule(counts, Some(every), None);
+            r.max_step = None;
+            let mut c = Counter::new(r.clone(), CounterState::default());
+            let (mut parts_reg, mut scrap_reg) = (start, scrap_start);
+            let (mut made, mut scrap_made) = (0u64, 0u64);
+            let mut ms = 0i64;
+            let (mut parts_unread, mut scrap_unread) = (0u64, 0u64);
+            let mut events = Vec::new();
+            c.on_sample("gw", &sample(u64::from(parts_reg), ms), at(ms), &mut events);
+            c.on_sample("gw", &scrap_sample(u64::from(scrap_reg), ms), at(ms), &mut events);
+            for op in ops {
+                ms += 250;
+                match op {
+                    ScrapOp::Make(n, k) => {
+                        // Read before a counter has moved a tenth of its
+                        // width unread (more would read as a reset).
+                        if parts_unread + u64::from(n) > 5000 {
+                            c.on_sample("gw", &sample(u64::from(parts_reg), ms), at(ms), &mut events);
+                            parts_unread = 0;
+                        }
+                        if scrap_unread + u64::from(k) > 5000 {
+                            c.on_sample("gw", &scrap_sample(u64::from(scrap_reg), ms), at(ms), &mut events);
+                            scrap_unread = 0;
+                        }
+                        parts_unread += u64::from(n);
+                        scrap_unread += u64::from(k);
+                        // The part counter counts every part, or the good ones.
+                        let counted = if total { n } else { n - k };
+                        parts_reg = parts_reg.wrapping_add(counted);
+                        scrap_reg = scrap_reg.wrapping_add(k);
+                        made += u64::from(n);
+                        scrap_made += u64::from(k);
+                    }
+                    ScrapOp::ReadParts => {
+                        c.on_sample("gw", &sample(u64::from(parts_reg), ms), at(ms), &mut events);
+                        parts_unread = 0;
+                    }
+                    ScrapOp::ReadScrap => {
+                        c.on_sample("gw", &scrap_sample(u64::from(scrap_reg), ms), at(ms), &mut events);
+                        scrap_unread = 0;
+                    }
+                    ScrapOp::Tick => {
+                        c.on_tick("gw", at(ms), &mut events);
+                    }
+                    ScrapOp::Kill => {
+                        let bytes = RuleState::Counter(c.state.clone()).encode().expect("encode");
+                        let RuleState::Counter(s) = RuleState::decode(&bytes).expect("decode") else {
+                            panic!("kind changed")
+                        };
+                        prop_assert_eq!(&s, &c.state);
+                        c = Counter::new(r.clone(), s);
+                    }
+                }
+            }
+            // Read both, then a graceful stop: every part is counted.
+            ms += 250;
+            c.on_sample("gw", &sample(u64::from(parts_reg), ms), at(ms), &mut events);
+            c.on_sample("gw", &scrap_sample(u64::from(scrap_reg), ms), at(ms), &mut events);
+            c.flush("gw", at(ms + 1), &mut events);
+            let good: u64 = qty(&events).iter().sum();
+            let scrap: u64 = scrapped(&events).iter().sum();
+            prop_assert!(qty(&events).iter().chain(scrapped(&events).iter()).all(|&q| q > 0), "{:?}", events);
+            prop_assert_eq!(good + scrap, made, "parts lost or doubled: {:?}", events);
+            prop_assert_eq!(scrap + c.state.scrap_owed, scrap_made, "scrap lost or doubled");
+            // (Scrap read after its part was reported waits for the next
+            // parts: `scrap_owed`, counted above.)
+            let ids: HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+            prop_assert_eq!(ids.len(), events.len(), "an id repeated");
+        }
+    }
+
     proptest! {
         #[test]
         fn counted_parts_are_never_lost_doubled_or_negative(
