@@ -138,4 +138,28 @@ mod tests {
             })
         );
     }
+
+    #[test]
+    fn a_state_interval_as_json() {
+        let ev = Event {
+            id: "gw1-stops-1700000000000-running".into(),
+            rule: "stops".into(),
+            time: Millis(1_700_000_090_000),
+            body: EventBody::StateInterval(crate::model::StateInterval {
+                workcenter: "PRESS1".into(),
+                state: crate::model::MachineState::Running,
+                value: 1,
+                start: Millis(1_700_000_000_000),
+                end: Millis(1_700_000_090_000),
+            }),
+        };
+        let bytes = encode("gw1", &ev, Lane::Bulk, Millis(1_700_000_090_001)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["kind"], "state_interval");
+        assert_eq!(
+            v["payload"],
+            serde_json::json!({"workcenter": "PRESS1", "state": "running", "value": 1,
+                               "start": 1_700_000_000_000i64, "end": 1_700_000_090_000i64})
+        );
+    }
 }
