@@ -207,8 +207,13 @@ fn writes(rule: &EventRule, cfg: &Config) -> String {
                     "mrp.workorder qty_produced and mrp.production qty_producing"
                 }
             };
+            let scrap = p
+                .scrap
+                .as_ref()
+                .map(|s| format!(", and a validated stock.scrap on its MO for the parts {} counts", s.tag))
+                .unwrap_or_default();
             format!(
-                "{target} of the work order running at work center {}",
+                "{target} of the work order running at work center {}{scrap}",
                 p.workcenter
             )
         }
@@ -220,8 +225,13 @@ fn writes(rule: &EventRule, cfg: &Config) -> String {
                 .chain(d.codes.iter().map(|c| c.loss.as_str()))
                 .chain(std::iter::once(d.default_loss.as_str()))
                 .collect();
+            let intervals = if d.intervals {
+                "; running, idle and down intervals to MQTT and metrics only"
+            } else {
+                ""
+            };
             format!(
-                "mrp.workcenter.productivity time logs at work center {} (losses {})",
+                "mrp.workcenter.productivity time logs at work center {} (losses {}){intervals}",
                 d.workcenter,
                 losses.into_iter().collect::<Vec<_>>().join(", ")
             )
