@@ -4,7 +4,8 @@
 //!    and then the edge's rules — a part counter, a machine state and an
 //!    alarm with an on-delay — in the proportions a press line gives
 //!    (a third each), with a tick every 250 ms of sample time. Reports
-//!    samples/s and events produced.
+//!    samples/s and events produced; then again with the state rules'
+//!    `debounce` and running/idle/down `intervals` on.
 //! 2. Memory per configured tag: the resident memory an edge with 100,000
 //!    tags (a third each counter, state and alarm rules, and each tag's
 //!    conditioning) adds, from /proc/self/statm, per tag.
@@ -20,7 +21,12 @@ const START: i64 = 1_780_272_000_000;
 
 /// A config of `lines` press lines: counter, state and temperature tags,
 /// each with its rule; the temperature has a deadband.
-fn config(lines: usize) -> Config {
+fn config(lines: usize, intervals: bool) -> Config {
+    let state_extra = if intervals {
+        "debounce = \"200ms\"\nintervals = true\n"
+    } else {
+        ""
+    };
     let mut text = String::from(
         "[gateway]\nid = \"bench\"\n[[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"127.0.0.1:502\"\n",
     );
@@ -32,7 +38,7 @@ fn config(lines: usize) -> Config {
              [[tags]]\nname = \"state{i}\"\nsource = \"plc\"\nregister = {}\n\
              [[tags]]\nname = \"temp{i}\"\nsource = \"plc\"\nregister = {}\nmin_change = 0.5\n\
              [[events]]\nkind = \"production\"\nname = \"p{i}\"\ntag = \"parts{i}\"\nworkcenter = \"WC{i}\"\n\
-             [[events]]\nkind = \"downtime\"\nname = \"d{i}\"\ntag = \"state{i}\"\nworkcenter = \"WC{i}\"\nrunning = [1]\nmin_duration = \"3s\"\n\
+             [[events]]\nkind = \"downtime\"\nname = \"d{i}\"\ntag = \"state{i}\"\nworkcenter = \"WC{i}\"\nrunning = [1]\nmin_duration = \"3s\"\n{state_extra}\
              [[events]]\nkind = \"alarm\"\nname = \"a{i}\"\ntag = \"temp{i}\"\nequipment = \"EQ{i}\"\nabove = 260.0\nclear_at = 255.0\nfor = \"10s\"\n",
             r + 2,
             r + 3
@@ -49,10 +55,10 @@ fn now(ms: i64) -> Now {
     }
 }
 
-fn throughput() {
+fn throughput(intervals: bool) {
     const LINES: usize = 100;
     const SAMPLES: usize = 3_000_000;
-    let cfg = config(LINES);
+    let cfg = config(LINES, intervals);
     let mut edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default());
     let mut filters: Vec<Filter> = cfg
         .tags
@@ -118,8 +124,13 @@ fn throughput() {
     }
     events += out.events.len();
     let secs = started.elapsed().as_secs_f64();
+    let what = if intervals {
+        "counter + state with debounce and intervals + alarm"
+    } else {
+        "counter + state + alarm"
+    };
     println!(
-        "edge: {SAMPLES} samples (deadband + counter + state + alarm, {LINES} lines) in {secs:.2} s: {:.0} samples/s, {events} events",
+        "edge: {SAMPLES} samples (deadband + {what}, {LINES} lines) in {secs:.2} s: {:.0} samples/s, {events} events",
         SAMPLES as f64 / secs
     );
 }
@@ -136,7 +147,7 @@ fn resident_kib() -> u64 {
 
 fn memory_per_tag() {
     const LINES: usize = 33_334;
-    let cfg = config(LINES);
+    let cfg = config(LINES, false);
     let tags = cfg.tags.len();
     let before = resident_kib();
     let edge = Edge::new(&cfg.gateway.id, &cfg.events, Default::default());
@@ -161,5 +172,6 @@ fn main() {
     }
     // Memory first, before the throughput run's allocations are freed.
     memory_per_tag();
-    throughput();
+    throughput(false);
+    throughput(true);
 }
