@@ -5,7 +5,8 @@
 //!    and then the edge's rules — a part counter, a machine state and an
 //!    alarm with an on-delay — in the proportions a press line gives
 //!    (a third each), with a tick every 250 ms of sample time. Reports
-//!    samples/s and events produced.
+//!    samples/s and events produced; then again with the state rules'
+//!    `debounce` and running/idle/down `intervals` on.
 //! 2. Memory per configured tag: the bytes an edge with 10,000 tags (a
 //!    third each counter, state and alarm rules, and each tag's
 //!    conditioning) holds beyond its config, counted by the allocator, per
@@ -54,7 +55,12 @@ const START: i64 = 1_780_272_000_000;
 
 /// A config of `lines` press lines: counter, state and temperature tags,
 /// each with its rule; the temperature has a deadband.
-fn config(lines: usize) -> Config {
+fn config(lines: usize, intervals: bool) -> Config {
+    let state_extra = if intervals {
+        "debounce = \"200ms\"\nintervals = true\n"
+    } else {
+        ""
+    };
     let mut text = String::from(
         "[gateway]\nid = \"bench\"\n[[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"127.0.0.1:502\"\n",
     );
@@ -66,7 +72,7 @@ fn config(lines: usize) -> Config {
              [[tags]]\nname = \"state{i}\"\nsource = \"plc\"\nregister = {}\n\
              [[tags]]\nname = \"temp{i}\"\nsource = \"plc\"\nregister = {}\nmin_change = 0.5\n\
              [[events]]\nkind = \"production\"\nname = \"p{i}\"\ntag = \"parts{i}\"\nworkcenter = \"WC{i}\"\n\
-             [[events]]\nkind = \"downtime\"\nname = \"d{i}\"\ntag = \"state{i}\"\nworkcenter = \"WC{i}\"\nrunning = [1]\nmin_duration = \"3s\"\n\
+             [[events]]\nkind = \"downtime\"\nname = \"d{i}\"\ntag = \"state{i}\"\nworkcenter = \"WC{i}\"\nrunning = [1]\nmin_duration = \"3s\"\n{state_extra}\
              [[events]]\nkind = \"alarm\"\nname = \"a{i}\"\ntag = \"temp{i}\"\nequipment = \"EQ{i}\"\nabove = 260.0\nclear_at = 255.0\nfor = \"10s\"\n",
             r + 2,
             r + 3
@@ -83,10 +89,10 @@ fn now(ms: i64) -> Now {
     }
 }
 
-fn throughput() {
+fn throughput(intervals: bool) {
     const LINES: usize = 100;
     const SAMPLES: usize = 3_000_000;
-    let cfg = config(LINES);
+    let cfg = config(LINES, intervals);
     let mut edge = Edge::new(
         &cfg.gateway.id,
         &cfg.tag_table,
@@ -158,8 +164,13 @@ fn throughput() {
     }
     events += out.events.len();
     let secs = started.elapsed().as_secs_f64();
+    let what = if intervals {
+        "counter + state with debounce and intervals + alarm"
+    } else {
+        "counter + state + alarm"
+    };
     println!(
-        "edge: {SAMPLES} samples (deadband + counter + state + alarm, {LINES} lines) in {secs:.2} s: {:.0} samples/s, {events} events",
+        "edge: {SAMPLES} samples (deadband + {what}, {LINES} lines) in {secs:.2} s: {:.0} samples/s, {events} events",
         SAMPLES as f64 / secs
     );
 }
@@ -199,7 +210,7 @@ fn tap() {
 
 fn memory_per_tag() {
     const LINES: usize = 3_334;
-    let cfg = config(LINES);
+    let cfg = config(LINES, false);
     let tags = cfg.tags.len();
     let before = IN_USE.load(Ordering::Relaxed);
     let edge = Edge::new(
@@ -234,5 +245,6 @@ fn main() {
     if !std::env::args().any(|a| a == "throughput") {
         memory_per_tag();
     }
-    throughput();
+    throughput(false);
+    throughput(true);
 }

@@ -221,6 +221,8 @@ impl Event {
             EventBody::QualityAlert(_) => "quality_alert",
             EventBody::Summary(_) => "summary",
             EventBody::StockLevel(_) => "stock_level",
+            EventBody::Scrap(_) => "scrap",
+            EventBody::StateInterval(_) => "state_interval",
         }
     }
 
@@ -235,6 +237,8 @@ impl Event {
             EventBody::QualityAlert(a) => &a.workcenter,
             EventBody::Summary(s) => &s.workcenter,
             EventBody::StockLevel(s) => &s.product,
+            EventBody::Scrap(s) => &s.workcenter,
+            EventBody::StateInterval(i) => &i.workcenter,
         }
     }
 
@@ -292,6 +296,58 @@ pub enum EventBody {
     Summary(Summary),
     /// A stock level read at the machine: the counted quantity in Odoo.
     StockLevel(StockLevel),
+    /// Parts scrapped in one production period (a rule with `scrap_tag`):
+    /// a `stock.scrap` on the work order's MO.
+    Scrap(Scrap),
+    /// One closed interval of a machine's state (running, idle or down),
+    /// for availability downstream; not written to Odoo.
+    StateInterval(StateInterval),
+}
+
+/// Parts a production rule's scrap counter counted in one period, reported
+/// with (and after) the period's good parts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scrap {
+    pub workcenter: String,
+    pub quantity: u64,
+    /// Id of the production event of the same period (absent when the
+    /// period had no good parts).
+    pub production_id: Option<String>,
+    /// Scrap counter readings the quantity was derived from, for audit.
+    pub counter_from: u64,
+    pub counter_to: u64,
+}
+
+/// What a machine-state interval was, for availability (OEE).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineState {
+    Running,
+    /// Not running and not stopped (a state listed in the rule's `idle`).
+    Idle,
+    Down,
+}
+
+impl MachineState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MachineState::Running => "running",
+            MachineState::Idle => "idle",
+            MachineState::Down => "down",
+        }
+    }
+}
+
+/// One closed interval of running, idle or down: a rule's intervals follow
+/// each other without gap or overlap from its first reading on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateInterval {
+    pub workcenter: String,
+    pub state: MachineState,
+    /// The state value the interval began with.
+    pub value: i64,
+    pub start: Millis,
+    pub end: Millis,
 }
 
 /// The quantity of a product at a location, as the machine measures it

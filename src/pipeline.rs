@@ -442,6 +442,9 @@ async fn commit(
     for e in &out.events {
         tracing::debug!(event = %e.id, kind = e.kind(), "event committed");
         telemetry.event(e.kind());
+        if let crate::model::EventBody::StateInterval(i) = &e.body {
+            telemetry.state_interval(i);
+        }
     }
 }
 

@@ -19,8 +19,9 @@ pub fn default_lane(body: &EventBody) -> Lane {
         EventBody::Production(_)
         | EventBody::QualityMeasure(_)
         | EventBody::QualityAlert(_)
-        | EventBody::StockLevel(_) => Lane::Normal,
-        EventBody::Summary(_) => Lane::Bulk,
+        | EventBody::StockLevel(_)
+        | EventBody::Scrap(_) => Lane::Normal,
+        EventBody::Summary(_) | EventBody::StateInterval(_) => Lane::Bulk,
     }
 }
 

@@ -649,3 +649,104 @@ async fn inventory_counts_reuse_the_quant_and_apply_returns_none() {
     assert_eq!(odoo.on_hand(product, loc), (240.0, 1));
     assert_eq!(odoo.inventory_moves(), 2);
 }
+
+/// stock.scrap (Odoo's `addons/stock/models/stock_scrap.py`, with mrp's
+/// links): product, unit and quantity are required; `action_validate` is
+/// for one scrap, refuses a quantity that is not positive, answers True
+/// once it moved the parts, or the "Insufficient Quantity" wizard when the
+/// source holds fewer; it does not check that the scrap is done already,
+/// so a second call moves the parts again (the sink must not send it).
+#[tokio::test]
+async fn a_scrap_is_validated_once_it_is_covered_and_each_validation_moves_again() {
+    let odoo = FakeOdoo::start().await;
+    let product = odoo.add_product("Bracket", "BRACKET");
+    let stock = odoo.add_location("WH/Stock");
+    odoo.add_scrap_location("Virtual Locations/Scrap");
+    let mo = odoo.add_production("MO/1", 10.0);
+    odoo.set_production_product(mo, product, stock);
+    let missing = execute_kw(
+        &odoo,
+        "stock.scrap",
+        "create",
+        json!([{"scrap_qty": 2.0, "production_id": mo}]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        error_message(&missing).0,
+        "odoo.exceptions.ValidationError",
+        "product and unit are required: {missing}"
+    );
+    let scrap = |qty: f64| json!([{"product_id": product, "product_uom_id": 1, "scrap_qty": qty, "production_id": mo}]);
+    let id = |reply: &Value| reply["result"].as_i64().expect("an id");
+    let zero = id(&execute_kw(&odoo, "stock.scrap", "create", scrap(0.0), json!({})).await);
+    let refused = execute_kw(
+        &odoo,
+        "stock.scrap",
+        "action_validate",
+        json!([[zero]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        error_message(&refused),
+        (
+            "odoo.exceptions.UserError",
+            "You can only enter positive quantities."
+        )
+    );
+    let s = id(&execute_kw(&odoo, "stock.scrap", "create", scrap(3.0), json!({})).await);
+    assert_eq!(
+        odoo.scraps()[1].location_id,
+        stock,
+        "the MO's location by default"
+    );
+    let both = execute_kw(
+        &odoo,
+        "stock.scrap",
+        "action_validate",
+        json!([[zero, s]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        error_message(&both).0,
+        "builtins.ValueError",
+        "one scrap at a time: {both}"
+    );
+    let short = execute_kw(
+        &odoo,
+        "stock.scrap",
+        "action_validate",
+        json!([[s]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        short["result"]["res_model"], "stock.warn.insufficient.qty.scrap",
+        "{short}"
+    );
+    assert_eq!(odoo.scraps()[1].state, "draft");
+    odoo.set_on_hand(product, stock, 10.0);
+    let done = execute_kw(
+        &odoo,
+        "stock.scrap",
+        "action_validate",
+        json!([[s]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(done["result"], true, "{done}");
+    assert_eq!(odoo.scraps()[1].state, "done");
+    assert_eq!(odoo.on_hand(product, stock).0, 7.0);
+    execute_kw(
+        &odoo,
+        "stock.scrap",
+        "action_validate",
+        json!([[s]]),
+        json!({}),
+    )
+    .await;
+    assert_eq!(odoo.scrap_moves(), 2, "validated again, moved again");
+    assert_eq!(odoo.on_hand(product, stock).0, 4.0);
+}

@@ -5,8 +5,9 @@
 //! quantity first, a work order closes mid-batch, Odoo is away and the
 //! batch is sent again, or the whole queue is replayed after a crash; the
 //! stops of many work centers are one `load`, and a row Odoo refuses is a
-//! dead letter with Odoo's message while the others go in; a 503 with
-//! Retry-After pauses the sink for that long.
+//! dead letter with Odoo's message while the others go in; a stop's end
+//! starts again the timer its start cut; a 503 with Retry-After pauses the
+//! sink for that long.
 
 mod support;
 
@@ -269,6 +270,52 @@ async fn a_503_with_retry_after_pauses_for_it_on(version: u8) {
     }
 }
 
+/// A stop's start and end in one batch: the timer the start cut starts
+/// again at the end, once, and a replay of the batch changes nothing.
+async fn a_stop_within_one_batch_gives_the_cut_timer_back_at_its_end_on(version: u8) {
+    let mut r = rig(version, "").await;
+    let wc = r.odoo.add_workcenter("PRESS1", "Press 1");
+    let wo = r.odoo.add_workorder(wc, "WO/1", "progress");
+    r.odoo.set_workorder_dates(wo, Some(T0), None);
+    let timer = r.odoo.add_timer(wo, "2026-01-01 08:05:00", None);
+    let evs = [
+        stop(
+            "PRESS1",
+            "gw1-stops-1",
+            "mrp.block_reason1",
+            "2026-01-01 09:00:00",
+            None,
+        ),
+        stop(
+            "PRESS1",
+            "gw1-stops-1",
+            "mrp.block_reason1",
+            "2026-01-01 09:00:00",
+            Some("2026-01-01 09:10:00"),
+        ),
+    ];
+    all_ok(&r.batch(&evs).await);
+    let productive = |r: &Rig| -> Vec<(i64, String, Option<String>)> {
+        r.odoo
+            .productivity()
+            .into_iter()
+            .filter(|p| p.loss_type == "productive")
+            .map(|p| (p.workorder_id.unwrap_or(0), p.date_start, p.date_end))
+            .collect()
+    };
+    let expected = vec![
+        (
+            wo,
+            "2026-01-01 08:05:00".to_string(),
+            Some("2026-01-01 09:00:00".to_string()),
+        ),
+        (wo, "2026-01-01 09:10:00".to_string(), None),
+    ];
+    assert_eq!(productive(&r), expected, "timer {timer}");
+    all_ok(&r.batch(&evs).await);
+    assert_eq!(productive(&r), expected, "a replay");
+}
+
 macro_rules! per_version {
     ($name:ident) => {
         mod $name {
@@ -295,3 +342,4 @@ macro_rules! per_version {
 per_version!(parts_of_one_work_order_are_one_write_and_odoo_holds_exactly_the_parts_on);
 per_version!(stops_of_many_work_centers_are_one_load_and_a_refused_row_alone_is_a_dead_letter_on);
 per_version!(a_503_with_retry_after_pauses_for_it_on);
+per_version!(a_stop_within_one_batch_gives_the_cut_timer_back_at_its_end_on);

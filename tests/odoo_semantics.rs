@@ -2,7 +2,8 @@
 //! against the fake Odoo over real HTTP: quantities somebody else recorded
 //! are never lowered, parts go to the work order that ran when they were
 //! made, repeats change nothing, and a stop closes the productive timers
-//! and never overlaps them.
+//! and never overlaps them; its end starts again the timers it closed,
+//! unless the operator has already.
 
 mod support;
 
@@ -347,14 +348,48 @@ async fn a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps
 
     let ended = stop("s2", "2026-01-01 09:00:00", Some("2026-01-01 09:20:00"));
     r.ok(&ended).await;
-    assert_eq!(r.odoo.working_state(r.wc), "normal", "left to the operator");
-    // The operator resumes; then the start and the end come again (a
-    // dead-letter replay, or the queue again after a crash).
-    let resumed = r.odoo.add_timer(wo, "2026-01-01 09:25:00", None);
-    r.ok(&started).await;
-    r.ok(&ended).await;
+    // The machine runs again: the timer the stop cut starts again at the
+    // stop's end, still the operator's.
     let logs = r.odoo.productivity();
     assert_eq!(logs.len(), 3, "{logs:?}");
+    let back = logs
+        .iter()
+        .find(|p| p.loss_type == "productive" && p.id != timer)
+        .expect("resumed timer");
+    assert_eq!(
+        (
+            back.date_start.as_str(),
+            back.date_end.as_deref(),
+            back.workorder_id,
+            back.user_id
+        ),
+        ("2026-01-01 09:20:00", None, Some(wo), OPERATOR_UID)
+    );
+    assert_eq!(r.odoo.working_state(r.wc), "done", "in progress again");
+    assert_eq!(overlaps(&logs), vec![]);
+    // The start and the end come again (a dead-letter replay, or the queue
+    // again after a crash): nothing changes.
+    r.ok(&started).await;
+    r.ok(&ended).await;
+    assert_eq!(r.odoo.productivity(), logs);
+}
+
+async fn an_operator_who_restarted_before_the_stop_end_arrived_is_left_alone_on(version: u8) {
+    let mut r = rig(version, "").await;
+    let wo = r.odoo.add_workorder(r.wc, "WO/1", "progress");
+    r.odoo.set_workorder_dates(wo, Some(T0), None);
+    r.odoo.add_timer(wo, "2026-01-01 08:05:00", None);
+    r.ok(&stop("s1", "2026-01-01 09:00:00", None)).await;
+    // The end reaches Odoo late: the operator has pressed Start already.
+    let resumed = r.odoo.add_timer(wo, "2026-01-01 09:25:00", None);
+    r.ok(&stop(
+        "s2",
+        "2026-01-01 09:00:00",
+        Some("2026-01-01 09:20:00"),
+    ))
+    .await;
+    let logs = r.odoo.productivity();
+    assert_eq!(logs.len(), 3, "no second timer: {logs:?}");
     let loss = logs
         .iter()
         .find(|p| p.loss_type != "productive")
@@ -368,6 +403,16 @@ async fn a_stop_closes_the_running_timer_links_the_work_order_and_never_overlaps
     assert_eq!(again.user_id, OPERATOR_UID);
     assert_eq!(overlaps(&logs), vec![]);
     assert_eq!(r.odoo.working_state(r.wc), "done");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_who_restarted_before_the_stop_end_arrived_is_left_alone_jsonrpc_17() {
+    an_operator_who_restarted_before_the_stop_end_arrived_is_left_alone_on(17).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_who_restarted_before_the_stop_end_arrived_is_left_alone_json2_19() {
+    an_operator_who_restarted_before_the_stop_end_arrived_is_left_alone_on(19).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -181,10 +181,14 @@ fn rule_lines(
 
 fn rule_tags(rule: &EventRule) -> Box<dyn Iterator<Item = &str> + '_> {
     match rule {
-        EventRule::Production(p) => Box::new(std::iter::once(p.tag.as_str())),
+        EventRule::Production(p) => Box::new(
+            std::iter::once(p.tag.as_str()).chain(p.scrap.as_ref().map(|s| s.tag.as_str())),
+        ),
         EventRule::Downtime(d) => Box::new(d.tags()),
         EventRule::Alarm(a) => Box::new(std::iter::once(a.tag.as_str())),
-        EventRule::Measurement(m) => Box::new(std::iter::once(m.tag.as_str())),
+        EventRule::Measurement(m) => {
+            Box::new(std::iter::once(m.tag.as_str()).chain(m.product_tag.as_deref()))
+        }
         EventRule::Window(w) => Box::new(std::iter::once(w.tag.as_str())),
         EventRule::Stock(s) => Box::new(std::iter::once(s.tag.as_str())),
     }
@@ -203,8 +207,13 @@ fn writes(rule: &EventRule, cfg: &Config) -> String {
                     "mrp.workorder qty_produced and mrp.production qty_producing"
                 }
             };
+            let scrap = p
+                .scrap
+                .as_ref()
+                .map(|s| format!(", and a validated stock.scrap on its MO for the parts {} counts", s.tag))
+                .unwrap_or_default();
             format!(
-                "{target} of the work order running at work center {}",
+                "{target} of the work order running at work center {}{scrap}",
                 p.workcenter
             )
         }
@@ -216,8 +225,13 @@ fn writes(rule: &EventRule, cfg: &Config) -> String {
                 .chain(d.codes.iter().map(|c| c.loss.as_str()))
                 .chain(std::iter::once(d.default_loss.as_str()))
                 .collect();
+            let intervals = if d.intervals {
+                "; running, idle and down intervals to MQTT and metrics only"
+            } else {
+                ""
+            };
             format!(
-                "mrp.workcenter.productivity time logs at work center {} (losses {})",
+                "mrp.workcenter.productivity time logs at work center {} (losses {}){intervals}",
                 d.workcenter,
                 losses.into_iter().collect::<Vec<_>>().join(", ")
             )

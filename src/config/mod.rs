@@ -304,10 +304,24 @@ pub struct MeasurementRule {
     pub target: Option<f64>,
     /// This many failures in a row give one quality alert.
     pub alert_after: Option<u32>,
+    /// The tag naming the product being made, and the limits of the
+    /// products listed; `low`, `high` and `target` are those of any other.
+    pub product_tag: Option<String>,
+    pub limits: Vec<ProductLimits>,
     /// The quality check's title.
     pub description: String,
     /// Overrides the kind's lane (`normal`).
     pub lane: Option<crate::store::Lane>,
+}
+
+/// A measurement's limits for one product (`[[events.limits]]`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProductLimits {
+    /// The product tag's value, as text (a recipe number as its digits).
+    pub product: String,
+    pub low: f64,
+    pub high: f64,
+    pub target: Option<f64>,
 }
 
 /// A tag summarised per tumbling window of `every` (aligned to the wall
@@ -360,8 +374,32 @@ pub struct ProductionRule {
     pub report_parts: Option<u64>,
     /// Parts made per counted stroke (a multi-cavity tool).
     pub parts_per_stroke: u64,
+    /// A second counter of scrapped parts (`scrap_tag`).
+    pub scrap: Option<ScrapCounter>,
     /// Overrides the kind's lane (`normal`).
     pub lane: Option<crate::store::Lane>,
+}
+
+/// A production rule's scrap counter: counted like the part counter (wrap,
+/// reset, `max_step`), in parts (`parts_per_stroke` is not applied), and
+/// reported in the same periods.
+#[derive(Clone, Debug)]
+pub struct ScrapCounter {
+    pub tag: String,
+    /// Wrap point of the scrap tag's type.
+    pub wraps_at: Option<u64>,
+    /// What the rule's own tag counts.
+    pub counts: TagCounts,
+}
+
+/// What a production rule's part counter counts when it has a scrap counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TagCounts {
+    /// Every part, scrap included (a press's stroke counter): good parts
+    /// are the difference.
+    Total,
+    /// Good parts only (a counter behind the reject gate).
+    Good,
 }
 
 /// Downtime intervals from a machine-state value.
@@ -380,6 +418,14 @@ pub struct DowntimeRule {
     pub reason_tag: Option<String>,
     /// Fault code → loss; a code found here wins over the state's reason.
     pub codes: Vec<CodeReason>,
+    /// State values that mean idle: neither running nor a stop (no loss
+    /// log in Odoo; an idle interval when `intervals` is on).
+    pub idle: Vec<i64>,
+    /// A state value is taken only once it has held this long: a flicker
+    /// shorter than this is ignored (zero: every reading counts).
+    pub debounce: Duration,
+    /// Report each closed running, idle and down interval.
+    pub intervals: bool,
     /// Overrides the kind's lane (`critical`).
     pub lane: Option<crate::store::Lane>,
 }
@@ -417,6 +463,18 @@ impl DowntimeRule {
     /// Every tag the rule reads.
     pub fn tags(&self) -> impl Iterator<Item = &str> {
         std::iter::once(self.tag.as_str()).chain(self.reason_tag.as_deref())
+    }
+
+    /// Running, idle or down, for a state value.
+    pub fn class_of(&self, value: i64) -> crate::model::MachineState {
+        use crate::model::MachineState;
+        if self.running.contains(&value) {
+            MachineState::Running
+        } else if self.idle.contains(&value) {
+            MachineState::Idle
+        } else {
+            MachineState::Down
+        }
     }
 }
 
@@ -1419,6 +1477,10 @@ impl<'a> Validator<'a> {
                         self.err(first, "[[events.code]] belongs to kind = \"downtime\"");
                     }
                     self.forbid(e, &r.reason_tag, "reason_tag", "downtime");
+                    self.forbid(e, &r.idle, "idle", "downtime");
+                    self.forbid(e, &r.debounce, "debounce", "downtime");
+                    self.forbid(e, &r.intervals, "intervals", "downtime");
+                    let scrap = self.scrap_counter(r, &tag_name, &by_name);
                     let max_step =
                         self.positive(&r.max_step, "max_step must be a positive count of parts");
                     let report_parts = self.positive(
@@ -1445,6 +1507,7 @@ impl<'a> Validator<'a> {
                         report_every,
                         report_parts,
                         parts_per_stroke,
+                        scrap,
                         lane,
                     })));
                 }
@@ -1453,6 +1516,8 @@ impl<'a> Validator<'a> {
                     self.forbid(e, &r.report_every, "report_every", "production");
                     self.forbid(e, &r.report_parts, "report_parts", "production");
                     self.forbid(e, &r.parts_per_stroke, "parts_per_stroke", "production");
+                    self.forbid(e, &r.scrap_tag, "scrap_tag", "production");
+                    self.forbid(e, &r.tag_counts, "tag_counts", "production");
                     if let Some(mut rule) =
                         self.downtime(e, name_str, tag_name, workcenter, &by_name)
                     {
@@ -1471,6 +1536,11 @@ impl<'a> Validator<'a> {
                         (r.report_every.as_ref().map(S::span), "report_every"),
                         (r.min_duration.as_ref().map(S::span), "min_duration"),
                         (r.default_loss.as_ref().map(S::span), "default_loss"),
+                        (r.scrap_tag.as_ref().map(S::span), "scrap_tag"),
+                        (r.tag_counts.as_ref().map(S::span), "tag_counts"),
+                        (r.idle.as_ref().map(S::span), "idle"),
+                        (r.debounce.as_ref().map(S::span), "debounce"),
+                        (r.intervals.as_ref().map(S::span), "intervals"),
                     ] {
                         if let Some(span) = v {
                             self.errors.push(Diagnostic::at(
@@ -1545,6 +1615,16 @@ impl<'a> Validator<'a> {
                 "measurement",
             ),
             spans(r.every.as_ref().map(S::span), "every", "window"),
+            spans(
+                r.product_tag.as_ref().map(S::span),
+                "product_tag",
+                "measurement",
+            ),
+            spans(
+                r.limits.first().map(S::span),
+                "[[events.limits]]",
+                "measurement",
+            ),
         ];
         for (span, key, owner) in keys.into_iter().flatten() {
             if owner != kind {
@@ -1598,6 +1678,15 @@ impl<'a> Validator<'a> {
                     "downtime",
                 ),
                 (r.reason_tag.as_ref().map(S::span), "reason_tag", "downtime"),
+                (r.idle.as_ref().map(S::span), "idle", "downtime"),
+                (r.debounce.as_ref().map(S::span), "debounce", "downtime"),
+                (r.intervals.as_ref().map(S::span), "intervals", "downtime"),
+                (r.scrap_tag.as_ref().map(S::span), "scrap_tag", "production"),
+                (
+                    r.tag_counts.as_ref().map(S::span),
+                    "tag_counts",
+                    "production",
+                ),
                 (
                     r.reason.first().map(S::span),
                     "[[events.reason]]",
@@ -1888,6 +1977,73 @@ impl<'a> Validator<'a> {
             .description
             .as_ref()
             .map_or_else(|| format!("{name} ({tag})"), |d| d.get_ref().clone());
+        let product_tag = r.product_tag.as_ref().map(|t| {
+            let name = t.get_ref();
+            if name == &tag {
+                self.err(t, "product_tag is the measured tag: name the tag that says which product is made (a recipe number or code)");
+            } else if !self.declared_tags.contains(name) {
+                self.err(
+                    t,
+                    format!("product_tag {name:?} is not defined in [[tags]]: name the tag that says which product is made"),
+                );
+            }
+            name.clone()
+        });
+        let mut limits: Vec<ProductLimits> = Vec::new();
+        for l in &r.limits {
+            let rl = l.get_ref();
+            let product = self.require(
+                l,
+                &rl.product,
+                "product",
+                "the product tag's value these limits are for, e.g. product = \"BRACKET-A\" or product = \"12\"",
+            );
+            let lo = self.require(
+                l,
+                &rl.low,
+                "low",
+                "the lowest value that passes for this product",
+            );
+            let hi = self.require(
+                l,
+                &rl.high,
+                "high",
+                "the highest value that passes for this product",
+            );
+            let (Some(product), Some(lo), Some(hi)) = (product, lo, hi) else {
+                continue;
+            };
+            let (lo, hi_v) = (*lo.get_ref(), *hi.get_ref());
+            if lo > hi_v {
+                self.err(hi, format!("high ({hi_v}) must be at or above low ({lo})"));
+            }
+            if let Some(t) = &rl.target {
+                let v = *t.get_ref();
+                if v < lo || v > hi_v {
+                    self.err(
+                        t,
+                        format!("target ({v}) must lie within low ({lo}) and high ({hi_v})"),
+                    );
+                }
+            }
+            if limits.iter().any(|x| &x.product == product.get_ref()) {
+                self.err(
+                    product,
+                    format!("product {:?} has two [[events.limits]]", product.get_ref()),
+                );
+            }
+            limits.push(ProductLimits {
+                product: product.get_ref().clone(),
+                low: lo,
+                high: hi_v,
+                target: rl.target.as_ref().map(|t| *t.get_ref()),
+            });
+        }
+        if product_tag.is_none() {
+            if let Some(first) = r.limits.first() {
+                self.err(first, "[[events.limits]] needs product_tag = \"...\" (the tag that says which product is made) in its rule");
+            }
+        }
         Some(MeasurementRule {
             name,
             tag,
@@ -1896,6 +2052,8 @@ impl<'a> Validator<'a> {
             high: high?,
             target,
             alert_after,
+            product_tag,
+            limits,
             description,
             lane: None,
         })
@@ -1983,6 +2141,63 @@ impl<'a> Validator<'a> {
         v.clone()
     }
 
+    /// A production rule's `scrap_tag` and `tag_counts`.
+    fn scrap_counter(
+        &mut self,
+        r: &RawEvent,
+        tag: &str,
+        tags: &HashMap<&str, &TagConfig>,
+    ) -> Option<ScrapCounter> {
+        let Some(t) = &r.scrap_tag else {
+            if let Some(c) = &r.tag_counts {
+                self.err(
+                    c,
+                    "tag_counts only matters with scrap_tag = \"...\" (the counter of scrapped parts)",
+                );
+            }
+            return None;
+        };
+        let name = t.get_ref();
+        let found = tags.get(name.as_str()).copied();
+        let mut ok = true;
+        if name == tag {
+            self.err(
+                t,
+                "scrap_tag is the rule's own tag: name the counter of scrapped parts, another tag",
+            );
+            ok = false;
+        } else if found.is_none() && !self.declared_tags.contains(name) {
+            self.err(
+                t,
+                format!("scrap_tag {name:?} is not defined in [[tags]]: name the counter of scrapped parts"),
+            );
+            ok = false;
+        }
+        let counts = match r.tag_counts.as_ref().map(|c| (c, c.get_ref().as_str())) {
+            Some((_, "total")) => TagCounts::Total,
+            Some((_, "good")) => TagCounts::Good,
+            Some((c, other)) => {
+                self.err(
+                    c,
+                    format!("tag_counts must be \"total\" (`tag` counts every part, scrap included) or \"good\" (good parts only), not {other:?}"),
+                );
+                return None;
+            }
+            None => {
+                self.err(
+                    t,
+                    "scrap_tag needs tag_counts = \"total\" (`tag` counts every part, scrap included, as a stroke counter does) or tag_counts = \"good\" (`tag` counts good parts only)",
+                );
+                return None;
+            }
+        };
+        ok.then(|| ScrapCounter {
+            tag: name.clone(),
+            wraps_at: found.and_then(|t| t.wraps_at()),
+            counts,
+        })
+    }
+
     fn downtime(
         &mut self,
         e: &S<RawEvent>,
@@ -2049,6 +2264,21 @@ impl<'a> Validator<'a> {
             )?
             .get_ref()
             .clone();
+        let idle = r
+            .idle
+            .as_ref()
+            .map(|i| i.get_ref().clone())
+            .unwrap_or_default();
+        if let Some(i) = &r.idle {
+            for v in i.get_ref() {
+                if running.contains(v) {
+                    self.err(
+                        i,
+                        format!("state {v} is listed in `running` too: a state is running, idle or a stop"),
+                    );
+                }
+            }
+        }
         let default_loss = match &r.default_loss {
             Some(l) => self.loss(l),
             None => "mrp.block_reason1".to_string(),
@@ -2080,6 +2310,15 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
+            if idle.contains(state.get_ref()) {
+                self.err(
+                    state,
+                    format!(
+                        "state {} is listed in `idle`: an idle state is no stop and has no loss in Odoo; to count it as downtime, take it out of `idle`",
+                        state.get_ref()
+                    ),
+                );
+            }
             if reasons.iter().any(|x: &Reason| x.state == *state.get_ref()) {
                 self.err(state, format!("state {} has two reasons", state.get_ref()));
             }
@@ -2107,6 +2346,9 @@ impl<'a> Validator<'a> {
                 .map_or_else(|| "Stopped".to_string(), |d| d.get_ref().clone()),
             reason_tag,
             codes,
+            idle,
+            debounce: self.delay(&r.debounce, "debounce"),
+            intervals: r.intervals.as_ref().is_some_and(|i| *i.get_ref()),
             lane: None,
         })
     }

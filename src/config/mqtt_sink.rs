@@ -393,7 +393,7 @@ dry_run = true
         );
         assert_eq!(s.client_id, "plantgate-gw1-northbound");
         assert_eq!(s.status_topic, "plantgate/gw1/status");
-        assert_eq!(s.kinds.len(), 7);
+        assert_eq!(s.kinds.len(), 9);
         assert_eq!(s.max_in_flight, 256);
         assert!(!s.retain_last_state);
         assert_eq!(

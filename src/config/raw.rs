@@ -140,8 +140,15 @@ pub struct RawEvent {
     pub report_every: Option<S<String>>,
     pub report_parts: Option<S<i64>>,
     pub parts_per_stroke: Option<S<i64>>,
+    /// production: a counter of scrapped parts, and what `tag` counts.
+    pub scrap_tag: Option<S<String>>,
+    pub tag_counts: Option<S<String>>,
     pub min_duration: Option<S<String>>,
     pub running: Option<S<Vec<i64>>>,
+    /// downtime: idle states, the debounce, and interval reporting.
+    pub idle: Option<S<Vec<i64>>>,
+    pub debounce: Option<S<String>>,
+    pub intervals: Option<S<bool>>,
     pub default_loss: Option<S<String>>,
     pub default_description: Option<S<String>>,
     pub lane: Option<S<String>>,
@@ -169,11 +176,27 @@ pub struct RawEvent {
     pub high: Option<S<f64>>,
     pub target: Option<S<f64>>,
     pub alert_after: Option<S<i64>>,
+    /// The tag naming the product made (a recipe number or a code), and
+    /// limits per product.
+    pub product_tag: Option<S<String>>,
+    #[serde(default)]
+    pub limits: Vec<S<RawLimits>>,
     // kind = "window"
     pub every: Option<S<String>>,
     // kind = "stock"
     pub product: Option<S<String>>,
     pub location: Option<S<String>>,
+}
+
+/// `[[events.limits]]`: a measurement's limits while `product_tag` names
+/// this product.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub product: Option<S<String>>,
+    pub low: Option<S<f64>>,
+    pub high: Option<S<f64>>,
+    pub target: Option<S<f64>>,
 }
 
 /// `[[events.code]]`: a fault code read from `reason_tag`, and its loss.

@@ -9,10 +9,20 @@
 //! with the counter reading that produced it: after a `kill -9` the period
 //! resumes where the last commit left it, nothing lost and nothing counted
 //! twice.
+//!
+//! A rule with a `scrap_tag` reads a second counter, of scrapped parts,
+//! counted the same way (wrap, reset, `max_step`; no `parts_per_stroke`)
+//! into the same period. The period is reported as its good parts (a
+//! production event) and its scrap (a scrap event, id `<period>-scrap`),
+//! together. When the rule's tag counts every part (`tag_counts =
+//! "total"`), good parts are the total less the scrap; scrap counted before
+//! the parts it was taken from (the two tags are read apart) waits for them
+//! in the next period, so good parts are never negative and every part is
+//! reported once, as good or as scrap.
 
 use super::clock::{event_id, At, Held, RuleClock};
-use crate::config::ProductionRule;
-use crate::model::{Event, EventBody, Millis, Production, Quality, Sample};
+use crate::config::{ProductionRule, TagCounts};
+use crate::model::{Event, EventBody, Millis, Production, Quality, Sample, Scrap};
 use serde::{Deserialize, Serialize};
 
 /// What survives a restart: the last counter reading (parts made while the
@@ -23,6 +33,11 @@ pub struct CounterState {
     pub last: Option<u64>,
     pub period: Option<Period>,
     pub clock: RuleClock,
+    /// The scrap counter's last reading.
+    pub scrap_last: Option<u64>,
+    /// Scrap beyond the parts of the periods reported so far
+    /// (`tag_counts = "total"`): reported with the next parts.
+    pub scrap_owed: u64,
 }
 
 /// Parts counted and not yet reported.
@@ -31,10 +46,32 @@ pub struct Period {
     /// Date of the first parts: with `seq`, the event's id.
     pub start: Millis,
     pub seq: u32,
+    /// Parts of the rule's own tag (every part, or good parts only).
     pub quantity: u64,
     /// Counter readings the quantity was derived from, for audit.
     pub counter_from: u64,
     pub counter_to: u64,
+    /// Parts of the scrap counter, and its readings.
+    pub scrap: u64,
+    pub scrap_from: u64,
+    pub scrap_to: u64,
+}
+
+impl Period {
+    /// Every part of the period, good and scrap.
+    fn parts(&self, counts: Option<TagCounts>) -> u64 {
+        match counts {
+            Some(TagCounts::Good) => self.quantity.saturating_add(self.scrap),
+            _ => self.quantity,
+        }
+    }
+}
+
+/// Which counter a reading is of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    Parts,
+    Scrap,
 }
 
 pub struct Counter {
@@ -55,7 +92,8 @@ impl Counter {
         }
     }
 
-    /// Feed one reading; pushes any event and says whether the state changed.
+    /// Feed one reading of the part counter; pushes any event and says
+    /// whether the state changed.
     pub fn on_sample(
         &mut self,
         gateway: &str,
@@ -63,27 +101,61 @@ impl Counter {
         at: At,
         events: &mut Vec<Event>,
     ) -> bool {
+        self.on_reading(Which::Parts, gateway, sample, at, events)
+    }
+
+    /// Feed one reading of the `scrap_tag` counter, likewise.
+    pub fn on_scrap(
+        &mut self,
+        gateway: &str,
+        sample: &Sample,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        self.on_reading(Which::Scrap, gateway, sample, at, events)
+    }
+
+    fn on_reading(
+        &mut self,
+        which: Which,
+        gateway: &str,
+        sample: &Sample,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let tag = match (which, &self.rule.scrap) {
+            (Which::Scrap, Some(s)) => s.tag.as_str(),
+            _ => self.rule.tag.as_str(),
+        };
         if sample.quality != Quality::Good {
             return self.on_tick(gateway, at, events);
         }
         let Some(now) = sample.value.as_u64() else {
-            tracing::warn!(rule = %self.rule.name, tag = %self.rule.tag, value = %sample.value,
+            tracing::warn!(rule = %self.rule.name, tag = %tag, value = %sample.value,
                 "counter tag gave a value that is not a non-negative integer; ignored");
             return self.on_tick(gateway, at, events);
         };
-        let Some(last) = self.state.last else {
-            self.state.last = Some(now);
-            tracing::info!(rule = %self.rule.name, counter = now, "counter baseline taken");
+        let last = match which {
+            Which::Parts => &mut self.state.last,
+            Which::Scrap => &mut self.state.scrap_last,
+        };
+        let Some(before) = *last else {
+            *last = Some(now);
+            tracing::info!(rule = %self.rule.name, tag = %tag, counter = now, "counter baseline taken");
             return true;
         };
-        if now == last {
+        if now == before {
             return self.on_tick(gateway, at, events);
         }
-        let strokes = self.delta(last, now);
-        self.state.last = Some(now);
+        *last = Some(now);
+        let wraps_at = match which {
+            Which::Parts => self.rule.wraps_at,
+            Which::Scrap => self.rule.scrap.as_ref().and_then(|s| s.wraps_at),
+        };
+        let strokes = self.delta(wraps_at, before, now);
         if let Some(max) = self.rule.max_step {
             if strokes > max {
-                tracing::warn!(rule = %self.rule.name, from = last, to = now, quantity = strokes, max_step = max,
+                tracing::warn!(rule = %self.rule.name, tag = %tag, from = before, to = now, quantity = strokes, max_step = max,
                     "counter jump larger than max_step: re-based, nothing posted");
                 self.on_tick(gateway, at, events);
                 return true;
@@ -92,15 +164,19 @@ impl Counter {
         // A period that has run its time ends before these parts: they
         // belong to the next one.
         self.on_tick(gateway, at, events);
-        let quantity = strokes.saturating_mul(self.rule.parts_per_stroke);
+        let quantity = match which {
+            Which::Parts => strokes.saturating_mul(self.rule.parts_per_stroke),
+            Which::Scrap => strokes,
+        };
         if quantity > 0 {
-            self.add(sample.time, at, quantity, last, now);
+            self.add(which, sample.time, at, quantity, before, now);
         }
+        let counts = self.rule.scrap.as_ref().map(|s| s.counts);
         let full = self
             .rule
             .report_parts
             .zip(self.state.period.as_ref())
-            .is_some_and(|(n, p)| p.quantity >= n);
+            .is_some_and(|(n, p)| p.parts(counts) >= n);
         if full {
             self.close(gateway, at, events);
         }
@@ -134,24 +210,44 @@ impl Counter {
         true
     }
 
-    fn add(&mut self, time: Millis, at: At, quantity: u64, from: u64, to: u64) {
+    fn add(&mut self, which: Which, time: Millis, at: At, quantity: u64, from: u64, to: u64) {
+        let (parts, scrap) = match which {
+            Which::Parts => (quantity, 0),
+            Which::Scrap => (0, quantity),
+        };
         match &mut self.state.period {
             Some(p) => {
                 // Keep the rule's dates moving with its parts.
                 self.state.clock.date(time, at);
-                p.quantity = p.quantity.saturating_add(quantity);
-                p.counter_to = to;
+                p.quantity = p.quantity.saturating_add(parts);
+                p.scrap = p.scrap.saturating_add(scrap);
+                match which {
+                    Which::Parts => p.counter_to = to,
+                    Which::Scrap => p.scrap_to = to,
+                }
             }
             None => {
                 let start = self.state.clock.date(time, at);
                 let seq = self.state.clock.sequence(start);
                 self.held = Some(Held::start(at));
+                // The other counter's reading, for the audit trail.
+                let (c, s) = (
+                    self.state.last.unwrap_or(0),
+                    self.state.scrap_last.unwrap_or(0),
+                );
+                let (counter_from, scrap_from) = match which {
+                    Which::Parts => (from, s),
+                    Which::Scrap => (c, from),
+                };
                 self.state.period = Some(Period {
                     start,
                     seq,
-                    quantity,
-                    counter_from: from,
-                    counter_to: to,
+                    quantity: parts,
+                    counter_from,
+                    counter_to: if which == Which::Parts { to } else { c },
+                    scrap,
+                    scrap_from,
+                    scrap_to: if which == Which::Scrap { to } else { s },
                 });
             }
         }
@@ -163,27 +259,53 @@ impl Counter {
             return;
         };
         let time = self.state.clock.date(at.time, at);
-        events.push(Event {
-            id: event_id(gateway, &self.rule.name, p.start, p.seq),
-            rule: self.rule.name.clone(),
-            time,
-            body: EventBody::Production(Production {
-                workcenter: self.rule.workcenter.clone(),
-                quantity: p.quantity,
-                counter_from: p.counter_from,
-                counter_to: p.counter_to,
-            }),
-        });
+        let id = event_id(gateway, &self.rule.name, p.start, p.seq);
+        let (good, scrap) = match self.rule.scrap.as_ref().map(|s| s.counts) {
+            None | Some(TagCounts::Good) => (p.quantity, p.scrap),
+            Some(TagCounts::Total) => {
+                let owed = p.scrap.saturating_add(self.state.scrap_owed);
+                let scrap = owed.min(p.quantity);
+                self.state.scrap_owed = owed - scrap;
+                (p.quantity - scrap, scrap)
+            }
+        };
+        if good > 0 || self.rule.scrap.is_none() {
+            events.push(Event {
+                id: id.clone(),
+                rule: self.rule.name.clone(),
+                time,
+                body: EventBody::Production(Production {
+                    workcenter: self.rule.workcenter.clone(),
+                    quantity: good,
+                    counter_from: p.counter_from,
+                    counter_to: p.counter_to,
+                }),
+            });
+        }
+        if scrap > 0 {
+            events.push(Event {
+                id: format!("{id}-scrap"),
+                rule: self.rule.name.clone(),
+                time,
+                body: EventBody::Scrap(Scrap {
+                    workcenter: self.rule.workcenter.clone(),
+                    quantity: scrap,
+                    production_id: (good > 0).then_some(id),
+                    counter_from: p.scrap_from,
+                    counter_to: p.scrap_to,
+                }),
+            });
+        }
     }
 
     /// Strokes between two readings. A drop is a wrap when the counter was
     /// in its top tenth and is now in its bottom tenth; any other drop is a
     /// reset to zero, after which `now` strokes were made.
-    fn delta(&self, last: u64, now: u64) -> u64 {
+    fn delta(&self, wraps_at: Option<u64>, last: u64, now: u64) -> u64 {
         if now > last {
             return now - last;
         }
-        match self.rule.wraps_at {
+        match wraps_at {
             Some(max) if last > max / 10 * 9 && now < max / 10 => (max - last) + now + 1,
             _ => {
                 tracing::info!(rule = %self.rule.name, from = last, to = now, "counter reset detected");
@@ -237,6 +359,7 @@ mod tests {
             report_every: every.map(Duration::from_millis),
             report_parts: parts,
             parts_per_stroke: 1,
+            scrap: None,
             lane: None,
         }
     }
@@ -467,6 +590,163 @@ mod tests {
         assert_eq!(ev[2].id, "gw-parts-101500-1");
     }
 
+    fn scrap_rule(counts: TagCounts, every: Option<u64>, parts: Option<u64>) -> ProductionRule {
+        ProductionRule {
+            scrap: Some(crate::config::ScrapCounter {
+                tag: "s".into(),
+                wraps_at: Some(65535),
+                counts,
+            }),
+            ..rule(Some(65535), Some(1000), every, parts)
+        }
+    }
+
+    fn scrap_sample(value: u64, at: i64) -> Sample {
+        Sample {
+            tag: crate::model::TagId::of(1),
+            ..sample(value, at)
+        }
+    }
+
+    fn feed_scrap(c: &mut Counter, value: u64, ms: i64) -> Vec<Event> {
+        let mut ev = Vec::new();
+        c.on_scrap("gw", &scrap_sample(value, ms), at(ms), &mut ev);
+        ev
+    }
+
+    fn scrapped(events: &[Event]) -> Vec<u64> {
+        events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::Scrap(s) => Some(s.quantity),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn total_and_scrap_counters_give_good_parts_and_scrap_in_one_period() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Total, Some(10_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 100, 0);
+        feed_scrap(&mut c, 7, 0);
+        feed(&mut c, 110, 1_000);
+        feed_scrap(&mut c, 9, 1_500);
+        feed(&mut c, 120, 2_000);
+        let ev = tick(&mut c, 11_000);
+        assert_eq!(qty(&ev), [18], "20 parts, 2 of them scrap");
+        assert_eq!(scrapped(&ev), [2]);
+        assert_eq!(ev[0].id, "gw-parts-1000");
+        assert_eq!(ev[1].id, "gw-parts-1000-scrap");
+        let EventBody::Scrap(s) = &ev[1].body else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(s.production_id.as_deref(), Some("gw-parts-1000"));
+        assert_eq!((s.counter_from, s.counter_to), (7, 9));
+        assert_eq!(ev[0].time, ev[1].time, "reported together");
+    }
+
+    #[test]
+    fn good_and_scrap_counters_report_each_as_counted() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Good, None, Some(10)),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        feed_scrap(&mut c, 65534, 0);
+        feed(&mut c, 6, 1_000);
+        // The scrap counter wraps: 3 parts.
+        let ev = feed_scrap(&mut c, 1, 2_000);
+        assert!(ev.is_empty(), "9 parts, under report_parts: {ev:?}");
+        let ev = feed(&mut c, 7, 3_000);
+        assert_eq!((qty(&ev), scrapped(&ev)), (vec![7], vec![3]));
+    }
+
+    #[test]
+    fn a_period_of_scrap_only_sends_no_empty_production() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Good, Some(5_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        feed_scrap(&mut c, 0, 0);
+        feed_scrap(&mut c, 4, 1_000);
+        let ev = tick(&mut c, 6_000);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!(scrapped(&ev), [4]);
+        let EventBody::Scrap(s) = &ev[0].body else {
+            panic!()
+        };
+        assert_eq!(s.production_id, None);
+    }
+
+    #[test]
+    fn scrap_read_before_its_parts_waits_for_them() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Total, Some(5_000), None),
+            CounterState::default(),
+        );
+        feed(&mut c, 0, 0);
+        feed_scrap(&mut c, 0, 0);
+        feed(&mut c, 2, 1_000);
+        // 3 scrapped, but the total was read before the last of them.
+        feed_scrap(&mut c, 3, 1_100);
+        let ev = tick(&mut c, 6_000);
+        assert_eq!((qty(&ev), scrapped(&ev)), (vec![], vec![2]));
+        assert_eq!(c.state.scrap_owed, 1);
+        feed(&mut c, 10, 7_000);
+        let ev = tick(&mut c, 12_000);
+        assert_eq!(
+            (qty(&ev), scrapped(&ev)),
+            (vec![7], vec![1]),
+            "10 parts in all, 3 scrap"
+        );
+        assert_eq!(c.state.scrap_owed, 0);
+    }
+
+    #[test]
+    fn the_scrap_counter_has_its_own_baseline_reset_and_max_step() {
+        let mut c = Counter::new(
+            scrap_rule(TagCounts::Good, None, Some(1)),
+            CounterState::default(),
+        );
+        feed(&mut c, 50, 0);
+        assert!(feed_scrap(&mut c, 40, 0).is_empty(), "a baseline");
+        assert_eq!(c.state.scrap_last, Some(40));
+        assert_eq!(
+            scrapped(&feed_scrap(&mut c, 2, 1_000)),
+            [2],
+            "a reset counts from zero"
+        );
+        assert!(feed_scrap(&mut c, 5_000, 2_000).is_empty(), "over max_step");
+        assert_eq!(scrapped(&feed_scrap(&mut c, 5_001, 3_000)), [1]);
+        assert_eq!(c.state.last, Some(50), "the part counter is untouched");
+    }
+
+    #[test]
+    fn a_restart_mid_period_keeps_both_counts() {
+        let r = scrap_rule(TagCounts::Total, Some(30_000), None);
+        let mut c = Counter::new(r.clone(), CounterState::default());
+        feed(&mut c, 0, 0);
+        feed_scrap(&mut c, 0, 0);
+        feed(&mut c, 10, 1_000);
+        feed_scrap(&mut c, 1, 1_000);
+        let bytes = RuleState::Counter(c.state.clone())
+            .encode()
+            .expect("encode");
+        let RuleState::Counter(state) = RuleState::decode(&bytes).expect("decode") else {
+            panic!()
+        };
+        let mut c = Counter::new(r, state);
+        feed(&mut c, 12, 2_000);
+        feed_scrap(&mut c, 2, 2_000);
+        let mut ev = Vec::new();
+        c.flush("gw", at(3_000), &mut ev);
+        assert_eq!((qty(&ev), scrapped(&ev)), (vec![10], vec![2]));
+    }
+
     #[derive(Clone, Debug)]
     enum Op {
         /// The press makes this many strokes (the counter wraps at u16).
@@ -501,6 +781,107 @@ mod tests {
             wall: Millis(wall),
             mono: Mono(mono),
         })
+    }
+
+    #[derive(Clone, Debug)]
+    enum ScrapOp {
+        /// The press makes this many parts, this many of them scrap.
+        Make(u16, u16),
+        ReadParts,
+        ReadScrap,
+        Tick,
+        Kill,
+    }
+
+    fn scrap_op() -> impl Strategy<Value = ScrapOp> {
+        prop_oneof![
+            4 => (0u16..2000, 0u16..100).prop_map(|(n, s)| ScrapOp::Make(n, s.min(n))),
+            3 => Just(ScrapOp::ReadParts),
+            3 => Just(ScrapOp::ReadScrap),
+            3 => Just(ScrapOp::Tick),
+            1 => Just(ScrapOp::Kill),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn every_part_is_reported_once_as_good_or_as_scrap(
+            start in 0u16..=u16::MAX,
+            scrap_start in 0u16..=u16::MAX,
+            total in any::<bool>(),
+            every in 1u64..20_000,
+            ops in prop::collection::vec(scrap_op(), 1..200),
+        ) {
+            let counts = if total { TagCounts::Total } else { TagCounts::Good };
+            let mut r = scrap_rule(counts, Some(every), None);
+            r.max_step = None;
+            let mut c = Counter::new(r.clone(), CounterState::default());
+            let (mut parts_reg, mut scrap_reg) = (start, scrap_start);
+            let (mut made, mut scrap_made) = (0u64, 0u64);
+            let mut ms = 0i64;
+            let (mut parts_unread, mut scrap_unread) = (0u64, 0u64);
+            let mut events = Vec::new();
+            c.on_sample("gw", &sample(u64::from(parts_reg), ms), at(ms), &mut events);
+            c.on_scrap("gw", &scrap_sample(u64::from(scrap_reg), ms), at(ms), &mut events);
+            for op in ops {
+                ms += 250;
+                match op {
+                    ScrapOp::Make(n, k) => {
+                        // Read before a counter has moved a tenth of its
+                        // width unread (more would read as a reset).
+                        if parts_unread + u64::from(n) > 5000 {
+                            c.on_sample("gw", &sample(u64::from(parts_reg), ms), at(ms), &mut events);
+                            parts_unread = 0;
+                        }
+                        if scrap_unread + u64::from(k) > 5000 {
+                            c.on_scrap("gw", &scrap_sample(u64::from(scrap_reg), ms), at(ms), &mut events);
+                            scrap_unread = 0;
+                        }
+                        parts_unread += u64::from(n);
+                        scrap_unread += u64::from(k);
+                        // The part counter counts every part, or the good ones.
+                        let counted = if total { n } else { n - k };
+                        parts_reg = parts_reg.wrapping_add(counted);
+                        scrap_reg = scrap_reg.wrapping_add(k);
+                        made += u64::from(n);
+                        scrap_made += u64::from(k);
+                    }
+                    ScrapOp::ReadParts => {
+                        c.on_sample("gw", &sample(u64::from(parts_reg), ms), at(ms), &mut events);
+                        parts_unread = 0;
+                    }
+                    ScrapOp::ReadScrap => {
+                        c.on_scrap("gw", &scrap_sample(u64::from(scrap_reg), ms), at(ms), &mut events);
+                        scrap_unread = 0;
+                    }
+                    ScrapOp::Tick => {
+                        c.on_tick("gw", at(ms), &mut events);
+                    }
+                    ScrapOp::Kill => {
+                        let bytes = RuleState::Counter(c.state.clone()).encode().expect("encode");
+                        let RuleState::Counter(s) = RuleState::decode(&bytes).expect("decode") else {
+                            panic!("kind changed")
+                        };
+                        prop_assert_eq!(&s, &c.state);
+                        c = Counter::new(r.clone(), s);
+                    }
+                }
+            }
+            // Read both, then a graceful stop: every part is counted.
+            ms += 250;
+            c.on_sample("gw", &sample(u64::from(parts_reg), ms), at(ms), &mut events);
+            c.on_scrap("gw", &scrap_sample(u64::from(scrap_reg), ms), at(ms), &mut events);
+            c.flush("gw", at(ms + 1), &mut events);
+            let good: u64 = qty(&events).iter().sum();
+            let scrap: u64 = scrapped(&events).iter().sum();
+            prop_assert!(qty(&events).iter().chain(scrapped(&events).iter()).all(|&q| q > 0), "{:?}", events);
+            prop_assert_eq!(good + scrap, made, "parts lost or doubled: {:?}", events);
+            prop_assert_eq!(scrap + c.state.scrap_owed, scrap_made, "scrap lost or doubled");
+            // (Scrap read after its part was reported waits for the next
+            // parts: `scrap_owed`, counted above.)
+            let ids: HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+            prop_assert_eq!(ids.len(), events.len(), "an id repeated");
+        }
     }
 
     proptest! {

@@ -4,10 +4,24 @@
 //! Odoo hears of a stop twice, with the same `downtime_id`: once when it has
 //! lasted `min_duration` (an open time log, so the work center shows blocked
 //! while it is down) and once when it ends (the same log gets its end).
+//!
+//! States listed in `idle` are neither running nor a stop: they end a stop
+//! and open none. With `debounce`, a new state value is taken only once it
+//! has held that long, dated from its first reading: a flicker shorter than
+//! the debounce changes nothing (it neither ends nor splits a stop).
+//!
+//! With `intervals = true` the rule also reports the machine's time as
+//! consecutive intervals of running, idle and down (one event per closed
+//! interval, id `<rule>-<start>-<state>`): from the first reading on they
+//! follow each other without gap or overlap, each ending where the next
+//! begins, for availability (OEE) downstream. A down interval includes the
+//! stops shorter than `min_duration` that Odoo never hears of.
 
 use super::clock::{event_id, At, Held, RuleClock};
 use crate::config::DowntimeRule;
-use crate::model::{Downtime as Interval, Event, EventBody, Millis, Quality, Sample};
+use crate::model::{
+    Downtime as Interval, Event, EventBody, MachineState, Millis, Quality, Sample, StateInterval,
+};
 use serde::{Deserialize, Serialize};
 
 /// What survives a restart: the stop in progress, if any, and the rule's
@@ -19,6 +33,16 @@ pub struct DowntimeState {
     pub clock: RuleClock,
     /// The last good value of the rule's `reason_tag` (the fault code).
     pub code: Option<i64>,
+    /// The state value taken last (after the debounce).
+    pub taken: Option<i64>,
+    /// A new value waiting out the debounce: the value and its first
+    /// reading's date.
+    pub pending: Option<(i64, Millis)>,
+    /// The running, idle or down interval in progress (`intervals`).
+    pub interval: Option<OpenInterval>,
+    /// Start of the latest interval id, and how many shared it before.
+    pub interval_id_start: Option<Millis>,
+    pub interval_seq: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,12 +58,23 @@ pub struct OpenStop {
     pub code: Option<i64>,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OpenInterval {
+    pub state: MachineState,
+    pub value: i64,
+    pub since: Millis,
+    pub seq: u32,
+}
+
 pub struct Downtime {
     pub rule: std::sync::Arc<DowntimeRule>,
     pub state: DowntimeState,
     /// How long the open stop has been held, on the monotonic clock;
     /// rebuilt from `since` after a restart.
     held: Option<Held>,
+    /// How long the pending value has been held (debounce); rebuilt from
+    /// its date after a restart.
+    pending_held: Option<Held>,
 }
 
 impl Downtime {
@@ -49,6 +84,7 @@ impl Downtime {
             rule,
             state,
             held: None,
+            pending_held: None,
         }
     }
 
@@ -68,20 +104,50 @@ impl Downtime {
                 "machine-state tag gave a value that is not an integer; ignored");
             return self.on_tick(gateway, at, events);
         };
-        let running = self.rule.running.contains(&value);
+        if self.rule.debounce.is_zero() || self.state.taken.is_none() {
+            // The first reading has nothing to flicker from.
+            let changed = self.take(gateway, value, sample.time, Held::start(at), at, events);
+            return self.on_tick(gateway, at, events) || changed;
+        }
         let mut changed = false;
+        if self.state.taken == Some(value) {
+            // Back before the debounce passed: the flicker is ignored.
+            changed = self.state.pending.take().is_some();
+            self.pending_held = None;
+        } else if self.state.pending.map(|(v, _)| v) != Some(value) {
+            self.state.pending = Some((value, sample.time));
+            self.pending_held = Some(Held::start(at));
+            changed = true;
+        }
+        self.on_tick(gateway, at, events) || changed
+    }
+
+    /// Take a new state value (read at `time`, held for `held` so far):
+    /// end the stop it ends, open the stop it opens, close the interval.
+    fn take(
+        &mut self,
+        gateway: &str,
+        value: i64,
+        time: Millis,
+        held: Held,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        let class = self.rule.class_of(value);
+        let mut changed = self.state.taken != Some(value);
+        self.state.taken = Some(value);
         if let Some(open) = &self.state.open {
-            if running || open.state != value {
+            if class != MachineState::Down || open.state != value {
                 let open = open.clone();
-                let end = self.state.clock.date(sample.time, at);
+                let end = self.state.clock.date(time, at);
                 self.close(gateway, &open, end, at, events);
                 self.state.open = None;
                 self.held = None;
                 changed = true;
             }
         }
-        if !running && self.state.open.is_none() {
-            let since = self.state.clock.date(sample.time, at);
+        if class == MachineState::Down && self.state.open.is_none() {
+            let since = self.state.clock.date(time, at);
             let seq = self.state.clock.sequence(since);
             self.state.open = Some(OpenStop {
                 state: value,
@@ -90,10 +156,65 @@ impl Downtime {
                 seq,
                 code: None,
             });
-            self.held = Some(Held::start(at));
+            self.held = Some(held);
             changed = true;
         }
-        self.on_tick(gateway, at, events) || changed
+        if self.rule.intervals {
+            changed |= self.interval(gateway, class, value, time, at, events);
+        }
+        changed
+    }
+
+    /// Close the interval in progress when the machine's class changes,
+    /// and open the next.
+    fn interval(
+        &mut self,
+        gateway: &str,
+        class: MachineState,
+        value: i64,
+        time: Millis,
+        at: At,
+        events: &mut Vec<Event>,
+    ) -> bool {
+        if self
+            .state
+            .interval
+            .as_ref()
+            .is_some_and(|i| i.state == class)
+        {
+            return false;
+        }
+        let change = self.state.clock.date(time, at);
+        if let Some(i) = self.state.interval.take() {
+            let id = event_id(gateway, &self.rule.name, i.since, i.seq);
+            events.push(Event {
+                id: format!("{id}-{}", i.state.as_str()),
+                rule: self.rule.name.clone(),
+                time: change,
+                body: EventBody::StateInterval(StateInterval {
+                    workcenter: self.rule.workcenter.clone(),
+                    state: i.state,
+                    value: i.value,
+                    start: i.since,
+                    end: change,
+                }),
+            });
+        }
+        let seq = if self.state.interval_id_start == Some(change) {
+            self.state.interval_seq = self.state.interval_seq.saturating_add(1);
+            self.state.interval_seq
+        } else {
+            self.state.interval_id_start = Some(change);
+            self.state.interval_seq = 0;
+            0
+        };
+        self.state.interval = Some(OpenInterval {
+            state: class,
+            value,
+            since: change,
+            seq,
+        });
+        true
     }
 
     /// A reading of the rule's `reason_tag`: the fault code a stop that is
@@ -116,6 +237,21 @@ impl Downtime {
     /// whether or not a sample came (a source that reports only changes is
     /// silent while the machine stays down).
     pub fn on_tick(&mut self, gateway: &str, at: At, events: &mut Vec<Event>) -> bool {
+        let mut taken = false;
+        if let Some((value, since)) = self.state.pending {
+            let held = *self
+                .pending_held
+                .get_or_insert_with(|| Held::resume(since, at));
+            if u128::from(held.ms(at)) >= self.rule.debounce.as_millis() {
+                self.state.pending = None;
+                self.pending_held = None;
+                taken = self.take(gateway, value, since, held, at, events);
+            }
+        }
+        self.announce(gateway, at, events) || taken
+    }
+
+    fn announce(&mut self, gateway: &str, at: At, events: &mut Vec<Event>) -> bool {
         let Some(open) = &self.state.open else {
             return false;
         };
@@ -209,6 +345,9 @@ mod tests {
                     loss: "mrp.block_reason1".into(),
                     description: "Motor overload".into(),
                 }],
+                idle: vec![],
+                debounce: Duration::ZERO,
+                intervals: false,
                 lane: None,
             },
             DowntimeState::default(),
@@ -477,6 +616,164 @@ mod tests {
         assert_eq!(all.len(), events.len(), "{events:?}");
     }
 
+    fn with(f: impl FnOnce(&mut DowntimeRule)) -> Downtime {
+        let mut r = (*rule().rule).clone();
+        f(&mut r);
+        Downtime::new(r, DowntimeState::default())
+    }
+
+    fn intervals_of(events: &[Event]) -> Vec<(MachineState, i64, i64)> {
+        events
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::StateInterval(i) => Some((i.state, i.start.0 / 1000, i.end.0 / 1000)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flicker_shorter_than_the_debounce_neither_ends_nor_splits_a_stop() {
+        let mut d = with(|r| r.debounce = Duration::from_secs(2));
+        let mut ev = feed(&mut d, 1, 0);
+        ev.extend(feed(&mut d, 2, 100));
+        ev.extend(tick(&mut d, at_ms(101_999)));
+        assert!(d.state.open.is_none(), "not taken before the debounce");
+        ev.extend(tick(&mut d, at_ms(102_000)));
+        assert_eq!(
+            d.state.open.as_ref().map(|o| o.since),
+            Some(Millis(100_000)),
+            "dated from its first reading"
+        );
+        ev.extend(tick(&mut d, at_ms(110_000)));
+        assert_eq!(
+            ev.len(),
+            1,
+            "announced after min_duration from its start: {ev:?}"
+        );
+        // A flicker to another stop state and back, and one to running.
+        ev.extend(feed(&mut d, 5, 120));
+        ev.extend(feed_at(&mut d, 2, 121_500, at_ms(121_500)));
+        ev.extend(feed(&mut d, 1, 125));
+        ev.extend(feed_at(&mut d, 2, 125_900, at_ms(125_900)));
+        ev.extend(tick(&mut d, at_ms(129_000)));
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        ev.extend(feed(&mut d, 1, 130));
+        ev.extend(tick(&mut d, at_ms(131_999)));
+        assert_eq!(ev.len(), 1);
+        ev.extend(tick(&mut d, at_ms(132_000)));
+        let EventBody::DowntimeEnded(i) = &ev[1].body else {
+            panic!("{ev:?}")
+        };
+        assert_eq!((i.start, i.end), (Millis(100_000), Some(Millis(130_000))));
+        assert_eq!(i.state, 2);
+    }
+
+    #[test]
+    fn without_a_debounce_a_flicker_splits_a_stop() {
+        let mut d = rule();
+        feed(&mut d, 2, 0);
+        feed(&mut d, 2, 10);
+        let ev = feed(&mut d, 5, 20);
+        assert_eq!(ev.len(), 1, "the stop of state 2 ends at the flicker");
+    }
+
+    #[test]
+    fn an_idle_state_ends_a_stop_and_opens_none() {
+        let mut d = with(|r| r.idle = vec![0]);
+        feed(&mut d, 2, 0);
+        let ev = feed(&mut d, 0, 20);
+        let EventBody::DowntimeEnded(i) = &ev[0].body else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(i.end, Some(Millis(20_000)));
+        assert!(tick(&mut d, at_ms(200_000)).is_empty(), "idle is no stop");
+        assert_eq!(d.state.open, None);
+    }
+
+    #[test]
+    fn intervals_of_running_idle_and_down_follow_each_other() {
+        let mut d = with(|r| {
+            r.idle = vec![0];
+            r.intervals = true;
+        });
+        let mut ev = feed(&mut d, 1, 0);
+        ev.extend(feed(&mut d, 1, 5));
+        ev.extend(feed(&mut d, 2, 10));
+        // Another stop reason: the same down interval.
+        ev.extend(feed(&mut d, 3, 15));
+        ev.extend(feed(&mut d, 0, 30));
+        ev.extend(feed(&mut d, 1, 40));
+        ev.extend(feed(&mut d, 1, 50));
+        use MachineState::*;
+        assert_eq!(
+            intervals_of(&ev),
+            [(Running, 0, 10), (Down, 10, 30), (Idle, 30, 40)]
+        );
+        let ids: Vec<_> = ev
+            .iter()
+            .filter(|e| matches!(e.body, EventBody::StateInterval(_)))
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                "gw-stops-0-running",
+                "gw-stops-10000-down",
+                "gw-stops-30000-idle"
+            ]
+        );
+        assert_eq!(
+            d.state.interval.as_ref().map(|i| (i.state, i.since)),
+            Some((Running, Millis(40_000))),
+            "the interval in progress"
+        );
+        // The stops are unchanged by the intervals: 2 then 3, each its own record.
+        let ended = ev
+            .iter()
+            .filter(|e| matches!(e.body, EventBody::DowntimeEnded(_)))
+            .count();
+        assert_eq!(
+            ended, 1,
+            "state 2 lasted 5 s, under min_duration; state 3 15 s"
+        );
+    }
+
+    #[test]
+    fn a_version_2_downtime_state_resumes_its_open_stop() {
+        #[derive(Serialize)]
+        enum Old {
+            _Counter(()),
+            Downtime(OldState),
+        }
+        #[derive(Serialize)]
+        struct OldState {
+            open: Option<OpenStop>,
+            clock: RuleClock,
+            code: Option<i64>,
+        }
+        let open = OpenStop {
+            state: 2,
+            since: Millis(100_000),
+            announced: true,
+            seq: 0,
+            code: Some(310),
+        };
+        let mut bytes = vec![2u8];
+        bytes.extend(
+            postcard::to_stdvec(&Old::Downtime(OldState {
+                open: Some(open.clone()),
+                clock: RuleClock::default(),
+                code: Some(310),
+            }))
+            .expect("encode"),
+        );
+        let RuleState::Downtime(s) = RuleState::decode(&bytes).expect("v2 decodes") else {
+            panic!("a downtime state")
+        };
+        assert_eq!((s.open, s.code, s.taken), (Some(open), Some(310), Some(2)));
+    }
+
     mod intervals {
         use super::*;
         use crate::edge::clock::{Now, Timeline};
@@ -494,7 +791,7 @@ mod tests {
 
         fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
-                4 => prop_oneof![Just(1i64), Just(2), Just(3)].prop_map(Op::State),
+                4 => prop_oneof![Just(1i64), Just(2), Just(3), Just(4)].prop_map(Op::State),
                 4 => (1u32..60).prop_map(Op::Wait),
                 1 => Just(Op::Kill),
                 1 => (-3600i32..3600).prop_map(Op::Step),
@@ -576,6 +873,91 @@ mod tests {
                 prop_assert!(seen.values().all(|s| s.1), "a stop left open once running: {:?}", events);
                 for w in intervals.windows(2) {
                     prop_assert!(w[1].0 >= w[0].1, "stops overlap: {:?}", intervals);
+                }
+            }
+
+            #[test]
+            fn state_intervals_cover_the_time_without_gap_or_overlap(
+                ops in prop::collection::vec(op(), 1..150),
+                debounce in prop_oneof![Just(0u64), Just(500), Just(2_000)],
+            ) {
+                let mut r = (*rule().rule).clone();
+                r.idle = vec![3];
+                r.intervals = true;
+                r.debounce = Duration::from_millis(debounce);
+                let mut d = Downtime::new(r.clone(), DowntimeState::default());
+                let mut timeline = Timeline::default();
+                let (mut wall, mut mono) = (1_780_000_000_000i64, 0u64);
+                let first = wall;
+                let mut highest = wall;
+                let mut events = Vec::new();
+                let mut now = |timeline: &mut Timeline, wall: i64, mono: u64| {
+                    highest = highest.max(wall);
+                    timeline.at(Now { wall: Millis(wall), mono: Mono(mono) })
+                };
+                let at = now(&mut timeline, wall, mono);
+                events.extend(feed_at(&mut d, 1, wall, at));
+                for op in ops.iter().cloned().chain([Op::State(1), Op::Wait(10)]) {
+                    match op {
+                        Op::State(v) => {
+                            (wall, mono) = (wall + 250, mono + 250);
+                            let at = now(&mut timeline, wall, mono);
+                            events.extend(feed_at(&mut d, v, wall, at));
+                        }
+                        Op::Wait(n) => {
+                            for _ in 0..n {
+                                (wall, mono) = (wall + 250, mono + 250);
+                                let at = now(&mut timeline, wall, mono);
+                                events.extend(tick(&mut d, at));
+                            }
+                        }
+                        Op::Kill => {
+                            let bytes = RuleState::Downtime(d.state.clone()).encode().expect("encode");
+                            let RuleState::Downtime(s) = RuleState::decode(&bytes).expect("decode") else {
+                                panic!("kind changed")
+                            };
+                            prop_assert_eq!(&s, &d.state);
+                            timeline = Timeline::default();
+                            if let Some(last) = s.clock.last {
+                                timeline.seen(last);
+                            }
+                            d = Downtime::new(r.clone(), s);
+                            mono = 0;
+                        }
+                        Op::Step(s) => wall += i64::from(s) * 1000,
+                    }
+                }
+                let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id.clone()).collect();
+                prop_assert_eq!(ids.len(), events.len(), "an id repeated: {:?}", events);
+                let mut spans: Vec<(Millis, Millis, MachineState)> = events
+                    .iter()
+                    .filter_map(|e| match &e.body {
+                        EventBody::StateInterval(i) => Some((i.start, i.end, i.state)),
+                        _ => None,
+                    })
+                    .collect();
+                // The interval in progress, up to the end of the run.
+                if let Some(open) = &d.state.interval {
+                    spans.push((open.since, Millis(highest), open.state));
+                }
+                prop_assert_eq!(spans.first().map(|s| s.0), Some(Millis(first)), "from the first reading");
+                for s in &spans {
+                    prop_assert!(s.1 >= s.0, "negative interval: {:?}", s);
+                    prop_assert!(s.1.0 <= highest, "dated in the future: {:?}", s);
+                }
+                for w in spans.windows(2) {
+                    prop_assert_eq!(w[1].0, w[0].1, "a gap or an overlap: {:?}", spans);
+                    prop_assert!(w[1].2 != w[0].2, "two intervals of one state in a row: {:?}", spans);
+                }
+                // Each stop sent to Odoo lies within down time.
+                for e in &events {
+                    if let EventBody::DowntimeEnded(i) = &e.body {
+                        let end = i.end.expect("an end");
+                        prop_assert!(
+                            spans.iter().any(|s| s.2 == MachineState::Down && s.0 <= i.start && end <= s.1),
+                            "stop {:?} outside down time: {:?}", i, spans
+                        );
+                    }
                 }
             }
         }

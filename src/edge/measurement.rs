@@ -2,10 +2,15 @@
 //! `low <= value <= high`; `alert_after` failures in a row give one quality
 //! alert (the next alert needs a pass first). On a polled tag set
 //! `on_change = true`, so a value read again is not measured again.
+//!
+//! With a `product_tag` (the recipe number or product code the machine
+//! runs), the limits are those of the product it names
+//! (`[[events.limits]]`), or the rule's own for a product not listed; a
+//! change of product starts a new run of failures.
 
 use super::clock::{event_id, At, RuleClock};
 use crate::config::MeasurementRule;
-use crate::model::{Event, EventBody, Measure, Quality, QualityAlert, Sample};
+use crate::model::{Event, EventBody, Measure, Quality, QualityAlert, Sample, Value};
 use serde::{Deserialize, Serialize};
 
 /// What survives a restart: the run of failures so far.
@@ -16,6 +21,8 @@ pub struct MeasurementState {
     pub failures: u32,
     /// The current run was alerted.
     pub alerted: bool,
+    /// The product the `product_tag` last named.
+    pub product: Option<String>,
 }
 
 pub struct Measurement {
@@ -23,10 +30,39 @@ pub struct Measurement {
     pub state: MeasurementState,
 }
 
+/// A product tag's value as the text `[[events.limits]]` names it by.
+fn product_name(v: &Value) -> Option<String> {
+    match v {
+        Value::Text(t) => Some(t.trim().to_string()),
+        Value::Float(_) => v.as_i64().map(|i| i.to_string()),
+        Value::Bool(_) => None,
+        _ => v.as_i64().map(|i| i.to_string()),
+    }
+}
+
 impl Measurement {
     pub fn new(rule: impl Into<std::sync::Arc<MeasurementRule>>, state: MeasurementState) -> Self {
         let rule = rule.into();
         Measurement { rule, state }
+    }
+
+    /// A reading of the `product_tag`: which product the next measures are of.
+    pub fn on_product(&mut self, sample: &Sample) -> bool {
+        if sample.quality != Quality::Good {
+            return false;
+        }
+        let Some(product) = product_name(&sample.value) else {
+            tracing::warn!(rule = %self.rule.name, tag = ?self.rule.product_tag, value = %sample.value,
+                "product tag gave a value that names no product; ignored");
+            return false;
+        };
+        if self.state.product.as_ref() == Some(&product) {
+            return false;
+        }
+        self.state.product = Some(product);
+        self.state.failures = 0;
+        self.state.alerted = false;
+        true
     }
 
     pub fn on_sample(
@@ -45,21 +81,35 @@ impl Measurement {
             return false;
         };
         let r = &self.rule;
+        let listed = self
+            .state
+            .product
+            .as_ref()
+            .and_then(|p| r.limits.iter().find(|l| &l.product == p));
+        let (low, high, target, title) = match listed {
+            Some(l) => (
+                l.low,
+                l.high,
+                l.target,
+                format!("{} ({})", r.description, l.product),
+            ),
+            None => (r.low, r.high, r.target, r.description.clone()),
+        };
         let time = self.state.clock.date(sample.time, at);
         let seq = self.state.clock.sequence(time);
         let id = event_id(gateway, &r.name, time, seq);
-        let pass = value >= r.low && value <= r.high;
+        let pass = value >= low && value <= high;
         events.push(Event {
             id: id.clone(),
             rule: r.name.clone(),
             time,
             body: EventBody::QualityMeasure(Measure {
                 workcenter: r.workcenter.clone(),
-                title: r.description.clone(),
+                title: title.clone(),
                 value,
-                low: r.low,
-                high: r.high,
-                target: r.target,
+                low,
+                high,
+                target,
                 pass,
             }),
         });
@@ -78,15 +128,15 @@ impl Measurement {
                     time,
                     body: EventBody::QualityAlert(QualityAlert {
                         workcenter: r.workcenter.clone(),
-                        title: format!("{}: {n} failed measures in a row", r.description),
+                        title: format!("{title}: {n} failed measures in a row"),
                         failures: self.state.failures,
                         measure_id: id,
                         detail: format!(
                             "{} = {}, outside {} to {}",
                             r.tag,
                             crate::model::tidy(value),
-                            r.low,
-                            r.high
+                            low,
+                            high
                         ),
                     }),
                 });
@@ -101,7 +151,7 @@ mod tests {
     use super::*;
     use crate::edge::clock::Mono;
     use crate::edge::RuleState;
-    use crate::model::{Millis, Value};
+    use crate::model::Millis;
 
     fn rule() -> Measurement {
         Measurement::new(
@@ -113,6 +163,13 @@ mod tests {
                 high: 10.05,
                 target: Some(10.0),
                 alert_after: Some(3),
+                product_tag: Some("recipe".into()),
+                limits: vec![crate::config::ProductLimits {
+                    product: "12".into(),
+                    low: 11.95,
+                    high: 12.05,
+                    target: Some(12.0),
+                }],
                 description: "Bore diameter".into(),
                 lane: None,
             },
@@ -137,6 +194,45 @@ mod tests {
         };
         m.on_sample("gw", &s, at, &mut ev);
         ev
+    }
+
+    fn recipe(m: &mut Measurement, v: Value) -> bool {
+        let s = Sample {
+            tag: crate::model::TagId::of(1),
+            unconfigured: None,
+            value: v,
+            quality: Quality::Good,
+            time: Millis(0),
+            server_time: None,
+            receipt: None,
+        };
+        m.on_product(&s)
+    }
+
+    #[test]
+    fn the_product_made_picks_its_limits_and_starts_a_new_run() {
+        let mut m = rule();
+        assert_eq!(
+            passes(&measure(&mut m, 12.0, 1)),
+            [false],
+            "the rule's limits"
+        );
+        measure(&mut m, 12.0, 2);
+        assert!(recipe(&mut m, Value::UInt(12)), "recipe 12 from now on");
+        assert_eq!(m.state.failures, 0, "a new product, a new run");
+        let ev = measure(&mut m, 12.01, 3);
+        let EventBody::QualityMeasure(q) = &ev[0].body else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (q.low, q.high, q.target, q.pass),
+            (11.95, 12.05, Some(12.0), true)
+        );
+        assert_eq!(q.title, "Bore diameter (12)");
+        assert!(!recipe(&mut m, Value::Float(12.0)), "the same product");
+        // A product without limits of its own: the rule's.
+        assert!(recipe(&mut m, Value::Text("7".into())));
+        assert_eq!(passes(&measure(&mut m, 10.0, 4)), [true]);
     }
 
     fn passes(ev: &[Event]) -> Vec<bool> {

@@ -120,25 +120,30 @@ impl Output {
     }
 }
 
-/// Version byte of [`RuleState::encode`]. Version 2 added the open period
-/// of a counter and each rule's [`clock::RuleClock`]. Versions 1 and 0
-/// (format 0's unversioned state, carried over by the store's migration)
-/// have the shape frozen in [`v1`]. When `RuleState` changes again, freeze
-/// a copy of this shape and decode each version with its own.
+/// Version byte of [`RuleState::encode`]. Version 3 added a counter's
+/// scrap counter, a downtime rule's debounce and intervals and a
+/// measurement's product; version 2
+/// (the open period of a counter and each rule's [`clock::RuleClock`]) has
+/// the shape frozen in [`v2`]. Versions 1 and 0 (format 0's unversioned
+/// state, carried over by the store's migration) have the shape frozen in
+/// [`v1`]. When `RuleState` changes again, freeze a copy of this shape and
+/// decode each version with its own.
+const STATE_V3: u8 = 3;
 const STATE_V2: u8 = 2;
 const STATE_V1: u8 = 1;
 const STATE_V0: u8 = crate::store::migrate::LEGACY_PAYLOAD;
 
 impl RuleState {
     pub fn encode(&self) -> Result<Vec<u8>, postcard::Error> {
-        let mut out = vec![STATE_V2];
+        let mut out = vec![STATE_V3];
         out.extend(postcard::to_stdvec(self)?);
         Ok(out)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<RuleState, PayloadError> {
         match bytes.split_first() {
-            Some((&STATE_V2, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&STATE_V3, rest)) => Ok(postcard::from_bytes(rest)?),
+            Some((&STATE_V2, rest)) => Ok(postcard::from_bytes::<v2::RuleState>(rest)?.into()),
             Some((&STATE_V1 | &STATE_V0, rest)) => {
                 Ok(postcard::from_bytes::<v1::RuleState>(rest)?.into())
             }
@@ -201,8 +206,98 @@ mod v1 {
                         }),
                         clock,
                         code: None,
+                        ..Default::default()
                     })
                 }
+            }
+        }
+    }
+}
+
+/// Rule states as version 2 wrote them: counters, downtime rules and
+/// measurements had fewer fields; the other kinds are unchanged.
+mod v2 {
+    use super::clock::RuleClock;
+    use crate::model::Millis;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub enum RuleState {
+        Counter(CounterState),
+        Downtime(DowntimeState),
+        Alarm(super::AlarmState),
+        Measurement(MeasurementState),
+        Window(super::WindowState),
+        Stock(super::StockState),
+    }
+
+    #[derive(Deserialize)]
+    pub struct CounterState {
+        pub last: Option<u64>,
+        pub period: Option<Period>,
+        pub clock: RuleClock,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Period {
+        pub start: Millis,
+        pub seq: u32,
+        pub quantity: u64,
+        pub counter_from: u64,
+        pub counter_to: u64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct MeasurementState {
+        pub clock: RuleClock,
+        pub failures: u32,
+        pub alerted: bool,
+    }
+
+    #[derive(Deserialize)]
+    pub struct DowntimeState {
+        pub open: Option<super::OpenStop>,
+        pub clock: RuleClock,
+        pub code: Option<i64>,
+    }
+
+    impl From<RuleState> for super::RuleState {
+        fn from(s: RuleState) -> Self {
+            match s {
+                RuleState::Counter(c) => super::RuleState::Counter(super::CounterState {
+                    last: c.last,
+                    period: c.period.map(|p| super::Period {
+                        start: p.start,
+                        seq: p.seq,
+                        quantity: p.quantity,
+                        counter_from: p.counter_from,
+                        counter_to: p.counter_to,
+                        scrap: 0,
+                        scrap_from: 0,
+                        scrap_to: 0,
+                    }),
+                    clock: c.clock,
+                    ..Default::default()
+                }),
+                RuleState::Downtime(d) => super::RuleState::Downtime(super::DowntimeState {
+                    // The state of an open stop was the value last taken.
+                    taken: d.open.as_ref().map(|o| o.state),
+                    open: d.open,
+                    clock: d.clock,
+                    code: d.code,
+                    ..Default::default()
+                }),
+                RuleState::Alarm(a) => super::RuleState::Alarm(a),
+                RuleState::Measurement(m) => {
+                    super::RuleState::Measurement(super::MeasurementState {
+                        clock: m.clock,
+                        failures: m.failures,
+                        alerted: m.alerted,
+                        product: None,
+                    })
+                }
+                RuleState::Window(w) => super::RuleState::Window(w),
+                RuleState::Stock(k) => super::RuleState::Stock(k),
             }
         }
     }
@@ -307,7 +402,7 @@ impl Edge {
                     t,
                     Read {
                         rule: rule_index,
-                        code: false,
+                        second: false,
                     },
                 ));
             }
@@ -318,11 +413,25 @@ impl Edge {
                             t,
                             Read {
                                 rule: rule_index,
-                                code: true,
+                                second: true,
                             },
                         ));
                     }
                 }
+            }
+            let other = match rule {
+                EventRule::Production(p) => p.scrap.as_ref().map(|s| &s.tag),
+                EventRule::Measurement(m) => m.product_tag.as_ref(),
+                _ => None,
+            };
+            if let Some(t) = other.and_then(|t| tags.id(t)) {
+                reads.push((
+                    t,
+                    Read {
+                        rule: rule_index,
+                        second: true,
+                    },
+                ));
             }
             built.push(r);
         }
@@ -373,13 +482,17 @@ impl Edge {
     }
 
     fn dispatch(&mut self, sample: &Sample, at: At, out: &mut Output) {
-        for &Read { rule, code } in self.by_tag.get(sample.tag) {
+        for &Read { rule, second } in self.by_tag.get(sample.tag) {
             let rule = &mut self.rules[rule as usize];
             let changed = match rule {
+                Rule::Counter(c) if second => {
+                    c.on_scrap(&self.gateway, sample, at, &mut out.events)
+                }
                 Rule::Counter(c) => c.on_sample(&self.gateway, sample, at, &mut out.events),
-                Rule::Downtime(d) if code => d.on_code(sample),
+                Rule::Downtime(d) if second => d.on_code(sample),
                 Rule::Downtime(d) => d.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Alarm(a) => a.on_sample(&self.gateway, sample, at, &mut out.events),
+                Rule::Measurement(m) if second => m.on_product(sample),
                 Rule::Measurement(m) => m.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Window(w) => w.on_sample(&self.gateway, sample, at, &mut out.events),
                 Rule::Stock(s) => s.on_sample(&self.gateway, sample, at, &mut out.events),
@@ -449,9 +562,10 @@ struct ByTag {
 struct Read {
     /// Index into the edge's rules.
     rule: u32,
-    /// The tag is the rule's fault-code tag (a downtime rule's
-    /// `reason_tag`), not the one it is about.
-    code: bool,
+    /// The tag is the rule's second tag, not the one it is about: a
+    /// downtime rule's `reason_tag`, a production rule's `scrap_tag`, a
+    /// measurement's `product_tag`.
+    second: bool,
 }
 
 impl ByTag {
@@ -512,6 +626,7 @@ mod tests {
                 report_every: Some(Duration::from_secs(1)),
                 report_parts: None,
                 parts_per_stroke: 1,
+                scrap: None,
                 lane: None,
             })),
             EventRule::Downtime(std::sync::Arc::new(DowntimeRule {
@@ -525,6 +640,9 @@ mod tests {
                 default_description: "Stopped".into(),
                 reason_tag: None,
                 codes: vec![],
+                idle: vec![],
+                debounce: Duration::ZERO,
+                intervals: false,
                 lane: None,
             })),
         ];

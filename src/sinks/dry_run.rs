@@ -98,10 +98,11 @@ fn step_line(events: &[Event], step: &Step) -> String {
                 .flat_map(|r| r.events.iter().map(|i| events[*i].id.as_str()))
                 .collect();
             format!(
-                "odoo dry-run: close productive timers open at each row's work center at its start; mrp.workcenter.productivity load {} rows{} {} (events {})",
+                "odoo dry-run: close productive timers open at each row's work center at its start; mrp.workcenter.productivity load {} rows{} {}{} (events {})",
                 rows.len(),
                 if *ended { " with date_end" } else { " without date_end" },
                 serde_json::Value::Array(data),
+                if *ended { "; then start again the timers each stop closed" } else { "" },
                 ids.join(", ")
             )
         }
@@ -136,8 +137,13 @@ fn event_line(e: &Event) -> String {
                     "date_end": date_end,
                     "description": description,
                 });
+                let resume = if date_end.is_some() {
+                    "; then start again the timers the stop closed"
+                } else {
+                    ""
+                };
                 format!(
-                    "odoo dry-run: close productive timers open at {workcenter:?} at {date_start}; mrp.workcenter.productivity load {values} external id {xmlid}, linked to the work order running then (event {})",
+                    "odoo dry-run: close productive timers open at {workcenter:?} at {date_start}; mrp.workcenter.productivity load {values} external id {xmlid}, linked to the work order running then{resume} (event {})",
                     e.id
                 )
             }
@@ -194,6 +200,24 @@ fn event_line(e: &Event) -> String {
                 ..
             } => format!(
                 "odoo dry-run: quality.alert load at {workcenter:?} external id {xmlid}, check {check_xmlid} (or a note on the work order): {description} (event {})",
+                e.id
+            ),
+            Plan::RecordScrap {
+                xmlid,
+                workcenter,
+                quantity,
+                at,
+            } => format!(
+                "odoo dry-run: stock.scrap load (unless it exists) {quantity} of the MO's product, linked to the MO and the work order running at work center {workcenter:?} at {} UTC, external id {xmlid}, then action_validate (event {})",
+                at.odoo_datetime(),
+                e.id
+            ),
+            Plan::Nothing => format!(
+                "odoo dry-run: nothing (a {} interval; event {})",
+                match &e.body {
+                    crate::model::EventBody::StateInterval(i) => i.state.as_str(),
+                    _ => "state",
+                },
                 e.id
             ),
             Plan::WorkcenterNote {

@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 type Labels = Vec<(&'static str, String)>;
@@ -21,6 +22,9 @@ pub struct Telemetry {
     delivered: Family<Labels, Counter>,
     delivery_errors: Family<Labels, Counter>,
     rejected: Family<Labels, Counter>,
+    /// Seconds of closed running, idle and down intervals, per work center:
+    /// availability is running / (running + down) over any range.
+    state_seconds: Family<Labels, Counter<f64, AtomicU64>>,
     board: Mutex<Board>,
     pub started: Millis,
 }
@@ -184,6 +188,7 @@ impl Telemetry {
         let delivered = Family::<Labels, Counter>::default();
         let delivery_errors = Family::<Labels, Counter>::default();
         let rejected = Family::<Labels, Counter>::default();
+        let state_seconds = Family::<Labels, Counter<f64, AtomicU64>>::default();
         registry.register(
             "plantgate_samples",
             "Samples read, per source",
@@ -214,6 +219,11 @@ impl Telemetry {
             "Events a destination refused for good, moved to the dead letters, per sink",
             rejected.clone(),
         );
+        registry.register(
+            "plantgate_machine_state_seconds",
+            "Seconds of closed running, idle and down intervals, per work center and state",
+            state_seconds.clone(),
+        );
         components(&mut registry);
         Telemetry {
             registry,
@@ -223,6 +233,7 @@ impl Telemetry {
             delivered,
             delivery_errors,
             rejected,
+            state_seconds,
             board: Mutex::new(Board::default()),
             started: Millis::now(),
         }
@@ -325,6 +336,17 @@ impl Telemetry {
         self.events
             .get_or_create(&vec![("kind", kind.to_string())])
             .inc();
+    }
+
+    /// A closed machine-state interval, committed.
+    pub fn state_interval(&self, i: &crate::model::StateInterval) {
+        let secs = i.end.saturating_sub(i.start).max(0) as f64 / 1000.0;
+        self.state_seconds
+            .get_or_create(&vec![
+                ("workcenter", i.workcenter.clone()),
+                ("state", i.state.as_str().to_string()),
+            ])
+            .inc_by(secs);
     }
 
     pub fn sink_added(&self, sink: &str) {
@@ -430,5 +452,33 @@ impl Telemetry {
             .sinks
             .get(sink)
             .is_some_and(|s| s.halted.is_some())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{MachineState, StateInterval};
+
+    #[test]
+    fn closed_intervals_add_up_per_work_center_and_state() {
+        let t = Telemetry::new(|_| {});
+        let interval = |state, start, end| StateInterval {
+            workcenter: "PRESS1".into(),
+            state,
+            value: 1,
+            start: Millis(start),
+            end: Millis(end),
+        };
+        t.state_interval(&interval(MachineState::Running, 0, 90_000));
+        t.state_interval(&interval(MachineState::Down, 90_000, 100_000));
+        t.state_interval(&interval(MachineState::Running, 100_000, 130_500));
+        let text = t.encode();
+        for line in [
+            r#"plantgate_machine_state_seconds_total{workcenter="PRESS1",state="running"} 120.5"#,
+            r#"plantgate_machine_state_seconds_total{workcenter="PRESS1",state="down"} 10.0"#,
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
     }
 }

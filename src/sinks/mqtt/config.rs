@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The event kinds a sink can publish, as [`crate::model::Event::kind`]
 /// names them.
-pub const KINDS: [&str; 7] = [
+pub const KINDS: [&str; 9] = [
     "production",
     "downtime_started",
     "downtime_ended",
@@ -15,6 +15,8 @@ pub const KINDS: [&str; 7] = [
     "alarm_cleared",
     "quality_measure",
     "quality_alert",
+    "scrap",
+    "state_interval",
 ];
 
 pub const DEFAULT_TOPIC: &str = "plantgate/{gateway}/{kind}/{key}";

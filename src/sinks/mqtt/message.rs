@@ -45,6 +45,8 @@ pub enum Payload<'a> {
     QualityAlert(&'a crate::model::QualityAlert),
     Summary(&'a crate::model::Summary),
     StockLevel(&'a crate::model::StockLevel),
+    Scrap(&'a crate::model::Scrap),
+    StateInterval(&'a crate::model::StateInterval),
 }
 
 impl<'a> Payload<'a> {
@@ -57,6 +59,8 @@ impl<'a> Payload<'a> {
             EventBody::QualityAlert(a) => Payload::QualityAlert(a),
             EventBody::Summary(w) => Payload::Summary(w),
             EventBody::StockLevel(s) => Payload::StockLevel(s),
+            EventBody::Scrap(s) => Payload::Scrap(s),
+            EventBody::StateInterval(i) => Payload::StateInterval(i),
         }
     }
 }
@@ -128,6 +132,30 @@ mod tests {
                 "time": "2023-11-14T22:13:20.000Z", "accepted": "2023-11-14T22:13:20.012Z",
                 "payload": {"workcenter": "PRESS1", "quantity": 3, "counter_from": 10, "counter_to": 13},
             })
+        );
+    }
+
+    #[test]
+    fn a_state_interval_as_json() {
+        let ev = Event {
+            id: "gw1-stops-1700000000000-running".into(),
+            rule: "stops".into(),
+            time: Millis(1_700_000_090_000),
+            body: EventBody::StateInterval(crate::model::StateInterval {
+                workcenter: "PRESS1".into(),
+                state: crate::model::MachineState::Running,
+                value: 1,
+                start: Millis(1_700_000_000_000),
+                end: Millis(1_700_000_090_000),
+            }),
+        };
+        let bytes = encode("gw1", &ev, Lane::Bulk, Millis(1_700_000_090_001)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["kind"], "state_interval");
+        assert_eq!(
+            v["payload"],
+            serde_json::json!({"workcenter": "PRESS1", "state": "running", "value": 1,
+                               "start": 1_700_000_000_000i64, "end": 1_700_000_090_000i64})
         );
     }
 }

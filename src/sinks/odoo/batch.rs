@@ -228,6 +228,21 @@ impl OdooSink {
         jobs.extend(by_mo(chains).into_iter().map(Job::Writes));
         // Downtime: close the productive timers the stops cut, then loads.
         let rows: Vec<&TimeLogRow> = logs.iter().flat_map(|(_, r)| r.iter()).collect();
+        // Stops that end in this batch: their cut timers start again once
+        // their rows are in.
+        let ends: Vec<(String, String, String, String, Vec<usize>)> = rows
+            .iter()
+            .filter_map(|r| {
+                let end = r.date_end.clone()?;
+                Some((
+                    r.workcenter.clone(),
+                    r.xmlid.clone(),
+                    r.date_start.clone(),
+                    end,
+                    r.events.clone(),
+                ))
+            })
+            .collect();
         if !rows.is_empty() {
             if let Err(e) = self.close_timers(&rows).await {
                 for r in &rows {
@@ -278,6 +293,20 @@ impl OdooSink {
             }
             for (i, r) in done.outcomes {
                 out[i] = Some(r);
+            }
+        }
+        for (code, xmlid, start, end, idx) in ends {
+            let Some(&wc) = self.workcenters.get(&code) else {
+                continue;
+            };
+            if !idx.iter().all(|&i| matches!(out[i], Some(Ok(())))) {
+                continue;
+            }
+            if let Err(e) = self.resume_timers(wc, &xmlid, &start, &end).await {
+                // The row's load is repeated with the retry: it is an upsert.
+                for &i in &idx {
+                    out[i] = Some(Err(e.clone()));
+                }
             }
         }
     }

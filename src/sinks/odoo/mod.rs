@@ -11,6 +11,7 @@
 //!   the stop's start (as Odoo's Block does), then
 //!   `mrp.workcenter.productivity.load` upserts the loss log by an external
 //!   id derived from the downtime id, linked to the work order running then.
+//!   At the stop's end the timers it closed start again ([`timers`]).
 //!
 //! - Alarms ([`maintenance`]): a corrective `maintenance.request` per
 //!   occurrence, created once by external id, updated when it clears.
@@ -18,6 +19,10 @@
 //!   Quality app is installed, else notes on the work order's MO.
 //! - Stock levels ([`stock`]): the counted quantity of a product at a
 //!   location, absolute, as an applied inventory adjustment.
+//! - Scrap ([`scrap`]): a `stock.scrap` of the MO's product, linked to the
+//!   MO and work order, created once by external id, then validated.
+//! - State intervals (running, idle, down): nothing; Odoo's timers and
+//!   loss logs hold that time.
 //!
 //! Failures ([`classify`]): a refused key pauses the sink and its source is
 //! read again before each retry ([`rpc`]); 429 pauses it for Retry-After;
@@ -42,7 +47,9 @@ pub mod plan;
 pub mod production;
 mod quality;
 pub mod rpc;
+mod scrap;
 mod stock;
+mod timers;
 
 use super::DeliveryError;
 use crate::config::{OdooConfig, ProductionTarget, SecretError};
@@ -451,6 +458,13 @@ impl OdooSink {
                 event_id,
                 text,
             } => self.workcenter_note(&workcenter, &event_id, &text).await,
+            Plan::RecordScrap {
+                xmlid,
+                workcenter,
+                quantity,
+                at,
+            } => self.scrap(&ev.id, &xmlid, &workcenter, quantity, at).await,
+            Plan::Nothing => Ok(()),
         }
     }
 
@@ -780,6 +794,9 @@ impl OdooSink {
                 .await
                 .map_err(classify)?;
         }
+        let resume = date_end
+            .clone()
+            .map(|end| (xmlid.clone(), start.clone(), end));
         let mut row = vec![
             xmlid,
             wc.to_string(),
@@ -801,7 +818,11 @@ impl OdooSink {
             )
             .await
             .map_err(classify)?;
-        load_outcome(&result, "time log")
+        load_outcome(&result, "time log")?;
+        match resume {
+            Some((xmlid, start, end)) => self.resume_timers(wc, &xmlid, &start, &end).await,
+            None => Ok(()),
+        }
     }
 }
 

@@ -75,6 +75,18 @@ pub enum Plan {
         text: String,
     },
     SetStock(SetStock),
+    /// Parts scrapped at a work center: a `stock.scrap` of the MO's product,
+    /// linked to the MO and the work order that was running when they were
+    /// made (`at`), created once under an external id and validated.
+    RecordScrap {
+        xmlid: String,
+        workcenter: String,
+        quantity: u64,
+        at: Millis,
+    },
+    /// Nothing to write: a running, idle or down interval. Odoo's own
+    /// timers (productive time) and loss logs (stops) hold that time.
+    Nothing,
 }
 
 /// The counted quantity of a product at a location: `stock.quant`
@@ -225,8 +237,26 @@ pub fn plan(event: &Event) -> Plan {
             location_at: s.location_at.clone(),
             quantity: s.quantity,
         }),
+        EventBody::Scrap(s) => Plan::RecordScrap {
+            xmlid: xmlid(&event.id),
+            workcenter: s.workcenter.clone(),
+            quantity: s.quantity,
+            at: event.time,
+        },
+        EventBody::StateInterval(_) => Plan::Nothing,
     }
 }
+
+/// Column list of the scrap's `load`.
+pub const SCRAP_FIELDS: [&str; 7] = [
+    "id",
+    "product_id/.id",
+    "product_uom_id/.id",
+    "scrap_qty",
+    "production_id/.id",
+    "workorder_id/.id",
+    "origin",
+];
 
 /// Column list of the maintenance request's `load`.
 pub const MAINTENANCE_FIELDS: [&str; 6] = [

@@ -121,6 +121,67 @@ impl FakeOdoo {
         (quants.iter().sum(), quants.len())
     }
 
+    /// A scrap location (`scrap_location`), as stock's data has one.
+    pub fn add_scrap_location(&self, complete_name: &str) -> i64 {
+        let name = complete_name.rsplit('/').next().unwrap_or(complete_name);
+        lock(&self.state).db.insert_raw(
+            LOCATION,
+            json!({"name": name, "complete_name": complete_name, "scrap_location": true}),
+        )
+    }
+
+    /// Give an MO its product (in Units) and its locations (both `location`).
+    pub fn set_production_product(&self, mo: i64, product: i64, location: i64) {
+        let mut st = lock(&self.state);
+        let (_, _, unit) = st
+            .db
+            .find_xmlid("uom", "product_uom_unit")
+            .expect("seeded unit");
+        for (field, v) in [
+            ("product_id", product),
+            ("product_uom_id", unit),
+            ("location_src_id", location),
+            ("location_dest_id", location),
+        ] {
+            Self::set_raw(&mut st.db, MO, mo, field, json!(v));
+        }
+    }
+
+    /// Put `quantity` of a product at a location (its quant), as receipts would.
+    pub fn set_on_hand(&self, product: i64, location: i64, quantity: f64) {
+        lock(&self.state).db.insert_raw(
+            QUANT,
+            json!({"product_id": product, "location_id": location, "quantity": quantity}),
+        );
+    }
+
+    /// Every stock.scrap, by ascending id, with how many moves it made.
+    pub fn scraps(&self) -> Vec<ScrapRecord> {
+        let st = lock(&self.state);
+        let db = &st.db;
+        db.rows(SCRAP)
+            .map(|(id, _)| ScrapRecord {
+                id,
+                product_id: db.val(SCRAP, id, "product_id").as_i64().unwrap_or(0),
+                scrap_qty: db.val(SCRAP, id, "scrap_qty").as_f64().unwrap_or(0.0),
+                state: str_of(&db.val(SCRAP, id, "state")),
+                production_id: db.val(SCRAP, id, "production_id").as_i64(),
+                workorder_id: db.val(SCRAP, id, "workorder_id").as_i64(),
+                location_id: db.val(SCRAP, id, "location_id").as_i64().unwrap_or(0),
+                origin: str_of(&db.val(SCRAP, id, "origin")),
+            })
+            .collect()
+    }
+
+    /// Moves to scrap made (one per validated scrap).
+    pub fn scrap_moves(&self) -> usize {
+        lock(&self.state)
+            .db
+            .rows(MOVE)
+            .filter(|(_, r)| r.get("scrapped").is_some_and(truthy))
+            .count()
+    }
+
     /// Inventory moves made by applied counts (one per count that differed).
     pub fn inventory_moves(&self) -> usize {
         lock(&self.state).db.tables.get(MOVE).map_or(0, |t| t.len())

@@ -89,6 +89,8 @@ impl Db {
             let id = db.insert_raw(STAGE, json!({"name": name, "sequence": n, "done": done}));
             db.add_xmlid("maintenance", &format!("stage_{n}"), STAGE, id);
         }
+        let unit = db.insert_raw(UOM, json!({"name": "Units"}));
+        db.add_xmlid("uom", "product_uom_unit", UOM, unit);
         for m in ["base", "mrp", "maintenance"] {
             db.insert_raw(MODULE, json!({"name": m, "state": "installed"}));
         }
@@ -245,6 +247,13 @@ impl Db {
                             "name": format!("QC{:05}", self.seq.get(CHECK).copied().unwrap_or(0) + 1)}),
             ALERT => json!({"team_id": self.first(QTEAM), "priority": "0",
                             "name": format!("QA{:05}", self.seq.get(ALERT).copied().unwrap_or(0) + 1)}),
+            // The sequence `stock.scrap`; the scrap location is the first
+            // one marked so (`_get_default_scrap_location_id`).
+            SCRAP => json!({"state": "draft", "scrap_qty": 1.0,
+                            "name": format!("SP/{:05}", self.seq.get(SCRAP).copied().unwrap_or(0) + 1),
+                            "scrap_location_id": self.rows(LOCATION)
+                                .find(|(_, r)| r.get("scrap_location").is_some_and(truthy))
+                                .map_or(FALSE, |(id, _)| json!(id))}),
             _ => json!({}),
         }));
         r

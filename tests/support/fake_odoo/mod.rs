@@ -66,6 +66,19 @@ pub struct WorkOrder {
 }
 
 #[derive(Clone, Debug, PartialEq)]
+pub struct ScrapRecord {
+    pub id: i64,
+    pub product_id: i64,
+    pub scrap_qty: f64,
+    /// draft or done.
+    pub state: String,
+    pub production_id: Option<i64>,
+    pub workorder_id: Option<i64>,
+    pub location_id: i64,
+    pub origin: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct Production {
     pub id: i64,
     pub name: String,

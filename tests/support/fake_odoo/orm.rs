@@ -87,6 +87,26 @@ impl Db {
                 self.apply_inventory(ctx, &ids)?;
                 Ok(None)
             }
+            // True once done, or the "Insufficient Quantity" wizard.
+            (SCRAP, "action_validate") => {
+                let (ids, _) = split("action_validate")?;
+                let [id] = ids[..] else {
+                    return Err(OdooError::value_error(format!(
+                        "Expected singleton: {model}{}",
+                        py_tuple(&ids)
+                    )));
+                };
+                self.check_exist(def.name, &[id])?;
+                done(self.validate_scrap(ctx, id)?)
+            }
+            (SCRAP, "do_scrap") => {
+                let (ids, _) = split("do_scrap")?;
+                self.check_exist(def.name, &ids)?;
+                for id in ids {
+                    self.do_scrap(ctx, id)?;
+                }
+                done(json!(true))
+            }
             (_, "create") => {
                 let a = bind("create", &["vals_list"], 1, args, kwargs)?;
                 done(self.create(ctx, def, a[0].as_ref().unwrap_or(&FALSE))?)
@@ -483,6 +503,84 @@ impl Db {
         Ok(())
     }
 
+    /// `stock.scrap.action_validate` (Odoo 17): the quantity must be
+    /// positive; the parts are moved when the source location holds them,
+    /// else the wizard is returned and nothing moves. A done scrap is not
+    /// refused: it is moved again, as Odoo does.
+    fn validate_scrap(&mut self, ctx: &Ctx, id: i64) -> Result<Value, OdooError> {
+        let qty = self.val(SCRAP, id, "scrap_qty").as_f64().unwrap_or(0.0);
+        if qty <= 0.0 {
+            return Err(OdooError::user("You can only enter positive quantities."));
+        }
+        let (product, location) = (
+            self.val(SCRAP, id, "product_id"),
+            self.val(SCRAP, id, "location_id"),
+        );
+        let available: f64 = self
+            .rows(QUANT)
+            .filter(|(_, r)| r["product_id"] == product && r["location_id"] == location)
+            .map(|(_, r)| r["quantity"].as_f64().unwrap_or(0.0))
+            .sum();
+        if available >= qty {
+            self.do_scrap(ctx, id)?;
+            return Ok(json!(true));
+        }
+        let name = self.display_name(
+            model_def(PRODUCT).expect("known model"),
+            product.as_i64().unwrap_or(0),
+        );
+        Ok(json!({
+            "name": format!("{name}: Insufficient Quantity To Scrap"),
+            "view_mode": "form",
+            "res_model": "stock.warn.insufficient.qty.scrap",
+            "type": "ir.actions.act_window",
+            "context": {"default_product_id": product, "default_location_id": location,
+                        "default_scrap_id": id, "default_quantity": qty},
+            "target": "new",
+        }))
+    }
+
+    /// `do_scrap`: one done move from the source to the scrap location.
+    fn do_scrap(&mut self, ctx: &Ctx, id: i64) -> Result<(), OdooError> {
+        let v = |db: &Db, f| db.val(SCRAP, id, f);
+        let (product, location, qty) = (
+            v(self, "product_id"),
+            v(self, "location_id"),
+            v(self, "scrap_qty").as_f64().unwrap_or(0.0),
+        );
+        let mdef = model_def(MOVE).expect("known model");
+        let mv = self.create_one(
+            ctx,
+            mdef,
+            &json!({"product_id": product, "location_id": location,
+                    "location_dest_id": v(self, "scrap_location_id"), "product_uom_qty": qty,
+                    "scrapped": true, "production_id": v(self, "production_id")}),
+        )?;
+        let quant = self
+            .rows(QUANT)
+            .find(|(_, r)| r["product_id"] == product && r["location_id"] == location)
+            .map(|(q, _)| q);
+        match quant {
+            Some(q) => {
+                let left = self.val(QUANT, q, "quantity").as_f64().unwrap_or(0.0) - qty;
+                let mut r = self.rec(QUANT, q).cloned().unwrap_or_default();
+                r.insert("quantity".into(), json!(left));
+                self.put(QUANT, q, Some(r));
+            }
+            None => {
+                self.insert_raw(
+                    QUANT,
+                    json!({"product_id": product, "location_id": location, "quantity": -qty}),
+                );
+            }
+        }
+        let mut r = self.rec(SCRAP, id).cloned().unwrap_or_default();
+        r.insert("state".into(), json!("done"));
+        r.insert("move_id".into(), json!(mv));
+        self.put(SCRAP, id, Some(r));
+        Ok(())
+    }
+
     pub(super) fn create_one(
         &mut self,
         ctx: &Ctx,
@@ -493,6 +591,19 @@ impl Db {
         let mut r = self.defaults(def, ctx.uid);
         for (f, v) in &changes {
             r.insert(f.name.into(), v.clone());
+        }
+        // mrp's `_compute_location_id`: a scrap of an MO not done takes
+        // its components location, of a done one its finished products'.
+        if def.name == SCRAP && r.get("location_id").is_none_or(is_false) {
+            if let Some(mo) = r.get("production_id").and_then(Value::as_i64) {
+                let done = self.val(MO, mo, "state") == json!("done");
+                let from = if done {
+                    "location_dest_id"
+                } else {
+                    "location_src_id"
+                };
+                r.insert("location_id".into(), self.val(MO, mo, from));
+            }
         }
         self.check_sql(def, &r)?;
         let id = self.next_id(def.name);

@@ -23,6 +23,9 @@ pub(super) const PRODUCT: &str = "product.product";
 pub(super) const LOCATION: &str = "stock.location";
 pub(super) const QUANT: &str = "stock.quant";
 pub(super) const MOVE: &str = "stock.move";
+pub(super) const UOM: &str = "uom.uom";
+pub(super) const SCRAP: &str = "stock.scrap";
+pub(super) const SCRAP_STATES: Sel = &[("draft", "Draft"), ("done", "Done")];
 
 pub(super) const MAINTENANCE_TYPES: Sel =
     &[("corrective", "Corrective"), ("preventive", "Preventive")];
@@ -236,6 +239,16 @@ pub(super) static MODELS: &[ModelDef] = &[
             req("product_qty", "Quantity To Produce", Ty::Float),
             f("qty_producing", "Quantity Producing", Ty::Float),
             f("state", "State", Ty::Sel(MO_STATES)),
+            // Required in Odoo; optional here so tests that need no
+            // product need not seed one.
+            f("product_id", "Product", Ty::M2o(PRODUCT)),
+            f("product_uom_id", "Product Unit of Measure", Ty::M2o(UOM)),
+            f("location_src_id", "Components Location", Ty::M2o(LOCATION)),
+            f(
+                "location_dest_id",
+                "Finished Products Location",
+                Ty::M2o(LOCATION),
+            ),
         ],
     },
     ModelDef {
@@ -387,6 +400,7 @@ pub(super) static MODELS: &[ModelDef] = &[
             req("name", "Location Name", Ty::Char),
             f("complete_name", "Full Location Name", Ty::Char),
             f("barcode", "Barcode", Ty::Char),
+            f("scrap_location", "Is a Scrap Location?", Ty::Bool),
         ],
     },
     ModelDef {
@@ -419,6 +433,39 @@ pub(super) static MODELS: &[ModelDef] = &[
             ),
             f("product_uom_qty", "Demand", Ty::Float),
             f("is_inventory", "Inventory", Ty::Bool),
+            f("scrapped", "Scrapped", Ty::Bool),
+            f(
+                "production_id",
+                "Production Order for finished products",
+                Ty::M2o(MO),
+            ),
+        ],
+    },
+    // Scrap (addons/stock/models/stock_scrap.py, with mrp's links).
+    ModelDef {
+        name: UOM,
+        desc: "Product Unit of Measure",
+        rec_name: Some("name"),
+        order: "id",
+        fields: &[req("name", "Unit of Measure", Ty::Char)],
+    },
+    ModelDef {
+        name: SCRAP,
+        desc: "Scrap",
+        rec_name: Some("name"),
+        order: "id desc",
+        fields: &[
+            req("name", "Reference", Ty::Char),
+            f("origin", "Source Document", Ty::Char),
+            req("product_id", "Product", Ty::M2o(PRODUCT)),
+            req("product_uom_id", "Unit of Measure", Ty::M2o(UOM)),
+            req("scrap_qty", "Quantity", Ty::Float),
+            req("location_id", "Source Location", Ty::M2o(LOCATION)),
+            req("scrap_location_id", "Scrap Location", Ty::M2o(LOCATION)),
+            f("production_id", "Manufacturing Order", Ty::M2o(MO)),
+            f("workorder_id", "Work Order", Ty::M2o(WO)),
+            f("move_id", "Scrap Move", Ty::M2o(MOVE)),
+            f("state", "Status", Ty::Sel(SCRAP_STATES)),
         ],
     },
     ModelDef {
