@@ -11,14 +11,13 @@
 
 mod support;
 
-use plantgate::config;
 use plantgate::model::{Downtime, Event, EventBody, Millis, Production};
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::{DeliveryError, Outcome};
-use plantgate::store::{migrate::NoUpgrade, Store, StoreOptions};
+use plantgate::store::Store;
 use support::fake_odoo::{FakeOdoo, Fault};
+use support::odoo_sink::{odoo_config, sink_store, SINK};
 
-const SINK: &str = "odoo";
 const T0: &str = "2026-01-01 08:00:00";
 
 struct Rig {
@@ -31,18 +30,9 @@ struct Rig {
 async fn rig(version: u8, extra: &str) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let odoo = FakeOdoo::start_version(version).await;
-    let text = support::press_config(dir.path(), "127.0.0.1:1", &odoo.url(), "127.0.0.1:0") + extra;
-    let cfg = config::parse(&text, &dir.path().join("gw.toml"))
-        .expect("config")
-        .odoo;
+    let cfg = odoo_config(dir.path(), &odoo.url(), extra);
     let sink = OdooSink::new(&cfg).expect("sink");
-    let store = Store::open(
-        &dir.path().join("store"),
-        &[SINK],
-        &StoreOptions::default(),
-        &NoUpgrade,
-    )
-    .expect("store");
+    let store = sink_store(dir.path());
     Rig {
         odoo,
         sink,

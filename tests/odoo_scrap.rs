@@ -9,14 +9,12 @@
 
 mod support;
 
-use plantgate::config;
 use plantgate::model::{Event, EventBody, Millis, Scrap};
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
-use plantgate::store::{migrate::NoUpgrade, Store, StoreOptions};
+use plantgate::store::Store;
 use support::fake_odoo::{FakeOdoo, Fault};
-
-const SINK: &str = "odoo";
+use support::odoo_sink::{odoo_config, sink_store, SINK};
 
 fn scrap(id: &str, quantity: u64, time: Millis) -> Event {
     Event {
@@ -43,18 +41,9 @@ struct Rig {
 async fn rig(version: u8) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let odoo = FakeOdoo::start_version(version).await;
-    let text = support::press_config(dir.path(), "127.0.0.1:1", &odoo.url(), "127.0.0.1:0");
-    let cfg = config::parse(&text, &dir.path().join("gw.toml"))
-        .expect("config")
-        .odoo;
+    let cfg = odoo_config(dir.path(), &odoo.url(), "");
     let sink = OdooSink::new(&cfg).expect("sink");
-    let store = Store::open(
-        &dir.path().join("store"),
-        &[SINK],
-        &StoreOptions::default(),
-        &NoUpgrade,
-    )
-    .expect("store");
+    let store = sink_store(dir.path());
     Rig {
         odoo,
         sink,

@@ -7,14 +7,13 @@
 
 mod support;
 
-use plantgate::config::{self, OdooConfig};
+use plantgate::config::{self};
 use plantgate::model::{Downtime, Event, EventBody, Millis, Production};
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
-use plantgate::store::{migrate::NoUpgrade, Store, StoreOptions};
+use plantgate::store::Store;
 use support::fake_odoo::{FakeOdoo, Fault, Productivity, OPERATOR_UID};
-
-const SINK: &str = "odoo";
+use support::odoo_sink::{odoo_config, sink_store, SINK};
 
 struct Rig {
     odoo: FakeOdoo,
@@ -24,27 +23,13 @@ struct Rig {
     _dir: tempfile::TempDir,
 }
 
-/// The `[odoo]` section of the test press config plus `extra` keys.
-fn odoo_config(dir: &std::path::Path, url: &str, extra: &str) -> OdooConfig {
-    let text = support::press_config(dir, "127.0.0.1:1", url, "127.0.0.1:0") + extra;
-    config::parse(&text, &dir.join("gw.toml"))
-        .expect("config")
-        .odoo
-}
-
 /// Odoo 17 (JSON-RPC) or 19 (JSON-2, found by `api = "auto"`).
 async fn rig(version: u8, extra: &str) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
     let odoo = FakeOdoo::start_version(version).await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let sink = OdooSink::new(&odoo_config(dir.path(), &odoo.url(), extra)).expect("sink");
-    let store = Store::open(
-        &dir.path().join("store"),
-        &[SINK],
-        &StoreOptions::default(),
-        &NoUpgrade,
-    )
-    .expect("store");
+    let store = sink_store(dir.path());
     Rig {
         odoo,
         sink,
@@ -480,13 +465,7 @@ async fn a_refused_api_key_over_json2_pauses_and_says_so() {
     std::fs::write(&key, wrong).expect("key");
     cfg.api_key = Some(config::SecretSource::File(key));
     let mut sink = OdooSink::new(&cfg).expect("sink");
-    let store = Store::open(
-        &dir.path().join("store"),
-        &[SINK],
-        &StoreOptions::default(),
-        &NoUpgrade,
-    )
-    .expect("store");
+    let store = sink_store(dir.path());
     match sink.deliver(&store, SINK, &parts("e1", T0, 1)).await {
         Err(DeliveryError::Unreachable(m)) => {
             assert!(m.contains("refused the API key"), "{m}");

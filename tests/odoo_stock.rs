@@ -8,14 +8,11 @@
 
 mod support;
 
-use plantgate::config;
 use plantgate::model::{Event, EventBody, Millis, StockLevel};
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
-use plantgate::store::{migrate::NoUpgrade, Store, StoreOptions};
 use support::fake_odoo::FakeOdoo;
-
-const SINK: &str = "odoo";
+use support::odoo_sink::{odoo_config, sink_store, SINK};
 
 fn level(id: &str, product: &str, quantity: f64) -> Event {
     Event {
@@ -37,18 +34,9 @@ async fn a_level_is_the_absolute_on_hand_quantity_on(version: u8) {
     let odoo = FakeOdoo::start_version(version).await;
     let product = odoo.add_product("PP resin", "RESIN-PP");
     let silo = odoo.add_location("WH/Stock/Silo 1");
-    let text = support::press_config(dir.path(), "127.0.0.1:1", &odoo.url(), "127.0.0.1:0");
-    let cfg = config::parse(&text, &dir.path().join("gw.toml"))
-        .expect("config")
-        .odoo;
+    let cfg = odoo_config(dir.path(), &odoo.url(), "");
     let mut sink = OdooSink::new(&cfg).expect("sink");
-    let store = Store::open(
-        &dir.path().join("store"),
-        &[SINK],
-        &StoreOptions::default(),
-        &NoUpgrade,
-    )
-    .expect("store");
+    let store = sink_store(dir.path());
     let ok = |r: Result<(), DeliveryError>| r.unwrap_or_else(|e| panic!("{e}"));
     ok(sink
         .deliver(&store, SINK, &level("e1", "RESIN-PP", 250.0))

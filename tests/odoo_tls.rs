@@ -9,16 +9,14 @@
 
 mod support;
 
-use plantgate::config::{self, OdooConfig};
 use plantgate::model::{Event, EventBody, Millis, Production};
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
-use plantgate::store::{migrate::NoUpgrade, Store, StoreOptions};
+use plantgate::store::Store;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use support::fake_odoo::{FakeOdoo, TestPki};
-
-const SINK: &str = "odoo";
+use support::odoo_sink::{odoo_config, sink_store, SINK};
 
 struct Rig {
     odoo: FakeOdoo,
@@ -39,26 +37,13 @@ async fn rig_with(pki: &TestPki, version: u8, mtls: bool) -> Rig {
     let odoo = FakeOdoo::start_tls(version, pki.acceptor(mtls)).await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let wo = odoo.add_workorder(wc, "WO/1", "progress");
-    let store = Store::open(
-        &dir.path().join("store"),
-        &[SINK],
-        &StoreOptions::default(),
-        &NoUpgrade,
-    )
-    .expect("store");
+    let store = sink_store(dir.path());
     Rig {
         odoo,
         store,
         wo,
         dir,
     }
-}
-
-fn odoo_config(dir: &Path, url: &str, extra: &str) -> OdooConfig {
-    let text = support::press_config(dir, "127.0.0.1:1", url, "127.0.0.1:0") + extra;
-    config::parse(&text, &dir.join("gw.toml"))
-        .expect("config")
-        .odoo
 }
 
 fn parts(id: &str, quantity: u64) -> Event {

@@ -7,14 +7,12 @@
 
 mod support;
 
-use plantgate::config;
 use plantgate::model::{Event, EventBody, Millis, Production};
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
-use plantgate::store::{migrate::NoUpgrade, Store, StoreOptions};
+use plantgate::store::Store;
 use support::fake_odoo::FakeOdoo;
-
-const SINK: &str = "odoo";
+use support::odoo_sink::{odoo_config, sink_store, SINK};
 
 fn parts(id: &str, secs: i64, quantity: u64) -> Event {
     Event {
@@ -36,18 +34,9 @@ async fn setup(version: u8) -> (FakeOdoo, OdooSink, Store, i64, tempfile::TempDi
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let wo = odoo.add_workorder(wc, "WO/1", "progress");
     odoo.set_workorder_dates(wo, Some("2026-01-01 08:00:00"), None);
-    let text = support::press_config(dir.path(), "127.0.0.1:1", &odoo.url(), "127.0.0.1:0");
-    let cfg = config::parse(&text, &dir.path().join("gw.toml"))
-        .expect("config")
-        .odoo;
+    let cfg = odoo_config(dir.path(), &odoo.url(), "");
     let sink = OdooSink::new(&cfg).expect("sink");
-    let store = Store::open(
-        &dir.path().join("store"),
-        &[SINK],
-        &StoreOptions::default(),
-        &NoUpgrade,
-    )
-    .expect("store");
+    let store = sink_store(dir.path());
     (odoo, sink, store, wo, dir)
 }
 

@@ -4,6 +4,7 @@
 
 pub mod fake_odoo;
 pub mod faulty_device;
+pub mod odoo_sink;
 pub mod press;
 
 use std::future::Future;
