@@ -157,17 +157,7 @@ impl Validator<'_> {
                 )
             })
             .unwrap_or_default();
-        let protocol = match r.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
-            None | Some((_, "3.1.1")) => Protocol::V311,
-            Some((_, "5")) => Protocol::V5,
-            Some((p, other)) => {
-                self.err(
-                    p,
-                    format!("unknown protocol {other:?}: use \"3.1.1\" (the default) or \"5\""),
-                );
-                Protocol::V311
-            }
-        };
+        let protocol = self.mqtt_protocol(r.protocol.as_ref());
         let client_id = match &r.client_id {
             Some(c) if c.get_ref().is_empty() || c.get_ref().len() > 128 => {
                 self.err(c, "client_id must be 1 to 128 characters");
@@ -251,6 +241,21 @@ impl Validator<'_> {
             max_message_size,
             dead_letter: r.dead_letter.as_ref().is_some_and(|d| *d.get_ref()),
         })
+    }
+
+    /// `protocol`: the MQTT version of a connection, a source's or the sink's.
+    pub(super) fn mqtt_protocol(&mut self, protocol: Option<&S<String>>) -> Protocol {
+        match protocol.map(|p| (p, p.get_ref().as_str())) {
+            None | Some((_, "3.1.1")) => Protocol::V311,
+            Some((_, "5")) => Protocol::V5,
+            Some((p, other)) => {
+                self.err(
+                    p,
+                    format!("unknown protocol {other:?}: use \"3.1.1\" (the default) or \"5\""),
+                );
+                Protocol::V311
+            }
+        }
     }
 
     /// `payload = "sparkplug"` with `group` and `node`, or none of them.

@@ -209,17 +209,7 @@ impl Validator<'_> {
                 }
             },
         };
-        let protocol = match r.protocol.as_ref().map(|p| (p, p.get_ref().as_str())) {
-            None | Some((_, "3.1.1")) => Protocol::V311,
-            Some((_, "5")) => Protocol::V5,
-            Some((p, other)) => {
-                self.err(
-                    p,
-                    format!("unknown protocol {other:?}: use \"3.1.1\" (the default) or \"5\""),
-                );
-                Protocol::V311
-            }
-        };
+        let protocol = self.mqtt_protocol(r.protocol.as_ref());
         let keep_alive = self.duration(&r.keep_alive, Duration::from_secs(30));
         if let Some(k) = &r.keep_alive {
             if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65_535) {
