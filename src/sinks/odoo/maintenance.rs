@@ -9,7 +9,6 @@
 //! at ...". The stage is left to maintenance: an alarm gone is not a
 //! machine repaired.
 
-use super::plan::XMLID_MODULE as XMLID_MODULE_NAME;
 use super::{classify, load_outcome, OdooSink};
 use crate::sinks::DeliveryError;
 use serde_json::json;
@@ -41,33 +40,9 @@ impl OdooSink {
         Ok(id)
     }
 
-    /// Whether `module.name` is an external id in Odoo already.
-    async fn xmlid_exists(&mut self, xmlid: &str) -> Result<bool, DeliveryError> {
-        let name = xmlid
-            .strip_prefix(XMLID_MODULE_NAME)
-            .and_then(|n| n.strip_prefix('.'))
-            .unwrap_or(xmlid);
-        let rows = self
-            .rpc
-            .call(
-                "ir.model.data",
-                "search_read",
-                None,
-                json!({
-                    "domain": [["module", "=", XMLID_MODULE_NAME], ["name", "=", name]],
-                    "fields": ["res_id"],
-                    "limit": 1,
-                }),
-                None,
-            )
-            .await
-            .map_err(classify)?;
-        Ok(rows.as_array().is_some_and(|r| !r.is_empty()))
-    }
-
     pub(super) async fn maintenance_request(&mut self, r: Request) -> Result<(), DeliveryError> {
         let equipment = self.equipment_id(&r.equipment, &r.equipment_at).await?;
-        if !r.cleared && self.xmlid_exists(&r.xmlid).await? {
+        if !r.cleared && self.xmlid_res_id(&r.xmlid).await?.is_some() {
             // Created before (a retry after a lost reply, a replay): the
             // raise has nothing more to say.
             return Ok(());

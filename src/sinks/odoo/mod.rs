@@ -468,6 +468,34 @@ impl OdooSink {
         }
     }
 
+    /// The record id under external id `plantgate.<name>`, if there is one:
+    /// whether a record the sink creates under it is in Odoo already.
+    pub(super) async fn xmlid_res_id(&mut self, xmlid: &str) -> Result<Option<i64>, DeliveryError> {
+        let name = xmlid
+            .strip_prefix(plan::XMLID_MODULE)
+            .and_then(|n| n.strip_prefix('.'))
+            .unwrap_or(xmlid);
+        let rows = self
+            .rpc
+            .call(
+                "ir.model.data",
+                "search_read",
+                None,
+                json!({
+                    "domain": [["module", "=", plan::XMLID_MODULE], ["name", "=", name]],
+                    "fields": ["res_id"],
+                    "limit": 1,
+                }),
+                None,
+            )
+            .await
+            .map_err(classify)?;
+        Ok(rows
+            .get(0)
+            .and_then(|r| r.get("res_id"))
+            .and_then(Value::as_i64))
+    }
+
     async fn workcenter_id(&mut self, code: &str) -> Result<i64, DeliveryError> {
         if let Some(id) = self.workcenters.get(code) {
             return Ok(*id);

@@ -159,31 +159,4 @@ impl OdooSink {
         }
         Ok(())
     }
-
-    /// The record id under external id `plantgate.<name>`, if there is one.
-    async fn xmlid_res_id(&mut self, xmlid: &str) -> Result<Option<i64>, DeliveryError> {
-        let name = xmlid
-            .strip_prefix(super::plan::XMLID_MODULE)
-            .and_then(|n| n.strip_prefix('.'))
-            .unwrap_or(xmlid);
-        let rows = self
-            .rpc
-            .call(
-                "ir.model.data",
-                "search_read",
-                None,
-                json!({
-                    "domain": [["module", "=", super::plan::XMLID_MODULE], ["name", "=", name]],
-                    "fields": ["res_id"],
-                    "limit": 1,
-                }),
-                None,
-            )
-            .await
-            .map_err(classify)?;
-        Ok(rows
-            .get(0)
-            .and_then(|r| r.get("res_id"))
-            .and_then(Value::as_i64))
-    }
 }
