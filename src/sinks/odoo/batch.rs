@@ -428,26 +428,19 @@ impl OdooSink {
         };
         let ids: Vec<i64> = starts.keys().copied().collect();
         let open = self
-            .rpc
-            .call(
+            .search_read(
                 "mrp.workcenter.productivity",
-                "search_read",
-                None,
-                json!({
-                    "domain": [
-                        ["workcenter_id", "in", ids],
-                        ["date_end", "=", false],
-                        ["loss_type", "in", ["productive", "performance"]],
-                        ["date_start", "<", latest]
-                    ],
-                    "fields": ["id", "workcenter_id", "date_start"],
-                }),
-                None,
+                json!([
+                    ["workcenter_id", "in", ids],
+                    ["date_end", "=", false],
+                    ["loss_type", "in", ["productive", "performance"]],
+                    ["date_start", "<", latest]
+                ]),
+                &["id", "workcenter_id", "date_start"],
             )
-            .await
-            .map_err(classify)?;
+            .await?;
         let mut by_end: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
-        for t in open.as_array().into_iter().flatten() {
+        for t in &open {
             let (Some(id), Some(wc), Some(from)) = (
                 t["id"].as_i64(),
                 t.get("workcenter_id")

@@ -468,6 +468,30 @@ impl OdooSink {
         }
     }
 
+    /// The rows of `model` matching `domain`, with `fields`.
+    pub(super) async fn search_read(
+        &mut self,
+        model: &str,
+        domain: Value,
+        fields: &[&str],
+    ) -> Result<Vec<Value>, DeliveryError> {
+        let rows = self
+            .rpc
+            .call(
+                model,
+                "search_read",
+                None,
+                json!({"domain": domain, "fields": fields}),
+                None,
+            )
+            .await
+            .map_err(classify)?;
+        Ok(match rows {
+            Value::Array(rows) => rows,
+            _ => Vec::new(),
+        })
+    }
+
     /// The record id under external id `plantgate.<name>`, if there is one:
     /// whether a record the sink creates under it is in Odoo already.
     pub(super) async fn xmlid_res_id(&mut self, xmlid: &str) -> Result<Option<i64>, DeliveryError> {
@@ -783,33 +807,21 @@ impl OdooSink {
         // as Odoo's Block does: productive and loss time must not overlap.
         // Only timers started before the stop: a later one is the
         // operator's after the stop, which a late repeat must not end.
-        let open = self
-            .rpc
-            .call(
+        let ids: Vec<i64> = self
+            .search_read(
                 "mrp.workcenter.productivity",
-                "search_read",
-                None,
-                json!({
-                    "domain": [
-                        ["workcenter_id", "=", wc],
-                        ["date_end", "=", false],
-                        ["loss_type", "in", ["productive", "performance"]],
-                        ["date_start", "<", start]
-                    ],
-                    "fields": ["id"],
-                }),
-                None,
+                json!([
+                    ["workcenter_id", "=", wc],
+                    ["date_end", "=", false],
+                    ["loss_type", "in", ["productive", "performance"]],
+                    ["date_start", "<", start]
+                ]),
+                &["id"],
             )
-            .await
-            .map_err(classify)?;
-        let ids: Vec<i64> = open
-            .as_array()
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| r.get("id").and_then(Value::as_i64))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .await?
+            .iter()
+            .filter_map(|r| r.get("id").and_then(Value::as_i64))
+            .collect();
         if !ids.is_empty() {
             self.rpc
                 .call(

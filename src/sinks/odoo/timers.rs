@@ -46,30 +46,21 @@ impl OdooSink {
         start: &str,
         end: &str,
     ) -> Result<(), DeliveryError> {
-        let read = |domain: Value, fields: &[&str]| json!({"domain": domain, "fields": fields});
+        const LOG: &str = "mrp.workcenter.productivity";
         let cut = self
-            .rpc
-            .call(
-                "mrp.workcenter.productivity",
-                "search_read",
-                None,
-                read(
-                    json!([
-                        ["workcenter_id", "=", wc],
-                        ["date_end", "=", start],
-                        ["loss_type", "in", ["productive", "performance"]],
-                        ["workorder_id", "!=", false]
-                    ]),
-                    &["id", "workorder_id", "user_id", "loss_id"],
-                ),
-                None,
+            .search_read(
+                LOG,
+                json!([
+                    ["workcenter_id", "=", wc],
+                    ["date_end", "=", start],
+                    ["loss_type", "in", ["productive", "performance"]],
+                    ["workorder_id", "!=", false]
+                ]),
+                &["id", "workorder_id", "user_id", "loss_id"],
             )
-            .await
-            .map_err(classify)?;
+            .await?;
         let cut: Vec<(i64, i64, i64, i64)> = cut
-            .as_array()
-            .into_iter()
-            .flatten()
+            .iter()
             .filter_map(|t| {
                 Some((
                     t.get("id")?.as_i64()?,
@@ -83,67 +74,40 @@ impl OdooSink {
             return Ok(());
         }
         let down_again = self
-            .rpc
-            .call(
-                "mrp.workcenter.productivity",
-                "search_read",
-                None,
-                read(
-                    json!([
-                        ["workcenter_id", "=", wc],
-                        ["date_end", "=", false],
-                        ["loss_type", "in", ["availability", "quality"]]
-                    ]),
-                    &["id"],
-                ),
-                None,
+            .search_read(
+                LOG,
+                json!([
+                    ["workcenter_id", "=", wc],
+                    ["date_end", "=", false],
+                    ["loss_type", "in", ["availability", "quality"]]
+                ]),
+                &["id"],
             )
-            .await
-            .map_err(classify)?;
-        if down_again.as_array().is_some_and(|a| !a.is_empty()) {
+            .await?;
+        if !down_again.is_empty() {
             return Ok(());
         }
         let mut wos: Vec<i64> = cut.iter().map(|c| c.1).collect();
         wos.sort_unstable();
         wos.dedup();
-        let running = self
-            .rpc
-            .call(
+        let running: Vec<i64> = self
+            .search_read(
                 "mrp.workorder",
-                "search_read",
-                None,
-                read(
-                    json!([["id", "in", wos], ["state", "=", "progress"]]),
-                    &["id"],
-                ),
-                None,
+                json!([["id", "in", wos], ["state", "=", "progress"]]),
+                &["id"],
             )
-            .await
-            .map_err(classify)?;
-        let running: Vec<i64> = running
-            .as_array()
-            .into_iter()
-            .flatten()
+            .await?
+            .iter()
             .filter_map(|w| w.get("id").and_then(Value::as_i64))
             .collect();
-        let open = self
-            .rpc
-            .call(
-                "mrp.workcenter.productivity",
-                "search_read",
-                None,
-                read(
-                    json!([["workorder_id", "in", running], ["date_end", "=", false]]),
-                    &["workorder_id"],
-                ),
-                None,
+        let timed: Vec<i64> = self
+            .search_read(
+                LOG,
+                json!([["workorder_id", "in", running], ["date_end", "=", false]]),
+                &["workorder_id"],
             )
-            .await
-            .map_err(classify)?;
-        let timed: Vec<i64> = open
-            .as_array()
-            .into_iter()
-            .flatten()
+            .await?
+            .iter()
             .filter_map(|t| m2o(t, "workorder_id"))
             .collect();
         let mut rows = Vec::new();
@@ -174,7 +138,7 @@ impl OdooSink {
         let result = self
             .rpc
             .call(
-                "mrp.workcenter.productivity",
+                LOG,
                 "load",
                 None,
                 json!({"fields": RESUME_FIELDS, "data": rows}),
