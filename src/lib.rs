@@ -25,6 +25,7 @@
 //! - [`supervise`]: the stages as named tasks; one that ends early is a failure.
 //! - [`update`]: signed release and config bundles, the install layout, health-gated switches.
 //! - [`demo`]: the embedded default (`plantgate demo`).
+//! - [`heap`]: freed start-up memory returned to the system.
 
 pub mod admin;
 pub mod backoff;
@@ -32,6 +33,7 @@ pub mod config;
 pub mod demo;
 pub mod edge;
 pub mod fault;
+pub mod heap;
 pub mod model;
 pub mod pipeline;
 pub mod records;

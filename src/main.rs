@@ -556,12 +556,17 @@ async fn wait_for_stop_signal() {
 }
 
 async fn run(config_path: PathBuf) -> ExitCode {
-    let cfg = match config::load(&config_path) {
+    let running = match Running::load(&config_path) {
+        Ok(r) => r,
+        Err(e) => return report_config_error(&e),
+    };
+    let cfg = match running.config(&config_path).await {
         Ok(c) => c,
         Err(e) => return report_config_error(&e),
     };
     init_logging(cfg.log.format, false);
-    let mut running = cfg.clone();
+    let sources = cfg.sources.len();
+    let mut running = running.with_hash(&cfg);
     let mut gateway = match Gateway::start(cfg).await {
         Ok(g) => g,
         Err(e) => {
@@ -569,8 +574,9 @@ async fn run(config_path: PathBuf) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    plantgate::heap::release_free_pages();
     // The store is open and the sources are started.
-    systemd::ready(&format!("started: {} sources", running.sources.len()));
+    systemd::ready(&format!("started: {sources} sources"));
     let mut hangup = Hangup::new();
     // One stop-signal future for the whole run, so a SIGTERM that comes
     // during a reload is still seen.
@@ -588,10 +594,10 @@ async fn run(config_path: PathBuf) -> ExitCode {
             // The reporter (and its hold on the store) ends with the select.
             _ = hangup.recv() => {}
         }
-        match reload(&config_path, gateway, &running).await {
-            Ok((g, cfg)) => {
+        match reload(&config_path, gateway, running).await {
+            Ok((g, r)) => {
                 gateway = g;
-                running = cfg;
+                running = r;
             }
             Err(code) => return code,
         }
@@ -624,6 +630,55 @@ async fn stop_within_grace(gateway: Gateway) -> bool {
     stopped
 }
 
+/// The running config, as its text: what a reload compares with and falls
+/// back to. Not the parsed config, which the gateway's stages already hold
+/// what they need of (at ten thousand tags a second copy would be the
+/// largest thing in memory); the text is parsed again if it is needed.
+struct Running {
+    text: String,
+    hash: String,
+}
+
+impl Running {
+    fn load(path: &std::path::Path) -> Result<Running, config::ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| config::ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(Running {
+            text,
+            hash: String::new(),
+        })
+    }
+
+    fn with_hash(self, config: &config::Config) -> Running {
+        Running {
+            hash: config.hash.clone(),
+            ..self
+        }
+    }
+
+    /// The config this text gives (it gave it before: the same text, the
+    /// same validation).
+    async fn config(&self, path: &std::path::Path) -> Result<config::Config, config::ConfigError> {
+        let (text, path) = (self.text.clone(), path.to_path_buf());
+        apart(move || config::parse(&text, &path)).await
+    }
+}
+
+/// Run a config parse on a thread of the blocking pool. The parse of a
+/// large tag map allocates a TOML tree many times the config's size and
+/// frees it; on another thread that happens in another of the allocator's
+/// arenas, so the blocks the gateway keeps for its life are not strewn
+/// among the freed ones, and [`plantgate::heap::release_free_pages`] can
+/// give those back whole.
+async fn apart<T: Send + 'static>(parse: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(parse).await {
+        Ok(t) => t,
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 /// SIGHUP (`systemctl reload`): re-read the config. An invalid one is
 /// refused (logged, on /status) and the running gateway goes on. A valid
 /// one replaces it: the pipeline stops (store flushed, sessions closed)
@@ -634,42 +689,59 @@ async fn stop_within_grace(gateway: Gateway) -> bool {
 async fn reload(
     path: &std::path::Path,
     gateway: Gateway,
-    running: &config::Config,
-) -> Result<(Gateway, config::Config), ExitCode> {
+    running: Running,
+) -> Result<(Gateway, Running), ExitCode> {
     tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
-    let new = match config::load_checked(path) {
+    let at = path.to_path_buf();
+    let checked = apart(move || {
+        Running::load(&at).and_then(|r| {
+            let c = config::check(&r.text, &at)?;
+            Ok((r.with_hash(&c), c))
+        })
+    })
+    .await;
+    let (next, new) = match checked {
         Ok(c) => c,
         Err(e) => {
             let why = e.to_string();
             tracing::error!("config reload refused, the running config stays: {why}");
             gateway.telemetry.reload(Some(why));
-            return Ok((gateway, running.clone()));
+            return Ok((gateway, running));
         }
     };
-    if new.hash == running.hash {
+    if next.hash == running.hash {
         tracing::info!("config unchanged; nothing to reload");
         gateway.telemetry.reload(None);
-        return Ok((gateway, running.clone()));
+        return Ok((gateway, running));
     }
     systemd::reloading("reloading the config");
     if !stop_within_grace(gateway).await {
         return Err(ExitCode::from(2));
     }
-    match Gateway::start(new.clone()).await {
+    let sources = new.sources.len();
+    match Gateway::start(new).await {
         Ok(g) => {
             g.telemetry.reload(None);
-            tracing::info!(config_hash = %new.hash, "config reloaded");
-            systemd::ready(&format!("reloaded: {} sources", new.sources.len()));
-            Ok((g, new))
+            tracing::info!(config_hash = %next.hash, "config reloaded");
+            plantgate::heap::release_free_pages();
+            systemd::ready(&format!("reloaded: {sources} sources"));
+            Ok((g, next))
         }
         Err(e) => {
             let why = format!("the new config did not start: {e}");
             tracing::error!("{why}; starting the previous config again");
-            match Gateway::start(running.clone()).await {
+            let previous = match running.config(path).await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("plantgate: cannot read the previous config again: {e}");
+                    return Err(ExitCode::from(2));
+                }
+            };
+            match Gateway::start(previous).await {
                 Ok(g) => {
                     g.telemetry.reload(Some(why));
                     systemd::ready("reload failed: running the previous config");
-                    Ok((g, running.clone()))
+                    Ok((g, running))
                 }
                 Err(e) => {
                     eprintln!("plantgate: cannot start the previous config again: {e}");
@@ -1044,6 +1116,7 @@ fn bundle_command(command: BundleCommand) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    plantgate::heap::configure();
     let cli = Cli::parse();
     if let Command::Tags {
         command: TagsCommand::Import { file, source },

@@ -4,9 +4,8 @@
 //! index, so no name is hashed or cloned per sample; whatever needs the
 //! name (a log line, the status page) reads it from the table.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
 
 /// A configured tag: its index in the config's [`TagTable`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,47 +47,70 @@ impl fmt::Display for TagId {
 }
 
 /// The configured tags' names, by id and by name. Built once; shared.
+///
+/// All names are in one string: a block apiece would scatter tens of
+/// thousands of small blocks over the memory the config's parse frees, and
+/// each would keep its page of it in use for the gateway's life.
 #[derive(Clone, Debug, Default)]
 pub struct TagTable {
-    names: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, TagId>,
+    /// Every name, one after another, in id order.
+    text: String,
+    /// Where each id's name ends in `text`.
+    ends: Vec<u32>,
+    /// The ids sorted by name, for lookups by name.
+    by_name: Vec<TagId>,
 }
 
 impl TagTable {
     /// Ids in the order given; a repeated name keeps its first id (the
     /// config reports it as defined twice).
     pub fn new<'a>(names: impl IntoIterator<Item = &'a str>) -> TagTable {
-        let mut table = TagTable::default();
-        for name in names {
-            if table.ids.contains_key(name) {
-                continue;
-            }
-            // Fewer than u32::MAX tags: a config that size cannot be parsed.
-            let id = TagId(u32::try_from(table.names.len()).unwrap_or(u32::MAX - 1));
-            let name: Arc<str> = Arc::from(name);
-            table.ids.insert(name.clone(), id);
-            table.names.push(name);
+        let mut seen = HashSet::new();
+        let names: Vec<&str> = names.into_iter().filter(|n| seen.insert(*n)).collect();
+        drop(seen);
+        let mut text = String::with_capacity(names.iter().map(|n| n.len()).sum());
+        let mut ends = Vec::with_capacity(names.len());
+        for name in &names {
+            text.push_str(name);
+            // Fewer than 4 GiB of names: a config that size cannot be parsed.
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
         }
-        table
+        // Fewer than u32::MAX tags, likewise.
+        let mut by_name: Vec<TagId> = (0..names.len()).map(TagId::from_index).collect();
+        by_name.sort_unstable_by_key(|id| names[id.index()]);
+        TagTable {
+            text,
+            ends,
+            by_name,
+        }
     }
 
     /// The id of a configured tag.
     pub fn id(&self, name: &str) -> Option<TagId> {
-        self.ids.get(name).copied()
+        self.by_name
+            .binary_search_by(|id| self.name(*id).unwrap_or("").cmp(name))
+            .ok()
+            .map(|i| self.by_name[i])
     }
 
     /// A configured tag's name; `None` for an id of no tag.
     pub fn name(&self, id: TagId) -> Option<&str> {
-        self.names.get(id.index()).map(|n| &**n)
+        let i = id.index();
+        let end = *self.ends.get(i)? as usize;
+        let start = match i {
+            0 => 0,
+            _ => self.ends[i - 1] as usize,
+        };
+        self.text.get(start..end)
     }
 
     /// How many tags there are (every id is below this).
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.ends.is_empty()
     }
 }
 
@@ -105,5 +127,12 @@ mod tests {
         assert_eq!(t.id("press9_count"), None);
         assert_eq!(t.name(TagId::UNCONFIGURED), None);
         assert!(TagId::UNCONFIGURED.index() >= t.len());
+        for (i, name) in ["parts", "state", "net"].iter().enumerate() {
+            assert_eq!(t.id(name), Some(TagId::from_index(i)), "{name}");
+            assert_eq!(t.name(TagId::from_index(i)), Some(*name));
+        }
+        assert_eq!(t.id(""), None);
+        assert_eq!(t.id("partsx"), None, "a name's prefix is not the name");
+        assert_eq!(t.id("par"), None);
     }
 }

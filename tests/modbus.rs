@@ -214,6 +214,7 @@ impl Run {
                 s.name.clone(),
                 m.clone(),
                 tags,
+                cfg.tag_table.clone(),
                 tx.clone(),
                 telemetry.clone(),
                 metrics.clone(),

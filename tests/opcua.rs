@@ -519,6 +519,7 @@ async fn a_held_back_edge_gets_the_newest_value_of_each_item_not_a_backlog() {
         "press".into(),
         source.clone(),
         cfg.tags.clone(),
+        cfg.tag_table.clone(),
         tx,
         telemetry.clone(),
         metrics,

@@ -1,6 +1,7 @@
 //! `systemctl reload` (SIGHUP) re-reads the config: an invalid one is
 //! refused while the running config goes on; a valid one is applied with
-//! its queue and counter baselines intact. Runs the real binary.
+//! its queue and counter baselines intact; one that cannot start leaves the
+//! previous config running again. Runs the real binary.
 
 mod support;
 
@@ -130,6 +131,49 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
     })
     .await;
     assert_eq!(odoo.workorder(wo).map(|w| w.qty_produced), Some(6.0));
+    let _ = gw.kill();
+    let _ = gw.wait();
+}
+
+/// A valid config that cannot start (its status address is taken) leaves
+/// the previous config running again, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_cannot_start_runs_the_previous_config_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let peers = support::press::Peers::start(500).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let base = format!("http://{listen}");
+    let text = peers.config(dir.path(), &listen);
+    let path = dir.path().join("gw.toml");
+    write(&path, &text);
+    let mut gw = spawn_gateway(&path);
+    let first = eventually(Duration::from_secs(60), "the gateway up", || async {
+        let s = status(&base).await?;
+        let n = s["sources"]["press1"]["samples"].as_u64()?;
+        (n >= 2).then(|| s["config_hash"].as_str().map(str::to_string))?
+    })
+    .await;
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let busy = taken.local_addr().expect("addr").to_string();
+    write(&path, &text.replace(&listen, &busy));
+    hangup(gw.id());
+    let back = eventually(Duration::from_secs(60), "the previous config back", || async {
+        let s = status(&base).await?;
+        (s["reload"]["applied"] == false).then_some(s)
+    })
+    .await;
+    let why = back["reload"]["error"].as_str().expect("error");
+    assert!(why.contains("did not start") && why.contains(&busy), "{why}");
+    assert_eq!(back["config_hash"].as_str(), Some(first.as_str()));
+    // And it reads the press again.
+    let before = back["sources"]["press1"]["samples"].as_u64().unwrap_or(0);
+    eventually(Duration::from_secs(60), "samples after the fallback", || async {
+        let n = status(&base).await?["sources"]["press1"]["samples"].as_u64()?;
+        (n > before).then_some(())
+    })
+    .await;
+    drop(taken);
     let _ = gw.kill();
     let _ = gw.wait();
 }

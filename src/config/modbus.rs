@@ -13,6 +13,7 @@ use super::raw::{Entry, S};
 use super::Validator;
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 // The protocol's own types live with the source; the config names them.
@@ -82,7 +83,8 @@ pub struct ModbusSource {
     /// Unused registers (or bits) a block read may span to join two tags.
     pub max_gap: u16,
     /// Poll group → interval; always holds "default".
-    pub poll_groups: BTreeMap<String, Duration>,
+    /// Poll groups by name; every tag of a group shares the name's one copy.
+    pub poll_groups: BTreeMap<Arc<str>, Duration>,
     /// Longest wait between reconnect attempts.
     pub backoff_max: Duration,
     /// How often a block that was split for an illegal address is tried
@@ -128,7 +130,7 @@ pub struct ModbusTag {
     pub order: ByteOrder,
     /// For a bool in a register: which bit (0 = least significant).
     pub bit: Option<u8>,
-    pub poll_group: String,
+    pub poll_group: Arc<str>,
 }
 
 impl ModbusTag {
@@ -269,7 +271,7 @@ impl Validator<'_> {
         };
         let mut poll_groups = BTreeMap::new();
         poll_groups.insert(
-            "default".to_string(),
+            Arc::from("default"),
             self.duration(&r.poll_interval, Duration::from_secs(1)),
         );
         if let Some(groups) = &r.poll_groups {
@@ -279,7 +281,7 @@ impl Validator<'_> {
                     continue;
                 }
                 let d = self.duration(&Some(every.clone()), Duration::from_secs(1));
-                poll_groups.insert(name.clone(), d);
+                poll_groups.insert(Arc::from(name.as_str()), d);
             }
         }
         Some(ModbusSource {
@@ -462,8 +464,8 @@ impl Validator<'_> {
             ));
         }
         let poll_group = match &r.poll_group {
-            Some(g) if !source.poll_groups.contains_key(g.get_ref()) => {
-                let known: Vec<&str> = source.poll_groups.keys().map(String::as_str).collect();
+            Some(g) if !source.poll_groups.contains_key(g.get_ref().as_str()) => {
+                let known: Vec<&str> = source.poll_groups.keys().map(|k| &**k).collect();
                 self.err(
                     g,
                     format!(
@@ -472,10 +474,10 @@ impl Validator<'_> {
                         known.join(", ")
                     ),
                 );
-                "default".to_string()
+                group(source, "default")
             }
-            Some(g) => g.get_ref().clone(),
-            None => "default".to_string(),
+            Some(g) => group(source, g.get_ref()),
+            None => group(source, "default"),
         };
         Some(ModbusTag {
             unit: self.unit_id(&r.unit_id).unwrap_or(source.unit),
@@ -487,6 +489,14 @@ impl Validator<'_> {
             poll_group,
         })
     }
+}
+
+/// The source's own copy of a poll group's name (one per group, not per tag).
+fn group(source: &ModbusSource, name: &str) -> Arc<str> {
+    source
+        .poll_groups
+        .get_key_value(name)
+        .map_or_else(|| Arc::from(name), |(k, _)| k.clone())
 }
 
 #[cfg(test)]

@@ -2,17 +2,29 @@
 //! as a sample, and report a tag's bad quality once per change of reason
 //! (so a dead device does not flood the edge or the status page).
 
-use super::condition;
 use super::filter::{Filter, Verdict};
+use super::Scaling;
 use crate::config::TagConfig;
 use crate::model::{Millis, Quality, Sample, Value};
 use crate::status::Telemetry;
+use crate::tags::{TagId, TagTable};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// What a source keeps of a tag to send its readings: a gateway may read
+/// tens of thousands, so not the whole config entry (the name is in the
+/// table, the conditioning in the filter).
+struct Point {
+    id: TagId,
+    scaling: Scaling,
+}
+
 pub struct Emitter {
     source: String,
-    tags: Vec<TagConfig>,
+    /// By index, as the source's points.
+    tags: Vec<Point>,
+    /// The tags' names, for reports.
+    names: Arc<TagTable>,
     /// Last bad reason sent per tag; `None` while good.
     last_bad: Vec<Option<String>>,
     /// Each tag's conditioning (range, deadband), by index.
@@ -25,6 +37,7 @@ impl Emitter {
     pub fn new(
         source: &str,
         tags: Vec<TagConfig>,
+        names: Arc<TagTable>,
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
     ) -> Self {
@@ -33,9 +46,17 @@ impl Emitter {
             .iter()
             .map(|t| Filter::new(t.conditioning.clone()))
             .collect();
+        let tags = tags
+            .iter()
+            .map(|t| Point {
+                id: t.id,
+                scaling: Scaling::of(t),
+            })
+            .collect();
         Emitter {
             source: source.to_string(),
             tags,
+            names,
             last_bad,
             filters,
             tx,
@@ -47,8 +68,9 @@ impl Emitter {
         self.tags.len()
     }
 
-    pub fn tag(&self, i: usize) -> &TagConfig {
-        &self.tags[i]
+    /// The name of the tag at index `i`.
+    pub fn name(&self, i: usize) -> &str {
+        self.names.name(self.tags[i].id).unwrap_or("?")
     }
 
     /// The tag is already reported bad for this reason.
@@ -67,14 +89,13 @@ impl Emitter {
         time: Millis,
         server_time: Option<Millis>,
     ) {
-        let value = condition(&self.tags[i], raw);
+        let value = self.tags[i].scaling.apply(raw);
         match self.filters[i].apply(value, time) {
             Verdict::Hold => {}
             Verdict::Bad(why) => self.mark_bad(i, &why, time).await,
             Verdict::Send(value) => {
                 if self.last_bad[i].take().is_some() {
-                    self.telemetry
-                        .tag_quality(&self.source, &self.tags[i].name, None);
+                    self.telemetry.tag_quality(&self.source, self.name(i), None);
                 }
                 self.send(i, value, quality, time, server_time).await;
             }
@@ -95,7 +116,7 @@ impl Emitter {
         }
         self.last_bad[i] = Some(why.to_string());
         self.telemetry
-            .tag_quality(&self.source, &self.tags[i].name, Some(why));
+            .tag_quality(&self.source, self.name(i), Some(why));
         self.send(i, Value::Int(0), Quality::Bad(why.to_string()), time, None)
             .await;
     }

@@ -63,6 +63,7 @@ pub fn spawn_all(
                     source.name.clone(),
                     cfg.clone(),
                     tags,
+                    config.tag_table.clone(),
                     tx.clone(),
                     telemetry.clone(),
                     metrics.modbus.clone(),
@@ -78,6 +79,7 @@ pub fn spawn_all(
                     source.name.clone(),
                     cfg.clone(),
                     tags,
+                    config.tag_table.clone(),
                     tx.clone(),
                     telemetry.clone(),
                     metrics.opcua.clone(),
@@ -109,30 +111,56 @@ pub fn spawn_all(
 }
 
 /// A source's tags with their kind-specific points at the same index; tags
-/// of another kind are left out.
+/// of another kind are left out. Both are held for the source's life: no
+/// spare capacity (a large tag map would otherwise keep up to half again).
 pub(crate) fn split_points<P: Clone>(
     tags: Vec<TagConfig>,
     pick: impl Fn(&TagPoint) -> Option<&P>,
 ) -> (Vec<TagConfig>, Vec<P>) {
-    tags.into_iter()
+    let (mut tags, mut points): (Vec<TagConfig>, Vec<P>) = tags
+        .into_iter()
         .filter_map(|t| {
             let p = pick(&t.point)?.clone();
             Some((t, p))
         })
-        .unzip()
+        .unzip();
+    tags.shrink_to_fit();
+    points.shrink_to_fit();
+    (tags, points)
 }
 
 /// Apply a tag's linear scaling (`value × scale + offset`) to a number.
 /// Unscaled tags keep their exact integer value.
 pub fn condition(tag: &TagConfig, value: Value) -> Value {
-    if tag.scale.is_none() && tag.offset.is_none() {
-        return value;
+    Scaling::of(tag).apply(value)
+}
+
+/// A tag's linear scaling, as a source keeps it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scaling {
+    scale: Option<f64>,
+    offset: Option<f64>,
+}
+
+impl Scaling {
+    pub fn of(tag: &TagConfig) -> Scaling {
+        Scaling {
+            scale: tag.scale,
+            offset: tag.offset,
+        }
     }
-    let x = match value {
-        Value::Int(v) => v as f64,
-        Value::UInt(v) => v as f64,
-        Value::Float(v) => v,
-        other => return other,
-    };
-    Value::Float(x * tag.scale.unwrap_or(1.0) + tag.offset.unwrap_or(0.0))
+
+    /// `value × scale + offset` for a number; unscaled, the exact value.
+    pub fn apply(self, value: Value) -> Value {
+        if self.scale.is_none() && self.offset.is_none() {
+            return value;
+        }
+        let x = match value {
+            Value::Int(v) => v as f64,
+            Value::UInt(v) => v as f64,
+            Value::Float(v) => v,
+            other => return other,
+        };
+        Value::Float(x * self.scale.unwrap_or(1.0) + self.offset.unwrap_or(0.0))
+    }
 }

@@ -42,6 +42,7 @@ use crate::config::modbus::{ModbusSource, ModbusTag};
 use crate::config::{TagConfig, TagPoint};
 use crate::model::{Millis, Quality, Sample, Value};
 use crate::status::{ModbusPlan, PlanBlock, PlanRead, PlanSplit, Telemetry};
+use crate::tags::TagTable;
 use frame::Framing;
 use link::Wire;
 use plan::Block;
@@ -165,13 +166,14 @@ impl Poller {
         name: String,
         config: ModbusSource,
         tags: Vec<TagConfig>,
+        names: Arc<TagTable>,
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
         metrics: Arc<ModbusMetrics>,
     ) -> Self {
         let (tags, points) = split_points(tags, TagPoint::as_modbus);
         Poller {
-            out: Emitter::new(&name, tags, tx, telemetry.clone()),
+            out: Emitter::new(&name, tags, names, tx, telemetry.clone()),
             framing: link::framing(&config.transport),
             name,
             config,
@@ -185,10 +187,7 @@ impl Poller {
         let now = Instant::now();
         let mut by_group: BTreeMap<&str, Vec<(usize, &ModbusTag)>> = BTreeMap::new();
         for (i, p) in self.points.iter().enumerate() {
-            by_group
-                .entry(p.poll_group.as_str())
-                .or_default()
-                .push((i, p));
+            by_group.entry(&*p.poll_group).or_default().push((i, p));
         }
         by_group
             .into_iter()
@@ -211,7 +210,7 @@ impl Poller {
 
     /// Show the current plan on the status page.
     fn publish_plan(&self, groups: &[Group]) {
-        let name = |i: &usize| self.out.tag(*i).name.clone();
+        let name = |i: &usize| self.out.name(*i).to_string();
         let mut plan = ModbusPlan::default();
         for g in groups {
             for p in &g.blocks {
@@ -478,10 +477,7 @@ impl Poller {
         let was_split = planned.split.is_some();
         if let (true, Some(code)) = (reading_whole, split_by) {
             // The whole block (first read or re-probe) was refused: a new split.
-            let names: Vec<&str> = refused
-                .keys()
-                .map(|i| self.out.tag(*i).name.as_str())
-                .collect();
+            let names: Vec<&str> = refused.keys().map(|i| self.out.name(*i)).collect();
             tracing::info!(source = %self.name, unit = unit_id, table = planned.whole.table.name(),
                 start = planned.whole.start, count = planned.whole.count, exception = %exception_name(code),
                 reads = parts.len(), refused = ?names, reprobe = ?self.config.reprobe_interval,

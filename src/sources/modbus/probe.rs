@@ -5,6 +5,7 @@
 use super::types::{ByteOrder, DataType, Parity, Table};
 use super::{codec, link};
 use crate::config::modbus::{parse_modicon, ModbusTag, SerialLine, Transport};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_modbus::client::{Client as _, Reader};
 
@@ -183,7 +184,7 @@ pub async fn run(p: &Probe) -> Result<Vec<String>, ProbeError> {
                         data_type: ty,
                         order,
                         bit: None,
-                        poll_group: String::new(),
+                        poll_group: Arc::from(""),
                     };
                     let value = codec::decode_registers(&tag, chunk).map_err(ProbeError::Link)?;
                     out.push(format!(

@@ -33,6 +33,7 @@ use crate::config::opcua::{OpcUaSource, OpcUaTag};
 use crate::config::{TagConfig, TagPoint};
 use crate::model::{Millis, Quality, Sample};
 use crate::status::Telemetry;
+use crate::tags::TagTable;
 use client::{Connection, LinkEvent};
 use opcua::client::DataChangeCallback;
 use opcua::types::{
@@ -102,6 +103,7 @@ impl OpcUaReader {
         name: String,
         config: OpcUaSource,
         tags: Vec<TagConfig>,
+        names: Arc<TagTable>,
         tx: mpsc::Sender<Sample>,
         telemetry: Arc<Telemetry>,
         metrics: Arc<OpcUaMetrics>,
@@ -111,7 +113,7 @@ impl OpcUaReader {
             _ => None,
         });
         OpcUaReader {
-            out: Emitter::new(&name, tags, tx, telemetry.clone()),
+            out: Emitter::new(&name, tags, names, tx, telemetry.clone()),
             name,
             config,
             points,
@@ -414,9 +416,9 @@ impl OpcUaReader {
 
     /// A tag this server cannot serve: say which and why, keep the rest.
     async fn tag_refused(&mut self, i: usize, why: &str) {
-        tracing::error!(source = %self.name, tag = %self.out.tag(i).name, error = %why, "OPC UA tag cannot be read");
+        tracing::error!(source = %self.name, tag = %self.out.name(i), error = %why, "OPC UA tag cannot be read");
         self.telemetry
-            .source_error(&self.name, &format!("tag {}: {why}", self.out.tag(i).name));
+            .source_error(&self.name, &format!("tag {}: {why}", self.out.name(i)));
         self.out.bad(&[i], why).await;
     }
 
@@ -430,9 +432,9 @@ impl OpcUaReader {
             (Quality::Bad(why), _) => {
                 if !self.out.is_bad_for(i, &why) {
                     let why = format!("node {}: {why}", self.points[i].node);
-                    tracing::warn!(source = %self.name, tag = %self.out.tag(i).name, error = %why, "OPC UA tag is bad");
+                    tracing::warn!(source = %self.name, tag = %self.out.name(i), error = %why, "OPC UA tag is bad");
                     self.telemetry
-                        .source_error(&self.name, &format!("tag {}: {why}", self.out.tag(i).name));
+                        .source_error(&self.name, &format!("tag {}: {why}", self.out.name(i)));
                 }
                 self.out.bad(&[i], &why).await;
                 false
