@@ -10,25 +10,25 @@
 //! narrows what is trusted, it never widens it.
 
 use crate::config::OdooConfig;
+use crate::pem::{self, PemError};
 use base64::Engine;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSetupError {
-    #[error("cannot read CA file {path}: {detail}")]
-    CaFile { path: PathBuf, detail: String },
+    #[error("cannot read CA file {0}")]
+    CaFile(PemError),
     #[error("CA file {0} holds no PEM certificate")]
     CaEmpty(PathBuf),
-    #[error("cannot read client certificate {path}: {detail}")]
-    ClientCert { path: PathBuf, detail: String },
-    #[error("cannot read client key {path}: {detail}")]
-    ClientKey { path: PathBuf, detail: String },
+    #[error("cannot read client certificate {0}")]
+    ClientCert(PemError),
+    #[error("cannot read client key {0}")]
+    ClientKey(PemError),
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] rustls::Error),
     #[error("cannot build the HTTPS client: {0}")]
@@ -89,10 +89,9 @@ pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, Http
         Some(path) => {
             let mut roots = RootCertStore::empty();
             for cert in pem_certs(path)? {
-                roots.add(cert).map_err(|e| HttpSetupError::CaFile {
-                    path: path.to_path_buf(),
-                    detail: e.to_string(),
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| HttpSetupError::CaFile(PemError::new(path, e)))?;
             }
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
@@ -114,16 +113,8 @@ pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, Http
         .with_custom_certificate_verifier(verifier);
     Ok(match (cfg.client_cert_file, cfg.client_key_file) {
         (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| HttpSetupError::ClientCert {
-                    path: cert.to_path_buf(),
-                    detail: e.to_string(),
-                })?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| HttpSetupError::ClientKey {
-                path: key.to_path_buf(),
-                detail: e.to_string(),
-            })?;
+            let certs = pem::certs(cert).map_err(HttpSetupError::ClientCert)?;
+            let key = pem::key(key).map_err(HttpSetupError::ClientKey)?;
             builder.with_client_auth_cert(certs, key)?
         }
         // The config refuses one without the other.
@@ -133,14 +124,7 @@ pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, Http
 
 /// The certificates of a PEM file (a CA file).
 fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpSetupError> {
-    let ca_err = |detail: String| HttpSetupError::CaFile {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| ca_err(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ca_err(e.to_string()))?;
+    let certs = pem::certs(path).map_err(HttpSetupError::CaFile)?;
     if certs.is_empty() {
         return Err(HttpSetupError::CaEmpty(path.to_path_buf()));
     }
@@ -152,10 +136,8 @@ pub fn pem_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, HttpSetupErro
     pem_certs(path)?
         .iter()
         .map(|der| {
-            reqwest::Certificate::from_der(der).map_err(|e| HttpSetupError::CaFile {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            })
+            reqwest::Certificate::from_der(der)
+                .map_err(|e| HttpSetupError::CaFile(PemError::new(path, e)))
         })
         .collect()
 }

@@ -3,22 +3,17 @@
 //! broker's certificate must carry when it is not the address's host.
 
 use crate::config::mqtt::MqttTls;
+use crate::pem::{self, PemError};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use std::path::Path;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
-    #[error("cannot read {what} {path}: {detail}")]
-    File {
-        what: &'static str,
-        path: String,
-        detail: String,
-    },
+    #[error("cannot read {what} {pem}")]
+    File { what: &'static str, pem: PemError },
     #[error("{0} holds no certificate")]
     NoCertificate(String),
     #[error("no trusted root certificates: give ca_file")]
@@ -33,7 +28,10 @@ pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> 
     match &tls.ca_file {
         // A plant CA replaces the system roots: trust exactly what was given.
         Some(path) => {
-            let certs = certs(path, "ca_file")?;
+            let certs = pem::certs(path).map_err(|pem| TlsSetupError::File {
+                what: "ca_file",
+                pem,
+            })?;
             roots.add_parsable_certificates(certs);
             if roots.is_empty() {
                 return Err(TlsSetupError::NoCertificate(path.display().to_string()));
@@ -65,14 +63,16 @@ pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> 
     };
     let config = match &tls.client_auth {
         Some((cert, key)) => {
-            let chain = certs(cert, "client_certificate")?;
+            let chain = pem::certs(cert).map_err(|pem| TlsSetupError::File {
+                what: "client_certificate",
+                pem,
+            })?;
             if chain.is_empty() {
                 return Err(TlsSetupError::NoCertificate(cert.display().to_string()));
             }
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::File {
+            let key = pem::key(key).map_err(|pem| TlsSetupError::File {
                 what: "client_key",
-                path: key.display().to_string(),
-                detail: e.to_string(),
+                pem,
             })?;
             builder
                 .with_client_auth_cert(chain, key)
@@ -81,18 +81,6 @@ pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> 
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
-}
-
-fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let err = |detail: String| TlsSetupError::File {
-        what,
-        path: path.display().to_string(),
-        detail,
-    };
-    CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
-        .map(|c| c.map_err(|e| err(e.to_string())))
-        .collect()
 }
 
 /// Checks the broker's certificate against a configured name instead of
