@@ -164,6 +164,23 @@ fn unreachable(url: &str, e: &reqwest::Error) -> RpcError {
     }
 }
 
+/// Send `req` and read the answer: its HTTP status and body, or the error
+/// an unreachable server or one that asks the gateway to wait is.
+async fn exchange(url: &str, req: reqwest::RequestBuilder) -> Result<(u16, String), RpcError> {
+    let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
+    let status = resp.status().as_u16();
+    let after = retry_after(&resp);
+    let text = resp.text().await.map_err(|e| unreachable(url, &e))?;
+    if status == 429 || (status == 503 && after.is_some()) {
+        return Err(RpcError::Throttled {
+            status,
+            retry_after: after,
+            snippet: snippet(&text),
+        });
+    }
+    Ok((status, text))
+}
+
 fn snippet(text: &str) -> String {
     text.chars()
         .take(200)
@@ -211,10 +228,6 @@ impl Rpc {
         self.key_refused
     }
 
-    fn unreachable(&self, url: &str, e: &reqwest::Error) -> RpcError {
-        unreachable(url, e)
-    }
-
     /// The protocol to speak, asking the server once under `auto`.
     pub async fn protocol(&mut self) -> Result<Protocol, RpcError> {
         if let Some(p) = self.protocol {
@@ -225,22 +238,7 @@ impl Rpc {
             OdooApi::Json2 => Protocol::Json2,
             OdooApi::Auto => {
                 let url = format!("{}/web/version", self.base);
-                let resp = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| self.unreachable(&url, &e))?;
-                let status = resp.status().as_u16();
-                let after = retry_after(&resp);
-                let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
-                if status == 429 || (status == 503 && after.is_some()) {
-                    return Err(RpcError::Throttled {
-                        status,
-                        retry_after: after,
-                        snippet: snippet(&text),
-                    });
-                }
+                let (status, text) = exchange(&url, self.http.get(&url)).await?;
                 if matches!(status, 502..=504) {
                     return Err(RpcError::Http {
                         status,
@@ -431,25 +429,13 @@ impl Rpc {
     /// `POST /json/2/<model>/<method>`: the body is the named arguments.
     async fn json2(&mut self, model: &str, method: &str, body: Value) -> Result<Value, RpcError> {
         let url = format!("{}/json/2/{model}/{method}", self.base);
-        let resp = self
+        let req = self
             .http
             .post(&url)
             .bearer_auth(self.key.expose())
             .header("X-Odoo-Database", &self.database)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&url, &e))?;
-        let status = resp.status().as_u16();
-        let after = retry_after(&resp);
-        let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
-        if status == 429 || (status == 503 && after.is_some()) {
-            return Err(RpcError::Throttled {
-                status,
-                retry_after: after,
-                snippet: snippet(&text),
-            });
-        }
+            .json(&body);
+        let (status, text) = exchange(&url, req).await?;
         if status == 200 {
             return serde_json::from_str(&text).map_err(|e| {
                 RpcError::Protocol(format!(
@@ -494,29 +480,11 @@ impl Rpc {
             "id": id,
             "params": {"service": service, "method": method, "args": args},
         });
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.endpoint, &e))?;
-        let status = resp.status();
-        let after = retry_after(&resp);
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| unreachable(&self.endpoint, &e))?;
-        if status.as_u16() == 429 || (status.as_u16() == 503 && after.is_some()) {
-            return Err(RpcError::Throttled {
-                status: status.as_u16(),
-                retry_after: after,
-                snippet: snippet(&text),
-            });
-        }
-        if !status.is_success() {
+        let req = self.http.post(&self.endpoint).json(&body);
+        let (status, text) = exchange(&self.endpoint, req).await?;
+        if !(200..300).contains(&status) {
             return Err(RpcError::Http {
-                status: status.as_u16(),
+                status,
                 snippet: snippet(&text),
             });
         }
