@@ -418,25 +418,34 @@ impl Updater {
             version: Some(old.clone()),
             config_hash: None,
         };
-        match self
-            .activate(
-                &self.config.update.restart_command,
-                &self.health_url,
-                &expect,
-            )
-            .await
-        {
-            Ok(()) => Err(UpdateError::RolledBack {
+        let restart = &self.config.update.restart_command;
+        Err(self
+            .roll_back(restart, &expect, what, format!("release {old}"), why)
+            .await)
+    }
+
+    /// Activate what the links point at again after `what` failed the
+    /// gate (`why`): the error says whether `restored` passed it.
+    async fn roll_back(
+        &self,
+        command: &[String],
+        expect: &Expect,
+        what: String,
+        restored: String,
+        why: String,
+    ) -> UpdateError {
+        match self.activate(command, &self.health_url, expect).await {
+            Ok(()) => UpdateError::RolledBack {
                 what,
-                restored: format!("release {old}"),
+                restored,
                 why,
-            }),
-            Err(again) => Err(UpdateError::RollbackFailed {
+            },
+            Err(again) => UpdateError::RollbackFailed {
                 what,
-                restored: format!("release {old}"),
+                restored,
                 why,
                 again,
-            }),
+            },
         }
     }
 
@@ -540,26 +549,10 @@ impl Updater {
             version: None,
             config_hash: old_hash,
         };
-        match self
-            .activate(
-                &self.config.update.reload_command,
-                &self.health_url,
-                &expect,
-            )
-            .await
-        {
-            Ok(()) => Err(UpdateError::RolledBack {
-                what: label,
-                restored: format!("config {old}"),
-                why,
-            }),
-            Err(again) => Err(UpdateError::RollbackFailed {
-                what: label,
-                restored: format!("config {old}"),
-                why,
-                again,
-            }),
-        }
+        let reload = &self.config.update.reload_command;
+        Err(self
+            .roll_back(reload, &expect, label, format!("config {old}"), why)
+            .await)
     }
 }
 
