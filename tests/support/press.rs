@@ -43,6 +43,13 @@ impl Peers {
     pub fn config(&self, dir: &std::path::Path, status: &str) -> String {
         press_config(dir, &self.plc.addr.to_string(), &self.odoo.url(), status)
     }
+
+    /// [`Peers::config`] written to `dir/gw.toml`, whose path it returns.
+    pub fn write_config(&self, dir: &std::path::Path, status: &str) -> std::path::PathBuf {
+        let path = dir.join("gw.toml");
+        std::fs::write(&path, self.config(dir, status)).expect("config");
+        path
+    }
 }
 
 pub struct PressRig {
