@@ -365,6 +365,14 @@ async fn mqtt_depth(base: &str) -> Option<f64> {
     Some(lane("critical")? + lane("normal")? + lane("bulk")?)
 }
 
+/// Wait until the gateway at `base` holds no event for the MQTT sink.
+async fn lanes_empty(base: &str, limit: Duration) {
+    eventually(limit, "mqtt lanes empty", || async {
+        mqtt_depth(base).await.filter(|d| *d == 0.0)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_published_as_versioned_json_with_its_id() {
     let broker = Broker::start();
@@ -415,10 +423,7 @@ async fn every_event_is_published_as_versioned_json_with_its_id() {
 
     // Acknowledged in the store only after PUBACK: the lane empties, and
     // the counters and /status say so.
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     let m = get(&format!("{}/metrics", rig.base))
         .await
         .expect("metrics");
@@ -522,10 +527,7 @@ async fn broker_restart(protocol: &str) {
         .await
         .expect("metrics");
     assert!(metric(&m, r#"plantgate_mqtt_sink_reconnects_total{sink="mqtt"}"#) >= Some(1.0));
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     rig.gateway.stop().await;
 }
 
@@ -699,10 +701,7 @@ async fn broker_down_does_not_hold_back_odoo() {
     );
     // …then publishes them.
     broker.spawn();
-    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(30)).await;
     eventually(Duration::from_secs(20), "8 parts over MQTT", || async {
         (parts_published(&sub).await == 8).then_some(())
     })
@@ -721,10 +720,7 @@ async fn retained_last_state_leaves_each_topic_its_last_event() {
         async move { (n == 29).then_some(()) }
     })
     .await;
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     // A consumer that joins now gets one retained message per topic: the
     // last event of that kind and key.
     let late = Subscriber::start(broker.port, "sub-retain-late", "plantgate/gw1/+/+").await;
@@ -941,11 +937,7 @@ async fn a_backlog_survives_kill_9_mid_publish() {
     )
     .await;
     assert_order_per_key(&sub.events());
-    eventually(Duration::from_secs(30), "mqtt lanes empty", || {
-        let base = format!("http://{status}");
-        async move { mqtt_depth(&base).await.filter(|d| *d == 0.0) }
-    })
-    .await;
+    lanes_empty(&format!("http://{status}"), Duration::from_secs(30)).await;
     child.kill();
 }
 
@@ -986,10 +978,7 @@ async fn mqtt5_events_are_delivered_as_json_with_their_id_and_acknowledged_on_pu
         vec![("event_id".to_string(), "gw1-test-00000001".to_string())]
     );
     // Acknowledged in the store on the broker's PUBACK.
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     let m = get(&format!("{}/metrics", rig.base))
         .await
         .expect("metrics");
@@ -1048,10 +1037,7 @@ async fn mqtt5_a_topic_the_broker_refuses_is_dead_lettered_not_acknowledged() {
         },
     )
     .await;
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     let m = get(&format!("{}/metrics", rig.base))
         .await
         .expect("metrics");
@@ -1185,10 +1171,7 @@ async fn selected_tag_values_are_published_retained_on_change_and_never_hold_bac
     )
     .await;
     // The parts made meanwhile are published too, beside the tag values.
-    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(30)).await;
     rig.gateway.stop().await;
 }
 
@@ -1318,9 +1301,6 @@ async fn wrong_password(protocol: &str) {
     assert_eq!(rig.gateway.store.depth("mqtt"), 50, "nothing acknowledged");
     // Fixing the file is enough: it is read again at each connect.
     std::fs::write(&pw, "s3cret\n").expect("password file");
-    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(30)).await;
     rig.gateway.stop().await;
 }
