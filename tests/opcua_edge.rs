@@ -18,7 +18,7 @@ use plantgate::pipeline::Gateway;
 use std::path::Path;
 use std::time::Duration;
 use support::eventually;
-use support::fake_odoo::{self, FakeOdoo};
+use support::fake_odoo::FakeOdoo;
 
 struct Rig {
     server: TestServer,

@@ -27,7 +27,7 @@ async fn a_damaged_store_is_quarantined_and_the_gateway_runs_on() {
         regs,
         odoo,
         workorder: wo,
-        plc,
+        plc: _plc,
     } = peers;
     let mut child = spawn_gateway(&cfg);
     let st: serde_json::Value = eventually(Duration::from_secs(30), "status page", || {

@@ -27,7 +27,25 @@ data_dir = "{data}"
 [status]
 listen = "{status}"
 
-[[sources]]
+{source}
+[[tags]]
+name = "state"
+source = "press1"
+register = {STATE}
+
+{PRESS_EVENTS}
+{odoo}"#,
+        data = dir.join("data").display(),
+        source = press_source(plc),
+        odoo = odoo_section(dir, odoo_url),
+    )
+}
+
+/// The press at `plc` as a Modbus TCP source `press1`, polled every 50 ms,
+/// and its part counter as the tag `parts`.
+pub fn press_source(plc: &str) -> String {
+    format!(
+        r#"[[sources]]
 name = "press1"
 kind = "modbus_tcp"
 address = "{plc}"
@@ -39,16 +57,7 @@ name = "parts"
 source = "press1"
 register = {COUNTER}
 type = "u32"
-
-[[tags]]
-name = "state"
-source = "press1"
-register = {STATE}
-
-{PRESS_EVENTS}
-{odoo}"#,
-        data = dir.join("data").display(),
-        odoo = odoo_section(dir, odoo_url),
+"#
     )
 }
 

@@ -110,23 +110,29 @@ impl PressRig {
     /// the steps are paced so the press shows each, and a merged step would
     /// still count the same parts.
     pub async fn produce(&self, n: u32) {
-        let t = self.gateway.telemetry.clone();
-        eventually(Duration::from_secs(10), "first samples", || {
-            let t = t.clone();
-            async move {
-                t.snapshot()
-                    .sources
-                    .get("press1")
-                    .filter(|s| s.samples >= 4)
-                    .map(|_| ())
-            }
-        })
-        .await;
+        baseline_read(&self.gateway).await;
         for _ in 0..n {
             self.regs.set_u32(COUNTER, self.regs.get_u32(COUNTER) + 1);
             tokio::time::sleep(Duration::from_millis(70)).await;
         }
     }
+}
+
+/// Wait until the gateway has read the press a few times: the first
+/// reading is the counter's baseline, parts count from there.
+pub async fn baseline_read(gateway: &Gateway) {
+    let t = gateway.telemetry.clone();
+    eventually(Duration::from_secs(10), "first samples", || {
+        let t = t.clone();
+        async move {
+            t.snapshot()
+                .sources
+                .get("press1")
+                .filter(|s| s.samples >= 4)
+                .map(|_| ())
+        }
+    })
+    .await;
 }
 
 /// Wait until a series of an open status listener reaches `at_least`.
