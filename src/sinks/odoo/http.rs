@@ -217,6 +217,19 @@ impl ServerCertVerifier for Pinned {
     }
 }
 
+/// Error text with its causes: reqwest's top-level message alone ("error
+/// sending request") does not say what went wrong.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
 /// A TLS failure in an error's causes, said so a person knows what to fix;
 /// None when the error is not about TLS.
 pub fn explain_tls(e: &(dyn std::error::Error + 'static)) -> Option<String> {

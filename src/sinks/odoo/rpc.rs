@@ -99,19 +99,6 @@ pub struct Rpc {
     observed: Vec<Observed>,
 }
 
-/// Error text with its causes: reqwest's top-level message alone ("error
-/// sending request") does not say what went wrong.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
 /// Records a successful call wrote: the ids of a write, the ids a create or
 /// load returned; none for reads.
 fn written(method: &str, ids: Option<&[i64]>, result: &Value) -> u64 {
@@ -160,7 +147,7 @@ fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
 fn unreachable(url: &str, e: &reqwest::Error) -> RpcError {
     RpcError::Unreachable {
         url: url.to_string(),
-        detail: super::http::explain_tls(e).unwrap_or_else(|| chain(e)),
+        detail: super::http::explain_tls(e).unwrap_or_else(|| super::http::error_chain(e)),
     }
 }
 
