@@ -274,12 +274,7 @@ impl Rpc {
         named: Value,
         context: Option<Value>,
     ) -> Result<Value, RpcError> {
-        if self.key_refused {
-            if let Some(source) = &self.key_source {
-                self.key = source.read()?;
-                self.uid = None;
-            }
-        }
+        self.reread_refused_key()?;
         let started = std::time::Instant::now();
         let result = self.call_once(model, method, ids, named, context).await;
         self.observed.push(Observed {
@@ -321,15 +316,22 @@ impl Rpc {
         result
     }
 
-    /// Resolve what every call needs (the protocol; the uid over JSON-RPC)
-    /// before calls are sent side by side on [`Rpc::fork`]s.
-    pub async fn ready(&mut self) -> Result<(), RpcError> {
+    /// After Odoo refused the key, read it again from its source (it may
+    /// have been rotated); the uid goes with the old key.
+    fn reread_refused_key(&mut self) -> Result<(), RpcError> {
         if self.key_refused {
             if let Some(source) = &self.key_source {
                 self.key = source.read()?;
                 self.uid = None;
             }
         }
+        Ok(())
+    }
+
+    /// Resolve what every call needs (the protocol; the uid over JSON-RPC)
+    /// before calls are sent side by side on [`Rpc::fork`]s.
+    pub async fn ready(&mut self) -> Result<(), RpcError> {
+        self.reread_refused_key()?;
         let result = match self.protocol().await {
             Ok(Protocol::JsonRpc) => self.uid().await.map(|_| ()),
             Ok(Protocol::Json2) => Ok(()),
