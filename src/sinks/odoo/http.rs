@@ -9,13 +9,14 @@
 //! compute it. It is checked after, not instead of, the chain: a pin
 //! narrows what is trusted, it never widens it.
 
+use crate::cert_check::{CertCheck, Checked};
 use crate::config::OdooConfig;
 use crate::pem::{self, PemError};
 use base64::Engine;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, OtherError, RootCertStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -102,9 +103,9 @@ pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, Http
     let verifier: Arc<dyn ServerCertVerifier> = if cfg.pin_sha256.is_empty() {
         chain
     } else {
-        Arc::new(Pinned {
+        Arc::new(Checked {
             chain,
-            pins: cfg.pin_sha256.to_vec(),
+            check: Pinned(cfg.pin_sha256.to_vec()),
         })
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -160,60 +161,31 @@ pub struct PinMismatch {
 
 /// The chain verifier, then the pins.
 #[derive(Debug)]
-struct Pinned {
-    chain: Arc<dyn ServerCertVerifier>,
-    pins: Vec<String>,
-}
+struct Pinned(Vec<String>);
 
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
+impl CertCheck for Pinned {
+    fn verify(
         &self,
+        chain: &dyn ServerCertVerifier,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok = self.chain.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
+        let ok =
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         let seen = spki_sha256(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if self.pins.contains(&seen) {
+        if self.0.contains(&seen) {
             return Ok(ok);
         }
         Err(rustls::Error::InvalidCertificate(CertificateError::Other(
             OtherError(Arc::new(PinMismatch {
                 seen,
-                pins: self.pins.clone(),
+                pins: self.0.clone(),
             })),
         )))
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.supported_verify_schemes()
     }
 }
 

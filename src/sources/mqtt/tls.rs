@@ -2,12 +2,13 @@
 //! roots), an optional client certificate, and an optional name the
 //! broker's certificate must carry when it is not the address's host.
 
+use crate::cert_check::{CertCheck, Checked};
 use crate::config::mqtt::MqttTls;
 use crate::pem::{self, PemError};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,14 +51,17 @@ pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> 
         .map_err(rustls_err)?;
     let builder = match &tls.server_name {
         Some(name) => {
-            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
             let name = ServerName::try_from(name.clone())
                 .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Renamed { inner, name }))
+                .with_custom_certificate_verifier(Arc::new(Checked {
+                    chain,
+                    check: Renamed(name),
+                }))
         }
         None => builder.with_root_certificates(roots),
     };
@@ -86,43 +90,18 @@ pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> 
 /// Checks the broker's certificate against a configured name instead of
 /// the host connected to (a broker reached by IP, or through a tunnel).
 #[derive(Debug)]
-struct Renamed {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
+struct Renamed(ServerName<'static>);
 
-impl ServerCertVerifier for Renamed {
-    fn verify_server_cert(
+impl CertCheck for Renamed {
+    fn verify(
         &self,
+        chain: &dyn ServerCertVerifier,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        chain.verify_server_cert(end_entity, intermediates, &self.0, ocsp_response, now)
     }
 }
