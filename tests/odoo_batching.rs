@@ -12,33 +12,16 @@
 mod support;
 
 use plantgate::model::Event;
-use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::{DeliveryError, Outcome};
-use plantgate::store::Store;
-use support::fake_odoo::{FakeOdoo, Fault};
-use support::odoo_sink::{ms, odoo_config, parts_at, sink_store, stop_event, SINK};
+use support::fake_odoo::Fault;
+use support::odoo_sink::{ms, parts_at, sink_rig, stop_event, SinkRig, SINK};
 
 const T0: &str = "2026-01-01 08:00:00";
 
-struct Rig {
-    odoo: FakeOdoo,
-    sink: OdooSink,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
+type Rig = SinkRig;
 
 async fn rig(version: u8, extra: &str) -> Rig {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let odoo = FakeOdoo::start_version(version).await;
-    let cfg = odoo_config(dir.path(), &odoo.url(), extra);
-    let sink = OdooSink::new(&cfg).expect("sink");
-    let store = sink_store(dir.path());
-    Rig {
-        odoo,
-        sink,
-        store,
-        _dir: dir,
-    }
+    sink_rig(version, extra).await
 }
 
 fn at(base: &str, secs: i64) -> String {

@@ -2,8 +2,10 @@
 //! test press config, a store with the sink's read position, and the
 //! events it is handed.
 
+use super::fake_odoo::FakeOdoo;
 use plantgate::config::{self, OdooConfig};
 use plantgate::model::{Downtime, Event, EventBody, Millis, Production};
+use plantgate::sinks::odoo::OdooSink;
 use plantgate::store::{migrate::NoUpgrade, Store, StoreOptions};
 use std::path::Path;
 
@@ -17,6 +19,30 @@ pub fn odoo_config(dir: &Path, url: &str, extra: &str) -> OdooConfig {
     config::parse(&text, &dir.join("gw.toml"))
         .expect("config")
         .odoo
+}
+
+/// The Odoo sink on its own against a fake Odoo, with its store.
+pub struct SinkRig {
+    pub odoo: FakeOdoo,
+    pub sink: OdooSink,
+    pub store: Store,
+    pub dir: tempfile::TempDir,
+}
+
+/// A fake Odoo `version`, and a sink of the press config's `[odoo]` (with
+/// `extra` keys) delivering to it from a fresh store.
+pub async fn sink_rig(version: u8, extra: &str) -> SinkRig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let odoo = FakeOdoo::start_version(version).await;
+    let cfg = odoo_config(dir.path(), &odoo.url(), extra);
+    let sink = OdooSink::new(&cfg).expect("sink");
+    let store = sink_store(dir.path());
+    SinkRig {
+        odoo,
+        sink,
+        store,
+        dir,
+    }
 }
 
 /// A fresh store in `dir`, read by [`SINK`].
