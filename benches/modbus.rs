@@ -106,11 +106,7 @@ async fn run() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     plantgate::sinks::odoo::http::install_crypto_provider();
     rt.block_on(run());
 }

@@ -9,10 +9,10 @@
 //! second case; the same in MQTT 5 (PUBACK reason codes checked). Needs
 //! /usr/sbin/mosquitto.
 
+mod support;
+
 use plantgate::config::mqtt::Protocol;
 use plantgate::config::mqtt_sink::MqttSinkConfig;
-use plantgate::model::{Event, EventBody, Millis, Production};
-use plantgate::records::Lanes;
 use plantgate::sinks::latency::DeliveryLatency;
 use plantgate::sinks::mqtt::config::{TopicTemplate, DEFAULT_TOPIC, KINDS};
 use plantgate::sinks::mqtt::{metrics::MqttSinkMetrics, MqttSink};
@@ -27,18 +27,7 @@ use std::time::{Duration, Instant};
 const EVENTS: u64 = 100_000;
 
 fn record(n: u64) -> Record {
-    let event = Event {
-        id: format!("gw1-bench-{n:012}"),
-        rule: "parts".into(),
-        time: Millis(1_780_000_000_000 + n as i64),
-        body: EventBody::Production(Production {
-            workcenter: format!("WC{}", n % 20),
-            quantity: 1,
-            counter_from: n,
-            counter_to: n + 1,
-        }),
-    };
-    Lanes::default().record(&event).expect("record")
+    support::production_record("gw1-bench", n)
 }
 
 struct Mosquitto(Child);

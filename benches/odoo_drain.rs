@@ -207,13 +207,7 @@ async fn steady_state() {
     let key = dir.path().join("key");
     std::fs::write(&key, fake_odoo::API_KEY).expect("key");
     let status = format!("127.0.0.1:{}", free_port());
-    let mut cfg = format!(
-        "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[status]\nlisten = \"{status}\"\n\
-         [[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"{}\"\npoll_interval = \"{}ms\"\n",
-        dir.path().join("data").display(),
-        plc.addr,
-        POLL.as_millis()
-    );
+    let mut cfg = support::plc_config(dir.path(), &status, plc.addr, POLL);
     let mut wos = Vec::new();
     for i in 0..WORKCENTERS {
         let wc = odoo.add_workcenter(&format!("WC{i}"), &format!("Line {i}"));
@@ -316,11 +310,7 @@ async fn steady_state() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     rt.block_on(drain());
     rt.block_on(steady_state());
 }

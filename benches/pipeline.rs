@@ -28,12 +28,7 @@ async fn end_to_end() {
     let key = dir.path().join("key");
     std::fs::write(&key, fake_odoo::API_KEY).expect("key");
     let status = format!("127.0.0.1:{}", free_port());
-    let mut cfg = format!(
-        "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[status]\nlisten = \"{status}\"\n\
-         [[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"{}\"\npoll_interval = \"20ms\"\n",
-        dir.path().join("data").display(),
-        plc.addr
-    );
+    let mut cfg = support::plc_config(dir.path(), &status, plc.addr, Duration::from_millis(20));
     let mut workorders = Vec::new();
     for i in 0..COUNTERS {
         let wc = odoo.add_workcenter(&format!("WC{i}"), &format!("Line {i}"));
@@ -141,11 +136,7 @@ async fn end_to_end() {
 
 fn main() {
     // `cargo bench` passes --bench; a filter argument is not used here.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     plantgate::sinks::odoo::http::install_crypto_provider();
     rt.block_on(async {
         end_to_end().await;

@@ -13,8 +13,6 @@
 
 mod support;
 
-use plantgate::model::{Event, EventBody, Millis, Production};
-use plantgate::records::Lanes;
 use plantgate::store::migrate::NoUpgrade;
 use plantgate::store::{Lane, Record, Store, StoreOptions};
 use std::path::Path;
@@ -24,18 +22,7 @@ use support::{free_port, proc_kib};
 
 /// A production event as the gateway queues it (~100 bytes stored).
 fn record(n: u64) -> Record {
-    let event = Event {
-        id: format!("bench-{n:012}"),
-        rule: "parts".into(),
-        time: Millis(1_780_000_000_000 + n as i64),
-        body: EventBody::Production(Production {
-            workcenter: format!("WC{}", n % 20),
-            quantity: 1,
-            counter_from: n,
-            counter_to: n + 1,
-        }),
-    };
-    Lanes::default().record(&event).expect("record")
+    support::production_record("bench", n)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -257,11 +244,7 @@ async fn bounded_disk() {
 
 fn main() {
     plantgate::sinks::odoo::http::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     rt.block_on(async {
         throughput().await;
         reopen_and_rss().await;

@@ -5,9 +5,7 @@
 
 mod support;
 
-use plantgate::demo::plc::{Registers, SimulatedPlc};
 use std::time::Duration;
-use support::fake_odoo::FakeOdoo;
 use support::{eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER, STATE};
 
 /// SIGKILLs per run.
@@ -21,16 +19,13 @@ async fn samples(status: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_nothing_and_doubles_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let regs = Registers::default();
     let start = 5000u32;
-    regs.set_u32(COUNTER, start);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let wo = odoo.add_workorder(wc, "WO/00007", "progress");
+    let support::press::Peers {
+        regs,
+        odoo,
+        workorder: wo,
+        plc,
+    } = support::press::Peers::start(start).await;
     let status = format!("127.0.0.1:{}", free_port());
     let cfg = dir.path().join("gw.toml");
     // Parts are gathered into periods, so most kills land mid-period: the

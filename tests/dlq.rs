@@ -9,7 +9,7 @@ use plantgate::demo::plc::{Registers, SimulatedPlc};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use support::fake_odoo::{FakeOdoo, Fault};
-use support::{cli, eventually, free_port, get, metric, press_config, spawn_gateway, COUNTER};
+use support::{cli, eventually, free_port, get, metric, spawn_gateway, COUNTER};
 
 struct Rig {
     regs: Registers,
@@ -23,19 +23,15 @@ struct Rig {
 
 async fn rig() -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
+    let peers = support::press::Peers::start(500).await;
+    let status = format!("127.0.0.1:{}", free_port());
+    let cfg = peers.write_config(dir.path(), &status);
     let support::press::Peers {
         regs,
         odoo,
         workorder: wo,
         plc,
-    } = support::press::Peers::start(500).await;
-    let status = format!("127.0.0.1:{}", free_port());
-    let cfg = dir.path().join("gw.toml");
-    std::fs::write(
-        &cfg,
-        press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), &status),
-    )
-    .expect("cfg");
+    } = peers;
     Rig {
         regs,
         odoo,

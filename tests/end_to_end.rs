@@ -26,36 +26,17 @@ async fn rig() -> Rig {
 /// A rig whose press config is first passed through `edit`.
 async fn rig_with(edit: impl FnOnce(String) -> String) -> Rig {
     let dir = tempfile::tempdir().expect("tempdir");
-    let regs = Registers::default();
-    regs.set_u32(COUNTER, 1000);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs)
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let workorder = odoo.add_workorder(wc, "WO/00042", "progress");
-    let text = edit(press_config(
-        dir.path(),
-        &plc.addr.to_string(),
-        &odoo.url(),
-        "127.0.0.1:0",
-    ));
+    let peers = support::press::Peers::start(1000).await;
+    let text = edit(peers.config(dir.path(), "127.0.0.1:0"));
     let cfg = config::parse(&text, &dir.path().join("gw.toml")).expect("config");
     let gateway = Gateway::start(cfg).await.expect("start");
-    // The first reading is the counter's baseline; parts count from there.
-    let t = gateway.telemetry.clone();
-    eventually(Duration::from_secs(10), "first samples", || {
-        let t = t.clone();
-        async move {
-            t.snapshot()
-                .sources
-                .get("press1")
-                .filter(|s| s.samples >= 4)
-                .map(|_| ())
-        }
-    })
-    .await;
+    support::press::baseline_read(&gateway).await;
+    let support::press::Peers {
+        odoo,
+        workorder,
+        plc,
+        ..
+    } = peers;
     Rig {
         plc,
         odoo,

@@ -252,10 +252,55 @@ impl Run {
         .await
     }
 
+    /// Why `tag` is bad, once it is bad for a reason `accept` takes.
+    async fn bad(&self, tag: &str, limit: Duration, accept: impl Fn(&str) -> bool) -> String {
+        eventually(limit, tag, || {
+            let s = self.sample(tag);
+            let why = match s.map(|s| s.quality) {
+                Some(Quality::Bad(why)) if accept(&why) => Some(why),
+                _ => None,
+            };
+            async move { why }
+        })
+        .await
+    }
+
+    /// Wait for `n` more samples of `source` than it has now.
+    async fn more_samples(&self, source: &str, n: u64, limit: Duration, what: &str) {
+        let before = self.telemetry.snapshot().sources[source].samples;
+        eventually(limit, what, || {
+            let got = self.telemetry.snapshot().sources[source].samples;
+            async move { (got >= before + n).then_some(()) }
+        })
+        .await;
+    }
+
     async fn stop(self) {
         self.stop.send_replace(true);
         for t in self.tasks.into_iter().rev().skip(1) {
             let _ = t.await;
+        }
+    }
+}
+
+/// The holding registers r0..r`n` read good as 100 + i, but for
+/// r`refused`, which is bad for a reason `why` takes.
+fn assert_one_refused(
+    got: &HashMap<String, Sample>,
+    n: u16,
+    refused: u16,
+    why: impl Fn(&str) -> bool,
+) {
+    for i in 0..n {
+        let s = &got[&format!("r{i}")];
+        if i == refused {
+            assert!(matches!(&s.quality, Quality::Bad(w) if why(w)), "{s:?}");
+        } else {
+            assert_eq!(
+                (&s.quality, &s.value),
+                (&Quality::Good, &Value::UInt(u64::from(100 + i))),
+                "r{i}"
+            );
         }
     }
 }
@@ -566,21 +611,9 @@ async fn an_illegal_address_blinds_only_its_own_tag() {
         &tags,
     ));
     let got = run.all_read(40).await;
-    for i in 0..40u16 {
-        let s = &got[&format!("r{i}")];
-        if i == 17 {
-            assert!(
-                matches!(&s.quality, Quality::Bad(why) if why.contains("IllegalDataAddress") && why.contains("holding 17")),
-                "{s:?}"
-            );
-        } else {
-            assert_eq!(
-                (&s.quality, &s.value),
-                (&Quality::Good, &Value::UInt(u64::from(100 + i))),
-                "r{i}"
-            );
-        }
-    }
+    assert_one_refused(&got, 40, 17, |why| {
+        why.contains("IllegalDataAddress") && why.contains("holding 17")
+    });
     let bad = run.telemetry.snapshot().bad_tags;
     assert_eq!(bad.len(), 1, "{bad:?}");
     // The split is kept: later cycles cost a few requests, not a re-split.
@@ -905,21 +938,9 @@ async fn an_illegal_address_is_isolated_then_healed_at_the_reprobe() {
         &tags,
     ));
     let got = run.all_read(10).await;
-    for i in 0..10u16 {
-        let s = &got[&format!("r{i}")];
-        if i == 7 {
-            assert!(
-                matches!(&s.quality, Quality::Bad(why) if why == "device exception IllegalDataAddress (0x02) at holding 7 (unit 1)"),
-                "{s:?}"
-            );
-        } else {
-            assert_eq!(
-                (&s.quality, &s.value),
-                (&Quality::Good, &Value::UInt(u64::from(100 + i))),
-                "r{i}"
-            );
-        }
-    }
+    assert_one_refused(&got, 10, 7, |why| {
+        why == "device exception IllegalDataAddress (0x02) at holding 7 (unit 1)"
+    });
     let bad = run.telemetry.snapshot().bad_tags;
     assert_eq!(bad.len(), 1, "{bad:?}");
     // The plan is published once the poll that split the block is done.
@@ -1025,29 +1046,17 @@ async fn garbled_rtu_replies_are_named_and_the_live_unit_keeps_flowing() {
         ),
         ("bad_crc", "unit 6: garbled answer: bad CRC (frame says 0x"),
     ] {
-        let why = eventually(Duration::from_secs(15), tag, || {
-            let s = run.sample(tag);
-            async move {
-                match s.map(|s| s.quality) {
-                    Some(Quality::Bad(why)) => Some(why),
-                    _ => None,
-                }
-            }
-        })
-        .await;
+        let why = run.bad(tag, Duration::from_secs(15), |_| true).await;
         assert!(why.starts_with(expect), "{tag}: {why}");
         seen.push(why);
     }
     assert!(seen[2].ends_with("; 7 bytes"), "{}", seen[2]);
     // The live unit keeps flowing meanwhile.
-    let before = run.telemetry.snapshot().sources["dev"].samples;
-    eventually(
+    run.more_samples(
+        "dev",
+        20,
         Duration::from_secs(20),
         "20 more samples of the live unit",
-        || {
-            let n = run.telemetry.snapshot().sources["dev"].samples;
-            async move { (n >= before + 20).then_some(()) }
-        },
     )
     .await;
     assert_eq!(
@@ -1107,16 +1116,9 @@ async fn garbled_tcp_replies_are_named_and_another_device_keeps_flowing() {
         ),
     ] {
         peer.must(&format!("fault 1 {fault}"));
-        let why = eventually(Duration::from_secs(10), fault, || {
-            let s = run.sample("f");
-            async move {
-                match s.map(|s| s.quality) {
-                    Some(Quality::Bad(why)) if why.starts_with(expect) => Some(why),
-                    _ => None,
-                }
-            }
-        })
-        .await;
+        let why = run
+            .bad("f", Duration::from_secs(10), |why| why.starts_with(expect))
+            .await;
         let status = run.telemetry.snapshot();
         assert_eq!(
             status.sources["flaky"].last_error.as_deref(),
@@ -1124,12 +1126,8 @@ async fn garbled_tcp_replies_are_named_and_another_device_keeps_flowing() {
             "{fault}"
         );
         // The other device on the same server keeps flowing meanwhile.
-        let before = status.sources["steady"].samples;
-        eventually(Duration::from_secs(10), "steady samples", || {
-            let n = run.telemetry.snapshot().sources["steady"].samples;
-            async move { (n >= before + 5).then_some(()) }
-        })
-        .await;
+        run.more_samples("steady", 5, Duration::from_secs(10), "steady samples")
+            .await;
         assert_eq!(
             run.sample("s").map(|s| (s.quality, s.value)),
             Some((Quality::Good, Value::UInt(43)))

@@ -288,8 +288,6 @@ async fn an_mqtt_counter_and_state_drive_production_and_downtime_in_odoo() {
     let odoo = fake_odoo::FakeOdoo::start().await;
     let wc = odoo.add_workcenter("PRESS1", "Press 1");
     let wo = odoo.add_workorder(wc, "WO/1", "progress");
-    let key = dir.path().join("odoo.key");
-    std::fs::write(&key, format!("{}\n", fake_odoo::API_KEY)).expect("key");
     let text = format!(
         r#"
 [gateway]
@@ -318,41 +316,12 @@ payload = "json"
 pointer = "/value"
 time_pointer = "/ts"
 
-[[events]]
-kind = "production"
-name = "parts"
-tag = "parts"
-workcenter = "PRESS1"
-report_parts = 1
-
-[[events]]
-kind = "downtime"
-name = "stops"
-tag = "state"
-workcenter = "PRESS1"
-min_duration = "300ms"
-running = [1]
-[[events.reason]]
-state = 2
-loss = "mrp.block_reason1"
-description = "Hydraulic fault"
-
-[odoo]
-url = "{url}"
-allow_plaintext = true
-database = "{db}"
-login = "{login}"
-api_key_file = "{key}"
-timeout = "2s"
-retry_min = "50ms"
-retry_max = "400ms"
-"#,
+{events}
+{odoo}"#,
         data = dir.path().join("data").display(),
         source = mqtt_source(&broker.address(), ""),
-        url = odoo.url(),
-        db = fake_odoo::DB,
-        login = fake_odoo::LOGIN,
-        key = key.display(),
+        events = support::PRESS_EVENTS,
+        odoo = support::odoo_section(dir.path(), &odoo.url()),
     );
     let path = dir.path().join("gw.toml");
     std::fs::write(&path, &text).expect("config");

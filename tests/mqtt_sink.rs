@@ -31,17 +31,21 @@ use rumqttc::{AsyncClient, Event as MqttEvent, MqttOptions, Packet, QoS};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::press::{self, wait_metric, PressRig};
 use support::{eventually, get, metric};
 
-/// One message as the subscriber got it.
+/// One message as the subscriber got it; the properties are an MQTT 5
+/// subscriber's only.
 #[derive(Clone, Debug)]
 struct Got {
     topic: String,
     payload: String,
     retain: bool,
+    content_type: Option<String>,
+    user_properties: Vec<(String, String)>,
 }
 
 impl Got {
@@ -50,15 +54,17 @@ impl Got {
     }
 }
 
-/// An MQTT client of its own (not the gateway's code path): a persistent
-/// session (clean_session = false) subscribed with QoS 1 to `filter`, so a
-/// broker that keeps sessions over a restart queues what it missed.
+/// An MQTT client of its own (not the gateway's code path), collecting
+/// what it gets on its subscription.
 struct Subscriber {
     got: Arc<Mutex<Vec<Got>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Subscriber {
+    /// A persistent session (clean_session = false) subscribed with QoS 1
+    /// to `filter`, so a broker that keeps sessions over a restart queues
+    /// what it missed.
     async fn start(port: u16, id: &str, filter: &str) -> Subscriber {
         let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_clean_session(false)
@@ -69,36 +75,84 @@ impl Subscriber {
             .subscribe(filter, QoS::AtLeastOnce)
             .await
             .expect("subscribe");
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let task = {
-            let got = got.clone();
-            let subscribed = subscribed.clone();
-            tokio::spawn(async move {
+        Subscriber::collect("subscriber subscribed", |got, subscribed| async move {
+            let _client = client;
+            loop {
+                match events.poll().await {
+                    Ok(MqttEvent::Incoming(Packet::Publish(p))) => got.lock().unwrap().push(Got {
+                        topic: p.topic.clone(),
+                        payload: String::from_utf8_lossy(&p.payload).into_owned(),
+                        retain: p.retain,
+                        content_type: None,
+                        user_properties: Vec::new(),
+                    }),
+                    Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
+                        subscribed.store(true, Ordering::Release)
+                    }
+                    Ok(_) => {}
+                    // The broker is away: poll again (rumqttc
+                    // reconnects), at a modest pace.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        })
+        .await
+    }
+
+    /// An MQTT 5 subscriber on `filter` (a clean start, QoS 1), keeping
+    /// each message's properties.
+    async fn start5(port: u16, id: &str, filter: &str) -> Subscriber {
+        use rumqttc::v5::mqttbytes::v5::Packet as P5;
+        use rumqttc::v5::{AsyncClient as Client5, Event as Event5, MqttOptions as Options5};
+        let mut o = Options5::new(id, "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(5));
+        let (client, mut events) = Client5::new(o, 64);
+        client
+            .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        Subscriber::collect(
+            "MQTT 5 subscriber subscribed",
+            |got, subscribed| async move {
                 let _client = client;
                 loop {
                     match events.poll().await {
-                        Ok(MqttEvent::Incoming(Packet::Publish(p))) => {
+                        Ok(Event5::Incoming(P5::Publish(p))) => {
+                            let props = p.properties.clone().unwrap_or_default();
                             got.lock().unwrap().push(Got {
-                                topic: p.topic.clone(),
+                                topic: String::from_utf8_lossy(&p.topic).into_owned(),
                                 payload: String::from_utf8_lossy(&p.payload).into_owned(),
                                 retain: p.retain,
+                                content_type: props.content_type,
+                                user_properties: props.user_properties,
                             })
                         }
-                        Ok(MqttEvent::Incoming(Packet::SubAck(_))) => {
-                            subscribed.store(true, std::sync::atomic::Ordering::Release)
+                        Ok(Event5::Incoming(P5::SubAck(_))) => {
+                            subscribed.store(true, Ordering::Release)
                         }
                         Ok(_) => {}
-                        // The broker is away: poll again (rumqttc
-                        // reconnects), at a modest pace.
                         Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                     }
                 }
-            })
-        };
-        eventually(Duration::from_secs(20), "subscriber subscribed", || {
+            },
+        )
+        .await
+    }
+
+    /// Run a client's event loop (`poll`, which pushes each message into
+    /// its first argument and sets the second on the SUBACK) as a task;
+    /// back once the broker acknowledged the subscription.
+    async fn collect<F, Fut>(what: &str, poll: F) -> Subscriber
+    where
+        F: FnOnce(Arc<Mutex<Vec<Got>>>, Arc<AtomicBool>) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn(poll(got.clone(), subscribed.clone()));
+        eventually(Duration::from_secs(20), what, || {
             let s = subscribed.clone();
-            async move { s.load(std::sync::atomic::Ordering::Acquire).then_some(()) }
+            async move { s.load(Ordering::Acquire).then_some(()) }
         })
         .await;
         Subscriber { got, task }
@@ -311,6 +365,14 @@ async fn mqtt_depth(base: &str) -> Option<f64> {
     Some(lane("critical")? + lane("normal")? + lane("bulk")?)
 }
 
+/// Wait until the gateway at `base` holds no event for the MQTT sink.
+async fn lanes_empty(base: &str, limit: Duration) {
+    eventually(limit, "mqtt lanes empty", || async {
+        mqtt_depth(base).await.filter(|d| *d == 0.0)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_is_published_as_versioned_json_with_its_id() {
     let broker = Broker::start();
@@ -361,10 +423,7 @@ async fn every_event_is_published_as_versioned_json_with_its_id() {
 
     // Acknowledged in the store only after PUBACK: the lane empties, and
     // the counters and /status say so.
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     let m = get(&format!("{}/metrics", rig.base))
         .await
         .expect("metrics");
@@ -468,10 +527,7 @@ async fn broker_restart(protocol: &str) {
         .await
         .expect("metrics");
     assert!(metric(&m, r#"plantgate_mqtt_sink_reconnects_total{sink="mqtt"}"#) >= Some(1.0));
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     rig.gateway.stop().await;
 }
 
@@ -645,10 +701,7 @@ async fn broker_down_does_not_hold_back_odoo() {
     );
     // …then publishes them.
     broker.spawn();
-    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(30)).await;
     eventually(Duration::from_secs(20), "8 parts over MQTT", || async {
         (parts_published(&sub).await == 8).then_some(())
     })
@@ -667,10 +720,7 @@ async fn retained_last_state_leaves_each_topic_its_last_event() {
         async move { (n == 29).then_some(()) }
     })
     .await;
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     // A consumer that joins now gets one retained message per topic: the
     // last event of that kind and key.
     let late = Subscriber::start(broker.port, "sub-retain-late", "plantgate/gw1/+/+").await;
@@ -706,15 +756,14 @@ async fn retained_last_state_leaves_each_topic_its_last_event() {
     rig.gateway.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lane_past_its_target_is_published_as_an_alert() {
-    let broker = Broker::start();
-    let sub = Subscriber::start(broker.port, "sub-alerts", "plantgate/gw1/alerts").await;
+/// A gateway publishing SLA alerts to `plantgate/gw1/alerts` (the normal
+/// lane's target 1 s), whose Odoo circuit retries after 300 ms.
+async fn alert_rig(port: u16) -> PressRig {
     let extra = sink_section(
-        broker.port,
+        port,
         "sla_alert_topic = \"plantgate/{gateway}/alerts\"\n\n[store.lanes.normal]\ntarget = \"1s\"\n",
     );
-    let rig = press::start_edited(
+    press::start_edited(
         |t, _| {
             t.replace(
                 "retry_max = \"400ms\"",
@@ -723,7 +772,14 @@ async fn a_lane_past_its_target_is_published_as_an_alert() {
         },
         "127.0.0.1:0",
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_past_its_target_is_published_as_an_alert() {
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, "sub-alerts", "plantgate/gw1/alerts").await;
+    let rig = alert_rig(broker.port).await;
     rig.odoo.stop().await;
     // Production events only: Odoo's normal lane, PRESS1 (known to Odoo).
     let evs: Vec<Event> = events(0, 30)
@@ -881,85 +937,18 @@ async fn a_backlog_survives_kill_9_mid_publish() {
     )
     .await;
     assert_order_per_key(&sub.events());
-    eventually(Duration::from_secs(30), "mqtt lanes empty", || {
-        let base = format!("http://{status}");
-        async move { mqtt_depth(&base).await.filter(|d| *d == 0.0) }
-    })
-    .await;
+    lanes_empty(&format!("http://{status}"), Duration::from_secs(30)).await;
     child.kill();
-}
-
-/// One message as an MQTT 5 subscriber got it, with its properties.
-#[derive(Clone, Debug)]
-struct Got5 {
-    topic: String,
-    payload: String,
-    content_type: Option<String>,
-    user_properties: Vec<(String, String)>,
-}
-
-/// An MQTT 5 subscriber of its own on `filter`, collecting what it gets.
-async fn subscriber5(
-    port: u16,
-    id: &str,
-    filter: &str,
-) -> (Arc<Mutex<Vec<Got5>>>, tokio::task::JoinHandle<()>) {
-    use rumqttc::v5::mqttbytes::v5::Packet as P5;
-    use rumqttc::v5::{AsyncClient as Client5, Event as Event5, MqttOptions as Options5};
-    let mut o = Options5::new(id, "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(5));
-    let (client, mut events) = Client5::new(o, 64);
-    client
-        .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let subscribed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let task = {
-        let (got, subscribed) = (got.clone(), subscribed.clone());
-        tokio::spawn(async move {
-            let _client = client;
-            loop {
-                match events.poll().await {
-                    Ok(Event5::Incoming(P5::Publish(p))) => {
-                        let props = p.properties.clone().unwrap_or_default();
-                        got.lock().unwrap().push(Got5 {
-                            topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                            payload: String::from_utf8_lossy(&p.payload).into_owned(),
-                            content_type: props.content_type,
-                            user_properties: props.user_properties,
-                        })
-                    }
-                    Ok(Event5::Incoming(P5::SubAck(_))) => {
-                        subscribed.store(true, std::sync::atomic::Ordering::Release)
-                    }
-                    Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-                }
-            }
-        })
-    };
-    eventually(
-        Duration::from_secs(20),
-        "MQTT 5 subscriber subscribed",
-        || {
-            let s = subscribed.clone();
-            async move { s.load(std::sync::atomic::Ordering::Acquire).then_some(()) }
-        },
-    )
-    .await;
-    (got, task)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mqtt5_events_are_delivered_as_json_with_their_id_and_acknowledged_on_puback() {
     let broker = Broker::start();
-    let (got, task) = subscriber5(broker.port, "sub5", "plantgate/gw1/#").await;
+    let sub = Subscriber::start5(broker.port, "sub5", "plantgate/gw1/#").await;
     let rig = rig(broker.port, "protocol = \"5\"").await;
     commit(&rig, &events(0, 300)).await;
     let ids = || {
-        got.lock()
-            .unwrap()
+        sub.all()
             .iter()
             .filter_map(|g| serde_json::from_str::<serde_json::Value>(&g.payload).ok())
             .filter_map(|v| v["id"].as_str().map(str::to_string))
@@ -970,7 +959,7 @@ async fn mqtt5_events_are_delivered_as_json_with_their_id_and_acknowledged_on_pu
         async move { (n == 300).then_some(()) }
     })
     .await;
-    let all = got.lock().unwrap().clone();
+    let all = sub.all();
     let events: Vec<serde_json::Value> = all
         .iter()
         .filter(|g| !g.topic.ends_with("/status"))
@@ -989,10 +978,7 @@ async fn mqtt5_events_are_delivered_as_json_with_their_id_and_acknowledged_on_pu
         vec![("event_id".to_string(), "gw1-test-00000001".to_string())]
     );
     // Acknowledged in the store on the broker's PUBACK.
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     let m = get(&format!("{}/metrics", rig.base))
         .await
         .expect("metrics");
@@ -1015,7 +1001,7 @@ async fn mqtt5_events_are_delivered_as_json_with_their_id_and_acknowledged_on_pu
         "{s}"
     );
     rig.gateway.stop().await;
-    task.abort();
+    drop(sub);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1051,10 +1037,7 @@ async fn mqtt5_a_topic_the_broker_refuses_is_dead_lettered_not_acknowledged() {
         },
     )
     .await;
-    eventually(Duration::from_secs(20), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(20)).await;
     let m = get(&format!("{}/metrics", rig.base))
         .await
         .expect("metrics");
@@ -1188,10 +1171,7 @@ async fn selected_tag_values_are_published_retained_on_change_and_never_hold_bac
     )
     .await;
     // The parts made meanwhile are published too, beside the tag values.
-    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(30)).await;
     rig.gateway.stop().await;
 }
 
@@ -1200,20 +1180,7 @@ async fn a_lane_alert_that_came_and_went_while_the_broker_was_down_is_published_
     let mut broker = DurableBroker::start();
     // Its session is kept over the broker's restart.
     let sub = Subscriber::start(broker.port, "sub-alerts-away", "plantgate/gw1/alerts/#").await;
-    let extra = sink_section(
-        broker.port,
-        "sla_alert_topic = \"plantgate/{gateway}/alerts\"\n\n[store.lanes.normal]\ntarget = \"1s\"\n",
-    );
-    let rig = press::start_edited(
-        |t, _| {
-            t.replace(
-                "retry_max = \"400ms\"",
-                "retry_max = \"400ms\"\ncircuit_cooldown = \"300ms\"",
-            ) + &extra
-        },
-        "127.0.0.1:0",
-    )
-    .await;
+    let rig = alert_rig(broker.port).await;
     wait_metric(
         &rig.base,
         r#"plantgate_mqtt_sink_connected{sink="mqtt"}"#,
@@ -1334,9 +1301,6 @@ async fn wrong_password(protocol: &str) {
     assert_eq!(rig.gateway.store.depth("mqtt"), 50, "nothing acknowledged");
     // Fixing the file is enough: it is read again at each connect.
     std::fs::write(&pw, "s3cret\n").expect("password file");
-    eventually(Duration::from_secs(30), "mqtt lanes empty", || async {
-        mqtt_depth(&rig.base).await.filter(|d| *d == 0.0)
-    })
-    .await;
+    lanes_empty(&rig.base, Duration::from_secs(30)).await;
     rig.gateway.stop().await;
 }

@@ -11,39 +11,17 @@
 
 mod support;
 
-use plantgate::model::{Downtime, Event, EventBody, Millis, Production};
-use plantgate::sinks::odoo::OdooSink;
+use plantgate::model::Event;
 use plantgate::sinks::{DeliveryError, Outcome};
-use plantgate::store::Store;
-use support::fake_odoo::{FakeOdoo, Fault};
-use support::odoo_sink::{odoo_config, sink_store, SINK};
+use support::fake_odoo::Fault;
+use support::odoo_sink::{ms, parts_at, sink_rig, stop_event, SinkRig, SINK};
 
 const T0: &str = "2026-01-01 08:00:00";
 
-struct Rig {
-    odoo: FakeOdoo,
-    sink: OdooSink,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
+type Rig = SinkRig;
 
 async fn rig(version: u8, extra: &str) -> Rig {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let odoo = FakeOdoo::start_version(version).await;
-    let cfg = odoo_config(dir.path(), &odoo.url(), extra);
-    let sink = OdooSink::new(&cfg).expect("sink");
-    let store = sink_store(dir.path());
-    Rig {
-        odoo,
-        sink,
-        store,
-        _dir: dir,
-    }
-}
-
-fn ms(t: &str) -> Millis {
-    let dt = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").expect("time");
-    Millis(dt.and_utc().timestamp_millis())
+    sink_rig(version, extra).await
 }
 
 fn at(base: &str, secs: i64) -> String {
@@ -54,39 +32,12 @@ fn at(base: &str, secs: i64) -> String {
 }
 
 fn parts(wc: &str, id: &str, time: &str, quantity: u64) -> Event {
-    Event {
-        id: id.into(),
-        rule: "parts".into(),
-        time: ms(time),
-        body: EventBody::Production(Production {
-            workcenter: wc.into(),
-            quantity,
-            counter_from: 0,
-            counter_to: quantity,
-        }),
-    }
+    parts_at(wc, id, ms(time), quantity)
 }
 
 fn stop(wc: &str, stop_id: &str, loss: &str, start: &str, end: Option<&str>) -> Event {
-    let d = Downtime {
-        workcenter: wc.into(),
-        downtime_id: stop_id.into(),
-        state: 2,
-        loss: loss.into(),
-        description: "Hydraulic fault".into(),
-        start: ms(start),
-        end: end.map(ms),
-    };
-    Event {
-        id: format!("{stop_id}-{}", if end.is_some() { "end" } else { "start" }),
-        rule: "stops".into(),
-        time: ms(end.unwrap_or(start)),
-        body: if end.is_some() {
-            EventBody::DowntimeEnded(d)
-        } else {
-            EventBody::DowntimeStarted(d)
-        },
-    }
+    let id = format!("{stop_id}-{}", if end.is_some() { "end" } else { "start" });
+    stop_event(&id, wc, stop_id, loss, start, end)
 }
 
 impl Rig {

@@ -10,11 +10,9 @@
 mod support;
 
 use plantgate::model::{Event, EventBody, Millis, Scrap};
-use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
-use plantgate::store::Store;
 use support::fake_odoo::{FakeOdoo, Fault};
-use support::odoo_sink::{odoo_config, sink_store, SINK};
+use support::odoo_sink::{sink_rig, SinkRig, SINK};
 
 fn scrap(id: &str, quantity: u64, time: Millis) -> Event {
     Event {
@@ -31,25 +29,10 @@ fn scrap(id: &str, quantity: u64, time: Millis) -> Event {
     }
 }
 
-struct Rig {
-    odoo: FakeOdoo,
-    sink: OdooSink,
-    store: Store,
-    _dir: tempfile::TempDir,
-}
+type Rig = SinkRig;
 
 async fn rig(version: u8) -> Rig {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let odoo = FakeOdoo::start_version(version).await;
-    let cfg = odoo_config(dir.path(), &odoo.url(), "");
-    let sink = OdooSink::new(&cfg).expect("sink");
-    let store = sink_store(dir.path());
-    Rig {
-        odoo,
-        sink,
-        store,
-        _dir: dir,
-    }
+    sink_rig(version, "").await
 }
 
 /// A press with a work order in progress whose MO makes `BRACKET` at

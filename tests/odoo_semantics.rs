@@ -8,12 +8,12 @@
 mod support;
 
 use plantgate::config::{self};
-use plantgate::model::{Downtime, Event, EventBody, Millis, Production};
+use plantgate::model::Event;
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
 use plantgate::store::Store;
 use support::fake_odoo::{FakeOdoo, Fault, Productivity, OPERATOR_UID};
-use support::odoo_sink::{odoo_config, sink_store, SINK};
+use support::odoo_sink::{ms, odoo_config, parts_at, sink_store, stop_event, SINK};
 
 struct Rig {
     odoo: FakeOdoo,
@@ -39,45 +39,12 @@ async fn rig(version: u8, extra: &str) -> Rig {
     }
 }
 
-fn ms(t: &str) -> Millis {
-    let dt = chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").expect("time");
-    Millis(dt.and_utc().timestamp_millis())
-}
-
 fn parts(id: &str, at: &str, quantity: u64) -> Event {
-    Event {
-        id: id.into(),
-        rule: "parts".into(),
-        time: ms(at),
-        body: EventBody::Production(Production {
-            workcenter: "PRESS1".into(),
-            quantity,
-            counter_from: 0,
-            counter_to: quantity,
-        }),
-    }
+    parts_at("PRESS1", id, ms(at), quantity)
 }
 
 fn stop(id: &str, start: &str, end: Option<&str>) -> Event {
-    let d = Downtime {
-        workcenter: "PRESS1".into(),
-        downtime_id: "gw1-stops-1".into(),
-        state: 2,
-        loss: "mrp.block_reason1".into(),
-        description: "Hydraulic fault".into(),
-        start: ms(start),
-        end: end.map(ms),
-    };
-    Event {
-        id: id.into(),
-        rule: "stops".into(),
-        time: ms(end.unwrap_or(start)),
-        body: if end.is_some() {
-            EventBody::DowntimeEnded(d)
-        } else {
-            EventBody::DowntimeStarted(d)
-        },
-    }
+    stop_event(id, "PRESS1", "gw1-stops-1", "mrp.block_reason1", start, end)
 }
 
 impl Rig {

@@ -9,14 +9,14 @@
 
 mod support;
 
-use plantgate::model::{Event, EventBody, Millis, Production};
+use plantgate::model::{Event, Millis};
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
 use plantgate::store::Store;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use support::fake_odoo::{FakeOdoo, TestPki};
-use support::odoo_sink::{odoo_config, sink_store, SINK};
+use support::odoo_sink::{odoo_config, parts_at, sink_store, SINK};
 
 struct Rig {
     odoo: FakeOdoo,
@@ -47,17 +47,7 @@ async fn rig_with(pki: &TestPki, version: u8, mtls: bool) -> Rig {
 }
 
 fn parts(id: &str, quantity: u64) -> Event {
-    Event {
-        id: id.into(),
-        rule: "parts".into(),
-        time: Millis::now(),
-        body: EventBody::Production(Production {
-            workcenter: "PRESS1".into(),
-            quantity,
-            counter_from: 0,
-            counter_to: quantity,
-        }),
-    }
+    parts_at("PRESS1", id, Millis::now(), quantity)
 }
 
 impl Rig {

@@ -7,25 +7,17 @@
 
 mod support;
 
-use plantgate::model::{Event, EventBody, Millis, Production};
+use plantgate::model::{Event, Millis};
 use plantgate::sinks::odoo::OdooSink;
 use plantgate::sinks::DeliveryError;
 use plantgate::store::Store;
 use support::fake_odoo::FakeOdoo;
-use support::odoo_sink::{odoo_config, sink_store, SINK};
+use support::odoo_sink::{odoo_config, parts_at, sink_store, SINK};
 
 fn parts(id: &str, secs: i64, quantity: u64) -> Event {
-    Event {
-        id: id.into(),
-        rule: "parts".into(),
-        time: Millis(1_767_258_000_000 + secs * 1000), // 2026-01-01 09:00:00 UTC
-        body: EventBody::Production(Production {
-            workcenter: "PRESS1".into(),
-            quantity,
-            counter_from: 0,
-            counter_to: quantity,
-        }),
-    }
+    // From 2026-01-01 09:00:00 UTC.
+    let time = Millis(1_767_258_000_000 + secs * 1000);
+    parts_at("PRESS1", id, time, quantity)
 }
 
 async fn setup(version: u8) -> (FakeOdoo, OdooSink, Store, i64, tempfile::TempDir) {

@@ -18,7 +18,7 @@ use plantgate::pipeline::Gateway;
 use std::path::Path;
 use std::time::Duration;
 use support::eventually;
-use support::fake_odoo::{self, FakeOdoo};
+use support::fake_odoo::FakeOdoo;
 
 struct Rig {
     server: TestServer,
@@ -29,8 +29,6 @@ struct Rig {
 }
 
 fn config(dir: &Path, endpoint: &str, odoo_url: &str) -> String {
-    let key = dir.join("odoo.key");
-    std::fs::write(&key, format!("{}\n", fake_odoo::API_KEY)).expect("write key");
     format!(
         r#"
 [gateway]
@@ -77,20 +75,9 @@ tag = "batches"
 workcenter = "OVEN1"
 report_every = "1s"
 
-[odoo]
-url = "{odoo_url}"
-allow_plaintext = true
-database = "{db}"
-login = "{login}"
-api_key_file = "{key}"
-timeout = "2s"
-retry_min = "50ms"
-retry_max = "400ms"
-"#,
+{odoo}"#,
         data = dir.join("data").display(),
-        key = key.display(),
-        db = fake_odoo::DB,
-        login = fake_odoo::LOGIN,
+        odoo = support::odoo_section(dir, odoo_url),
     )
 }
 

@@ -20,19 +20,15 @@ async fn a_damaged_store_is_quarantined_and_the_gateway_runs_on() {
         .collect();
     std::fs::write(store.join("db"), &garbage).expect("garbage");
     std::fs::write(store.join("conf"), &garbage[..64]).expect("garbage");
+    let peers = support::press::Peers::start(10).await;
+    let status = format!("127.0.0.1:{}", free_port());
+    let cfg = peers.write_config(dir.path(), &status);
     let support::press::Peers {
         regs,
         odoo,
         workorder: wo,
-        plc,
-    } = support::press::Peers::start(10).await;
-    let status = format!("127.0.0.1:{}", free_port());
-    let cfg = dir.path().join("gw.toml");
-    std::fs::write(
-        &cfg,
-        press_config(dir.path(), &plc.addr.to_string(), &odoo.url(), &status),
-    )
-    .expect("cfg");
+        plc: _plc,
+    } = peers;
     let mut child = spawn_gateway(&cfg);
     let st: serde_json::Value = eventually(Duration::from_secs(30), "status page", || {
         let s = status.clone();

@@ -31,19 +31,7 @@ data_dir = "{data}"
 listen = "{status}"
 {extra}
 
-[[sources]]
-name = "press1"
-kind = "modbus_tcp"
-address = "{plc}"
-poll_interval = "50ms"
-timeout = "500ms"
-
-[[tags]]
-name = "parts"
-source = "press1"
-register = {COUNTER}
-type = "u32"
-
+{source}
 [[events]]
 kind = "production"
 name = "parts"
@@ -54,6 +42,7 @@ workcenter = "PRESS1"
 dry_run = true
 "#,
         data = dir.join("data").display(),
+        source = support::press_source(plc),
     );
     let path = dir.join("gw.toml");
     std::fs::write(&path, text).expect("config");
@@ -325,17 +314,14 @@ async fn json_logs_are_one_object_per_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_stuck_past_its_lane_target_fails_healthz_until_delivered() {
-    use support::fake_odoo::{FakeOdoo, Fault};
+    use support::fake_odoo::Fault;
     let dir = tempfile::tempdir().expect("tempdir");
-    let regs = Registers::default();
-    regs.set_u32(COUNTER, 10);
-    regs.set_u16(STATE, 1);
-    let plc = SimulatedPlc::start(([127, 0, 0, 1], 0).into(), regs.clone())
-        .await
-        .expect("plc");
-    let odoo = FakeOdoo::start().await;
-    let wc = odoo.add_workcenter("PRESS1", "Press 1");
-    let wo = odoo.add_workorder(wc, "WO/00001", "progress");
+    let support::press::Peers {
+        regs,
+        odoo,
+        workorder: wo,
+        plc,
+    } = support::press::Peers::start(10).await;
     odoo.set_fault(Fault::BadGateway);
     let status = format!("127.0.0.1:{}", free_port());
     let cfg = dir.path().join("gw.toml");

@@ -1,6 +1,56 @@
 //! What the load programs share: reading a child process's CPU and memory
-//! from /proc, scraping the gateway's metrics, and a free loopback port.
+//! from /proc, scraping the gateway's metrics, a free loopback port, the
+//! runtime, the head of a config reading one simulated PLC, and queued
+//! production events.
 #![allow(dead_code)]
+
+use plantgate::model::{Event, EventBody, Millis, Production};
+use plantgate::records::Lanes;
+use plantgate::store::Record;
+use std::time::Duration;
+
+/// The runtime a load program runs on: two workers, as a small gateway
+/// has cores.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// A gateway config's `[gateway]`, `[status]` and a Modbus TCP source
+/// `plc` polled every `poll`; its data under `dir`.
+pub fn plc_config(
+    dir: &std::path::Path,
+    status: &str,
+    plc: std::net::SocketAddr,
+    poll: Duration,
+) -> String {
+    format!(
+        "[gateway]\nid = \"bench\"\ndata_dir = \"{}\"\n[status]\nlisten = \"{status}\"\n\
+         [[sources]]\nname = \"plc\"\nkind = \"modbus_tcp\"\naddress = \"{plc}\"\npoll_interval = \"{}ms\"\n",
+        dir.join("data").display(),
+        poll.as_millis()
+    )
+}
+
+/// A production event (one part at work center WC`n % 20`) as the gateway
+/// queues it, ~100 bytes stored; its id is `<prefix>-<n>`.
+pub fn production_record(prefix: &str, n: u64) -> Record {
+    let event = Event {
+        id: format!("{prefix}-{n:012}"),
+        rule: "parts".into(),
+        time: Millis(1_780_000_000_000 + n as i64),
+        body: EventBody::Production(Production {
+            workcenter: format!("WC{}", n % 20),
+            quantity: 1,
+            counter_from: n,
+            counter_to: n + 1,
+        }),
+    };
+    Lanes::default().record(&event).expect("record")
+}
 
 /// utime + stime in clock ticks (100 Hz on Linux).
 pub fn cpu_ticks(pid: u32) -> Option<u64> {

@@ -103,30 +103,28 @@ fn readable_file(p: &Path) -> Option<String> {
 
 /// Holds at least one PEM certificate and nothing unreadable.
 fn pem_certs(p: &Path) -> Option<String> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::CertificateDer;
-    let found = CertificateDer::pem_file_iter(p).and_then(|it| it.collect::<Result<Vec<_>, _>>());
-    match found {
+    match crate::pem::certs(p) {
         Ok(certs) if !certs.is_empty() => None,
         Ok(_) => Some(format!(
             "{} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
             p.display()
         )),
         Err(e) => Some(format!(
-            "{} is not a PEM certificate file: {e}",
-            p.display()
+            "{} is not a PEM certificate file: {}",
+            p.display(),
+            e.detail
         )),
     }
 }
 
 /// Holds a PEM private key (PKCS#8, PKCS#1 or SEC1).
 fn pem_key(p: &Path) -> Option<String> {
-    use rustls_pki_types::pem::PemObject;
-    match rustls_pki_types::PrivateKeyDer::from_pem_file(p) {
+    match crate::pem::key(p) {
         Ok(_) => None,
         Err(e) => Some(format!(
-            "{} holds no PEM private key ({e}; expected -----BEGIN PRIVATE KEY-----)",
-            p.display()
+            "{} holds no PEM private key ({}; expected -----BEGIN PRIVATE KEY-----)",
+            p.display(),
+            e.detail
         )),
     }
 }

@@ -1580,54 +1580,68 @@ impl<'a> Validator<'a> {
         out
     }
 
-    /// Report each alarm or measurement key on a rule of another kind.
-    /// (The keys of production and downtime rules are checked in their arms.)
+    /// Report each key on a rule of a kind it does not belong to. The
+    /// production and downtime arms check the keys of production and
+    /// downtime rules (with their own hints), so those keys are reported
+    /// here only on alarm, measurement and window rules.
     fn forbid_other_kinds(&mut self, r: &RawEvent, kind: &str) {
-        let spans = |v: Option<std::ops::Range<usize>>, key: &'static str, owner: &'static str| {
-            v.map(|s| (s, key, owner))
-        };
+        fn at<T>(v: &Option<S<T>>) -> Option<std::ops::Range<usize>> {
+            v.as_ref().map(S::span)
+        }
         let keys = [
-            spans(r.equipment.as_ref().map(S::span), "equipment", "alarm"),
-            spans(r.above.as_ref().map(S::span), "above", "alarm"),
-            spans(r.below.as_ref().map(S::span), "below", "alarm"),
-            spans(r.clear_at.as_ref().map(S::span), "clear_at", "alarm"),
-            spans(r.on_delay.as_ref().map(S::span), "for", "alarm"),
-            spans(r.clear_for.as_ref().map(S::span), "clear_for", "alarm"),
-            spans(r.when.as_ref().map(S::span), "when", "alarm"),
-            spans(
-                r.rises_faster_than.as_ref().map(S::span),
-                "rises_faster_than",
-                "alarm",
-            ),
-            spans(
-                r.falls_faster_than.as_ref().map(S::span),
-                "falls_faster_than",
-                "alarm",
-            ),
-            spans(r.product.as_ref().map(S::span), "product", "stock"),
-            spans(r.location.as_ref().map(S::span), "location", "stock"),
-            spans(r.low.as_ref().map(S::span), "low", "measurement"),
-            spans(r.high.as_ref().map(S::span), "high", "measurement"),
-            spans(r.target.as_ref().map(S::span), "target", "measurement"),
-            spans(
-                r.alert_after.as_ref().map(S::span),
-                "alert_after",
-                "measurement",
-            ),
-            spans(r.every.as_ref().map(S::span), "every", "window"),
-            spans(
-                r.product_tag.as_ref().map(S::span),
-                "product_tag",
-                "measurement",
-            ),
-            spans(
+            (at(&r.equipment), "equipment", "alarm"),
+            (at(&r.above), "above", "alarm"),
+            (at(&r.below), "below", "alarm"),
+            (at(&r.clear_at), "clear_at", "alarm"),
+            (at(&r.on_delay), "for", "alarm"),
+            (at(&r.clear_for), "clear_for", "alarm"),
+            (at(&r.when), "when", "alarm"),
+            (at(&r.rises_faster_than), "rises_faster_than", "alarm"),
+            (at(&r.falls_faster_than), "falls_faster_than", "alarm"),
+            (at(&r.product), "product", "stock"),
+            (at(&r.location), "location", "stock"),
+            (at(&r.low), "low", "measurement"),
+            (at(&r.high), "high", "measurement"),
+            (at(&r.target), "target", "measurement"),
+            (at(&r.alert_after), "alert_after", "measurement"),
+            (at(&r.every), "every", "window"),
+            (at(&r.product_tag), "product_tag", "measurement"),
+            (
                 r.limits.first().map(S::span),
                 "[[events.limits]]",
                 "measurement",
             ),
+            (at(&r.max_step), "max_step", "production"),
+            (at(&r.report_every), "report_every", "production"),
+            (at(&r.report_parts), "report_parts", "production"),
+            (at(&r.parts_per_stroke), "parts_per_stroke", "production"),
+            (at(&r.min_duration), "min_duration", "downtime"),
+            (at(&r.running), "running", "downtime"),
+            (at(&r.default_loss), "default_loss", "downtime"),
+            (
+                at(&r.default_description),
+                "default_description",
+                "downtime",
+            ),
+            (at(&r.reason_tag), "reason_tag", "downtime"),
+            (at(&r.idle), "idle", "downtime"),
+            (at(&r.debounce), "debounce", "downtime"),
+            (at(&r.intervals), "intervals", "downtime"),
+            (at(&r.scrap_tag), "scrap_tag", "production"),
+            (at(&r.tag_counts), "tag_counts", "production"),
+            (
+                r.reason.first().map(S::span),
+                "[[events.reason]]",
+                "downtime",
+            ),
+            (r.code.first().map(S::span), "[[events.code]]", "downtime"),
         ];
-        for (span, key, owner) in keys.into_iter().flatten() {
-            if owner != kind {
+        let checked_in_arm = |owner: &str| {
+            matches!(owner, "production" | "downtime")
+                && !matches!(kind, "alarm" | "measurement" | "window")
+        };
+        for (span, key, owner) in keys {
+            if let Some(span) = span.filter(|_| owner != kind && !checked_in_arm(owner)) {
                 self.errors.push(Diagnostic::at(
                     self.text,
                     span,
@@ -1641,67 +1655,6 @@ impl<'a> Validator<'a> {
                     d,
                     "`description` belongs to kind = \"alarm\", \"measurement\" or \"window\" (a downtime rule has default_description)",
                 );
-            }
-        }
-        if matches!(kind, "alarm" | "measurement" | "window") {
-            let others = [
-                (r.max_step.as_ref().map(S::span), "max_step", "production"),
-                (
-                    r.report_every.as_ref().map(S::span),
-                    "report_every",
-                    "production",
-                ),
-                (
-                    r.report_parts.as_ref().map(S::span),
-                    "report_parts",
-                    "production",
-                ),
-                (
-                    r.parts_per_stroke.as_ref().map(S::span),
-                    "parts_per_stroke",
-                    "production",
-                ),
-                (
-                    r.min_duration.as_ref().map(S::span),
-                    "min_duration",
-                    "downtime",
-                ),
-                (r.running.as_ref().map(S::span), "running", "downtime"),
-                (
-                    r.default_loss.as_ref().map(S::span),
-                    "default_loss",
-                    "downtime",
-                ),
-                (
-                    r.default_description.as_ref().map(S::span),
-                    "default_description",
-                    "downtime",
-                ),
-                (r.reason_tag.as_ref().map(S::span), "reason_tag", "downtime"),
-                (r.idle.as_ref().map(S::span), "idle", "downtime"),
-                (r.debounce.as_ref().map(S::span), "debounce", "downtime"),
-                (r.intervals.as_ref().map(S::span), "intervals", "downtime"),
-                (r.scrap_tag.as_ref().map(S::span), "scrap_tag", "production"),
-                (
-                    r.tag_counts.as_ref().map(S::span),
-                    "tag_counts",
-                    "production",
-                ),
-                (
-                    r.reason.first().map(S::span),
-                    "[[events.reason]]",
-                    "downtime",
-                ),
-                (r.code.first().map(S::span), "[[events.code]]", "downtime"),
-            ];
-            for (span, key, owner) in others {
-                if let Some(span) = span {
-                    self.errors.push(Diagnostic::at(
-                        self.text,
-                        span,
-                        format!("`{key}` belongs to kind = \"{owner}\""),
-                    ));
-                }
             }
         }
     }

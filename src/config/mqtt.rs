@@ -94,6 +94,42 @@ pub struct SparkplugNode {
     pub node: String,
 }
 
+/// The keys every broker connection has, a source's or the sink's, as
+/// each one's raw shape holds them.
+pub(super) struct RawConnection<'r> {
+    pub protocol: &'r Option<S<String>>,
+    pub client_id: &'r Option<S<String>>,
+    pub username: &'r Option<S<String>>,
+    pub password_file: &'r Option<S<String>>,
+    pub ca_file: &'r Option<S<String>>,
+    pub client_certificate: &'r Option<S<String>>,
+    pub client_key: &'r Option<S<String>>,
+    pub server_name: &'r Option<S<String>>,
+    pub keep_alive: &'r Option<S<String>>,
+}
+
+/// Those keys, validated.
+pub(super) struct Connection {
+    pub protocol: Protocol,
+    pub client_id: String,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub tls: Option<MqttTls>,
+    pub keep_alive: Duration,
+}
+
+/// Whether a connection is TLS, which a source and the sink say apart.
+pub(super) enum TlsWanted<'a> {
+    /// TLS: its keys are read, and their files checked as these say
+    /// (ca_file, client_certificate, client_key).
+    On([fn(PathBuf) -> What; 3]),
+    /// Not TLS: a TLS key is an error, with this hint.
+    Off(&'a str),
+    /// Not known, as the address is wrong (and said so): TLS keys are
+    /// passed over.
+    Unknown,
+}
+
 /// The default `max_message_size`: far above any tag's message, far below
 /// what would strain the gateway's memory.
 pub const DEFAULT_MAX_MESSAGE: usize = 256 * 1024;
@@ -157,16 +193,75 @@ impl Validator<'_> {
                 )
             })
             .unwrap_or_default();
+        let tls = if r.tls.as_ref().is_some_and(|t| *t.get_ref()) {
+            TlsWanted::On([What::File, What::File, What::File])
+        } else {
+            TlsWanted::Off("add tls = true")
+        };
+        let connection = self.mqtt_connection(
+            RawConnection {
+                protocol: &r.protocol,
+                client_id: &r.client_id,
+                username: &r.username,
+                password_file: &r.password_file,
+                ca_file: &r.ca_file,
+                client_certificate: &r.client_certificate,
+                client_key: &r.client_key,
+                server_name: &r.server_name,
+                keep_alive: &r.keep_alive,
+            },
+            tls,
+            format!("plantgate-{}-{name}", self.gateway_id),
+        );
+        let sparkplug = self.sparkplug_node(s, r);
+        let max_message_size = match &r.max_message_size {
+            Some(m) if !(64..=(256 << 20)).contains(m.get_ref()) => {
+                self.err(
+                    m,
+                    "max_message_size must be 64 to 268435456 bytes (default 262144, 256 KiB)",
+                );
+                DEFAULT_MAX_MESSAGE
+            }
+            Some(m) => *m.get_ref() as usize,
+            None => DEFAULT_MAX_MESSAGE,
+        };
+        parsed?;
+        Some(MqttSource {
+            protocol: connection.protocol,
+            host,
+            port,
+            client_id: connection.client_id,
+            username: connection.username,
+            password_file: connection.password_file,
+            tls: connection.tls,
+            clean_session: r.clean_session.as_ref().is_none_or(|c| *c.get_ref()),
+            keep_alive: connection.keep_alive,
+            backoff_max: self.duration(&r.backoff_max, Duration::from_secs(30)),
+            sparkplug,
+            max_message_size,
+            dead_letter: r.dead_letter.as_ref().is_some_and(|d| *d.get_ref()),
+        })
+    }
+
+    /// The keys of a broker connection, a source's or the sink's: the
+    /// protocol, the client id (`default_client_id` when not given), the
+    /// credentials, TLS as `tls` says, and the keep-alive.
+    pub(super) fn mqtt_connection(
+        &mut self,
+        r: RawConnection<'_>,
+        tls: TlsWanted<'_>,
+        default_client_id: String,
+    ) -> Connection {
         let protocol = self.mqtt_protocol(r.protocol.as_ref());
-        let client_id = match &r.client_id {
+        let client_id = match r.client_id {
             Some(c) if c.get_ref().is_empty() || c.get_ref().len() > 128 => {
                 self.err(c, "client_id must be 1 to 128 characters");
                 String::new()
             }
             Some(c) => c.get_ref().clone(),
-            None => format!("plantgate-{}-{name}", self.gateway_id),
+            None => default_client_id,
         };
-        let password_file = match (&r.username, &r.password_file) {
+        let password_file = match (r.username, r.password_file) {
             (Some(_), Some(pw)) => {
                 let path = self.base.join(pw.get_ref());
                 self.need(pw, "password_file", What::File(path.clone()));
@@ -185,66 +280,45 @@ impl Validator<'_> {
             }
             (None, None) => None,
         };
-        let tls_on = r.tls.as_ref().is_some_and(|t| *t.get_ref());
-        let tls = if tls_on {
-            Some(self.mqtt_tls(
-                [&r.ca_file, &r.client_certificate, &r.client_key],
-                &r.server_name,
-                [What::File, What::File, What::File],
-            ))
-        } else {
-            self.misplaced(
-                &[
-                    (r.ca_file.as_ref().map(|v| v.span()), "ca_file"),
-                    (
-                        r.client_certificate.as_ref().map(|v| v.span()),
-                        "client_certificate",
-                    ),
-                    (r.client_key.as_ref().map(|v| v.span()), "client_key"),
-                    (r.server_name.as_ref().map(|v| v.span()), "server_name"),
-                ],
-                |key| format!("`{key}` is for a TLS connection: add tls = true"),
-            );
-            None
+        let tls = match tls {
+            TlsWanted::On(files) => Some(self.mqtt_tls(
+                [r.ca_file, r.client_certificate, r.client_key],
+                r.server_name,
+                files,
+            )),
+            TlsWanted::Off(hint) => {
+                let at = |v: &Option<S<String>>| v.as_ref().map(|v| v.span());
+                self.misplaced(
+                    &[
+                        (at(r.ca_file), "ca_file"),
+                        (at(r.client_certificate), "client_certificate"),
+                        (at(r.client_key), "client_key"),
+                        (at(r.server_name), "server_name"),
+                    ],
+                    |key| format!("`{key}` is for a TLS connection: {hint}"),
+                );
+                None
+            }
+            TlsWanted::Unknown => None,
         };
-        let keep_alive = self.duration(&r.keep_alive, Duration::from_secs(30));
-        if let Some(k) = &r.keep_alive {
+        let keep_alive = self.duration(r.keep_alive, Duration::from_secs(30));
+        if let Some(k) = r.keep_alive {
             if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65_535) {
                 self.err(k, "keep_alive must be 1s to 65535s");
             }
         }
-        let sparkplug = self.sparkplug_node(s, r);
-        let max_message_size = match &r.max_message_size {
-            Some(m) if !(64..=(256 << 20)).contains(m.get_ref()) => {
-                self.err(
-                    m,
-                    "max_message_size must be 64 to 268435456 bytes (default 262144, 256 KiB)",
-                );
-                DEFAULT_MAX_MESSAGE
-            }
-            Some(m) => *m.get_ref() as usize,
-            None => DEFAULT_MAX_MESSAGE,
-        };
-        parsed?;
-        Some(MqttSource {
+        Connection {
             protocol,
-            host,
-            port,
             client_id,
             username: r.username.as_ref().map(|u| u.get_ref().clone()),
             password_file,
             tls,
-            clean_session: r.clean_session.as_ref().is_none_or(|c| *c.get_ref()),
             keep_alive,
-            backoff_max: self.duration(&r.backoff_max, Duration::from_secs(30)),
-            sparkplug,
-            max_message_size,
-            dead_letter: r.dead_letter.as_ref().is_some_and(|d| *d.get_ref()),
-        })
+        }
     }
 
-    /// `protocol`: the MQTT version of a connection, a source's or the sink's.
-    pub(super) fn mqtt_protocol(&mut self, protocol: Option<&S<String>>) -> Protocol {
+    /// `protocol`: the MQTT version of a connection.
+    fn mqtt_protocol(&mut self, protocol: Option<&S<String>>) -> Protocol {
         match protocol.map(|p| (p, p.get_ref().as_str())) {
             None | Some((_, "3.1.1")) => Protocol::V311,
             Some((_, "5")) => Protocol::V5,
@@ -258,12 +332,11 @@ impl Validator<'_> {
         }
     }
 
-    /// `payload = "sparkplug"` with `group` and `node`, or none of them.
-    /// The TLS keys of an MQTT connection, a source's or the sink's: the
-    /// CA file, the client certificate and key (each needs the other), and
-    /// the server name. `files` says how each file is checked (ca_file,
-    /// client_certificate, client_key).
-    pub(super) fn mqtt_tls(
+    /// The TLS keys of an MQTT connection: the CA file, the client
+    /// certificate and key (each needs the other), and the server name.
+    /// `files` says how each file is checked (ca_file, client_certificate,
+    /// client_key).
+    fn mqtt_tls(
         &mut self,
         [ca_file, certificate, key]: [&Option<S<String>>; 3],
         server_name: &Option<S<String>>,
@@ -311,6 +384,7 @@ impl Validator<'_> {
         }
     }
 
+    /// `payload = "sparkplug"` with `group` and `node`, or none of them.
     fn sparkplug_node(&mut self, s: &Entry<'_>, r: &RawMqtt) -> Option<SparkplugNode> {
         match r.payload.as_ref().map(|p| (p, p.get_ref().as_str())) {
             None => {

@@ -3,7 +3,7 @@
 //! validated into [`MqttSinkConfig`]. The sink itself is `sinks::mqtt`.
 
 use super::files::What;
-use super::mqtt::Protocol;
+use super::mqtt::{Protocol, RawConnection, TlsWanted};
 use super::raw::S;
 use super::Validator;
 use crate::sinks::mqtt::config::{
@@ -85,57 +85,26 @@ impl Validator<'_> {
             }
             Some((tls, host.to_string(), port))
         });
-        let tls_on = parsed.as_ref().is_some_and(|(tls, _, _)| *tls);
-        let tls = if tls_on {
-            Some(self.mqtt_tls(
-                [&r.ca_file, &r.client_certificate, &r.client_key],
-                &r.server_name,
-                [What::PemCerts, What::PemCerts, What::PemKey],
-            ))
-        } else {
-            if parsed.is_some() {
-                self.misplaced(
-                    &[
-                        (r.ca_file.as_ref().map(|v| v.span()), "ca_file"),
-                        (
-                            r.client_certificate.as_ref().map(|v| v.span()),
-                            "client_certificate",
-                        ),
-                        (r.client_key.as_ref().map(|v| v.span()), "client_key"),
-                        (r.server_name.as_ref().map(|v| v.span()), "server_name"),
-                    ],
-                    |key| format!("`{key}` is for a TLS connection: use an mqtts:// url"),
-                );
-            }
-            None
+        let tls = match &parsed {
+            Some((true, _, _)) => TlsWanted::On([What::PemCerts, What::PemCerts, What::PemKey]),
+            Some((false, _, _)) => TlsWanted::Off("use an mqtts:// url"),
+            None => TlsWanted::Unknown,
         };
-        let password_file = match (&r.username, &r.password_file) {
-            (Some(_), Some(pw)) => {
-                let path = self.base.join(pw.get_ref());
-                self.need(pw, "password_file", What::File(path.clone()));
-                Some(path)
-            }
-            (Some(u), None) => {
-                self.err(
-                    u,
-                    "a `username` needs `password_file`, a file holding only the password",
-                );
-                None
-            }
-            (None, Some(pw)) => {
-                self.err(pw, "`password_file` needs `username`");
-                None
-            }
-            (None, None) => None,
-        };
-        let client_id = match &r.client_id {
-            Some(c) if c.get_ref().is_empty() || c.get_ref().len() > 128 => {
-                self.err(c, "client_id must be 1 to 128 characters");
-                String::new()
-            }
-            Some(c) => c.get_ref().clone(),
-            None => format!("plantgate-{}-northbound", self.gateway_id),
-        };
+        let connection = self.mqtt_connection(
+            RawConnection {
+                protocol: &r.protocol,
+                client_id: &r.client_id,
+                username: &r.username,
+                password_file: &r.password_file,
+                ca_file: &r.ca_file,
+                client_certificate: &r.client_certificate,
+                client_key: &r.client_key,
+                server_name: &r.server_name,
+                keep_alive: &r.keep_alive,
+            },
+            tls,
+            format!("plantgate-{}-northbound", self.gateway_id),
+        );
         let topic = match &r.topic {
             None => TopicTemplate::parse(DEFAULT_TOPIC).ok(),
             Some(t) => match TopicTemplate::parse(t.get_ref()) {
@@ -209,12 +178,12 @@ impl Validator<'_> {
                 }
             },
         };
-        let protocol = self.mqtt_protocol(r.protocol.as_ref());
-        let keep_alive = self.duration(&r.keep_alive, Duration::from_secs(30));
+        let keep_alive = connection.keep_alive;
         if let Some(k) = &r.keep_alive {
-            if keep_alive < Duration::from_secs(1) || keep_alive > Duration::from_secs(65_535) {
-                self.err(k, "keep_alive must be 1s to 65535s");
-            } else if protocol == Protocol::V5 && keep_alive < Duration::from_secs(5) {
+            // Out of 1s..=65535s is said by the shared reader already.
+            if connection.protocol == Protocol::V5
+                && (Duration::from_secs(1)..Duration::from_secs(5)).contains(&keep_alive)
+            {
                 self.err(k, "keep_alive must be at least 5s with protocol = \"5\"");
             }
         }
@@ -228,13 +197,13 @@ impl Validator<'_> {
         let tag_values = self.tag_values(r);
         let (_, host, port) = parsed?;
         Some(MqttSinkConfig {
-            protocol,
+            protocol: connection.protocol,
             host,
             port,
-            tls,
-            client_id,
-            username: r.username.as_ref().map(|u| u.get_ref().clone()),
-            password_file,
+            tls: connection.tls,
+            client_id: connection.client_id,
+            username: connection.username,
+            password_file: connection.password_file,
             topic: topic?,
             kinds,
             retain_last_state,

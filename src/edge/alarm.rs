@@ -268,7 +268,7 @@ impl Alarm {
 mod tests {
     use super::*;
     use crate::edge::clock::Mono;
-    use crate::edge::RuleState;
+    use crate::edge::{testing, RuleState};
     use crate::model::Value;
 
     fn rule(condition: AlarmCondition, on_delay: u64, clear_for: u64) -> Alarm {
@@ -296,24 +296,12 @@ mod tests {
 
     /// Wall and monotonic time agree (no clock step), in seconds.
     fn at(secs: f64) -> At {
-        let ms = (secs * 1000.0) as i64;
-        At {
-            time: Millis(ms),
-            mono: Mono(ms as u64),
-        }
+        testing::at((secs * 1000.0) as i64)
     }
 
     fn feed(a: &mut Alarm, value: Value, secs: f64) -> Vec<Event> {
         let mut ev = Vec::new();
-        let s = Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value,
-            quality: Quality::Good,
-            time: at(secs).time,
-            server_time: None,
-            receipt: None,
-        };
+        let s = testing::reading(value, at(secs).time.0);
         a.on_sample("gw", &s, at(secs), &mut ev);
         ev
     }
@@ -445,13 +433,8 @@ mod tests {
         let mut a = rule(HOT, 0, 0);
         let mut ev = Vec::new();
         let s = Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value: Value::Float(300.0),
             quality: Quality::Bad("timeout".into()),
-            time: Millis(0),
-            server_time: None,
-            receipt: None,
+            ..testing::reading(Value::Float(300.0), 0)
         };
         a.on_sample("gw", &s, at(0.0), &mut ev);
         assert!(ev.is_empty());
@@ -521,15 +504,7 @@ mod tests {
         a.on_tick("gw", after(160.0, 40.0), &mut ev);
         assert_eq!(kinds(&ev), ["alarm_raised"]);
         // Restart while raised and clearing: it clears once, same id.
-        let s = Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value: Value::Float(250.0),
-            quality: Quality::Good,
-            time: Millis(170_000),
-            server_time: None,
-            receipt: None,
-        };
+        let s = testing::reading(Value::Float(250.0), 170_000);
         a.on_sample("gw", &s, after(170.0, 50.0), &mut ev);
         let mut a = restart(&a);
         a.on_tick("gw", after(175.0, 0.0), &mut ev);

@@ -319,29 +319,14 @@ impl Counter {
 mod tests {
     use super::*;
     use crate::edge::clock::{Mono, Now, Timeline};
+    use crate::edge::testing::{at, reading};
     use crate::edge::RuleState;
     use proptest::prelude::*;
     use std::collections::HashSet;
     use std::time::Duration;
 
     fn sample(value: u64, at: i64) -> Sample {
-        Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value: crate::model::Value::UInt(value),
-            quality: Quality::Good,
-            time: Millis(at),
-            server_time: None,
-            receipt: None,
-        }
-    }
-
-    /// A moment where wall and monotonic time agree (no clock step).
-    fn at(ms: i64) -> At {
-        At {
-            time: Millis(ms),
-            mono: Mono(ms as u64),
-        }
+        reading(crate::model::Value::UInt(value), at)
     }
 
     fn rule(

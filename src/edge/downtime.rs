@@ -320,6 +320,7 @@ mod tests {
     use super::*;
     use crate::config::Reason;
     use crate::edge::clock::Mono;
+    use crate::edge::testing::{at as at_ms, reading};
     use crate::edge::RuleState;
     use crate::model::Value;
     use std::time::Duration;
@@ -355,15 +356,7 @@ mod tests {
     }
 
     fn code(d: &mut Downtime, value: i64) -> bool {
-        d.on_code(&Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value: Value::Int(value),
-            quality: Quality::Good,
-            time: Millis(0),
-            server_time: None,
-            receipt: None,
-        })
+        d.on_code(&reading(Value::Int(value), 0))
     }
 
     fn reason(e: &Event) -> (String, String) {
@@ -440,25 +433,9 @@ mod tests {
         assert_eq!(reason(&end[0]).1, "Motor overload");
     }
 
-    /// A moment where wall and monotonic time agree (no clock step).
-    fn at_ms(ms: i64) -> At {
-        At {
-            time: Millis(ms),
-            mono: Mono(ms as u64),
-        }
-    }
-
     fn feed_at(d: &mut Downtime, value: i64, device_ms: i64, at: At) -> Vec<Event> {
         let mut ev = Vec::new();
-        let s = Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value: Value::Int(value),
-            quality: Quality::Good,
-            time: Millis(device_ms),
-            server_time: None,
-            receipt: None,
-        };
+        let s = reading(Value::Int(value), device_ms);
         d.on_sample("gw", &s, at, &mut ev);
         ev
     }

@@ -149,9 +149,8 @@ impl Measurement {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge::clock::Mono;
+    use crate::edge::testing::{at, reading};
     use crate::edge::RuleState;
-    use crate::model::Millis;
 
     fn rule() -> Measurement {
         Measurement::new(
@@ -179,32 +178,15 @@ mod tests {
 
     fn measure(m: &mut Measurement, v: f64, secs: i64) -> Vec<Event> {
         let mut ev = Vec::new();
-        let s = Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value: Value::Float(v),
-            quality: Quality::Good,
-            time: Millis(secs * 1000),
-            server_time: None,
-            receipt: None,
-        };
-        let at = At {
-            time: Millis(secs * 1000),
-            mono: Mono(secs as u64 * 1000),
-        };
-        m.on_sample("gw", &s, at, &mut ev);
+        let s = reading(Value::Float(v), secs * 1000);
+        m.on_sample("gw", &s, at(secs * 1000), &mut ev);
         ev
     }
 
     fn recipe(m: &mut Measurement, v: Value) -> bool {
         let s = Sample {
             tag: crate::model::TagId::of(1),
-            unconfigured: None,
-            value: v,
-            quality: Quality::Good,
-            time: Millis(0),
-            server_time: None,
-            receipt: None,
+            ..reading(v, 0)
         };
         m.on_product(&s)
     }

@@ -17,6 +17,8 @@ mod downtime;
 mod limit;
 mod measurement;
 mod stock;
+#[cfg(test)]
+mod testing;
 mod window;
 
 pub use alarm::AlarmState;

@@ -68,9 +68,9 @@ impl Stock {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edge::clock::Mono;
+    use crate::edge::testing::{at, reading};
     use crate::edge::RuleState;
-    use crate::model::{Millis, Value};
+    use crate::model::Value;
 
     fn rule(state: StockState) -> Stock {
         Stock::new(
@@ -89,20 +89,8 @@ mod tests {
 
     fn read(s: &mut Stock, v: f64, secs: i64) -> Vec<f64> {
         let mut ev = Vec::new();
-        let sample = Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value: Value::Float(v),
-            quality: Quality::Good,
-            time: Millis(secs * 1000),
-            server_time: None,
-            receipt: None,
-        };
-        let at = At {
-            time: Millis(secs * 1000),
-            mono: Mono(secs as u64 * 1000),
-        };
-        s.on_sample("gw", &sample, at, &mut ev);
+        let sample = reading(Value::Float(v), secs * 1000);
+        s.on_sample("gw", &sample, at(secs * 1000), &mut ev);
         ev.iter()
             .filter_map(|e| match &e.body {
                 EventBody::StockLevel(l) => Some(l.quantity),

@@ -193,6 +193,7 @@ fn weigh(a: &mut Acc, v: f64, from: Millis, to: Millis) {
 mod tests {
     use super::*;
     use crate::edge::clock::Mono;
+    use crate::edge::testing::reading;
     use crate::edge::RuleState;
     use crate::model::Value;
     use std::time::Duration;
@@ -222,17 +223,12 @@ mod tests {
 
     fn read(w: &mut Window, v: Option<f64>, ms: i64) -> Vec<Event> {
         let s = Sample {
-            tag: crate::model::TagId::of(0),
-            unconfigured: None,
-            value: v.map_or(Value::Int(0), Value::Float),
             quality: if v.is_some() {
                 Quality::Good
             } else {
                 Quality::Bad("sensor fault".into())
             },
-            time: Millis(T0 + ms),
-            server_time: None,
-            receipt: None,
+            ..reading(v.map_or(Value::Int(0), Value::Float), T0 + ms)
         };
         let mut ev = Vec::new();
         w.on_sample("gw", &s, at(ms), &mut ev);

@@ -2,8 +2,7 @@
 //! configured, required for everything but `/healthz`) and optional TLS.
 
 use crate::config::{ListenerTls, Secret, SecretError, StatusConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use crate::pem::{self, PemError};
 use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
@@ -11,8 +10,8 @@ use tokio_rustls::TlsAcceptor;
 pub enum AccessError {
     #[error("status token: {0}")]
     Token(#[from] SecretError),
-    #[error("status listener TLS: cannot read {path}: {why}")]
-    Pem { path: String, why: String },
+    #[error("status listener TLS: cannot read {0}")]
+    Pem(PemError),
     #[error("status listener TLS: {0}")]
     Tls(#[from] rustls::Error),
 }
@@ -72,19 +71,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn acceptor(tls: &ListenerTls) -> Result<TlsAcceptor, AccessError> {
-    let pem = |path: &std::path::Path, why: String| AccessError::Pem {
-        path: path.display().to_string(),
-        why,
-    };
-    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
-        .map_err(|e| pem(&tls.cert_file, e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| pem(&tls.cert_file, e.to_string()))?;
+    let certs = pem::certs(&tls.cert_file).map_err(AccessError::Pem)?;
     if certs.is_empty() {
-        return Err(pem(&tls.cert_file, "no certificate in it".into()));
+        return Err(AccessError::Pem(PemError::new(
+            &tls.cert_file,
+            "no certificate in it",
+        )));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
-        .map_err(|e| pem(&tls.key_file, e.to_string()))?;
+    let key = pem::key(&tls.key_file).map_err(AccessError::Pem)?;
     let config = rustls::ServerConfig::builder()
         .with_no_client_auth()
         .with_single_cert(certs, key)?;

@@ -84,7 +84,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ChannelErro
     let describe = |e: reqwest::Error| {
         http::explain_tls(&e)
             .map(|t| t.replace("Odoo's", "the channel's"))
-            .unwrap_or_else(|| error_chain(&e))
+            .unwrap_or_else(|| http::error_chain(&e))
     };
     let resp = client
         .get(url)
@@ -96,17 +96,6 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, ChannelErro
     }
     let body = resp.bytes().await.map_err(|e| fetch(describe(e)))?;
     Ok(body.to_vec())
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
 
 /// Fetch the channel manifest.

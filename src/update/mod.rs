@@ -187,8 +187,11 @@ impl Updater {
             .and_then(|v| semver::Version::parse(&v).ok()))
     }
 
-    /// `update check`: is there a newer release for this target?
-    pub async fn check(&self) -> Result<Done, UpdateError> {
+    /// The configured channel's manifest, with the client and the URL it
+    /// was fetched with (a release is downloaded from beside it).
+    async fn channel_manifest(
+        &self,
+    ) -> Result<(reqwest::Client, String, channel::ChannelManifest), UpdateError> {
         let url = self
             .config
             .update
@@ -197,6 +200,12 @@ impl Updater {
             .ok_or(channel::ChannelError::NoChannel)?;
         let client = channel::client(&self.config.update)?;
         let manifest = channel::fetch(&client, &url).await?;
+        Ok((client, url, manifest))
+    }
+
+    /// `update check`: is there a newer release for this target?
+    pub async fn check(&self) -> Result<Done, UpdateError> {
+        let (_, _, manifest) = self.channel_manifest().await?;
         let current = self.current_version()?;
         Ok(match channel::latest(&manifest, TARGET) {
             None => format!("the channel lists no release for {TARGET}"),
@@ -221,14 +230,7 @@ impl Updater {
     /// `update apply --from-channel`: download the newest release and apply
     /// it, unless it is installed already or failed its health check before.
     pub async fn apply_from_channel(&self) -> Result<Done, UpdateError> {
-        let url = self
-            .config
-            .update
-            .channel
-            .clone()
-            .ok_or(channel::ChannelError::NoChannel)?;
-        let client = channel::client(&self.config.update)?;
-        let manifest = channel::fetch(&client, &url).await?;
+        let (client, url, manifest) = self.channel_manifest().await?;
         let Some(release) = channel::latest(&manifest, TARGET) else {
             return Ok(format!(
                 "the channel lists no release for {TARGET}; nothing to do"
@@ -418,25 +420,34 @@ impl Updater {
             version: Some(old.clone()),
             config_hash: None,
         };
-        match self
-            .activate(
-                &self.config.update.restart_command,
-                &self.health_url,
-                &expect,
-            )
-            .await
-        {
-            Ok(()) => Err(UpdateError::RolledBack {
+        let restart = &self.config.update.restart_command;
+        Err(self
+            .roll_back(restart, &expect, what, format!("release {old}"), why)
+            .await)
+    }
+
+    /// Activate what the links point at again after `what` failed the
+    /// gate (`why`): the error says whether `restored` passed it.
+    async fn roll_back(
+        &self,
+        command: &[String],
+        expect: &Expect,
+        what: String,
+        restored: String,
+        why: String,
+    ) -> UpdateError {
+        match self.activate(command, &self.health_url, expect).await {
+            Ok(()) => UpdateError::RolledBack {
                 what,
-                restored: format!("release {old}"),
+                restored,
                 why,
-            }),
-            Err(again) => Err(UpdateError::RollbackFailed {
+            },
+            Err(again) => UpdateError::RollbackFailed {
                 what,
-                restored: format!("release {old}"),
+                restored,
                 why,
                 again,
-            }),
+            },
         }
     }
 
@@ -540,26 +551,10 @@ impl Updater {
             version: None,
             config_hash: old_hash,
         };
-        match self
-            .activate(
-                &self.config.update.reload_command,
-                &self.health_url,
-                &expect,
-            )
-            .await
-        {
-            Ok(()) => Err(UpdateError::RolledBack {
-                what: label,
-                restored: format!("config {old}"),
-                why,
-            }),
-            Err(again) => Err(UpdateError::RollbackFailed {
-                what: label,
-                restored: format!("config {old}"),
-                why,
-                again,
-            }),
-        }
+        let reload = &self.config.update.reload_command;
+        Err(self
+            .roll_back(reload, &expect, label, format!("config {old}"), why)
+            .await)
     }
 }
 

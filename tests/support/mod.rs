@@ -18,8 +18,6 @@ pub const STATE: u16 = 102;
 /// HTTP on loopback, with short intervals so tests run fast. Production is
 /// reported per change (`report_parts = 1`), as tests of delivery count it.
 pub fn press_config(dir: &Path, plc: &str, odoo_url: &str, status: &str) -> String {
-    let key = dir.join("odoo.key");
-    std::fs::write(&key, format!("{}\n", fake_odoo::API_KEY)).expect("write key");
     format!(
         r#"
 [gateway]
@@ -29,7 +27,25 @@ data_dir = "{data}"
 [status]
 listen = "{status}"
 
-[[sources]]
+{source}
+[[tags]]
+name = "state"
+source = "press1"
+register = {STATE}
+
+{PRESS_EVENTS}
+{odoo}"#,
+        data = dir.join("data").display(),
+        source = press_source(plc),
+        odoo = odoo_section(dir, odoo_url),
+    )
+}
+
+/// The press at `plc` as a Modbus TCP source `press1`, polled every 50 ms,
+/// and its part counter as the tag `parts`.
+pub fn press_source(plc: &str) -> String {
+    format!(
+        r#"[[sources]]
 name = "press1"
 kind = "modbus_tcp"
 address = "{plc}"
@@ -41,13 +57,13 @@ name = "parts"
 source = "press1"
 register = {COUNTER}
 type = "u32"
+"#
+    )
+}
 
-[[tags]]
-name = "state"
-source = "press1"
-register = {STATE}
-
-[[events]]
+/// The press's rules on the tags `parts` and `state` of work center
+/// PRESS1: production reported per change, and stops held 300 ms.
+pub const PRESS_EVENTS: &str = r#"[[events]]
 kind = "production"
 name = "parts"
 tag = "parts"
@@ -65,8 +81,16 @@ running = [1]
 state = 2
 loss = "mrp.block_reason1"
 description = "Hydraulic fault"
+"#;
 
-[odoo]
+/// An `[odoo]` section for the fake Odoo at `odoo_url` over plain HTTP on
+/// loopback, with short timeouts and retries; its API key file is written
+/// into `dir`.
+pub fn odoo_section(dir: &Path, odoo_url: &str) -> String {
+    let key = dir.join("odoo.key");
+    std::fs::write(&key, format!("{}\n", fake_odoo::API_KEY)).expect("write key");
+    format!(
+        r#"[odoo]
 url = "{odoo_url}"
 allow_plaintext = true
 database = "{db}"
@@ -76,7 +100,6 @@ timeout = "2s"
 retry_min = "50ms"
 retry_max = "400ms"
 "#,
-        data = dir.join("data").display(),
         key = key.display(),
         db = fake_odoo::DB,
         login = fake_odoo::LOGIN,

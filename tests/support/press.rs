@@ -43,6 +43,13 @@ impl Peers {
     pub fn config(&self, dir: &std::path::Path, status: &str) -> String {
         press_config(dir, &self.plc.addr.to_string(), &self.odoo.url(), status)
     }
+
+    /// [`Peers::config`] written to `dir/gw.toml`, whose path it returns.
+    pub fn write_config(&self, dir: &std::path::Path, status: &str) -> std::path::PathBuf {
+        let path = dir.join("gw.toml");
+        std::fs::write(&path, self.config(dir, status)).expect("config");
+        path
+    }
 }
 
 pub struct PressRig {
@@ -103,23 +110,29 @@ impl PressRig {
     /// the steps are paced so the press shows each, and a merged step would
     /// still count the same parts.
     pub async fn produce(&self, n: u32) {
-        let t = self.gateway.telemetry.clone();
-        eventually(Duration::from_secs(10), "first samples", || {
-            let t = t.clone();
-            async move {
-                t.snapshot()
-                    .sources
-                    .get("press1")
-                    .filter(|s| s.samples >= 4)
-                    .map(|_| ())
-            }
-        })
-        .await;
+        baseline_read(&self.gateway).await;
         for _ in 0..n {
             self.regs.set_u32(COUNTER, self.regs.get_u32(COUNTER) + 1);
             tokio::time::sleep(Duration::from_millis(70)).await;
         }
     }
+}
+
+/// Wait until the gateway has read the press a few times: the first
+/// reading is the counter's baseline, parts count from there.
+pub async fn baseline_read(gateway: &Gateway) {
+    let t = gateway.telemetry.clone();
+    eventually(Duration::from_secs(10), "first samples", || {
+        let t = t.clone();
+        async move {
+            t.snapshot()
+                .sources
+                .get("press1")
+                .filter(|s| s.samples >= 4)
+                .map(|_| ())
+        }
+    })
+    .await;
 }
 
 /// Wait until a series of an open status listener reaches `at_least`.

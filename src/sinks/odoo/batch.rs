@@ -324,17 +324,13 @@ impl OdooSink {
             return Ok(());
         }
         let rows = self
-            .rpc
-            .call(
+            .search_read(
                 "mrp.workcenter",
-                "search_read",
-                None,
-                json!({"domain": [["code", "in", missing]], "fields": ["id", "code"]}),
-                None,
+                json!([["code", "in", missing]]),
+                &["id", "code"],
             )
-            .await
-            .map_err(classify)?;
-        for r in rows.as_array().into_iter().flatten() {
+            .await?;
+        for r in &rows {
             if let (Some(id), Some(code)) = (r["id"].as_i64(), r["code"].as_str()) {
                 self.workcenters.entry(code.to_string()).or_insert(id);
             }
@@ -370,28 +366,8 @@ impl OdooSink {
         let mut fields = WO_FIELDS.to_vec();
         fields.push("workcenter_id");
         let rows = self
-            .rpc
-            .call(
-                "mrp.workorder",
-                "search_read",
-                None,
-                json!({
-                    "domain": [
-                        ["workcenter_id", "in", ids],
-                        ["state", "in", ["progress", "done"]],
-                        "|",
-                        ["state", "=", "progress"],
-                        ["date_finished", ">=", oldest]
-                    ],
-                    "fields": fields,
-                    "order": "date_start asc, id asc",
-                    "limit": limit,
-                }),
-                None,
-            )
-            .await
-            .map_err(classify)?;
-        let rows = rows.as_array().cloned().unwrap_or_default();
+            .read_workorders(json!(["workcenter_id", "in", ids]), &oldest, &fields, limit)
+            .await?;
         if rows.len() >= limit {
             return Ok(());
         }

@@ -9,26 +9,27 @@
 //! compute it. It is checked after, not instead of, the chain: a pin
 //! narrows what is trusted, it never widens it.
 
+use crate::cert_check::{CertCheck, Checked};
 use crate::config::OdooConfig;
+use crate::pem::{self, PemError};
 use base64::Engine;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, OtherError, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, OtherError, RootCertStore};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpSetupError {
-    #[error("cannot read CA file {path}: {detail}")]
-    CaFile { path: PathBuf, detail: String },
+    #[error("cannot read CA file {0}")]
+    CaFile(PemError),
     #[error("CA file {0} holds no PEM certificate")]
     CaEmpty(PathBuf),
-    #[error("cannot read client certificate {path}: {detail}")]
-    ClientCert { path: PathBuf, detail: String },
-    #[error("cannot read client key {path}: {detail}")]
-    ClientKey { path: PathBuf, detail: String },
+    #[error("cannot read client certificate {0}")]
+    ClientCert(PemError),
+    #[error("cannot read client key {0}")]
+    ClientKey(PemError),
     #[error("cannot set up TLS: {0}")]
     Tls(#[from] rustls::Error),
     #[error("cannot build the HTTPS client: {0}")]
@@ -89,10 +90,9 @@ pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, Http
         Some(path) => {
             let mut roots = RootCertStore::empty();
             for cert in pem_certs(path)? {
-                roots.add(cert).map_err(|e| HttpSetupError::CaFile {
-                    path: path.to_path_buf(),
-                    detail: e.to_string(),
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| HttpSetupError::CaFile(PemError::new(path, e)))?;
             }
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
@@ -103,9 +103,9 @@ pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, Http
     let verifier: Arc<dyn ServerCertVerifier> = if cfg.pin_sha256.is_empty() {
         chain
     } else {
-        Arc::new(Pinned {
+        Arc::new(Checked {
             chain,
-            pins: cfg.pin_sha256.to_vec(),
+            check: Pinned(cfg.pin_sha256.to_vec()),
         })
     };
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -114,16 +114,8 @@ pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, Http
         .with_custom_certificate_verifier(verifier);
     Ok(match (cfg.client_cert_file, cfg.client_key_file) {
         (Some(cert), Some(key)) => {
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| HttpSetupError::ClientCert {
-                    path: cert.to_path_buf(),
-                    detail: e.to_string(),
-                })?;
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| HttpSetupError::ClientKey {
-                path: key.to_path_buf(),
-                detail: e.to_string(),
-            })?;
+            let certs = pem::certs(cert).map_err(HttpSetupError::ClientCert)?;
+            let key = pem::key(key).map_err(HttpSetupError::ClientKey)?;
             builder.with_client_auth_cert(certs, key)?
         }
         // The config refuses one without the other.
@@ -133,14 +125,7 @@ pub fn tls_config_with(cfg: TlsOptions<'_>) -> Result<rustls::ClientConfig, Http
 
 /// The certificates of a PEM file (a CA file).
 fn pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, HttpSetupError> {
-    let ca_err = |detail: String| HttpSetupError::CaFile {
-        path: path.to_path_buf(),
-        detail,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| ca_err(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ca_err(e.to_string()))?;
+    let certs = pem::certs(path).map_err(HttpSetupError::CaFile)?;
     if certs.is_empty() {
         return Err(HttpSetupError::CaEmpty(path.to_path_buf()));
     }
@@ -152,10 +137,8 @@ pub fn pem_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, HttpSetupErro
     pem_certs(path)?
         .iter()
         .map(|der| {
-            reqwest::Certificate::from_der(der).map_err(|e| HttpSetupError::CaFile {
-                path: path.to_path_buf(),
-                detail: e.to_string(),
-            })
+            reqwest::Certificate::from_der(der)
+                .map_err(|e| HttpSetupError::CaFile(PemError::new(path, e)))
         })
         .collect()
 }
@@ -178,61 +161,45 @@ pub struct PinMismatch {
 
 /// The chain verifier, then the pins.
 #[derive(Debug)]
-struct Pinned {
-    chain: Arc<dyn ServerCertVerifier>,
-    pins: Vec<String>,
-}
+struct Pinned(Vec<String>);
 
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
+impl CertCheck for Pinned {
+    fn verify(
         &self,
+        chain: &dyn ServerCertVerifier,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let ok = self.chain.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        )?;
+        let ok =
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)?;
         let seen = spki_sha256(end_entity)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
-        if self.pins.contains(&seen) {
+        if self.0.contains(&seen) {
             return Ok(ok);
         }
         Err(rustls::Error::InvalidCertificate(CertificateError::Other(
             OtherError(Arc::new(PinMismatch {
                 seen,
-                pins: self.pins.clone(),
+                pins: self.0.clone(),
             })),
         )))
     }
+}
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls12_signature(message, cert, dss)
+/// Error text with its causes: reqwest's top-level message alone ("error
+/// sending request") does not say what went wrong.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
     }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.supported_verify_schemes()
-    }
+    out
 }
 
 /// A TLS failure in an error's causes, said so a person knows what to fix;

@@ -475,15 +475,20 @@ impl OdooSink {
         domain: Value,
         fields: &[&str],
     ) -> Result<Vec<Value>, DeliveryError> {
+        self.search_read_with(model, json!({"domain": domain, "fields": fields}))
+            .await
+    }
+
+    /// The rows of a `search_read` of `model` with these named arguments
+    /// (a domain and fields, and an order or a limit).
+    pub(super) async fn search_read_with(
+        &mut self,
+        model: &str,
+        args: Value,
+    ) -> Result<Vec<Value>, DeliveryError> {
         let rows = self
             .rpc
-            .call(
-                model,
-                "search_read",
-                None,
-                json!({"domain": domain, "fields": fields}),
-                None,
-            )
+            .call(model, "search_read", None, args, None)
             .await
             .map_err(classify)?;
         Ok(match rows {
@@ -500,22 +505,17 @@ impl OdooSink {
             .and_then(|n| n.strip_prefix('.'))
             .unwrap_or(xmlid);
         let rows = self
-            .rpc
-            .call(
+            .search_read_with(
                 "ir.model.data",
-                "search_read",
-                None,
                 json!({
                     "domain": [["module", "=", plan::XMLID_MODULE], ["name", "=", name]],
                     "fields": ["res_id"],
                     "limit": 1,
                 }),
-                None,
             )
-            .await
-            .map_err(classify)?;
+            .await?;
         Ok(rows
-            .get(0)
+            .first()
             .and_then(|r| r.get("res_id"))
             .and_then(Value::as_i64))
     }
@@ -541,18 +541,13 @@ impl OdooSink {
         missing: impl FnOnce() -> String,
     ) -> Result<i64, DeliveryError> {
         let found = self
-            .rpc
-            .call(
+            .search_read_with(
                 model,
-                "search_read",
-                None,
                 json!({"domain": domain, "fields": ["id"], "limit": 1}),
-                None,
             )
-            .await
-            .map_err(classify)?;
+            .await?;
         found
-            .get(0)
+            .first()
             .and_then(|r| r.get("id"))
             .and_then(Value::as_i64)
             .ok_or_else(|| DeliveryError::Reject(missing()))
@@ -585,32 +580,17 @@ impl OdooSink {
         });
         if force || !fresh {
             let rows = self
-                .rpc
-                .call(
-                    "mrp.workorder",
-                    "search_read",
-                    None,
-                    json!({
-                        "domain": [
-                            ["workcenter_id", "=", wc],
-                            ["state", "in", ["progress", "done"]],
-                            "|",
-                            ["state", "=", "progress"],
-                            ["date_finished", ">=", at]
-                        ],
-                        "fields": WO_FIELDS,
-                        "order": "date_start asc, id asc",
-                        "limit": WO_READ_LIMIT,
-                    }),
-                    None,
+                .read_workorders(
+                    json!(["workcenter_id", "=", wc]),
+                    at,
+                    &WO_FIELDS,
+                    WO_READ_LIMIT,
                 )
-                .await
-                .map_err(classify)?;
+                .await?;
             let wos = rows
-                .as_array()
-                .map(|r| r.iter().map(workorder_view).collect::<Result<Vec<_>, _>>())
-                .transpose()?
-                .unwrap_or_default();
+                .iter()
+                .map(workorder_view)
+                .collect::<Result<Vec<_>, _>>()?;
             self.store_snapshot(wc, at, wos, round);
         }
         Ok(self
@@ -618,6 +598,34 @@ impl OdooSink {
             .get(&wc)
             .map(|s| s.wos.as_slice())
             .unwrap_or_default())
+    }
+
+    /// The work orders of the work centers `workcenters` (a domain term:
+    /// one work center, or several) that may have run at `since` or later:
+    /// those in progress, and those finished since. Oldest first.
+    pub(super) async fn read_workorders(
+        &mut self,
+        workcenters: Value,
+        since: &str,
+        fields: &[&str],
+        limit: usize,
+    ) -> Result<Vec<Value>, DeliveryError> {
+        self.search_read_with(
+            "mrp.workorder",
+            json!({
+                "domain": [
+                    workcenters,
+                    ["state", "in", ["progress", "done"]],
+                    "|",
+                    ["state", "=", "progress"],
+                    ["date_finished", ">=", since]
+                ],
+                "fields": fields,
+                "order": "date_start asc, id asc",
+                "limit": limit,
+            }),
+        )
+        .await
     }
 
     /// Keep work orders just read, with the round's pending writes on top.
@@ -642,17 +650,9 @@ impl OdooSink {
     /// One work order, read now.
     async fn read_workorder(&mut self, id: i64) -> Result<Option<WorkOrderView>, DeliveryError> {
         let rows = self
-            .rpc
-            .call(
-                "mrp.workorder",
-                "search_read",
-                None,
-                json!({"domain": [["id", "=", id]], "fields": WO_FIELDS}),
-                None,
-            )
-            .await
-            .map_err(classify)?;
-        rows.get(0).map(workorder_view).transpose()
+            .search_read("mrp.workorder", json!([["id", "=", id]]), &WO_FIELDS)
+            .await?;
+        rows.first().map(workorder_view).transpose()
     }
 
     async fn add_produced(

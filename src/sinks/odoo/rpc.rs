@@ -99,19 +99,6 @@ pub struct Rpc {
     observed: Vec<Observed>,
 }
 
-/// Error text with its causes: reqwest's top-level message alone ("error
-/// sending request") does not say what went wrong.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
 /// Records a successful call wrote: the ids of a write, the ids a create or
 /// load returned; none for reads.
 fn written(method: &str, ids: Option<&[i64]>, result: &Value) -> u64 {
@@ -160,8 +147,25 @@ fn retry_after(resp: &reqwest::Response) -> Option<std::time::Duration> {
 fn unreachable(url: &str, e: &reqwest::Error) -> RpcError {
     RpcError::Unreachable {
         url: url.to_string(),
-        detail: super::http::explain_tls(e).unwrap_or_else(|| chain(e)),
+        detail: super::http::explain_tls(e).unwrap_or_else(|| super::http::error_chain(e)),
     }
+}
+
+/// Send `req` and read the answer: its HTTP status and body, or the error
+/// an unreachable server or one that asks the gateway to wait is.
+async fn exchange(url: &str, req: reqwest::RequestBuilder) -> Result<(u16, String), RpcError> {
+    let resp = req.send().await.map_err(|e| unreachable(url, &e))?;
+    let status = resp.status().as_u16();
+    let after = retry_after(&resp);
+    let text = resp.text().await.map_err(|e| unreachable(url, &e))?;
+    if status == 429 || (status == 503 && after.is_some()) {
+        return Err(RpcError::Throttled {
+            status,
+            retry_after: after,
+            snippet: snippet(&text),
+        });
+    }
+    Ok((status, text))
 }
 
 fn snippet(text: &str) -> String {
@@ -211,10 +215,6 @@ impl Rpc {
         self.key_refused
     }
 
-    fn unreachable(&self, url: &str, e: &reqwest::Error) -> RpcError {
-        unreachable(url, e)
-    }
-
     /// The protocol to speak, asking the server once under `auto`.
     pub async fn protocol(&mut self) -> Result<Protocol, RpcError> {
         if let Some(p) = self.protocol {
@@ -225,22 +225,7 @@ impl Rpc {
             OdooApi::Json2 => Protocol::Json2,
             OdooApi::Auto => {
                 let url = format!("{}/web/version", self.base);
-                let resp = self
-                    .http
-                    .get(&url)
-                    .send()
-                    .await
-                    .map_err(|e| self.unreachable(&url, &e))?;
-                let status = resp.status().as_u16();
-                let after = retry_after(&resp);
-                let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
-                if status == 429 || (status == 503 && after.is_some()) {
-                    return Err(RpcError::Throttled {
-                        status,
-                        retry_after: after,
-                        snippet: snippet(&text),
-                    });
-                }
+                let (status, text) = exchange(&url, self.http.get(&url)).await?;
                 if matches!(status, 502..=504) {
                     return Err(RpcError::Http {
                         status,
@@ -289,12 +274,7 @@ impl Rpc {
         named: Value,
         context: Option<Value>,
     ) -> Result<Value, RpcError> {
-        if self.key_refused {
-            if let Some(source) = &self.key_source {
-                self.key = source.read()?;
-                self.uid = None;
-            }
-        }
+        self.reread_refused_key()?;
         let started = std::time::Instant::now();
         let result = self.call_once(model, method, ids, named, context).await;
         self.observed.push(Observed {
@@ -336,15 +316,22 @@ impl Rpc {
         result
     }
 
-    /// Resolve what every call needs (the protocol; the uid over JSON-RPC)
-    /// before calls are sent side by side on [`Rpc::fork`]s.
-    pub async fn ready(&mut self) -> Result<(), RpcError> {
+    /// After Odoo refused the key, read it again from its source (it may
+    /// have been rotated); the uid goes with the old key.
+    fn reread_refused_key(&mut self) -> Result<(), RpcError> {
         if self.key_refused {
             if let Some(source) = &self.key_source {
                 self.key = source.read()?;
                 self.uid = None;
             }
         }
+        Ok(())
+    }
+
+    /// Resolve what every call needs (the protocol; the uid over JSON-RPC)
+    /// before calls are sent side by side on [`Rpc::fork`]s.
+    pub async fn ready(&mut self) -> Result<(), RpcError> {
+        self.reread_refused_key()?;
         let result = match self.protocol().await {
             Ok(Protocol::JsonRpc) => self.uid().await.map(|_| ()),
             Ok(Protocol::Json2) => Ok(()),
@@ -431,25 +418,13 @@ impl Rpc {
     /// `POST /json/2/<model>/<method>`: the body is the named arguments.
     async fn json2(&mut self, model: &str, method: &str, body: Value) -> Result<Value, RpcError> {
         let url = format!("{}/json/2/{model}/{method}", self.base);
-        let resp = self
+        let req = self
             .http
             .post(&url)
             .bearer_auth(self.key.expose())
             .header("X-Odoo-Database", &self.database)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| self.unreachable(&url, &e))?;
-        let status = resp.status().as_u16();
-        let after = retry_after(&resp);
-        let text = resp.text().await.map_err(|e| self.unreachable(&url, &e))?;
-        if status == 429 || (status == 503 && after.is_some()) {
-            return Err(RpcError::Throttled {
-                status,
-                retry_after: after,
-                snippet: snippet(&text),
-            });
-        }
+            .json(&body);
+        let (status, text) = exchange(&url, req).await?;
         if status == 200 {
             return serde_json::from_str(&text).map_err(|e| {
                 RpcError::Protocol(format!(
@@ -494,29 +469,11 @@ impl Rpc {
             "id": id,
             "params": {"service": service, "method": method, "args": args},
         });
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| unreachable(&self.endpoint, &e))?;
-        let status = resp.status();
-        let after = retry_after(&resp);
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| unreachable(&self.endpoint, &e))?;
-        if status.as_u16() == 429 || (status.as_u16() == 503 && after.is_some()) {
-            return Err(RpcError::Throttled {
-                status: status.as_u16(),
-                retry_after: after,
-                snippet: snippet(&text),
-            });
-        }
-        if !status.is_success() {
+        let req = self.http.post(&self.endpoint).json(&body);
+        let (status, text) = exchange(&self.endpoint, req).await?;
+        if !(200..300).contains(&status) {
             return Err(RpcError::Http {
-                status: status.as_u16(),
+                status,
                 snippet: snippet(&text),
             });
         }

@@ -2,23 +2,19 @@
 //! roots), an optional client certificate, and an optional name the
 //! broker's certificate must carry when it is not the address's host.
 
+use crate::cert_check::{CertCheck, Checked};
 use crate::config::mqtt::MqttTls;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use crate::pem::{self, PemError};
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use std::path::Path;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, RootCertStore};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsSetupError {
-    #[error("cannot read {what} {path}: {detail}")]
-    File {
-        what: &'static str,
-        path: String,
-        detail: String,
-    },
+    #[error("cannot read {what} {pem}")]
+    File { what: &'static str, pem: PemError },
     #[error("{0} holds no certificate")]
     NoCertificate(String),
     #[error("no trusted root certificates: give ca_file")]
@@ -33,7 +29,10 @@ pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> 
     match &tls.ca_file {
         // A plant CA replaces the system roots: trust exactly what was given.
         Some(path) => {
-            let certs = certs(path, "ca_file")?;
+            let certs = pem::certs(path).map_err(|pem| TlsSetupError::File {
+                what: "ca_file",
+                pem,
+            })?;
             roots.add_parsable_certificates(certs);
             if roots.is_empty() {
                 return Err(TlsSetupError::NoCertificate(path.display().to_string()));
@@ -52,27 +51,32 @@ pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> 
         .map_err(rustls_err)?;
     let builder = match &tls.server_name {
         Some(name) => {
-            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
                 .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
             let name = ServerName::try_from(name.clone())
                 .map_err(|e| TlsSetupError::Rustls(e.to_string()))?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Renamed { inner, name }))
+                .with_custom_certificate_verifier(Arc::new(Checked {
+                    chain,
+                    check: Renamed(name),
+                }))
         }
         None => builder.with_root_certificates(roots),
     };
     let config = match &tls.client_auth {
         Some((cert, key)) => {
-            let chain = certs(cert, "client_certificate")?;
+            let chain = pem::certs(cert).map_err(|pem| TlsSetupError::File {
+                what: "client_certificate",
+                pem,
+            })?;
             if chain.is_empty() {
                 return Err(TlsSetupError::NoCertificate(cert.display().to_string()));
             }
-            let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsSetupError::File {
+            let key = pem::key(key).map_err(|pem| TlsSetupError::File {
                 what: "client_key",
-                path: key.display().to_string(),
-                detail: e.to_string(),
+                pem,
             })?;
             builder
                 .with_client_auth_cert(chain, key)
@@ -83,58 +87,21 @@ pub fn client_config(tls: &MqttTls) -> Result<Arc<ClientConfig>, TlsSetupError> 
     Ok(Arc::new(config))
 }
 
-fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
-    let err = |detail: String| TlsSetupError::File {
-        what,
-        path: path.display().to_string(),
-        detail,
-    };
-    CertificateDer::pem_file_iter(path)
-        .map_err(|e| err(e.to_string()))?
-        .map(|c| c.map_err(|e| err(e.to_string())))
-        .collect()
-}
-
 /// Checks the broker's certificate against a configured name instead of
 /// the host connected to (a broker reached by IP, or through a tunnel).
 #[derive(Debug)]
-struct Renamed {
-    inner: Arc<WebPkiServerVerifier>,
-    name: ServerName<'static>,
-}
+struct Renamed(ServerName<'static>);
 
-impl ServerCertVerifier for Renamed {
-    fn verify_server_cert(
+impl CertCheck for Renamed {
+    fn verify(
         &self,
+        chain: &dyn ServerCertVerifier,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.inner
-            .verify_server_cert(end_entity, intermediates, &self.name, ocsp_response, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        chain.verify_server_cert(end_entity, intermediates, &self.0, ocsp_response, now)
     }
 }
