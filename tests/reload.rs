@@ -158,20 +158,31 @@ async fn a_reload_that_cannot_start_runs_the_previous_config_again() {
     let busy = taken.local_addr().expect("addr").to_string();
     write(&path, &text.replace(&listen, &busy));
     hangup(gw.id());
-    let back = eventually(Duration::from_secs(60), "the previous config back", || async {
-        let s = status(&base).await?;
-        (s["reload"]["applied"] == false).then_some(s)
-    })
+    let back = eventually(
+        Duration::from_secs(60),
+        "the previous config back",
+        || async {
+            let s = status(&base).await?;
+            (s["reload"]["applied"] == false).then_some(s)
+        },
+    )
     .await;
     let why = back["reload"]["error"].as_str().expect("error");
-    assert!(why.contains("did not start") && why.contains(&busy), "{why}");
+    assert!(
+        why.contains("did not start") && why.contains(&busy),
+        "{why}"
+    );
     assert_eq!(back["config_hash"].as_str(), Some(first.as_str()));
     // And it reads the press again.
     let before = back["sources"]["press1"]["samples"].as_u64().unwrap_or(0);
-    eventually(Duration::from_secs(60), "samples after the fallback", || async {
-        let n = status(&base).await?["sources"]["press1"]["samples"].as_u64()?;
-        (n > before).then_some(())
-    })
+    eventually(
+        Duration::from_secs(60),
+        "samples after the fallback",
+        || async {
+            let n = status(&base).await?["sources"]["press1"]["samples"].as_u64()?;
+            (n > before).then_some(())
+        },
+    )
     .await;
     drop(taken);
     let _ = gw.kill();
