@@ -509,23 +509,41 @@ mod opcua_cli {
 /// where the OPC UA stack's own warnings ("Endpoint config contains no
 /// endpoints", "Transport disconnected: Good" on a polite close) are noise:
 /// the command reports what went wrong itself, so the stack says only its
-/// errors. PLANTGATE_LOG overrides either default.
+/// errors. PLANTGATE_LOG overrides either default: a level, or
+/// comma-separated `target=level` directives (`info,plantgate::sinks=debug`).
+/// Filtering by target only (not by span or field, as `EnvFilter` can)
+/// keeps the regex engine out of the binary.
 fn init_logging(format: LogFormat, commissioning: bool) {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     // A target directive matches by prefix: `opcua` covers every opcua_* crate.
     let default = if commissioning {
         "info,opcua=error"
     } else {
         "info"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PLANTGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let wanted = std::env::var("PLANTGATE_LOG").ok();
+    // Unset, empty or unreadable: the default, so a typo never silences the log.
+    let filter = wanted
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse::<Targets>().ok())
+        .or_else(|| default.parse().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO));
+    // The formatter alone would stop at info; the target filter decides.
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing::Level::TRACE)
         .with_writer(std::io::stderr);
     match format {
-        LogFormat::Json => builder.json().with_ansi(false).init(),
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).finish().with(filter).init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(filter)
+            .init(),
     }
 }
 
