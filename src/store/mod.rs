@@ -503,14 +503,8 @@ impl Store {
                     (l.depth, l.bytes) = parse_count(&v);
                 }
                 head[lane.index()] = Head::Known(lane_head(&tree, sink, lane, 0)?);
-                if let Some((k, _)) = tree
-                    .range(lane_range(sink, lane, 0))
-                    .next_back()
-                    .transpose()?
-                {
-                    if let Some((_, seq)) = parse_queue_key(&k) {
-                        last_queued = last_queued.max(seq);
-                    }
+                if let Some(seq) = lane_last(&tree, sink, lane)? {
+                    last_queued = last_queued.max(seq);
                 }
             }
             lanes.push(stats);
@@ -1277,6 +1271,34 @@ fn age(now: Millis, t: Millis) -> Duration {
 }
 
 /// The first entry of a sink's lane at or after `from`.
+/// The highest sequence queued in a lane, found by forward seeks only (a
+/// binary search: at most 64 seeks). A reverse scan would do it in one, but
+/// sled's reverse iterator carries a 1 MiB constant key into the binary.
+fn lane_last(tree: &Tree, sink: &str, lane: Lane) -> Result<Option<u64>, StoreError> {
+    let first_from = |from: u64| -> Result<Option<u64>, StoreError> {
+        let found = tree
+            .range(lane_range(sink, lane, from))
+            .next()
+            .transpose()?;
+        Ok(found
+            .and_then(|(k, _)| parse_queue_key(&k))
+            .map(|(_, seq)| seq))
+    };
+    // Invariant: `lo` is queued, and nothing above `hi` is.
+    let Some(mut lo) = first_from(0)? else {
+        return Ok(None);
+    };
+    let mut hi = u64::MAX;
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        match first_from(mid)? {
+            Some(seq) => lo = seq,
+            None => hi = mid - 1,
+        }
+    }
+    Ok(Some(lo))
+}
+
 fn lane_head(
     tree: &Tree,
     sink: &str,

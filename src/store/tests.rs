@@ -462,3 +462,40 @@ proptest! {
         })?;
     }
 }
+
+#[test]
+fn lane_last_finds_the_highest_sequence_of_its_lane_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .open()
+        .expect("open sled");
+    let tree = db.open_tree("t").expect("tree");
+    assert_eq!(lane_last(&tree, "odoo", Lane::Normal).expect("scan"), None);
+    // Neighbours on either side: another lane, and another sink whose
+    // name extends this one's.
+    for (sink, lane, seq) in [
+        ("odoo", Lane::Critical, 9_000),
+        ("odoo", Lane::Bulk, 1),
+        ("odoo2", Lane::Normal, u64::MAX),
+        ("odoo", Lane::Normal, 3),
+        ("odoo", Lane::Normal, 70),
+        ("odoo", Lane::Normal, 1 << 40),
+    ] {
+        tree.insert(queue_key(sink, lane, seq), &b"x"[..])
+            .expect("insert");
+    }
+    assert_eq!(
+        lane_last(&tree, "odoo", Lane::Normal).expect("scan"),
+        Some(1 << 40)
+    );
+    assert_eq!(
+        lane_last(&tree, "odoo", Lane::Critical).expect("scan"),
+        Some(9_000)
+    );
+    assert_eq!(lane_last(&tree, "odoo", Lane::Bulk).expect("scan"), Some(1));
+    assert_eq!(
+        lane_last(&tree, "odoo2", Lane::Normal).expect("scan"),
+        Some(u64::MAX)
+    );
+}
