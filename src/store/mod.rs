@@ -1270,7 +1270,6 @@ fn age(now: Millis, t: Millis) -> Duration {
     Duration::from_millis(now.saturating_sub(t).max(0) as u64)
 }
 
-/// The first entry of a sink's lane at or after `from`.
 /// The highest sequence queued in a lane, found by forward seeks only (a
 /// binary search: at most 64 seeks). A reverse scan would do it in one, but
 /// sled's reverse iterator carries a 1 MiB constant key into the binary.
@@ -1299,6 +1298,7 @@ fn lane_last(tree: &Tree, sink: &str, lane: Lane) -> Result<Option<u64>, StoreEr
     Ok(Some(lo))
 }
 
+/// The first entry of a sink's lane at or after `from`.
 fn lane_head(
     tree: &Tree,
     sink: &str,
