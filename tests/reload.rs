@@ -54,23 +54,61 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("config");
 }
 
+/// The press gateway, running on its config file, polled at least twice.
+struct Running {
+    dir: tempfile::TempDir,
+    peers: support::press::Peers,
+    listen: String,
+    base: String,
+    text: String,
+    path: std::path::PathBuf,
+    gw: std::process::Child,
+    /// The running config's hash, as /status gives it.
+    first: String,
+}
+
+impl Running {
+    async fn start() -> Running {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let peers = support::press::Peers::start(500).await;
+        let listen = format!("127.0.0.1:{}", free_port());
+        let base = format!("http://{listen}");
+        let text = peers.config(dir.path(), &listen);
+        let path = dir.path().join("gw.toml");
+        write(&path, &text);
+        let gw = spawn_gateway(&path);
+        let first = eventually(Duration::from_secs(60), "the gateway up", || async {
+            let s = status(&base).await?;
+            let n = s["sources"]["press1"]["samples"].as_u64()?;
+            (n >= 2).then(|| s["config_hash"].as_str().map(str::to_string))?
+        })
+        .await;
+        Running {
+            dir,
+            peers,
+            listen,
+            base,
+            text,
+            path,
+            gw,
+            first,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peers = support::press::Peers::start(500).await;
+    let Running {
+        dir: _dir,
+        peers,
+        listen: _,
+        base,
+        text,
+        path,
+        mut gw,
+        first,
+    } = Running::start().await;
     let (regs, odoo, wo) = (&peers.regs, &peers.odoo, peers.workorder);
-    let listen = format!("127.0.0.1:{}", free_port());
-    let base = format!("http://{listen}");
-    let text = peers.config(dir.path(), &listen);
-    let path = dir.path().join("gw.toml");
-    write(&path, &text);
-    let mut gw = spawn_gateway(&path);
-    let first = eventually(Duration::from_secs(60), "the gateway up", || async {
-        let s = status(&base).await?;
-        let n = s["sources"]["press1"]["samples"].as_u64()?;
-        (n >= 2).then(|| s["config_hash"].as_str().map(str::to_string))?
-    })
-    .await;
 
     // Odoo away: parts wait in the queue.
     odoo.stop().await;
@@ -139,20 +177,16 @@ async fn sighup_applies_a_valid_config_and_refuses_an_invalid_one() {
 /// the previous config running again, and says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_cannot_start_runs_the_previous_config_again() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let peers = support::press::Peers::start(500).await;
-    let listen = format!("127.0.0.1:{}", free_port());
-    let base = format!("http://{listen}");
-    let text = peers.config(dir.path(), &listen);
-    let path = dir.path().join("gw.toml");
-    write(&path, &text);
-    let mut gw = spawn_gateway(&path);
-    let first = eventually(Duration::from_secs(60), "the gateway up", || async {
-        let s = status(&base).await?;
-        let n = s["sources"]["press1"]["samples"].as_u64()?;
-        (n >= 2).then(|| s["config_hash"].as_str().map(str::to_string))?
-    })
-    .await;
+    let Running {
+        dir: _dir,
+        peers: _peers,
+        listen,
+        base,
+        text,
+        path,
+        mut gw,
+        first,
+    } = Running::start().await;
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let busy = taken.local_addr().expect("addr").to_string();
