@@ -574,7 +574,7 @@ async fn wait_for_stop_signal() {
 }
 
 async fn run(config_path: PathBuf) -> ExitCode {
-    let running = match Running::load(&config_path) {
+    let mut running = match Running::load(&config_path) {
         Ok(r) => r,
         Err(e) => return report_config_error(&e),
     };
@@ -584,7 +584,6 @@ async fn run(config_path: PathBuf) -> ExitCode {
     };
     init_logging(cfg.log.format, false);
     let sources = cfg.sources.len();
-    let mut running = running.with_hash(&cfg);
     let mut gateway = match Gateway::start(cfg).await {
         Ok(g) => g,
         Err(e) => {
@@ -654,26 +653,11 @@ async fn stop_within_grace(gateway: Gateway) -> bool {
 /// largest thing in memory); the text is parsed again if it is needed.
 struct Running {
     text: String,
-    hash: String,
 }
 
 impl Running {
     fn load(path: &std::path::Path) -> Result<Running, config::ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| config::ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(Running {
-            text,
-            hash: String::new(),
-        })
-    }
-
-    fn with_hash(self, config: &config::Config) -> Running {
-        Running {
-            hash: config.hash.clone(),
-            ..self
-        }
+        config::read(path).map(|text| Running { text })
     }
 
     /// The config this text gives (it gave it before: the same text, the
@@ -714,7 +698,7 @@ async fn reload(
     let checked = apart(move || {
         Running::load(&at).and_then(|r| {
             let c = config::check(&r.text, &at)?;
-            Ok((r.with_hash(&c), c))
+            Ok((r, c))
         })
     })
     .await;
@@ -727,7 +711,8 @@ async fn reload(
             return Ok((gateway, running));
         }
     };
-    if next.hash == running.hash {
+    // The config's hash is the text's: the same text is the same config.
+    if next.text == running.text {
         tracing::info!("config unchanged; nothing to reload");
         gateway.telemetry.reload(None);
         return Ok((gateway, running));
@@ -736,11 +721,11 @@ async fn reload(
     if !stop_within_grace(gateway).await {
         return Err(ExitCode::from(2));
     }
-    let sources = new.sources.len();
+    let (sources, hash) = (new.sources.len(), new.hash.clone());
     match Gateway::start(new).await {
         Ok(g) => {
             g.telemetry.reload(None);
-            tracing::info!(config_hash = %next.hash, "config reloaded");
+            tracing::info!(config_hash = %hash, "config reloaded");
             plantgate::heap::release_free_pages();
             systemd::ready(&format!("reloaded: {sources} sources"));
             Ok((g, next))

@@ -560,12 +560,17 @@ impl ProductionTarget {
     }
 }
 
-/// Read and validate a config file.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+/// A config file's text.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,
-    })?;
+    })
+}
+
+/// Read and validate a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read(path)?;
     parse(&text, path)
 }
 
@@ -580,10 +585,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 /// CA and OPC UA files readable, trust dirs listable, the data dir
 /// writable or creatable, the listen address this host's).
 pub fn load_checked(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read(path)?;
     check(&text, path)
 }
 
