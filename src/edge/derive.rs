@@ -158,18 +158,20 @@ mod tests {
     use super::*;
     use crate::model::{Millis, TagTable};
 
-    /// The tests' tags and derived tags.
+    /// The tests' tags and derived tags, in id order.
+    const NAMES: [&str; 8] = [
+        "good",
+        "scrap",
+        "temp",
+        "a",
+        "b",
+        "net",
+        "hot_and_busy",
+        "ratio",
+    ];
+
     fn table() -> TagTable {
-        TagTable::new([
-            "good",
-            "scrap",
-            "temp",
-            "a",
-            "b",
-            "net",
-            "hot_and_busy",
-            "ratio",
-        ])
+        TagTable::new(NAMES)
     }
 
     fn id(name: &str) -> TagId {
@@ -177,20 +179,7 @@ mod tests {
     }
 
     fn name(id: TagId) -> &'static str {
-        let t = table();
-        [
-            "good",
-            "scrap",
-            "temp",
-            "a",
-            "b",
-            "net",
-            "hot_and_busy",
-            "ratio",
-        ]
-        .into_iter()
-        .find(|n| t.id(n) == Some(id))
-        .expect("in the table")
+        NAMES.get(id.index()).copied().expect("in the table")
     }
 
     fn derived(name: &str, expr: &str, inputs: &[&str]) -> DerivedTag {
